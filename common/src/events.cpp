@@ -276,15 +276,17 @@ void write_fields(JsonWriter& w, const TrackerGoodbye& e) {
   w.uuid(e.event_id);
 }
 
+// Field order follows the reference implementation's serializer (WIRE-FORMAT.md's examples), where
+// it differs from the order of the spec's table.
 void write_fields(JsonWriter& w, const ClientJoinRequested& e) {
   w.name("EventId");
   w.uuid(e.event_id);
-  w.name("HashAlgorithm");
-  w.string(e.hash_algorithm);
   if (e.fragment_size_bytes) {
     w.name("FragmentSize");
     w.integer(*e.fragment_size_bytes);
   }
+  w.name("HashAlgorithm");
+  w.string(e.hash_algorithm);
   w.name("KnownFileInfos");
   write_file_infos(w, e.known_file_infos);
   w.name("StoredFragments");
@@ -452,15 +454,15 @@ struct DeliveredFrame {
 
 DeliveredFrame delivered_frame(const Uuid& event_id, const Hash& hash, const std::set<ClientId>& receivers) {
   DeliveredFrame frame;
-  frame.head = R"({"EventId":")" + event_id.to_string() + R"(","Hash":")" + hash.to_hex() + R"(","Data":")";
-  frame.tail = R"(","Receivers":[)";
+  frame.head = R"({"EventId":")" + event_id.to_string() + R"(","Hash":")" + hash.to_hex() + R"(","Receivers":[)";
   bool first = true;
   for (const auto& receiver : receivers) {
-    if (!first) frame.tail += ',';
-    append_json_string(frame.tail, receiver);
+    if (!first) frame.head += ',';
+    append_json_string(frame.head, receiver);
     first = false;
   }
-  frame.tail += "]}";
+  frame.head += R"(],"Data":")";
+  frame.tail = R"("})";
   return frame;
 }
 

@@ -1,1 +1,528 @@
-// filled in below
+#include "mqds/tracker.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+#include "mqds/limits.hpp"
+#include "mqds/placement.hpp"
+
+namespace mqds {
+
+namespace {
+
+template <class T>
+bool contains_all(const std::set<T>& superset, const std::set<T>& subset) {
+  return std::includes(superset.begin(), superset.end(), subset.begin(), subset.end());
+}
+
+}  // namespace
+
+Tracker::Tracker(TrackerConfig config, TrackerSnapshot snapshot, Random& random)
+    : config_(config), random_(random), seen_(config.seen_events_max) {
+  if (config_.fragment_size_bytes <= 0 || config_.fragment_size_bytes > limits::fragment_size_bytes_max)
+    throw std::invalid_argument("fragment size out of range");
+  if (config_.replicas == 0) throw std::invalid_argument("replicas must be at least 1");
+  view_.set_fragment_size(config_.fragment_size_bytes);
+  view_.set_revision(snapshot.revision);
+  for (auto& [hash, file] : snapshot.files) view_.put_file(hash, std::move(file));
+  for (const auto& [hash, fragment] : snapshot.fragments) view_.put_fragment(hash, fragment.size_bytes);
+  staged_ = std::move(snapshot.staged);
+  holdings_ = std::move(snapshot.holdings);
+}
+
+Output Tracker::start(std::int64_t now_ms) {
+  Output out;
+  distribute_after_ms_ = now_ms + config_.startup_settle_ms;
+  // Clients of the previous run are not registered any more; a new Revision makes every event of
+  // the previous run stale for them.
+  bump_revision(now_ms, out);
+  for (const auto& [hash, size] : staged_) schedule(hash, distribute_after_ms_);
+  out.publish(TrackerHello{random_.next_uuid()});
+  out.log(LogLevel::notice, "tracker started: " + std::to_string(view_.files().size()) + " files, " +
+                                std::to_string(view_.fragments().size()) + " fragments, " +
+                                std::to_string(staged_.size()) + " staged, revision " +
+                                std::to_string(view_.revision()));
+  return out;
+}
+
+Output Tracker::goodbye(std::int64_t now_ms) {
+  Output out;
+  out.publish(TrackerGoodbye{random_.next_uuid()});
+  std::vector<ClientId> clients;
+  for (const auto& [id, meta] : view_.clients()) clients.push_back(id);
+  for (const auto& id : clients) view_.remove_client(id);
+  joins_.clear();
+  rounds_.clear();
+  bump_revision(now_ms, out);
+  return out;
+}
+
+MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender, std::string_view topic,
+                                  std::string_view payload) {
+  MessageResult result;
+  Output& out = result.output;
+  const auto type = event_type_for_topic(topic);
+  if (!type) return result;  // not a protocol topic: none of the tracker's business
+  if (is_tracker_issued(*type)) {
+    ++metrics_.events_rejected;
+    result.verdict = Verdict::drop;
+    out.log(LogLevel::warning, "dropped a message from '" + sender + "' on " + std::string(topic) +
+                                   ": only the tracker publishes there");
+    return result;
+  }
+  if (sender.empty() || sender.size() > limits::client_id_bytes_max) {
+    ++metrics_.events_rejected;
+    result.verdict = Verdict::drop;
+    out.log(LogLevel::warning, "dropped a message on " + std::string(topic) + ": client id empty or over " +
+                                   std::to_string(limits::client_id_bytes_max) + " bytes");
+    return result;
+  }
+
+  DecodeResult decoded = decode(topic, payload);
+  if (!decoded.ok()) {
+    ++metrics_.events_rejected;
+    result.verdict = Verdict::drop;
+    const std::string problem = "malformed " + std::string(event_name(*type)) + ": " + decoded.error().to_string();
+    out.log(LogLevel::warning, "from '" + sender + "': " + problem);
+    if (*type == EventType::client_join_requested) deny(sender, denial::other, problem, std::nullopt, out);
+    return result;
+  }
+  const Event& event = decoded.event();
+  const Uuid event_id = std::visit([](const auto& e) { return e.event_id; }, event);
+  if (!seen_.first_time(event_id)) {
+    ++metrics_.events_duplicated;
+    result.verdict = Verdict::drop;
+    out.log(LogLevel::debug, "dropped duplicate " + std::string(event_name(*type)) + " " + event_id.to_string() +
+                                 " from '" + sender + "'");
+    return result;
+  }
+
+  switch (*type) {
+    case EventType::client_join_requested:
+      on_join_requested(now_ms, sender, std::get<ClientJoinRequested>(event), out);
+      break;
+    case EventType::client_join_succeeded:
+      on_join_succeeded(now_ms, sender, std::get<ClientJoinSucceeded>(event), out);
+      break;
+    case EventType::client_join_failed:
+      on_join_failed(sender, std::get<ClientJoinFailed>(event), out);
+      break;
+    case EventType::client_goodbye: {
+      joins_.erase(sender);
+      ClientGoodbye stamped{event_id, sender, std::nullopt};
+      if (view_.is_registered(sender)) stamped.revision = unregister(now_ms, sender, false, out);
+      result.verdict = Verdict::rewrite;
+      result.rewritten_payload = encode(stamped);
+      out.log(LogLevel::info, "client '" + sender + "' said goodbye");
+      break;
+    }
+    case EventType::fragment_distribution_requested:
+      on_requested(now_ms, sender, std::get<FragmentDistributionRequested>(event), out);
+      break;
+    case EventType::fragment_distribution_obtained:
+      on_obtained(now_ms, sender, std::get<FragmentDistributionObtained>(event).hash, true, out);
+      break;
+    case EventType::fragment_distribution_failed: {
+      const auto& failed = std::get<FragmentDistributionFailed>(event);
+      out.log(LogLevel::info, "client '" + sender + "' failed fragment " + failed.hash.to_hex() + ": " +
+                                  failed.reason.value_or("no reason given"));
+      on_obtained(now_ms, sender, failed.hash, false, out);
+      break;
+    }
+    default:
+      break;
+  }
+  start_rounds(now_ms, out);
+  return result;
+}
+
+void Tracker::deny(const ClientId& client, std::uint32_t code, std::string reason, std::optional<Uuid> request,
+                   Output& out) {
+  ++metrics_.joins_denied;
+  out.log(LogLevel::notice, "denied join of '" + client + "' (code " + std::to_string(code) + "): " + reason);
+  out.publish(ClientJoinDenied{random_.next_uuid(), client, code, std::move(reason), request}, client);
+}
+
+void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender, const ClientJoinRequested& e,
+                                Output& out) {
+  if (view_.is_registered(sender)) unregister(now_ms, sender, true, out);
+  joins_.erase(sender);  // a new request supersedes one in progress
+  if (joins_.size() >= config_.joins_in_flight_max) {
+    deny(sender, denial::other,
+         "too many joins in progress (" + std::to_string(joins_.size()) + "); join again later", e.event_id, out);
+    return;
+  }
+  if (view_.clients().size() >= config_.registered_clients_max) {
+    deny(sender, denial::other,
+         "the service has its maximum of " + std::to_string(config_.registered_clients_max) + " clients",
+         e.event_id, out);
+    return;
+  }
+  std::map<ClientId, std::set<std::string>> claimed;
+  for (const auto& [id, join] : joins_) claimed.emplace(id, join.plan.client.endpoints);
+  static const std::set<Hash> none;
+  auto named = holdings_.find(sender);
+  JoinPlan plan = view_.plan_join(sender, e, claimed, named == holdings_.end() ? none : named->second);
+  if (auto* denied = std::get_if<JoinDenial>(&plan)) {
+    deny(sender, denied->reason_code, std::move(denied->reason), e.event_id, out);
+    return;
+  }
+  auto& accepted = std::get<JoinAcceptance>(plan);
+  ClientJoinAccepted answer;
+  answer.event_id = random_.next_uuid();
+  answer.client_identifier = sender;
+  answer.fragment_size_bytes = view_.fragment_size_bytes();
+  answer.add_file_infos = accepted.add_file_infos;
+  answer.add_fragment_infos = accepted.add_fragment_infos;
+  answer.remove_file_infos = accepted.remove_file_infos;
+  answer.remove_fragment_infos = accepted.remove_fragment_infos;
+  answer.clients = accepted.clients;
+  answer.request_event_id = e.event_id;
+  answer.revision = view_.revision();
+  answer.replicas = config_.replicas;
+  // Only the joining client needs the answer (diagram 000: others ignore it), and it can be the
+  // largest event of all: it goes to that client alone.
+  out.publish(answer, sender);
+  ++metrics_.joins_accepted;
+  out.log(LogLevel::info, "accepted join of '" + sender + "': " + std::to_string(accepted.new_files.size()) +
+                              " new files, " + std::to_string(accepted.new_fragments.size()) + " new fragments, " +
+                              std::to_string(accepted.remove_fragment_infos.size()) + " fragments to delete");
+  joins_[sender] = PendingJoin{e.event_id, std::move(accepted), now_ms + config_.join_timeout_ms};
+}
+
+void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender, const ClientJoinSucceeded& e,
+                                Output& out) {
+  auto it = joins_.find(sender);
+  if (it == joins_.end() || (e.request_event_id && *e.request_event_id != it->second.request_event_id)) {
+    out.log(LogLevel::debug, "ClientJoinSucceeded from '" + sender + "' answers no join in progress: ignored");
+    return;
+  }
+  PendingJoin join = std::move(it->second);
+  joins_.erase(it);
+  if (!view_.still_consistent(join.plan)) {
+    deny(sender, denial::other, "the service's view changed during the join; join again", join.request_event_id,
+         out);
+    return;
+  }
+  for (const auto& [hash, file] : join.plan.new_files) {
+    view_.put_file(hash, file);
+    out.storage.push_back(store::PutFile{hash, file});
+  }
+  for (const auto& [hash, fragment] : join.plan.new_fragments) {
+    view_.put_fragment(hash, fragment.size_bytes);
+    out.storage.push_back(store::PutFragmentInfo{hash, fragment.size_bytes});
+  }
+  view_.put_client(sender, join.plan.client);
+  holdings_[sender] = join.plan.client.stored_fragments;
+  out.storage.push_back(store::PutHoldings{sender, join.plan.client.stored_fragments});
+  ClientRegistered registered;
+  registered.event_id = random_.next_uuid();
+  registered.client_identifier = sender;
+  registered.info = view_.clients().at(sender);
+  registered.added_files = std::move(join.plan.new_files);
+  registered.added_fragments = std::move(join.plan.new_fragments);
+  registered.revision = bump_revision(now_ms, out);
+  out.publish(registered);
+  ++metrics_.clients_registered;
+  out.log(LogLevel::notice, "client '" + sender + "' registered with " +
+                                std::to_string(registered.info.stored_fragments.size()) + " fragments");
+  for (const auto& hash : registered.info.stored_fragments)
+    if (staged_.count(hash) && !rounds_.count(hash)) release_if_replicated(hash, out);
+  unpark_all(now_ms);
+}
+
+void Tracker::on_join_failed(const ClientId& sender, const ClientJoinFailed& e, Output& out) {
+  auto it = joins_.find(sender);
+  if (it == joins_.end() || (e.request_event_id && *e.request_event_id != it->second.request_event_id)) return;
+  joins_.erase(it);
+  out.log(LogLevel::notice, "client '" + sender + "' failed its join: " + e.reason.value_or("no reason given"));
+}
+
+void Tracker::on_requested(std::int64_t now_ms, const ClientId& sender, const FragmentDistributionRequested& e,
+                           Output& out) {
+  if (!view_.is_registered(sender)) {
+    out.log(LogLevel::debug, "request for " + e.hash.to_hex() + " from unregistered '" + sender + "': ignored");
+    return;
+  }
+  auto it = rounds_.find(e.hash);
+  if (it == rounds_.end() || it->second.delivering || !it->second.targets.count(sender)) {
+    out.log(LogLevel::debug, "request for " + e.hash.to_hex() + " from '" + sender +
+                                 "' outside its distribution: ignored");
+    return;
+  }
+  it->second.answered.insert(sender);
+  it->second.receivers.insert(sender);
+  advance_round(now_ms, e.hash, out);
+}
+
+void Tracker::on_obtained(std::int64_t now_ms, const ClientId& sender, const Hash& hash, bool ok, Output& out) {
+  auto it = rounds_.find(hash);
+  if (it == rounds_.end()) return;
+  Round& round = it->second;
+  if (!round.delivering) {
+    // A target that cannot take the fragment says so with Failed instead of Requested.
+    if (!ok && round.targets.count(sender)) {
+      round.answered.insert(sender);
+      advance_round(now_ms, hash, out);
+    }
+    return;
+  }
+  if (!round.receivers.count(sender) || !round.settled.insert(sender).second) return;
+  if (ok)
+    round.obtained.insert(sender);
+  else
+    ++metrics_.deliveries_failed;
+  advance_round(now_ms, hash, out);
+}
+
+std::uint64_t Tracker::unregister(std::int64_t now_ms, const ClientId& client, bool publish_goodbye, Output& out) {
+  view_.remove_client(client);
+  const std::uint64_t revision = bump_revision(now_ms, out);
+  if (publish_goodbye) out.publish(ClientGoodbye{random_.next_uuid(), client, revision});
+  std::vector<Hash> affected;
+  for (auto& [hash, round] : rounds_) {
+    bool member = round.targets.erase(client) + round.answered.erase(client) + round.receivers.erase(client) +
+                  round.obtained.erase(client) + round.settled.erase(client);
+    if (member) affected.push_back(hash);
+  }
+  for (const auto& hash : affected) advance_round(now_ms, hash, out);
+  return revision;
+}
+
+Output Tracker::on_disconnect(std::int64_t now_ms, const ClientId& client) {
+  Output out;
+  if (joins_.erase(client)) out.log(LogLevel::info, "client '" + client + "' disconnected during its join");
+  if (view_.is_registered(client)) {
+    ++metrics_.clients_lost;
+    out.log(LogLevel::notice, "client '" + client + "' lost without goodbye; announcing it");
+    unregister(now_ms, client, true, out);
+  }
+  start_rounds(now_ms, out);
+  return out;
+}
+
+std::uint64_t Tracker::bump_revision(std::int64_t now_ms, Output& out) {
+  view_.set_revision(view_.revision() + 1);
+  out.storage.push_back(store::PutRevision{view_.revision()});
+  last_view_event_ms_ = now_ms;
+  return view_.revision();
+}
+
+void Tracker::schedule(const Hash& fragment, std::int64_t not_before_ms) {
+  if (rounds_.count(fragment)) return;
+  parked_.erase(fragment);
+  if (auto it = queued_.find(fragment); it != queued_.end()) {
+    if (it->second->first <= not_before_ms) return;
+    queue_.erase(it->second);
+    queued_.erase(it);
+  }
+  queued_.emplace(fragment, queue_.emplace(not_before_ms, fragment));
+}
+
+void Tracker::unpark_all(std::int64_t now_ms) {
+  const std::set<Hash> parked = std::move(parked_);
+  parked_.clear();
+  for (const auto& hash : parked) schedule(hash, now_ms);
+}
+
+bool Tracker::release_if_replicated(const Hash& hash, Output& out) {
+  if (!staged_.count(hash)) return true;
+  if (view_.holder_count(hash) < config_.replicas) return false;
+  staged_.erase(hash);
+  parked_.erase(hash);
+  if (auto it = queued_.find(hash); it != queued_.end()) {
+    queue_.erase(it->second);
+    queued_.erase(it);
+  }
+  out.storage.push_back(store::DropStaged{hash});
+  return true;
+}
+
+void Tracker::start_rounds(std::int64_t now_ms, Output& out) {
+  if (now_ms < distribute_after_ms_) return;
+  while (rounds_.size() < config_.distributions_in_flight_max && !queue_.empty() &&
+         queue_.begin()->first <= now_ms) {
+    const Hash hash = queue_.begin()->second;
+    queue_.erase(queue_.begin());
+    queued_.erase(hash);
+    auto staged = staged_.find(hash);
+    if (staged == staged_.end() || release_if_replicated(hash, out)) continue;
+    const auto targets = distribution_targets(view_, hash, staged->second, config_.replicas);
+    if (targets.empty()) {
+      parked_.insert(hash);
+      continue;
+    }
+    Round round;
+    round.size_bytes = staged->second;
+    round.targets.insert(targets.begin(), targets.end());
+    round.deadline_ms = now_ms + config_.request_timeout_ms;
+    rounds_.emplace(hash, std::move(round));
+    ++metrics_.distributions_started;
+    out.publish(FragmentDistributionStarted{random_.next_uuid(), hash, staged->second});
+  }
+}
+
+void Tracker::advance_round(std::int64_t now_ms, const Hash& hash, Output& out) {
+  auto it = rounds_.find(hash);
+  if (it == rounds_.end()) return;
+  Round& round = it->second;
+  if (!round.delivering) {
+    if (contains_all(round.answered, round.targets)) deliver(now_ms, hash, round, out);
+  } else if (contains_all(round.settled, round.receivers)) {
+    end_round(now_ms, hash, out);
+  }
+}
+
+void Tracker::deliver(std::int64_t now_ms, const Hash& hash, Round& round, Output& out) {
+  if (round.receivers.empty()) {
+    // Nobody asked (every target declined or stayed silent): nothing was sent, nothing to end.
+    rounds_.erase(hash);
+    schedule(hash, now_ms + config_.retry_delay_ms);
+    return;
+  }
+  round.delivering = true;
+  round.deadline_ms = now_ms + config_.delivery_timeout_ms;
+  const StagedDelivery delivery{random_.next_uuid(), hash, round.receivers};
+  for (const auto& receiver : round.receivers)
+    out.publishes.push_back(
+        Publish{std::string(topics::fragment_distribution_delivered), {}, receiver, delivery, 2});
+}
+
+void Tracker::end_round(std::int64_t now_ms, const Hash& hash, Output& out) {
+  auto it = rounds_.find(hash);
+  Round round = std::move(it->second);
+  rounds_.erase(it);
+  for (const auto& receiver : round.receivers)
+    if (!round.settled.count(receiver)) ++metrics_.deliveries_failed;  // never confirmed in time
+
+  FragmentDistributionEnded ended{random_.next_uuid(), hash, round.size_bytes, round.obtained, std::nullopt};
+  ended.revision = bump_revision(now_ms, out);
+  view_.apply_ended(ended);
+  out.storage.push_back(store::PutFragmentInfo{hash, round.size_bytes});
+  for (const auto& receiver : round.obtained) {
+    holdings_[receiver].insert(hash);
+    out.storage.push_back(store::AddHolding{receiver, hash});
+  }
+  out.publish(ended);
+  ++metrics_.distributions_ended;
+  metrics_.distributed_bytes += static_cast<std::uint64_t>(round.size_bytes) * round.obtained.size();
+  if (!release_if_replicated(hash, out))
+    schedule(hash, round.obtained.empty() ? now_ms + config_.retry_delay_ms : now_ms);
+}
+
+Output Tracker::on_tick(std::int64_t now_ms) {
+  Output out;
+  std::vector<ClientId> expired_joins;
+  for (const auto& [id, join] : joins_)
+    if (join.deadline_ms <= now_ms) expired_joins.push_back(id);
+  for (const auto& id : expired_joins) {
+    const PendingJoin join = std::move(joins_.at(id));
+    joins_.erase(id);
+    ++metrics_.joins_timed_out;
+    deny(id, denial::other,
+         "join timed out: no ClientJoinSucceeded within " + std::to_string(config_.join_timeout_ms) + " ms",
+         join.request_event_id, out);
+  }
+  std::vector<Hash> expired_rounds;
+  for (const auto& [hash, round] : rounds_)
+    if (round.deadline_ms <= now_ms) expired_rounds.push_back(hash);
+  for (const auto& hash : expired_rounds) {
+    Round& round = rounds_.at(hash);
+    if (round.delivering)
+      end_round(now_ms, hash, out);
+    else
+      deliver(now_ms, hash, round, out);
+  }
+  start_rounds(now_ms, out);
+  if (now_ms - last_view_event_ms_ >= config_.revision_beacon_ms) {
+    out.publish(TrackerRevision{random_.next_uuid(), view_.revision()});
+    last_view_event_ms_ = now_ms;
+  }
+  return out;
+}
+
+IngestResult Tracker::add_file(std::int64_t now_ms, const Hash& hash, const FileMetadata& metadata,
+                               const std::map<Hash, std::int64_t>& staged_sizes) {
+  IngestResult result;
+  Output& out = result.output;
+  const auto sizes = DistributionView::expected_fragment_sizes(metadata, view_.fragment_size_bytes());
+  if (!sizes) {
+    result.error = "file " + hash.to_hex() + ": " + std::to_string(metadata.fragment_sequence.size()) +
+                   " fragments do not make " + std::to_string(metadata.size_bytes) + " bytes at FragmentSize " +
+                   std::to_string(view_.fragment_size_bytes());
+    return result;
+  }
+  for (std::size_t i = 0; i < sizes->size(); ++i) {
+    const Hash& fragment = metadata.fragment_sequence[i];
+    std::optional<std::int64_t> known;
+    if (auto s = staged_sizes.find(fragment); s != staged_sizes.end()) known = s->second;
+    else if (auto t = staged_.find(fragment); t != staged_.end()) known = t->second;
+    else if (auto f = view_.fragments().find(fragment); f != view_.fragments().end()) known = f->second.size_bytes;
+    if (!known) {
+      result.error = "file " + hash.to_hex() + ": fragment " + std::to_string(i) + " (" + fragment.to_hex() +
+                     ") is neither staged nor known to the service";
+      return result;
+    }
+    if (*known != (*sizes)[i]) {
+      result.error = "file " + hash.to_hex() + ": fragment " + std::to_string(i) + " has " +
+                     std::to_string(*known) + " bytes where " + std::to_string((*sizes)[i]) + " are expected";
+      return result;
+    }
+  }
+  if (auto existing = view_.files().find(hash); existing != view_.files().end()) {
+    if (!(existing->second == metadata)) {
+      result.error = "file " + hash.to_hex() + " is already published with other metadata";
+      return result;
+    }
+  } else {
+    view_.put_file(hash, metadata);
+    out.storage.push_back(store::PutFile{hash, metadata});
+    FileInfoPublished published{random_.next_uuid(), hash, metadata.size_bytes, metadata.fragment_sequence,
+                                std::nullopt};
+    published.revision = bump_revision(now_ms, out);
+    out.publish(published);
+    ++metrics_.files_published;
+    metrics_.ingested_bytes += static_cast<std::uint64_t>(metadata.size_bytes);
+    out.log(LogLevel::notice, "published file " + hash.to_hex() + " (" + std::to_string(metadata.size_bytes) +
+                                  " bytes, " + std::to_string(metadata.fragment_sequence.size()) + " fragments)");
+  }
+  for (const auto& [fragment, size] : staged_sizes) {
+    staged_[fragment] = size;
+    if (!release_if_replicated(fragment, out)) schedule(fragment, now_ms);
+  }
+  start_rounds(now_ms, out);
+  return result;
+}
+
+std::optional<std::int64_t> Tracker::next_deadline_ms() const {
+  std::int64_t next = last_view_event_ms_ + config_.revision_beacon_ms;
+  for (const auto& [id, join] : joins_) next = std::min(next, join.deadline_ms);
+  for (const auto& [hash, round] : rounds_) next = std::min(next, round.deadline_ms);
+  if (!queue_.empty() && rounds_.size() < config_.distributions_in_flight_max)
+    next = std::min(next, std::max(queue_.begin()->first, distribute_after_ms_));
+  return next;
+}
+
+TrackerGauges Tracker::gauges() const {
+  TrackerGauges g;
+  g.registered_clients = view_.clients().size();
+  g.files = view_.files().size();
+  g.fragments = view_.fragments().size();
+  g.staged_fragments = staged_.size();
+  g.distributions_in_flight = rounds_.size();
+  g.joins_in_flight = joins_.size();
+  std::map<Hash, std::size_t> holders;
+  for (const auto& [id, meta] : view_.clients())
+    for (const auto& hash : meta.stored_fragments) ++holders[hash];
+  auto short_of_replicas = [&](const Hash& hash) {
+    auto it = holders.find(hash);
+    return it == holders.end() || it->second < config_.replicas;
+  };
+  for (const auto& [hash, fragment] : view_.fragments()) g.under_replicated_fragments += short_of_replicas(hash);
+  for (const auto& [hash, size] : staged_)
+    if (!view_.fragments().count(hash)) g.under_replicated_fragments += short_of_replicas(hash);
+  return g;
+}
+
+}  // namespace mqds

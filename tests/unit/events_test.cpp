@@ -112,7 +112,7 @@ TEST(EventTrackerGoodbye, Errors) {
 }
 
 constexpr std::string_view join_requested_golden =
-    R"({"EventId":")" ID R"(","HashAlgorithm":"SHA256","FragmentSize":1024,)"
+    R"({"EventId":")" ID R"(","FragmentSize":1024,"HashAlgorithm":"SHA256",)"
     R"("KnownFileInfos":{")" HB R"(":{"Size":1,"FragmentSequence":[")" HA R"("]}},)"
     R"("StoredFragments":{")" HA R"(":{"Size":1}},)"
     R"("Endpoints":["grpc://10.243.138.183:50051"],"Capacity":1048576,"ObtainedFragments":{")" HC R"(":{"Size":7}}})";
@@ -544,7 +544,7 @@ TEST(EventFragmentDistributionRequested, Errors) {
 }
 
 constexpr std::string_view delivered_golden =
-    R"({"EventId":")" ID R"(","Hash":")" HB R"(","Data":"SGVsbG8gV29ybGQh","Receivers":["c1","c2"]})";
+    R"({"EventId":")" ID R"(","Hash":")" HB R"(","Receivers":["c1","c2"],"Data":"SGVsbG8gV29ybGQh"})";
 
 TEST(EventFragmentDistributionDelivered, GoldenRoundTrip) {
   expect_golden(FragmentDistributionDelivered{uuid(ID), hash(HB), bytes("Hello World!"), {"c1", "c2"}},

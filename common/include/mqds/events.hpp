@@ -7,11 +7,17 @@
 // Extension fields (all optional, so the C# implementation ignores them and still interoperates):
 // - "Revision" on the tracker's view-changing events and "tracker/revision": lets a torrent
 //   server notice a lost event (a gap) and rejoin, as seed 003's revision numbers do.
-// - "RequestEventId" on ClientJoinAccepted/ClientJoinDenied: which request they answer, so a late
-//   answer to an earlier attempt is not mistaken for the answer to the current one.
+// - "RequestEventId" on ClientJoinAccepted, ClientJoinDenied, ClientJoinSucceeded and
+//   ClientJoinFailed: which join request they answer, so a late answer to an earlier attempt is not
+//   mistaken for the answer to the current one.
+// - "Replicas" on ClientJoinAccepted: the service's replication factor k, which torrent servers
+//   need to compute the same placement as the tracker.
 // - "ClientIdentifier" on ClientGoodbye: stamped by the tracker from the publishing connection,
 //   because the spec's ClientGoodbye does not say who leaves.
 // - "Capacity" (bytes) on ClientJoinRequested and ClientMetadata: placement respects free space.
+// - "ObtainedFragments" on ClientJoinRequested: fragments the server confirmed with Obtained but
+//   whose Ended it has not seen. The tracker keeps those that an Ended named it for and lists the
+//   rest in RemoveFragmentInfos, so a connection lost between Obtained and Ended loses no replica.
 // - "Reason" on ClientJoinFailed and FragmentDistributionFailed: a human-readable cause.
 #pragma once
 
@@ -81,6 +87,7 @@ struct ClientJoinRequested {
   FragmentInfos stored_fragments;
   std::set<std::string> endpoints;
   std::optional<std::int64_t> capacity_bytes;
+  FragmentInfos obtained_fragments;  // extension; omitted when empty
   friend bool operator==(const ClientJoinRequested&, const ClientJoinRequested&) = default;
 };
 
@@ -95,6 +102,7 @@ struct ClientJoinAccepted {
   std::map<ClientId, ClientMetadata> clients;
   std::optional<Uuid> request_event_id;
   std::optional<std::uint64_t> revision;
+  std::optional<std::uint64_t> replicas;
   friend bool operator==(const ClientJoinAccepted&, const ClientJoinAccepted&) = default;
 };
 
@@ -109,12 +117,14 @@ struct ClientJoinDenied {
 
 struct ClientJoinSucceeded {
   Uuid event_id;
+  std::optional<Uuid> request_event_id;
   friend bool operator==(const ClientJoinSucceeded&, const ClientJoinSucceeded&) = default;
 };
 
 struct ClientJoinFailed {
   Uuid event_id;
   std::optional<std::string> reason;
+  std::optional<Uuid> request_event_id;
   friend bool operator==(const ClientJoinFailed&, const ClientJoinFailed&) = default;
 };
 

@@ -1,0 +1,85 @@
+// What a state machine asks its adapter to do after one input.
+//
+// The adapter applies `storage` in one transaction and makes it durable, THEN sends `publishes` in
+// order. That order is what makes "durable before acknowledged" hold for every event: an
+// Obtained, a ClientJoinSucceeded or an Ended is only ever sent after the data it speaks of is on
+// disk. If the commit fails, nothing is sent and the adapter rebuilds the machine from its store.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "mqds/events.hpp"
+
+namespace mqds {
+
+// Storage effects. The tracker uses the file, fragment-info, revision, staging and holding ones; a
+// torrent server the file, fragment-size and fragment ones.
+namespace store {
+struct PutFile { Hash hash; FileMetadata metadata; };
+struct DeleteFile { Hash hash; };
+struct PutFragmentInfo { Hash hash; std::int64_t size_bytes; };
+struct PutRevision { std::uint64_t revision; };
+struct PutFragmentSize { std::int64_t size_bytes; };
+// Tracker: the staged copy of a fragment is no longer needed (it reached its replicas).
+struct DropStaged { Hash hash; };
+// Tracker: the ledger of which fragments each client (registered or not) was named for.
+struct AddHolding { ClientId client; Hash hash; };
+struct PutHoldings { ClientId client; std::set<Hash> hashes; };
+// Torrent server: keep a verified fragment apart from the persisted ones until Ended names us.
+struct PutTemporaryFragment { Hash hash; Bytes data; };
+struct PersistFragment { Hash hash; };
+// Deletes a temporary or persisted fragment.
+struct DeleteFragment { Hash hash; };
+}  // namespace store
+
+using StorageEffect =
+    std::variant<store::PutFile, store::DeleteFile, store::PutFragmentInfo, store::PutRevision,
+                 store::PutFragmentSize, store::DropStaged, store::AddHolding, store::PutHoldings,
+                 store::PutTemporaryFragment,
+                 store::PersistFragment, store::DeleteFragment>;
+
+// A FragmentDistributionDelivered whose Data is the staged fragment: the adapter encodes it with
+// encode_delivered_into() straight from its store, so fragment content never passes through the
+// core and is read once per delivery.
+struct StagedDelivery {
+  Uuid event_id;
+  Hash hash;
+  std::set<ClientId> receivers;
+};
+
+struct Publish {
+  std::string topic;
+  std::string payload;                 // empty when `staged` is set
+  std::optional<ClientId> to;          // deliver to this client only
+  std::optional<StagedDelivery> staged;
+  int qos = 2;                         // WIRE-FORMAT.md: events go at QoS 2, never retained
+};
+
+enum class LogLevel : std::uint8_t { debug, info, notice, warning, error };
+
+struct LogLine {
+  LogLevel level;
+  std::string text;
+};
+
+struct Output {
+  std::vector<StorageEffect> storage;
+  std::vector<Publish> publishes;
+  std::vector<LogLine> logs;
+  // Set when the process cannot go on without an operator (a torrent server whose stored data has
+  // another fragment size than the service): the adapter logs it and exits non-zero.
+  std::optional<std::string> fatal;
+
+  bool empty() const { return storage.empty() && publishes.empty() && logs.empty() && !fatal; }
+  void log(LogLevel level, std::string text) { logs.push_back({level, std::move(text)}); }
+  void publish(const Event& event, std::optional<ClientId> to = std::nullopt) {
+    publishes.push_back({std::string(topic_of(event)), encode(event), std::move(to), std::nullopt, 2});
+  }
+};
+
+}  // namespace mqds

@@ -1,0 +1,135 @@
+// The Torrent Server of the specification as a state machine with no I/O.
+//
+// Theory of operation. The adapter (mqds-edge, or the simulation) reports the broker connection
+// (on_connected/on_disconnected), every message on the torrent server's subscriptions, and time.
+// Each call returns an Output: storage effects to commit durably, then events to publish.
+//
+// Phases: disconnected -> (connected) joining -> awaiting_registration -> registered.
+// - Join (diagram 000): on connecting, on TrackerHello, and whenever it finds its view out of date,
+//   the server sends ClientJoinRequested with what it stores; it applies ClientJoinAccepted
+//   (deleting what the tracker says conflicts), answers ClientJoinSucceeded, and is registered when
+//   ClientRegistered names it. A timeout or a denial for "Other" retries with jittered backoff;
+//   a denial the operator must fix (fragment size, hash algorithm, endpoint) is fatal.
+// - Distribution (diagram 001): on Started it asks for the fragment if placement, computed from
+//   its own view, names it and it has room; it verifies Delivered data against the hash, stores
+//   it as temporary, confirms Obtained, and persists it when Ended names it (else deletes it).
+// - View: ClientRegistered, ClientGoodbye, FileInfoPublished and Ended change it. They carry a
+//   Revision; a gap means an event was lost, and the server rejoins to get the current view.
+// A temporary fragment lives until an Ended says whether to persist or delete it, or, if that Ended
+// is lost (a broken connection, a restart), until the next join: the request reports it as
+// obtained and the tracker keeps it only if an Ended named this server for it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "mqds/events.hpp"
+#include "mqds/output.hpp"
+#include "mqds/random.hpp"
+#include "mqds/seen_events.hpp"
+#include "mqds/view.hpp"
+
+namespace mqds {
+
+struct TorrentConfig {
+  ClientId client_id;
+  std::set<std::string> endpoints;
+  std::optional<std::int64_t> capacity_bytes;  // nullopt: unlimited
+  std::size_t default_replicas = 3;            // until ClientJoinAccepted says otherwise
+  std::int64_t join_timeout_ms = 10'000;          // ClientJoinRequested -> Accepted/Denied
+  std::int64_t registration_timeout_ms = 10'000;  // ClientJoinSucceeded -> ClientRegistered
+  std::int64_t join_retry_min_ms = 1'000;
+  std::int64_t join_retry_max_ms = 30'000;
+  std::int64_t request_timeout_ms = 30'000;  // Requested -> Delivered
+  std::size_t pending_requests_max = 64;
+  std::size_t seen_events_max = 16'384;
+};
+
+// What the server keeps across restarts: its data, verified by the adapter at start-up.
+struct TorrentSnapshot {
+  std::optional<std::int64_t> fragment_size_bytes;
+  FileInfos files;
+  FragmentInfos stored_fragments;     // persisted and intact
+  FragmentInfos temporary_fragments;  // obtained, intact, not yet persisted
+};
+
+enum class TorrentPhase : std::uint8_t { disconnected, unregistered, joining, awaiting_registration, registered };
+std::string_view phase_name(TorrentPhase phase);
+
+struct TorrentMetrics {
+  std::uint64_t joins_requested = 0;
+  std::uint64_t registrations = 0;
+  std::uint64_t fragments_requested = 0;
+  std::uint64_t fragments_obtained = 0;
+  std::uint64_t fragments_persisted = 0;
+  std::uint64_t deliveries_rejected = 0;    // wrong hash or size
+  std::uint64_t deliveries_unexpected = 0;  // a Delivered that does not name this server
+  std::uint64_t revision_gaps = 0;
+  std::uint64_t events_rejected = 0;        // malformed
+};
+
+class TorrentServer {
+ public:
+  TorrentServer(TorrentConfig config, TorrentSnapshot snapshot, Random& random);
+
+  Output on_connected(std::int64_t now_ms);
+  Output on_disconnected(std::int64_t now_ms);
+  Output on_message(std::int64_t now_ms, std::string_view topic, std::string_view payload);
+  Output on_tick(std::int64_t now_ms);
+  // Client Goodbye: the adapter publishes it, then disconnects.
+  Output goodbye(std::int64_t now_ms);
+
+  std::optional<std::int64_t> next_deadline_ms() const;
+
+  TorrentPhase phase() const { return phase_; }
+  const ClientId& client_id() const { return config_.client_id; }
+  const DistributionView& view() const { return view_; }
+  const FragmentInfos& stored_fragments() const { return stored_; }
+  std::size_t temporary_count() const { return temporaries_.size(); }
+  const TorrentMetrics& metrics() const { return metrics_; }
+  std::optional<std::int64_t> fragment_size_bytes() const { return fragment_size_bytes_; }
+
+ private:
+  struct Timed {
+    std::int64_t size_bytes;
+    std::int64_t deadline_ms;
+  };
+
+  void send_join(std::int64_t now_ms, Output& out);
+  void leave_registration(Output& out);
+  void retry_later(std::int64_t now_ms, Output& out);
+  // True if a view-changing event with this Revision is the next one to apply.
+  bool next_in_sequence(std::int64_t now_ms, std::optional<std::uint64_t> revision, Output& out);
+
+  void on_accepted(std::int64_t now_ms, const ClientJoinAccepted& e, Output& out);
+  void on_denied(std::int64_t now_ms, const ClientJoinDenied& e, Output& out);
+  void on_registered(std::int64_t now_ms, const ClientRegistered& e, Output& out);
+  void on_ended(std::int64_t now_ms, const FragmentDistributionEnded& e, Output& out);
+  void on_started(std::int64_t now_ms, const FragmentDistributionStarted& e, Output& out);
+  void on_delivered(FragmentDistributionDelivered& e, Output& out);
+  bool has_room_for(std::int64_t size_bytes) const;
+
+  TorrentConfig config_;
+  Random& random_;
+  SeenEvents seen_;
+  TorrentMetrics metrics_;
+
+  TorrentPhase phase_ = TorrentPhase::disconnected;
+  DistributionView view_;  // files are persisted; the rest is rebuilt by every join
+  std::optional<std::int64_t> fragment_size_bytes_;
+  FragmentInfos stored_;
+  FragmentInfos temporaries_;
+  std::map<Hash, Timed> requested_;
+  std::size_t replicas_;
+
+  Uuid join_request_id_;
+  std::int64_t phase_deadline_ms_ = 0;
+  std::optional<std::int64_t> retry_at_ms_;
+  std::int64_t retry_backoff_ms_;
+};
+
+}  // namespace mqds

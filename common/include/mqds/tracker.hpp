@@ -1,0 +1,206 @@
+// The Tracker Server of the specification as a state machine with no I/O.
+//
+// Theory of operation. The adapter (the Mosquitto plugin, or the simulation's bus) feeds every
+// message a client publishes on a protocol topic to on_message() with the publisher's client id,
+// which the broker knows and the payload cannot forge. It also reports lost connections
+// (on_disconnect), the passage of time (on_tick) and files it has staged (add_file). Each call
+// returns an Output: storage effects to commit durably, then events to publish.
+//
+// - Join (diagram 000): ClientJoinRequested is checked against the view (plan_join); denial, or
+//   ClientJoinAccepted with what the client must add and remove, then a timeout. Only on
+//   ClientJoinSucceeded is the client registered and announced in ClientRegistered. A request
+//   from a registered client first unregisters it (a rejoin starts from a clean slate).
+// - Goodbye and loss: a registered client that says goodbye or whose connection is lost is removed
+//   from the view; everybody learns who it was from the ClientIdentifier the tracker stamps into
+//   the ClientGoodbye (a rewritten payload, or one the tracker publishes).
+// - Distribution (diagram 001): staged fragments go out in rounds, at most
+//   `distributions_in_flight_max` at once. Started; the clients that placement chose ask with
+//   Requested; Delivered goes to those clients only; each confirms Obtained once its temporary copy
+//   is durable; Ended names who obtained it and changes the view. When a fragment has `replicas`
+//   holders its staged copy is dropped; otherwise another round follows after `retry_delay_ms`,
+//   or when a client registers if no client can take it now.
+// - A ledger of holdings remembers which fragments each client was named for, also while it is
+//   away, so a client that lost its connection between Obtained and Ended keeps that replica.
+// - Every view change increments the Revision carried by the event that announces it, so a torrent
+//   server that misses one notices the gap and rejoins; when quiet, TrackerRevision repeats it.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "mqds/events.hpp"
+#include "mqds/output.hpp"
+#include "mqds/random.hpp"
+#include "mqds/seen_events.hpp"
+#include "mqds/view.hpp"
+
+namespace mqds {
+
+struct TrackerConfig {
+  std::int64_t fragment_size_bytes = 1024 * 1024;
+  std::size_t replicas = 3;
+  std::int64_t join_timeout_ms = 10'000;
+  std::int64_t request_timeout_ms = 5'000;    // Started -> Requested
+  std::int64_t delivery_timeout_ms = 30'000;  // Delivered -> Obtained
+  std::int64_t retry_delay_ms = 5'000;        // a fragment short of replicas tries again after this
+  std::int64_t revision_beacon_ms = 5'000;
+  std::int64_t startup_settle_ms = 2'000;     // lets clients rejoin before distribution resumes
+  std::size_t joins_in_flight_max = 64;
+  std::size_t distributions_in_flight_max = 16;
+  std::size_t registered_clients_max = 10'000;
+  std::size_t seen_events_max = 65'536;
+};
+
+// What the tracker keeps across restarts. Registered clients are not part of it: a restart drops
+// every connection, and clients rejoin after TrackerHello.
+struct TrackerSnapshot {
+  FileInfos files;
+  FragmentInfos fragments;
+  std::uint64_t revision = 0;
+  std::map<Hash, std::int64_t> staged;  // fragments whose content is in staging, with their size
+  // For every client ever registered: the fragments it was last known to hold (named by an Ended
+  // or reported at its registration). Survives its absence and tracker restarts.
+  std::map<ClientId, std::set<Hash>> holdings;
+};
+
+enum class Verdict : std::uint8_t {
+  pass,     // deliver the message to its subscribers unchanged
+  rewrite,  // deliver `rewritten_payload` instead
+  drop,     // do not deliver (the plugin answers MOSQ_ERR_ACL_DENIED)
+};
+
+struct MessageResult {
+  Output output;
+  Verdict verdict = Verdict::pass;
+  std::string rewritten_payload;
+};
+
+struct IngestResult {
+  Output output;
+  std::string error;  // empty on success
+  bool ok() const { return error.empty(); }
+};
+
+struct TrackerMetrics {
+  std::uint64_t joins_accepted = 0;
+  std::uint64_t joins_denied = 0;
+  std::uint64_t joins_timed_out = 0;
+  std::uint64_t clients_registered = 0;
+  std::uint64_t clients_lost = 0;  // disconnected without ClientGoodbye
+  std::uint64_t files_published = 0;
+  std::uint64_t distributions_started = 0;
+  std::uint64_t distributions_ended = 0;
+  std::uint64_t deliveries_failed = 0;  // a receiver that failed or never confirmed
+  std::uint64_t distributed_bytes = 0;  // fragment bytes confirmed by receivers
+  std::uint64_t ingested_bytes = 0;     // content of published files
+  std::uint64_t events_rejected = 0;    // malformed, or on a topic the sender may not use
+  std::uint64_t events_duplicated = 0;
+};
+
+struct TrackerGauges {
+  std::size_t registered_clients = 0;
+  std::size_t files = 0;
+  std::size_t fragments = 0;
+  std::size_t under_replicated_fragments = 0;  // known or staged, with fewer holders than replicas
+  std::size_t staged_fragments = 0;
+  std::size_t distributions_in_flight = 0;
+  std::size_t joins_in_flight = 0;
+};
+
+class Tracker {
+ public:
+  Tracker(TrackerConfig config, TrackerSnapshot snapshot, Random& random);
+
+  // Tracker Server Startup, step 3: TrackerHello. The adapter has subscribed (tracker_subscriptions()).
+  Output start(std::int64_t now_ms);
+  // Tracker Server Goodbye. The plugin cannot deliver it at broker shutdown; a lost connection
+  // means the same to torrent servers.
+  Output goodbye(std::int64_t now_ms);
+
+  MessageResult on_message(std::int64_t now_ms, const ClientId& sender, std::string_view topic,
+                           std::string_view payload);
+  Output on_disconnect(std::int64_t now_ms, const ClientId& client);
+  Output on_tick(std::int64_t now_ms);
+
+  // A file whose fragments the adapter has staged durably. `staged_sizes` are the fragments it
+  // staged for this file (a fragment already known to the service need not be staged again).
+  // Publishes FileInfoPublished and queues the staged fragments for distribution.
+  IngestResult add_file(std::int64_t now_ms, const Hash& hash, const FileMetadata& metadata,
+                        const std::map<Hash, std::int64_t>& staged_sizes);
+
+  // When on_tick() next has work; nullopt if it has none (adapters may still tick regularly).
+  std::optional<std::int64_t> next_deadline_ms() const;
+
+  const DistributionView& view() const { return view_; }
+  const TrackerConfig& config() const { return config_; }
+  const TrackerMetrics& metrics() const { return metrics_; }
+  TrackerGauges gauges() const;
+  bool is_staged(const Hash& fragment) const { return staged_.count(fragment) != 0; }
+  const std::map<ClientId, std::set<Hash>>& holdings() const { return holdings_; }
+  std::size_t joins_in_flight() const { return joins_.size(); }
+
+ private:
+  struct PendingJoin {
+    Uuid request_event_id;
+    JoinAcceptance plan;
+    std::int64_t deadline_ms;
+  };
+  struct Round {
+    bool delivering = false;
+    std::int64_t size_bytes = 0;
+    std::set<ClientId> targets;    // requesting: whom placement chose
+    std::set<ClientId> answered;   // requesting: requested or declined
+    std::set<ClientId> receivers;  // requesting: who requested; delivering: who was delivered to
+    std::set<ClientId> obtained;
+    std::set<ClientId> settled;    // delivering: obtained or failed
+    std::int64_t deadline_ms = 0;
+  };
+
+  void on_join_requested(std::int64_t now_ms, const ClientId& sender, const ClientJoinRequested& e, Output& out);
+  void on_join_succeeded(std::int64_t now_ms, const ClientId& sender, const ClientJoinSucceeded& e, Output& out);
+  void on_join_failed(const ClientId& sender, const ClientJoinFailed& e, Output& out);
+  void on_requested(std::int64_t now_ms, const ClientId& sender, const FragmentDistributionRequested& e, Output& out);
+  void on_obtained(std::int64_t now_ms, const ClientId& sender, const Hash& hash, bool ok, Output& out);
+
+  void deny(const ClientId& client, std::uint32_t code, std::string reason, std::optional<Uuid> request,
+            Output& out);
+  // Removes a registered client from the view and from its rounds. The ClientGoodbye announcing it
+  // carries the returned Revision; with `publish_goodbye` the tracker publishes it itself (a lost
+  // client), otherwise the caller forwards the client's own, rewritten.
+  std::uint64_t unregister(std::int64_t now_ms, const ClientId& client, bool publish_goodbye, Output& out);
+  std::uint64_t bump_revision(std::int64_t now_ms, Output& out);
+
+  void schedule(const Hash& fragment, std::int64_t not_before_ms);
+  void unpark_all(std::int64_t now_ms);
+  void start_rounds(std::int64_t now_ms, Output& out);
+  void deliver(std::int64_t now_ms, const Hash& hash, Round& round, Output& out);
+  void end_round(std::int64_t now_ms, const Hash& hash, Output& out);
+  // Called when a round's membership shrinks or grows: moves it on if nobody is left to wait for.
+  void advance_round(std::int64_t now_ms, const Hash& hash, Output& out);
+  // Drops the staged copy once the fragment has its replicas; true if it did.
+  bool release_if_replicated(const Hash& hash, Output& out);
+
+  TrackerConfig config_;
+  Random& random_;
+  DistributionView view_;
+  SeenEvents seen_;
+  TrackerMetrics metrics_;
+
+  std::map<ClientId, PendingJoin> joins_;
+  std::map<Hash, std::int64_t> staged_;      // hash -> size
+  std::map<ClientId, std::set<Hash>> holdings_;
+  std::map<Hash, Round> rounds_;
+  using Queue = std::multimap<std::int64_t, Hash>;
+  Queue queue_;                              // staged fragments waiting for a round, by time
+  std::map<Hash, Queue::iterator> queued_;
+  std::set<Hash> parked_;                    // no client can take them until the view changes
+  std::int64_t distribute_after_ms_ = 0;
+  std::int64_t last_view_event_ms_ = 0;
+};
+
+}  // namespace mqds

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test suite, as CI runs it: installs what is missing, then builds and tests three
+# configurations: the default (OpenSSL), the mbedTLS backend, and AddressSanitizer +
+# UndefinedBehaviorSanitizer. Warnings are errors. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=${MQDS_JOBS:-2}
+
+run() {  # name, cmake args...
+  local name=$1
+  shift
+  echo "=== $name: build"
+  MQDS_BUILD_DIR="build-test-$name" MQDS_CMAKE_ARGS="-DMQDS_WERROR=ON $*" scripts/setup.sh
+  echo "=== $name: test"
+  (cd "build-test-$name" && ctest --output-on-failure -j"$jobs")
+}
+
+run default
+run mbedtls -DMQDS_CRYPTO=mbedtls -DMQDS_SIM_SEEDS=200
+run sanitize -DMQDS_SANITIZE=ON -DMQDS_SIM_SEEDS=200
+echo "=== all configurations passed"

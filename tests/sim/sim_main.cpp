@@ -1,0 +1,65 @@
+// Runs the simulation over a range of seeds. A failing seed is printed with the command that
+// replays it alone, with every participant's log.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "sim/simulation.hpp"
+
+int main(int argc, char** argv) {
+  std::uint64_t first = 0, count = 100;
+  bool verbose = false;
+  for (int a = 1; a < argc; ++a) {
+    const std::string arg = argv[a];
+    auto value = [&]() -> std::uint64_t {
+      if (a + 1 >= argc) {
+        std::fprintf(stderr, "%s needs a number\n", arg.c_str());
+        std::exit(2);
+      }
+      return std::strtoull(argv[++a], nullptr, 10);
+    };
+    if (arg == "--first") first = value();
+    else if (arg == "--count") count = value();
+    else if (arg == "--seed") { first = value(); count = 1; verbose = true; }
+    else if (arg == "--quiet-seed") { first = value(); count = 1; }
+    else {
+      std::fprintf(stderr, "usage: %s [--first N --count M | --seed N]\n", argv[0]);
+      return 2;
+    }
+  }
+  const auto started = std::chrono::steady_clock::now();
+  std::uint64_t passed = 0, failed = 0, slowest_ms = 0, messages = 0, crashes = 0;
+  for (std::uint64_t seed = first; seed < first + count; ++seed) {
+    mqds::sim::Options options;
+    options.seed = seed;
+    options.verbose = verbose;
+    const auto r = mqds::sim::run(options);
+    messages += r.messages_delivered;
+    crashes += r.crashes + r.broker_restarts;
+    if (r.ok) {
+      ++passed;
+      slowest_ms = std::max<std::uint64_t>(slowest_ms, static_cast<std::uint64_t>(r.converged_after_ms));
+    } else {
+      ++failed;
+      std::printf("seed %llu FAILED: %s\n  replay: %s --seed %llu\n", static_cast<unsigned long long>(seed),
+                  r.failure.c_str(), argv[0], static_cast<unsigned long long>(seed));
+    }
+    if (verbose)
+      std::printf("seed %llu: %llu torrents, %llu files, %llu fragments, %llu messages (%llu dropped, %llu duplicated), "
+                  "%llu crashes, %llu broker restarts, converged %lld ms after faults\n",
+                  static_cast<unsigned long long>(seed), static_cast<unsigned long long>(r.torrents),
+                  static_cast<unsigned long long>(r.files), static_cast<unsigned long long>(r.fragments),
+                  static_cast<unsigned long long>(r.messages_delivered), static_cast<unsigned long long>(r.messages_dropped),
+                  static_cast<unsigned long long>(r.messages_duplicated), static_cast<unsigned long long>(r.crashes),
+                  static_cast<unsigned long long>(r.broker_restarts), static_cast<long long>(r.converged_after_ms));
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::printf("simulation: seeds %llu..%llu, %llu messages, %llu crashes, slowest convergence %llu ms of simulated time, %.1f s\n",
+              static_cast<unsigned long long>(first), static_cast<unsigned long long>(first + count - 1),
+              static_cast<unsigned long long>(messages), static_cast<unsigned long long>(crashes),
+              static_cast<unsigned long long>(slowest_ms), seconds);
+  std::printf("%llu passed, %llu failed\n", static_cast<unsigned long long>(passed), static_cast<unsigned long long>(failed));
+  return failed == 0 ? 0 : 1;
+}

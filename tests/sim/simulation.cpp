@@ -1,0 +1,465 @@
+#include "sim/simulation.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <queue>
+#include <set>
+#include <vector>
+
+#include "mqds/fragmenter.hpp"
+#include "mqds/random.hpp"
+#include "mqds/torrent.hpp"
+#include "mqds/tracker.hpp"
+#include "support/memory_store.hpp"
+
+namespace mqds::sim {
+namespace {
+
+using testing::TorrentMemoryStore;
+using testing::TrackerMemoryStore;
+
+constexpr std::int64_t tick_ms = 100;             // the broker's main loop when idle
+constexpr std::int64_t keepalive_loss_ms = 7'500;  // 1.5 x a 5 s keepalive
+
+struct Node {
+  TorrentConfig config;
+  TorrentMemoryStore store;
+  std::unique_ptr<SplitMix64> random;
+  std::unique_ptr<TorrentServer> machine;  // null while the process is down
+  bool connected = false;
+  std::uint64_t epoch = 0;      // a new value for every connection; stale traffic is dropped
+  bool session_open = false;    // the broker still believes the old connection is alive
+  std::uint64_t session_epoch = 0;
+  std::uint64_t unexpected_deliveries = 0;
+};
+
+class Simulation {
+ public:
+  explicit Simulation(const Options& options) : options_(options), rng_(options.seed * 0x9E3779B97F4A7C15ull + 1) {}
+
+  Result run();
+
+ private:
+  struct Action {
+    std::int64_t time_ms;
+    std::uint64_t seq;
+    std::function<void()> fn;
+    bool operator>(const Action& o) const { return time_ms != o.time_ms ? time_ms > o.time_ms : seq > o.seq; }
+  };
+
+  void at(std::int64_t time_ms, std::function<void()> fn) { actions_.push({time_ms, seq_++, std::move(fn)}); }
+  bool chance(double p) { return static_cast<double>(rng_.next_u64() >> 11) * 0x1.0p-53 < p; }
+  std::int64_t between(std::int64_t lo, std::int64_t hi) {
+    return lo + static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(hi - lo + 1)));
+  }
+  void violation(const std::string& what) {
+    if (failure_.empty()) failure_ = "t=" + std::to_string(now_) + "ms: " + what;
+  }
+  void log(const std::string& who, const Output& out) {
+    if (!options_.verbose) return;
+    for (const auto& line : out.logs) std::printf("%8lld %-10s %s\n", static_cast<long long>(now_), who.c_str(), line.text.c_str());
+  }
+
+  void transmit(std::function<void()> fn);
+  void client_publish(std::size_t i, const Publish& p);
+  void arrive_at_broker(std::size_t i, std::uint64_t epoch, const Publish& p);
+  void deliver(std::size_t i, const std::string& topic, const std::string& payload);
+  void broadcast(const std::string& topic, const std::string& payload);
+  void apply_torrent(std::size_t i, Output out);
+  void apply_tracker(Output out);
+
+  void tick();
+  void crash(std::size_t i, bool graceful);
+  void lose_connection(std::size_t i);
+  void broker_notices_loss(std::size_t i);
+  void restart(std::size_t i);
+  void connect(std::size_t i);
+  void broker_crash();
+  void broker_start();
+  void ingest();
+  void end_faults();
+  std::string check_converged() const;
+  std::size_t index_of(const ClientId& id) const;
+
+  Options options_;
+  SplitMix64 rng_;
+  std::int64_t now_ = 0;
+  std::uint64_t seq_ = 0;
+  std::priority_queue<Action, std::vector<Action>, std::greater<>> actions_;
+
+  // Scenario, all drawn from the seed.
+  double drop_ = 0, duplicate_ = 0;
+  std::int64_t delay_max_ms_ = 1;
+  bool faults_ = true;
+  TrackerConfig tracker_config_;
+
+  std::vector<Node> nodes_;
+  TrackerMemoryStore tracker_store_;
+  std::unique_ptr<SplitMix64> tracker_random_;
+  std::unique_ptr<Tracker> tracker_;
+  std::vector<Bytes> contents_;  // ingested files, for files that share content
+
+  std::set<std::pair<ClientId, Hash>> named_in_ended_;
+  std::string failure_;
+  Result result_;
+};
+
+void Simulation::transmit(std::function<void()> fn) {
+  if (!faults_) {
+    ++result_.messages_delivered;
+    at(now_ + 2, std::move(fn));  // one fixed delay: every link is FIFO again
+    return;
+  }
+  if (chance(drop_)) {
+    ++result_.messages_dropped;
+    return;
+  }
+  const int copies = chance(duplicate_) ? 2 : 1;
+  if (copies == 2) ++result_.messages_duplicated;
+  for (int c = 0; c < copies; ++c) {
+    ++result_.messages_delivered;
+    at(now_ + between(1, delay_max_ms_), fn);
+  }
+}
+
+std::size_t Simulation::index_of(const ClientId& id) const {
+  for (std::size_t i = 0; i < nodes_.size(); ++i)
+    if (nodes_[i].config.client_id == id) return i;
+  return nodes_.size();
+}
+
+void Simulation::client_publish(std::size_t i, const Publish& p) {
+  const std::uint64_t epoch = nodes_[i].epoch;
+  transmit([this, i, epoch, p] { arrive_at_broker(i, epoch, p); });
+}
+
+void Simulation::arrive_at_broker(std::size_t i, std::uint64_t epoch, const Publish& p) {
+  Node& node = nodes_[i];
+  // A TCP connection that is gone delivers nothing more.
+  if (!tracker_ || !node.connected || node.epoch != epoch) return;
+  MessageResult r = tracker_->on_message(now_, node.config.client_id, p.topic, p.payload);
+  const Verdict verdict = r.verdict;
+  std::string payload = verdict == Verdict::rewrite ? std::move(r.rewritten_payload) : p.payload;
+  apply_tracker(std::move(r.output));
+  if (verdict != Verdict::drop) broadcast(p.topic, payload);
+}
+
+void Simulation::deliver(std::size_t i, const std::string& topic, const std::string& payload) {
+  if (i >= nodes_.size() || !nodes_[i].connected) return;
+  const std::uint64_t epoch = nodes_[i].epoch;
+  transmit([this, i, epoch, topic, payload] {
+    Node& node = nodes_[i];
+    if (!node.machine || !node.connected || node.epoch != epoch) return;
+    apply_torrent(i, node.machine->on_message(now_, topic, payload));
+  });
+}
+
+void Simulation::broadcast(const std::string& topic, const std::string& payload) {
+  const auto subscriptions = torrent_subscriptions();
+  if (std::find(subscriptions.begin(), subscriptions.end(), topic) == subscriptions.end()) return;
+  for (std::size_t i = 0; i < nodes_.size(); ++i) deliver(i, topic, payload);
+}
+
+void Simulation::apply_torrent(std::size_t i, Output out) {
+  Node& node = nodes_[i];
+  log(node.config.client_id, out);
+  if (out.fatal) violation(node.config.client_id + " stopped: " + *out.fatal);
+  try {
+    node.store.apply(out.storage);
+  } catch (const std::exception& e) {
+    violation(node.config.client_id + " store: " + e.what());
+  }
+  for (const auto& p : out.publishes) client_publish(i, p);
+}
+
+void Simulation::apply_tracker(Output out) {
+  log("tracker", out);
+  try {
+    tracker_store_.apply(out.storage);
+  } catch (const std::exception& e) {
+    violation(std::string("tracker store: ") + e.what());
+  }
+  for (const auto& p : out.publishes) {
+    if (p.staged) {
+      if (!p.to || !p.staged->receivers.count(*p.to)) violation("Delivered sent to a client that is not a receiver");
+      if (!tracker_store_.staged.count(p.staged->hash)) {
+        violation("Delivered of a fragment not in staging");
+        continue;
+      }
+      deliver(index_of(*p.to), p.topic, tracker_store_.delivered_payload(*p.staged));
+      continue;
+    }
+    if (p.topic == topics::fragment_distribution_delivered) violation("Delivered published without targeting");
+    if (p.topic == topics::fragment_distribution_ended) {
+      DecodeResult d = decode(p.topic, p.payload);
+      if (!d.ok()) {
+        violation("tracker published an undecodable Ended: " + d.error().to_string());
+      } else {
+        const auto& ended = std::get<FragmentDistributionEnded>(d.event());
+        for (const auto& receiver : ended.receivers) named_in_ended_.emplace(receiver, ended.hash);
+      }
+    }
+    if (p.to)
+      deliver(index_of(*p.to), p.topic, p.payload);
+    else
+      broadcast(p.topic, p.payload);
+  }
+}
+
+void Simulation::tick() {
+  for (std::size_t i = 0; i < nodes_.size(); ++i)
+    if (nodes_[i].machine) apply_torrent(i, nodes_[i].machine->on_tick(now_));
+  if (tracker_) apply_tracker(tracker_->on_tick(now_));
+  at(now_ + tick_ms, [this] { tick(); });
+}
+
+void Simulation::broker_notices_loss(std::size_t i) {
+  Node& node = nodes_[i];
+  if (!node.session_open) return;
+  node.session_open = false;
+  if (tracker_) apply_tracker(tracker_->on_disconnect(now_, node.config.client_id));
+}
+
+void Simulation::crash(std::size_t i, bool graceful) {
+  Node& node = nodes_[i];
+  if (!node.machine) return;
+  ++result_.crashes;
+  if (graceful && node.connected) {
+    Output out = node.machine->goodbye(now_);
+    apply_torrent(i, std::move(out));
+  }
+  node.unexpected_deliveries += node.machine->metrics().deliveries_unexpected;
+  node.machine.reset();
+  if (node.connected) {
+    node.connected = false;
+    ++node.epoch;
+    const std::uint64_t session = node.session_epoch;
+    // A clean DISCONNECT is seen at once; a dead board only when its keepalive runs out.
+    at(now_ + (graceful ? 50 : keepalive_loss_ms + between(0, 1'000)), [this, i, session] {
+      if (nodes_[i].session_epoch == session) broker_notices_loss(i);
+    });
+  }
+  at(now_ + between(500, 15'000), [this, i] { restart(i); });
+}
+
+void Simulation::lose_connection(std::size_t i) {
+  Node& node = nodes_[i];
+  if (!node.machine || !node.connected) return;
+  node.connected = false;
+  ++node.epoch;
+  apply_torrent(i, node.machine->on_disconnected(now_));
+  const std::uint64_t session = node.session_epoch;
+  at(now_ + keepalive_loss_ms + between(0, 1'000), [this, i, session] {
+    if (nodes_[i].session_epoch == session) broker_notices_loss(i);
+  });
+  at(now_ + between(200, 10'000), [this, i] { connect(i); });
+}
+
+void Simulation::restart(std::size_t i) {
+  Node& node = nodes_[i];
+  if (node.machine) return;
+  node.machine = std::make_unique<TorrentServer>(node.config, node.store.snapshot(), *node.random);
+  connect(i);
+}
+
+void Simulation::connect(std::size_t i) {
+  Node& node = nodes_[i];
+  if (!node.machine || node.connected) return;
+  if (!tracker_) {
+    at(now_ + between(500, 2'000), [this, i] { connect(i); });  // the daemon's reconnect backoff
+    return;
+  }
+  // Session takeover: the broker drops the old connection (and reports it) before the new one.
+  if (node.session_open) broker_notices_loss(i);
+  node.session_open = true;
+  node.session_epoch = ++node.epoch;
+  node.connected = true;
+  apply_torrent(i, node.machine->on_connected(now_));
+}
+
+void Simulation::broker_crash() {
+  if (!tracker_) return;
+  ++result_.broker_restarts;
+  tracker_.reset();
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    Node& node = nodes_[i];
+    node.session_open = false;
+    if (!node.connected) continue;
+    node.connected = false;
+    ++node.epoch;
+    apply_torrent(i, node.machine->on_disconnected(now_));
+    at(now_ + between(1'000, 10'000), [this, i] { connect(i); });
+  }
+  at(now_ + between(500, 8'000), [this] { broker_start(); });
+}
+
+void Simulation::broker_start() {
+  if (tracker_) return;
+  tracker_ = std::make_unique<Tracker>(tracker_config_, tracker_store_.snapshot(), *tracker_random_);
+  apply_tracker(tracker_->start(now_));
+}
+
+void Simulation::ingest() {
+  if (!tracker_) {
+    at(now_ + 1'000, [this] { ingest(); });
+    return;
+  }
+  const std::int64_t fragment_size = tracker_config_.fragment_size_bytes;
+  Bytes content;
+  if (!contents_.empty() && chance(0.2)) {
+    // A file that shares its leading fragments with an earlier one.
+    content = contents_[rng_.below(contents_.size())];
+    const auto extra = between(1, fragment_size * 3);
+    for (std::int64_t b = 0; b < extra; ++b) content.push_back(static_cast<std::uint8_t>(rng_.next_u64()));
+  } else {
+    const auto size = chance(0.05) ? 0 : between(1, fragment_size * 24);
+    content.resize(static_cast<std::size_t>(size));
+    for (auto& b : content) b = static_cast<std::uint8_t>(rng_.next_u64());
+  }
+  contents_.push_back(content);
+  std::map<Hash, std::int64_t> staged_sizes;
+  Fragmenter fragmenter(fragment_size, [&](const Fragment& f) {
+    // The adapter stages each fragment durably before the tracker hears of the file.
+    tracker_store_.staged[f.hash] = Bytes(f.data.begin(), f.data.end());
+    staged_sizes[f.hash] = static_cast<std::int64_t>(f.data.size());
+  });
+  fragmenter.feed(content);
+  const FileDigest digest = fragmenter.finish();
+  IngestResult r = tracker_->add_file(now_, digest.hash, digest.metadata, staged_sizes);
+  if (!r.ok()) violation("add_file refused a file: " + r.error);
+  apply_tracker(std::move(r.output));
+  ++result_.files;
+}
+
+void Simulation::end_faults() {
+  faults_ = false;
+  if (!tracker_) broker_start();
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    if (!nodes_[i].machine)
+      restart(i);
+    else
+      connect(i);
+  }
+}
+
+std::string Simulation::check_converged() const {
+  if (!tracker_) return "the broker is down";
+  if (tracker_->joins_in_flight() != 0) return std::to_string(tracker_->joins_in_flight()) + " joins in flight";
+  const DistributionView& truth = tracker_->view();
+  for (const auto& node : nodes_) {
+    const ClientId& id = node.config.client_id;
+    if (!node.machine) return id + " is down";
+    if (node.machine->phase() != TorrentPhase::registered)
+      return id + " is " + std::string(phase_name(node.machine->phase()));
+    const DistributionView& view = node.machine->view();
+    if (!(view == truth))
+      return id + "'s view differs: revision " + std::to_string(view.revision()) + " vs " +
+             std::to_string(truth.revision()) + ", files " + std::to_string(view.files().size()) + " vs " +
+             std::to_string(truth.files().size()) + ", fragments " + std::to_string(view.fragments().size()) + " vs " +
+             std::to_string(truth.fragments().size()) + ", clients " + std::to_string(view.clients().size()) + " vs " +
+             std::to_string(truth.clients().size());
+    if (!node.store.temporary.empty()) return id + " still has temporary fragments";
+    const auto& claimed = truth.clients().at(id).stored_fragments;
+    std::set<Hash> held;
+    for (const auto& [hash, data] : node.store.persisted) held.insert(hash);
+    if (held != claimed)
+      return id + " stores " + std::to_string(held.size()) + " fragments, the view says " +
+             std::to_string(claimed.size());
+    for (const auto& hash : held)
+      if (!named_in_ended_.count({id, hash})) return id + " stores " + hash.to_hex() + " but no Ended named it";
+  }
+  if (tracker_->gauges().staged_fragments != 0)
+    return std::to_string(tracker_->gauges().staged_fragments) + " fragments still staged";
+  for (const auto& [hash, fragment] : truth.fragments())
+    if (truth.holder_count(hash) < tracker_config_.replicas)
+      return "fragment " + hash.to_hex() + " has " + std::to_string(truth.holder_count(hash)) + " holders";
+  return {};
+}
+
+Result Simulation::run() {
+  // The scenario.
+  const std::size_t torrents = static_cast<std::size_t>(between(20, 24));
+  tracker_config_.fragment_size_bytes = between(16, 256);
+  tracker_config_.replicas = static_cast<std::size_t>(between(2, 3));
+  tracker_config_.distributions_in_flight_max = static_cast<std::size_t>(between(1, 16));
+  tracker_config_.startup_settle_ms = 1'000;
+  drop_ = static_cast<double>(between(0, 100)) / 1000.0;
+  duplicate_ = static_cast<double>(between(0, 50)) / 1000.0;
+  delay_max_ms_ = between(5, 800);
+  const double crash_per_s = static_cast<double>(between(0, 30)) / 100.0;
+  result_.torrents = torrents;
+
+  tracker_random_ = std::make_unique<SplitMix64>(rng_.next_u64());
+  for (std::size_t i = 0; i < torrents; ++i) {
+    Node node;
+    node.config.client_id = "edge-" + std::to_string(i);
+    node.config.endpoints = {"mqtt://edge-" + std::to_string(i) + "/fragments"};
+    // A few small boards: placement must route around them.
+    if (chance(0.2)) node.config.capacity_bytes = tracker_config_.fragment_size_bytes * between(5, 40);
+    node.random = std::make_unique<SplitMix64>(rng_.next_u64());
+    nodes_.push_back(std::move(node));
+  }
+
+  broker_start();
+  for (std::size_t i = 0; i < nodes_.size(); ++i) at(between(0, 2'000), [this, i] { restart(i); });
+  at(tick_ms, [this] { tick(); });
+  const int files = static_cast<int>(between(3, 8));
+  for (int f = 0; f < files; ++f) at(between(500, options_.fault_ms * 3 / 5), [this] { ingest(); });
+  for (std::int64_t t = 1'000; t < options_.fault_ms; t += 1'000) {
+    if (!chance(crash_per_s)) continue;
+    at(t, [this] {
+      const auto roll = rng_.below(100);
+      if (roll < 5) {
+        broker_crash();
+      } else {
+        const auto i = static_cast<std::size_t>(rng_.below(nodes_.size()));
+        if (roll < 45) crash(i, false);
+        else if (roll < 65) crash(i, true);
+        else lose_connection(i);
+      }
+    });
+  }
+  at(options_.fault_ms, [this] { end_faults(); });
+
+  const std::int64_t deadline = options_.fault_ms + options_.converge_ms;
+  std::int64_t next_check = options_.fault_ms + 1'000;
+  std::string last_problem = "not checked";
+  while (!actions_.empty() && failure_.empty()) {
+    Action action = actions_.top();
+    actions_.pop();
+    now_ = action.time_ms;
+    if (now_ > deadline) break;
+    try {
+      action.fn();
+    } catch (const std::exception& e) {
+      violation(std::string("exception: ") + e.what());
+    }
+    if (now_ >= next_check) {
+      next_check = now_ + 1'000;
+      last_problem = check_converged();
+      if (last_problem.empty()) {
+        result_.converged_after_ms = now_ - options_.fault_ms;
+        break;
+      }
+    }
+  }
+  for (const auto& node : nodes_) {
+    const std::uint64_t unexpected =
+        node.unexpected_deliveries + (node.machine ? node.machine->metrics().deliveries_unexpected : 0);
+    if (unexpected) violation(node.config.client_id + " received " + std::to_string(unexpected) + " Delivered not addressed to it");
+  }
+  if (failure_.empty() && !last_problem.empty())
+    violation("did not converge within " + std::to_string(options_.converge_ms) + " ms: " + last_problem);
+  result_.fragments = tracker_ ? tracker_->view().fragments().size() : 0;
+  result_.ok = failure_.empty();
+  result_.failure = failure_;
+  return result_;
+}
+
+}  // namespace
+
+Result run(const Options& options) { return Simulation(options).run(); }
+
+}  // namespace mqds::sim

@@ -1,0 +1,106 @@
+// In-memory stores that apply the core's storage effects the way the LMDB stores do: all effects
+// of one step at once. Used by unit tests and the simulation; what they hold survives a simulated
+// crash of the machine that owns them, exactly like a committed transaction.
+#pragma once
+
+#include <map>
+#include <stdexcept>
+#include <variant>
+#include <vector>
+
+#include "mqds/output.hpp"
+#include "mqds/torrent.hpp"
+#include "mqds/tracker.hpp"
+
+namespace mqds::testing {
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+struct TorrentMemoryStore {
+  std::optional<std::int64_t> fragment_size_bytes;
+  FileInfos files;
+  std::map<Hash, Bytes> persisted;
+  std::map<Hash, Bytes> temporary;
+
+  void apply(const std::vector<StorageEffect>& effects) {
+    for (const auto& effect : effects) {
+      std::visit(Overloaded{
+                     [&](const store::PutFile& e) { files[e.hash] = e.metadata; },
+                     [&](const store::DeleteFile& e) { files.erase(e.hash); },
+                     [&](const store::PutFragmentSize& e) { fragment_size_bytes = e.size_bytes; },
+                     [&](const store::PutTemporaryFragment& e) { temporary[e.hash] = e.data; },
+                     [&](const store::PersistFragment& e) {
+                       auto it = temporary.find(e.hash);
+                       if (it == temporary.end()) throw std::logic_error("persist of a fragment not held temporarily");
+                       persisted[e.hash] = std::move(it->second);
+                       temporary.erase(it);
+                     },
+                     [&](const store::DeleteFragment& e) {
+                       temporary.erase(e.hash);
+                       persisted.erase(e.hash);
+                     },
+                     [&](const auto&) { throw std::logic_error("a tracker effect reached a torrent store"); },
+                 },
+                 effect);
+    }
+  }
+
+  TorrentSnapshot snapshot() const {
+    TorrentSnapshot s;
+    s.fragment_size_bytes = fragment_size_bytes;
+    s.files = files;
+    for (const auto& [hash, data] : persisted)
+      s.stored_fragments.emplace(hash, FragmentMetadata{static_cast<std::int64_t>(data.size())});
+    for (const auto& [hash, data] : temporary)
+      s.temporary_fragments.emplace(hash, FragmentMetadata{static_cast<std::int64_t>(data.size())});
+    return s;
+  }
+};
+
+struct TrackerMemoryStore {
+  FileInfos files;
+  FragmentInfos fragments;
+  std::uint64_t revision = 0;
+  std::map<Hash, Bytes> staged;
+  std::map<ClientId, std::set<Hash>> holdings;
+
+  void apply(const std::vector<StorageEffect>& effects) {
+    for (const auto& effect : effects) {
+      std::visit(Overloaded{
+                     [&](const store::PutFile& e) { files[e.hash] = e.metadata; },
+                     [&](const store::PutFragmentInfo& e) { fragments[e.hash] = FragmentMetadata{e.size_bytes}; },
+                     [&](const store::PutRevision& e) { revision = e.revision; },
+                     [&](const store::DropStaged& e) { staged.erase(e.hash); },
+                     [&](const store::AddHolding& e) { holdings[e.client].insert(e.hash); },
+                     [&](const store::PutHoldings& e) { holdings[e.client] = e.hashes; },
+                     [&](const auto&) { throw std::logic_error("a torrent effect reached the tracker store"); },
+                 },
+                 effect);
+    }
+  }
+
+  TrackerSnapshot snapshot() const {
+    TrackerSnapshot s;
+    s.files = files;
+    s.fragments = fragments;
+    s.revision = revision;
+    for (const auto& [hash, data] : staged) s.staged.emplace(hash, static_cast<std::int64_t>(data.size()));
+    s.holdings = holdings;
+    return s;
+  }
+
+  // What the plugin does for a Publish with `staged`: the payload is encoded from the store.
+  std::string delivered_payload(const StagedDelivery& delivery) const {
+    const Bytes& data = staged.at(delivery.hash);
+    std::string payload(delivered_payload_size(delivery.event_id, delivery.hash, data.size(), delivery.receivers), '\0');
+    encode_delivered_into(delivery.event_id, delivery.hash, data, delivery.receivers, payload.data(), payload.size());
+    return payload;
+  }
+};
+
+}  // namespace mqds::testing
