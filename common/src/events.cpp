@@ -369,6 +369,7 @@ void write_fields(JsonWriter& w, const ClientRegistered& e) {
   w.name("AddedFragments");
   write_fragment_infos(w, e.added_fragments);
   write_optional_revision(w, e.revision);
+  write_optional_request_event_id(w, e.request_event_id);
 }
 
 void write_fields(JsonWriter& w, const ClientGoodbye& e) {
@@ -452,7 +453,8 @@ struct DeliveredFrame {
   std::string tail;
 };
 
-DeliveredFrame delivered_frame(const Uuid& event_id, const Hash& hash, const std::set<ClientId>& receivers) {
+DeliveredFrame delivered_frame(const Uuid& event_id, const Hash& hash, const std::set<ClientId>& receivers,
+                               std::optional<std::uint64_t> revision) {
   DeliveredFrame frame;
   frame.head = R"({"EventId":")" + event_id.to_string() + R"(","Hash":")" + hash.to_hex() + R"(","Receivers":[)";
   bool first = true;
@@ -462,7 +464,9 @@ DeliveredFrame delivered_frame(const Uuid& event_id, const Hash& hash, const std
     first = false;
   }
   frame.head += R"(],"Data":")";
-  frame.tail = R"("})";
+  frame.tail = "\"";
+  if (revision) frame.tail += R"(,"Revision":)" + std::to_string(*revision);
+  frame.tail += '}';
   return frame;
 }
 
@@ -802,6 +806,7 @@ ClientRegistered read_client_registered(const Fields& f) {
   e.added_files = read_file_infos(f.required("AddedFiles"), f.path("AddedFiles"));
   e.added_fragments = read_fragment_infos(f.required("AddedFragments"), f.path("AddedFragments"));
   e.revision = read_optional_revision(f);
+  e.request_event_id = read_optional_request_event_id(f);
   return e;
 }
 
@@ -847,6 +852,7 @@ FragmentDistributionDelivered read_fragment_distribution_delivered(const Fields&
   if (e.data.empty()) reject(data_path, "must not be empty");
   if (e.data.size() > data_bytes_max) reject(data_path, exceeds(data_bytes_max, "bytes"));
   e.receivers = read_receivers(f.required("Receivers"), f.path("Receivers"));
+  e.revision = read_optional_revision(f);
   return e;
 }
 
@@ -1015,14 +1021,15 @@ std::span<const std::string_view> torrent_subscriptions() { return torrent_topic
 std::span<const std::string_view> tracker_subscriptions() { return tracker_topic_list; }
 
 std::size_t delivered_payload_size(const Uuid& event_id, const Hash& hash, std::size_t data_size_bytes,
-                                   const std::set<ClientId>& receivers) {
-  const auto frame = delivered_frame(event_id, hash, receivers);
+                                   const std::set<ClientId>& receivers, std::optional<std::uint64_t> revision) {
+  const auto frame = delivered_frame(event_id, hash, receivers, revision);
   return frame.head.size() + base64_encoded_size(data_size_bytes) + frame.tail.size();
 }
 
 void encode_delivered_into(const Uuid& event_id, const Hash& hash, std::span<const std::uint8_t> data,
-                           const std::set<ClientId>& receivers, char* out, std::size_t out_size_bytes) {
-  const auto frame = delivered_frame(event_id, hash, receivers);
+                           const std::set<ClientId>& receivers, char* out, std::size_t out_size_bytes,
+                           std::optional<std::uint64_t> revision) {
+  const auto frame = delivered_frame(event_id, hash, receivers, revision);
   const auto data_text_bytes = base64_encoded_size(data.size());
   // A short buffer is the caller's bug, not bad peer data: refuse before writing anything.
   if (out_size_bytes < frame.head.size() + data_text_bytes + frame.tail.size()) {
@@ -1036,10 +1043,11 @@ void encode_delivered_into(const Uuid& event_id, const Hash& hash, std::span<con
 std::string encode(const Event& event) {
   if (const auto* delivered = std::get_if<FragmentDistributionDelivered>(&event)) {
     std::string text(
-        delivered_payload_size(delivered->event_id, delivered->hash, delivered->data.size(), delivered->receivers),
+        delivered_payload_size(delivered->event_id, delivered->hash, delivered->data.size(), delivered->receivers,
+                               delivered->revision),
         '\0');
     encode_delivered_into(delivered->event_id, delivered->hash, delivered->data, delivered->receivers, text.data(),
-                          text.size());
+                          text.size(), delivered->revision);
     return text;
   }
   JsonWriter writer;

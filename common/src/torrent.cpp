@@ -26,12 +26,15 @@ TorrentServer::TorrentServer(TorrentConfig config, TorrentSnapshot snapshot, Ran
       seen_(config_.seen_events_max),
       fragment_size_bytes_(snapshot.fragment_size_bytes),
       stored_(std::move(snapshot.stored_fragments)),
-      temporaries_(std::move(snapshot.temporary_fragments)),
+
       replicas_(config_.default_replicas),
       retry_backoff_ms_(config_.join_retry_min_ms) {
   if (config_.client_id.empty() || config_.client_id.size() > limits::client_id_bytes_max)
     throw std::invalid_argument("client id must have 1 to " + std::to_string(limits::client_id_bytes_max) + " bytes");
   for (auto& [hash, file] : snapshot.files) view_.put_file(hash, std::move(file));
+  // Their fate is settled by the first join: the request reports them as obtained.
+  for (const auto& [hash, fragment] : snapshot.temporary_fragments)
+    temporaries_.emplace(hash, Temporary{fragment.size_bytes, 0, 0});
   if (fragment_size_bytes_) view_.set_fragment_size(*fragment_size_bytes_);
 }
 
@@ -73,7 +76,7 @@ void TorrentServer::send_join(std::int64_t now_ms, Output& out) {
   if (!stored_.empty() || !view_.files().empty()) request.fragment_size_bytes = fragment_size_bytes_;
   request.known_file_infos = view_.files();
   request.stored_fragments = stored_;
-  request.obtained_fragments = temporaries_;
+  request.obtained_fragments = temporary_infos();
   request.endpoints = config_.endpoints;
   request.capacity_bytes = config_.capacity_bytes;
   join_request_id_ = request.event_id;
@@ -92,12 +95,20 @@ void TorrentServer::retry_later(std::int64_t now_ms, Output& out) {
   retry_backoff_ms_ = std::min(retry_backoff_ms_ * 2, config_.join_retry_max_ms);
 }
 
+FragmentInfos TorrentServer::temporary_infos() const {
+  FragmentInfos infos;
+  for (const auto& [hash, temporary] : temporaries_) infos.emplace(hash, FragmentMetadata{temporary.size_bytes});
+  return infos;
+}
+
 std::optional<std::int64_t> TorrentServer::next_deadline_ms() const {
   std::optional<std::int64_t> next;
   auto consider = [&](std::int64_t t) { next = next ? std::min(*next, t) : t; };
   if (phase_ == TorrentPhase::joining || phase_ == TorrentPhase::awaiting_registration) consider(phase_deadline_ms_);
   if (phase_ == TorrentPhase::unregistered && retry_at_ms_) consider(*retry_at_ms_);
   for (const auto& [hash, t] : requested_) consider(t.deadline_ms);
+  if (phase_ == TorrentPhase::registered)
+    for (const auto& [hash, t] : temporaries_) consider(t.deadline_ms);
   return next;
 }
 
@@ -117,6 +128,17 @@ Output TorrentServer::on_tick(std::int64_t now_ms) {
   }
   for (auto it = requested_.begin(); it != requested_.end();)
     it = it->second.deadline_ms <= now_ms ? requested_.erase(it) : std::next(it);
+  if (phase_ == TorrentPhase::registered) {
+    for (const auto& [hash, temporary] : temporaries_) {
+      if (temporary.deadline_ms > now_ms) continue;
+      // Deleting could lose a replica the tracker counts on, keeping it could keep one it does not:
+      // the join request reports it and the tracker's ledger decides.
+      out.log(LogLevel::notice, "no FragmentDistributionEnded for " + hash.to_hex() + " in " +
+                                    std::to_string(config_.temporary_timeout_ms) + " ms; joining again to settle it");
+      send_join(now_ms, out);
+      break;
+    }
+  }
   return out;
 }
 
@@ -168,7 +190,23 @@ Output TorrentServer::on_message(std::int64_t now_ms, std::string_view topic, st
       break;
     case EventType::client_registered: {
       const auto& e = std::get<ClientRegistered>(event);
-      if (next_in_sequence(now_ms, e.revision, out)) on_registered(now_ms, e, out);
+      if (!e.request_event_id) {
+        if (next_in_sequence(now_ms, e.revision, out)) on_registered(now_ms, e, out);
+        break;
+      }
+      // A confirmation of a resync that changed nothing: not a view change. Its Revision is the
+      // tracker's at the time; being behind it means an event was missed on the way.
+      if (e.client_identifier != config_.client_id || phase_ != TorrentPhase::awaiting_registration ||
+          *e.request_event_id != join_request_id_)
+        break;
+      if (e.revision && *e.revision > view_.revision()) {
+        ++metrics_.revision_gaps;
+        out.log(LogLevel::notice, "registration confirmed at revision " + std::to_string(*e.revision) +
+                                      ", this server is at " + std::to_string(view_.revision()) + "; joining again");
+        send_join(now_ms, out);
+        break;
+      }
+      on_registered(now_ms, e, out);
       break;
     }
     case EventType::client_goodbye: {
@@ -200,7 +238,7 @@ Output TorrentServer::on_message(std::int64_t now_ms, std::string_view topic, st
       on_started(now_ms, std::get<FragmentDistributionStarted>(event), out);
       break;
     case EventType::fragment_distribution_delivered:
-      on_delivered(std::get<FragmentDistributionDelivered>(event), out);
+      on_delivered(now_ms, std::get<FragmentDistributionDelivered>(event), out);
       break;
     case EventType::tracker_revision: {
       const auto& e = std::get<TrackerRevision>(event);
@@ -237,12 +275,16 @@ void TorrentServer::on_accepted(std::int64_t now_ms, const ClientJoinAccepted& e
     out.storage.push_back(store::DeleteFile{hash});
   }
   for (const auto& hash : e.remove_fragment_infos) {
-    if (stored_.erase(hash) + temporaries_.erase(hash)) out.storage.push_back(store::DeleteFragment{hash});
+    if (stored_.erase(hash) + temporaries_.erase(hash)) {
+      out.log(LogLevel::debug, "deleting " + hash.to_hex() + " as the tracker asks");
+      out.storage.push_back(store::DeleteFragment{hash});
+    }
   }
   // What the tracker did not remove of the reported temporaries, an Ended named this server for.
-  for (const auto& [hash, fragment] : temporaries_) {
+  for (const auto& [hash, temporary] : temporaries_) {
+    out.log(LogLevel::debug, "persisting " + hash.to_hex() + ": an Ended named this server for it");
     out.storage.push_back(store::PersistFragment{hash});
-    stored_[hash] = fragment;
+    stored_[hash] = FragmentMetadata{temporary.size_bytes};
     ++metrics_.fragments_persisted;
   }
   temporaries_.clear();
@@ -315,16 +357,22 @@ void TorrentServer::on_ended(std::int64_t now_ms, const FragmentDistributionEnde
   view_.apply_ended(e);
   requested_.erase(e.hash);
   const bool named = e.receivers.count(config_.client_id) != 0;
-  if (auto temporary = temporaries_.find(e.hash); temporary != temporaries_.end()) {
+  auto temporary = temporaries_.find(e.hash);
+  // An Ended at or below the Revision of our delivery closes an earlier round of this fragment
+  // (it arrived late); ours is still open.
+  if (temporary != temporaries_.end() && e.revision && *e.revision <= temporary->second.delivered_at_revision)
+    temporary = temporaries_.end();
+  if (temporary != temporaries_.end()) {
+    out.log(LogLevel::debug, std::string(named ? "persisting " : "deleting ") + e.hash.to_hex() + " at Ended");
     if (named) {
       out.storage.push_back(store::PersistFragment{e.hash});
-      stored_[e.hash] = temporary->second;
+      stored_[e.hash] = FragmentMetadata{temporary->second.size_bytes};
       ++metrics_.fragments_persisted;
     } else {
       out.storage.push_back(store::DeleteFragment{e.hash});
     }
     temporaries_.erase(temporary);
-  } else if (named && !stored_.count(e.hash) && phase_ == TorrentPhase::registered) {
+  } else if (named && !stored_.count(e.hash) && !temporaries_.count(e.hash) && phase_ == TorrentPhase::registered) {
     out.log(LogLevel::warning, "Ended names this server for " + e.hash.to_hex() +
                                    " which it does not hold; joining again to correct the view");
     send_join(now_ms, out);
@@ -335,7 +383,7 @@ bool TorrentServer::has_room_for(std::int64_t size_bytes) const {
   if (!config_.capacity_bytes) return true;
   std::int64_t used = size_bytes;
   for (const auto& [hash, fragment] : stored_) used += fragment.size_bytes;
-  for (const auto& [hash, fragment] : temporaries_) used += fragment.size_bytes;
+  for (const auto& [hash, temporary] : temporaries_) used += temporary.size_bytes;
   for (const auto& [hash, t] : requested_) used += t.size_bytes;
   return used <= *config_.capacity_bytes;
 }
@@ -359,7 +407,7 @@ void TorrentServer::on_started(std::int64_t now_ms, const FragmentDistributionSt
   out.publish(FragmentDistributionRequested{random_.next_uuid(), e.hash});
 }
 
-void TorrentServer::on_delivered(FragmentDistributionDelivered& e, Output& out) {
+void TorrentServer::on_delivered(std::int64_t now_ms, FragmentDistributionDelivered& e, Output& out) {
   if (!e.receivers.count(config_.client_id)) {
     ++metrics_.deliveries_unexpected;
     return;
@@ -385,8 +433,9 @@ void TorrentServer::on_delivered(FragmentDistributionDelivered& e, Output& out) 
     out.publish(FragmentDistributionFailed{random_.next_uuid(), e.hash, problem});
     return;
   }
+  out.log(LogLevel::debug, "obtained " + e.hash.to_hex());
   out.storage.push_back(store::PutTemporaryFragment{e.hash, std::move(e.data)});
-  temporaries_[e.hash] = FragmentMetadata{size};
+  temporaries_[e.hash] = Temporary{size, e.revision.value_or(0), now_ms + config_.temporary_timeout_ms};
   ++metrics_.fragments_obtained;
   out.publish(FragmentDistributionObtained{random_.next_uuid(), e.hash});
 }

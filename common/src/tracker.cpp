@@ -146,14 +146,15 @@ void Tracker::deny(const ClientId& client, std::uint32_t code, std::string reaso
 
 void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender, const ClientJoinRequested& e,
                                 Output& out) {
-  if (view_.is_registered(sender)) unregister(now_ms, sender, true, out);
+  const bool resync = view_.is_registered(sender);
+  if (resync) withdraw_from_rounds(now_ms, sender, out);
   joins_.erase(sender);  // a new request supersedes one in progress
   if (joins_.size() >= config_.joins_in_flight_max) {
     deny(sender, denial::other,
          "too many joins in progress (" + std::to_string(joins_.size()) + "); join again later", e.event_id, out);
     return;
   }
-  if (view_.clients().size() >= config_.registered_clients_max) {
+  if (!resync && view_.clients().size() >= config_.registered_clients_max) {
     deny(sender, denial::other,
          "the service has its maximum of " + std::to_string(config_.registered_clients_max) + " clients",
          e.event_id, out);
@@ -203,6 +204,15 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender, con
   if (!view_.still_consistent(join.plan)) {
     deny(sender, denial::other, "the service's view changed during the join; join again", join.request_event_id,
          out);
+    return;
+  }
+  const auto registered_now = view_.clients().find(sender);
+  if (registered_now != view_.clients().end() && registered_now->second == join.plan.client &&
+      join.plan.new_files.empty() && join.plan.new_fragments.empty()) {
+    const ClientRegistered confirmed{random_.next_uuid(), sender,           join.plan.client, {}, {},
+                                     view_.revision(),    join.request_event_id};
+    out.publish(confirmed, sender);
+    out.log(LogLevel::debug, "client '" + sender + "' resynchronised; nothing changed");
     return;
   }
   for (const auto& [hash, file] : join.plan.new_files) {
@@ -280,6 +290,11 @@ std::uint64_t Tracker::unregister(std::int64_t now_ms, const ClientId& client, b
   view_.remove_client(client);
   const std::uint64_t revision = bump_revision(now_ms, out);
   if (publish_goodbye) out.publish(ClientGoodbye{random_.next_uuid(), client, revision});
+  withdraw_from_rounds(now_ms, client, out);
+  return revision;
+}
+
+void Tracker::withdraw_from_rounds(std::int64_t now_ms, const ClientId& client, Output& out) {
   std::vector<Hash> affected;
   for (auto& [hash, round] : rounds_) {
     bool member = round.targets.erase(client) + round.answered.erase(client) + round.receivers.erase(client) +
@@ -287,7 +302,6 @@ std::uint64_t Tracker::unregister(std::int64_t now_ms, const ClientId& client, b
     if (member) affected.push_back(hash);
   }
   for (const auto& hash : affected) advance_round(now_ms, hash, out);
-  return revision;
 }
 
 Output Tracker::on_disconnect(std::int64_t now_ms, const ClientId& client) {
@@ -336,6 +350,7 @@ bool Tracker::release_if_replicated(const Hash& hash, Output& out) {
     queued_.erase(it);
   }
   out.storage.push_back(store::DropStaged{hash});
+  out.log(LogLevel::debug, "dropped staged " + hash.to_hex() + ": " + std::to_string(view_.holder_count(hash)) + " holders");
   return true;
 }
 
@@ -383,7 +398,7 @@ void Tracker::deliver(std::int64_t now_ms, const Hash& hash, Round& round, Outpu
   }
   round.delivering = true;
   round.deadline_ms = now_ms + config_.delivery_timeout_ms;
-  const StagedDelivery delivery{random_.next_uuid(), hash, round.receivers};
+  const StagedDelivery delivery{random_.next_uuid(), hash, round.receivers, view_.revision()};
   for (const auto& receiver : round.receivers)
     out.publishes.push_back(
         Publish{std::string(topics::fragment_distribution_delivered), {}, receiver, delivery, 2});
@@ -404,6 +419,8 @@ void Tracker::end_round(std::int64_t now_ms, const Hash& hash, Output& out) {
     holdings_[receiver].insert(hash);
     out.storage.push_back(store::AddHolding{receiver, hash});
   }
+  out.log(LogLevel::debug, "ended " + hash.to_hex() + " with " + std::to_string(round.obtained.size()) + " of " +
+                               std::to_string(round.receivers.size()) + " receivers");
   out.publish(ended);
   ++metrics_.distributions_ended;
   metrics_.distributed_bytes += static_cast<std::uint64_t>(round.size_bytes) * round.obtained.size();

@@ -344,6 +344,34 @@ void Simulation::end_faults() {
   }
 }
 
+std::string describe_difference(const DistributionView& view, const DistributionView& truth) {
+  std::string d = "revision " + std::to_string(view.revision()) + " vs " + std::to_string(truth.revision());
+  if (view.fragment_size_bytes() != truth.fragment_size_bytes()) d += "; fragment size differs";
+  for (const auto& [hash, file] : truth.files())
+    if (!view.files().count(hash) || !(view.files().at(hash) == file)) d += "; file " + hash.to_hex() + " missing or different";
+  for (const auto& [hash, file] : view.files())
+    if (!truth.files().count(hash)) d += "; extra file " + hash.to_hex();
+  for (const auto& [hash, fragment] : truth.fragments())
+    if (!view.fragments().count(hash) || !(view.fragments().at(hash) == fragment)) d += "; fragment " + hash.to_hex() + " missing or different";
+  for (const auto& [hash, fragment] : view.fragments())
+    if (!truth.fragments().count(hash)) d += "; extra fragment " + hash.to_hex();
+  for (const auto& [id, meta] : truth.clients()) {
+    auto it = view.clients().find(id);
+    if (it == view.clients().end()) {
+      d += "; client " + id + " missing";
+      continue;
+    }
+    if (it->second.endpoints != meta.endpoints) d += "; client " + id + " endpoints differ";
+    if (it->second.capacity_bytes != meta.capacity_bytes) d += "; client " + id + " capacity differs";
+    if (it->second.stored_fragments != meta.stored_fragments)
+      d += "; client " + id + " stores " + std::to_string(it->second.stored_fragments.size()) + " vs " +
+           std::to_string(meta.stored_fragments.size());
+  }
+  for (const auto& [id, meta] : view.clients())
+    if (!truth.clients().count(id)) d += "; extra client " + id;
+  return d;
+}
+
 std::string Simulation::check_converged() const {
   if (!tracker_) return "the broker is down";
   if (tracker_->joins_in_flight() != 0) return std::to_string(tracker_->joins_in_flight()) + " joins in flight";
@@ -354,7 +382,8 @@ std::string Simulation::check_converged() const {
     if (node.machine->phase() != TorrentPhase::registered)
       return id + " is " + std::string(phase_name(node.machine->phase()));
     const DistributionView& view = node.machine->view();
-    if (!(view == truth))
+    if (!(view == truth)) return id + "'s view differs: " + describe_difference(view, truth);
+    if (false)
       return id + "'s view differs: revision " + std::to_string(view.revision()) + " vs " +
              std::to_string(truth.revision()) + ", files " + std::to_string(view.files().size()) + " vs " +
              std::to_string(truth.files().size()) + ", fragments " + std::to_string(view.fragments().size()) + " vs " +

@@ -97,8 +97,11 @@ struct TrackerMemoryStore {
   // What the plugin does for a Publish with `staged`: the payload is encoded from the store.
   std::string delivered_payload(const StagedDelivery& delivery) const {
     const Bytes& data = staged.at(delivery.hash);
-    std::string payload(delivered_payload_size(delivery.event_id, delivery.hash, data.size(), delivery.receivers), '\0');
-    encode_delivered_into(delivery.event_id, delivery.hash, data, delivery.receivers, payload.data(), payload.size());
+    std::string payload(
+        delivered_payload_size(delivery.event_id, delivery.hash, data.size(), delivery.receivers, delivery.revision),
+        '\0');
+    encode_delivered_into(delivery.event_id, delivery.hash, data, delivery.receivers, payload.data(), payload.size(),
+                          delivery.revision);
     return payload;
   }
 };

@@ -547,8 +547,13 @@ constexpr std::string_view delivered_golden =
     R"({"EventId":")" ID R"(","Hash":")" HB R"(","Receivers":["c1","c2"],"Data":"SGVsbG8gV29ybGQh"})";
 
 TEST(EventFragmentDistributionDelivered, GoldenRoundTrip) {
-  expect_golden(FragmentDistributionDelivered{uuid(ID), hash(HB), bytes("Hello World!"), {"c1", "c2"}},
+  expect_golden(FragmentDistributionDelivered{uuid(ID), hash(HB), bytes("Hello World!"), {"c1", "c2"}, std::nullopt},
                 delivered_golden);
+}
+
+TEST(EventFragmentDistributionDelivered, RevisionExtensionComesLast) {
+  expect_golden(FragmentDistributionDelivered{uuid(ID), hash(HB), bytes("Hello World!"), {"c1"}, 42},
+                R"({"EventId":")" ID R"(","Hash":")" HB R"(","Receivers":["c1"],"Data":"SGVsbG8gV29ybGQh","Revision":42})");
 }
 
 TEST(EventFragmentDistributionDelivered, Errors) {
@@ -588,7 +593,7 @@ TEST(EventFragmentDistributionDelivered, OversizedDataIsRejectedBeforeDecoding) 
 
 TEST(EventFragmentDistributionDelivered, DataAtTheLimitIsAccepted) {
   FragmentDistributionDelivered e{
-      uuid(ID), hash(HB), Bytes(static_cast<std::size_t>(limits::fragment_size_bytes_max), 0x5A), {"c1"}};
+      uuid(ID), hash(HB), Bytes(static_cast<std::size_t>(limits::fragment_size_bytes_max), 0x5A), {"c1"}, std::nullopt};
   const auto text = encode(e);
   EXPECT_EQ(decode_as<FragmentDistributionDelivered>(topics::fragment_distribution_delivered, text), e);
 }
@@ -598,11 +603,11 @@ TEST(EventFragmentDistributionDelivered, EncodeIntoWritesExactlyWhatEncodeWrites
   for (const std::size_t size : {1u, 2u, 3u, 4u, 1000u, 65536u}) {
     Bytes data(size);
     for (std::size_t i = 0; i < size; ++i) data[i] = static_cast<std::uint8_t>(i * 7 + 3);
-    const FragmentDistributionDelivered e{uuid(ID), hash(HC), data, receivers};
+    const FragmentDistributionDelivered e{uuid(ID), hash(HC), data, receivers, size};
     const auto expected = encode(e);
-    ASSERT_EQ(delivered_payload_size(e.event_id, e.hash, data.size(), receivers), expected.size());
+    ASSERT_EQ(delivered_payload_size(e.event_id, e.hash, data.size(), receivers, size), expected.size());
     std::string out(expected.size(), '?');
-    encode_delivered_into(e.event_id, e.hash, data, receivers, out.data(), out.size());
+    encode_delivered_into(e.event_id, e.hash, data, receivers, out.data(), out.size(), size);
     EXPECT_EQ(out, expected);
     // The same text nlohmann writes for the same document, and it decodes back.
     const json reference{{"EventId", ID}, {"Hash", HC}, {"Data", base64_encode(data)}, {"Receivers", receivers}};

@@ -6,10 +6,13 @@
 //
 // Extension fields (all optional, so the C# implementation ignores them and still interoperates):
 // - "Revision" on the tracker's view-changing events and "tracker/revision": lets a torrent
-//   server notice a lost event (a gap) and rejoin, as seed 003's revision numbers do.
+//   server notice a lost event (a gap) and rejoin, as seed 003's revision numbers do. On
+//   FragmentDistributionDelivered it is the Revision when the data was sent, which tells a late
+//   Ended of an earlier round of the same fragment from the Ended of this one.
 // - "RequestEventId" on ClientJoinAccepted, ClientJoinDenied, ClientJoinSucceeded and
 //   ClientJoinFailed: which join request they answer, so a late answer to an earlier attempt is not
-//   mistaken for the answer to the current one.
+//   mistaken for the answer to the current one. On ClientRegistered it marks a confirmation: sent
+//   to a registered client alone after a resync that changed nothing, it is not a view change.
 // - "Replicas" on ClientJoinAccepted: the service's replication factor k, which torrent servers
 //   need to compute the same placement as the tracker.
 // - "ClientIdentifier" on ClientGoodbye: stamped by the tracker from the publishing connection,
@@ -135,6 +138,7 @@ struct ClientRegistered {
   FileInfos added_files;
   FragmentInfos added_fragments;
   std::optional<std::uint64_t> revision;
+  std::optional<Uuid> request_event_id;  // set on a confirmation only
   friend bool operator==(const ClientRegistered&, const ClientRegistered&) = default;
 };
 
@@ -172,6 +176,7 @@ struct FragmentDistributionDelivered {
   Hash hash;
   Bytes data;
   std::set<ClientId> receivers;
+  std::optional<std::uint64_t> revision;
   friend bool operator==(const FragmentDistributionDelivered&, const FragmentDistributionDelivered&) = default;
 };
 
@@ -271,9 +276,11 @@ std::string encode(const Event& event);
 // Writes a FragmentDistributionDelivered payload without first copying the fragment into an Event,
 // so an adapter can encode straight from its store into the buffer it hands to the broker.
 std::size_t delivered_payload_size(const Uuid& event_id, const Hash& hash, std::size_t data_size_bytes,
-                                   const std::set<ClientId>& receivers);
+                                   const std::set<ClientId>& receivers,
+                                   std::optional<std::uint64_t> revision = std::nullopt);
 void encode_delivered_into(const Uuid& event_id, const Hash& hash, std::span<const std::uint8_t> data,
-                           const std::set<ClientId>& receivers, char* out, std::size_t out_size_bytes);
+                           const std::set<ClientId>& receivers, char* out, std::size_t out_size_bytes,
+                           std::optional<std::uint64_t> revision = std::nullopt);
 
 struct DecodeError {
   std::string field;    // "" for the payload as a whole, else the JSON path: "KnownFileInfos.<hash>.Size"

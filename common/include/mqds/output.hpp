@@ -50,6 +50,7 @@ struct StagedDelivery {
   Uuid event_id;
   Hash hash;
   std::set<ClientId> receivers;
+  std::uint64_t revision = 0;
 };
 
 struct Publish {

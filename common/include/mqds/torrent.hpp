@@ -44,7 +44,8 @@ struct TorrentConfig {
   std::int64_t registration_timeout_ms = 10'000;  // ClientJoinSucceeded -> ClientRegistered
   std::int64_t join_retry_min_ms = 1'000;
   std::int64_t join_retry_max_ms = 30'000;
-  std::int64_t request_timeout_ms = 30'000;  // Requested -> Delivered
+  std::int64_t request_timeout_ms = 30'000;    // Requested -> Delivered
+  std::int64_t temporary_timeout_ms = 60'000;  // Obtained -> Ended; then a rejoin settles the copy
   std::size_t pending_requests_max = 64;
   std::size_t seen_events_max = 16'384;
 };
@@ -98,6 +99,12 @@ class TorrentServer {
     std::int64_t size_bytes;
     std::int64_t deadline_ms;
   };
+  struct Temporary {
+    std::int64_t size_bytes;
+    std::uint64_t delivered_at_revision;  // the tracker's, from Delivered; 0 if it sent none
+    std::int64_t deadline_ms;
+  };
+  FragmentInfos temporary_infos() const;
 
   void send_join(std::int64_t now_ms, Output& out);
   void leave_registration(Output& out);
@@ -110,7 +117,7 @@ class TorrentServer {
   void on_registered(std::int64_t now_ms, const ClientRegistered& e, Output& out);
   void on_ended(std::int64_t now_ms, const FragmentDistributionEnded& e, Output& out);
   void on_started(std::int64_t now_ms, const FragmentDistributionStarted& e, Output& out);
-  void on_delivered(FragmentDistributionDelivered& e, Output& out);
+  void on_delivered(std::int64_t now_ms, FragmentDistributionDelivered& e, Output& out);
   bool has_room_for(std::int64_t size_bytes) const;
 
   TorrentConfig config_;
@@ -122,7 +129,7 @@ class TorrentServer {
   DistributionView view_;  // files are persisted; the rest is rebuilt by every join
   std::optional<std::int64_t> fragment_size_bytes_;
   FragmentInfos stored_;
-  FragmentInfos temporaries_;
+  std::map<Hash, Temporary> temporaries_;
   std::map<Hash, Timed> requested_;
   std::size_t replicas_;
 

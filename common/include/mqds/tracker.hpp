@@ -9,7 +9,10 @@
 // - Join (diagram 000): ClientJoinRequested is checked against the view (plan_join); denial, or
 //   ClientJoinAccepted with what the client must add and remove, then a timeout. Only on
 //   ClientJoinSucceeded is the client registered and announced in ClientRegistered. A request
-//   from a registered client first unregisters it (a rejoin starts from a clean slate).
+//   from a client that is already registered is a resync (it missed events, or restarted): it stays
+//   registered but leaves its distribution rounds, and if what it holds is unchanged the tracker
+//   confirms with a ClientRegistered for it alone at the current Revision, so that a client
+//   catching up costs the rest of the fleet nothing.
 // - Goodbye and loss: a registered client that says goodbye or whose connection is lost is removed
 //   from the view; everybody learns who it was from the ClientIdentifier the tracker stamps into
 //   the ClientGoodbye (a rewritten payload, or one the tracker publishes).
@@ -173,6 +176,8 @@ class Tracker {
   // carries the returned Revision; with `publish_goodbye` the tracker publishes it itself (a lost
   // client), otherwise the caller forwards the client's own, rewritten.
   std::uint64_t unregister(std::int64_t now_ms, const ClientId& client, bool publish_goodbye, Output& out);
+  // Takes a client out of every round in progress, so no Ended names it.
+  void withdraw_from_rounds(std::int64_t now_ms, const ClientId& client, Output& out);
   std::uint64_t bump_revision(std::int64_t now_ms, Output& out);
 
   void schedule(const Hash& fragment, std::int64_t not_before_ms);
