@@ -610,7 +610,11 @@ TEST(EventFragmentDistributionDelivered, EncodeIntoWritesExactlyWhatEncodeWrites
     encode_delivered_into(e.event_id, e.hash, data, receivers, out.data(), out.size(), size);
     EXPECT_EQ(out, expected);
     // The same text nlohmann writes for the same document, and it decodes back.
-    const json reference{{"EventId", ID}, {"Hash", HC}, {"Data", base64_encode(data)}, {"Receivers", receivers}};
+    const json reference{{"EventId", ID},
+                         {"Hash", HC},
+                         {"Data", base64_encode(data)},
+                         {"Receivers", receivers},
+                         {"Revision", size}};
     EXPECT_EQ(json::parse(expected), reference);
     EXPECT_EQ(decode_as<FragmentDistributionDelivered>(topics::fragment_distribution_delivered, expected), e);
   }
