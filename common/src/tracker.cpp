@@ -147,7 +147,7 @@ void Tracker::deny(const ClientId& client, std::uint32_t code, std::string reaso
 void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender, const ClientJoinRequested& e,
                                 Output& out) {
   const bool resync = view_.is_registered(sender);
-  if (resync) withdraw_from_rounds(now_ms, sender, out);
+  if (resync) withdraw_from_rounds(now_ms, sender, false, out);
   joins_.erase(sender);  // a new request supersedes one in progress
   if (joins_.size() >= config_.joins_in_flight_max) {
     deny(sender, denial::other,
@@ -290,13 +290,14 @@ std::uint64_t Tracker::unregister(std::int64_t now_ms, const ClientId& client, b
   view_.remove_client(client);
   const std::uint64_t revision = bump_revision(now_ms, out);
   if (publish_goodbye) out.publish(ClientGoodbye{random_.next_uuid(), client, revision});
-  withdraw_from_rounds(now_ms, client, out);
+  withdraw_from_rounds(now_ms, client, true, out);
   return revision;
 }
 
-void Tracker::withdraw_from_rounds(std::int64_t now_ms, const ClientId& client, Output& out) {
+void Tracker::withdraw_from_rounds(std::int64_t now_ms, const ClientId& client, bool keep_obtained, Output& out) {
   std::vector<Hash> affected;
   for (auto& [hash, round] : rounds_) {
+    if (keep_obtained && round.obtained.count(client)) continue;
     bool member = round.targets.erase(client) + round.answered.erase(client) + round.receivers.erase(client) +
                   round.obtained.erase(client) + round.settled.erase(client);
     if (member) affected.push_back(hash);

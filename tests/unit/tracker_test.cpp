@@ -1149,11 +1149,6 @@ TEST_F(TrackerHoldings, ClientNamedByAnEndedKeepsTheFragmentItReportsAsObtained)
 // no replica." Here the broker reports the loss before the round ends (a clean DISCONNECT, or a
 // session takeover when the client reconnects quickly).
 TEST_F(TrackerHoldings, ClientLostBetweenObtainedAndEndedKeepsThatReplica) {
-  GTEST_SKIP() << "BUG: when on_disconnect() arrives after the client's Obtained but before its round ends, "
-                  "unregister() -> withdraw_from_rounds() erases the client from round.obtained, so the Ended "
-                  "does not name it and no AddHolding is written; when it rejoins reporting the fragment in "
-                  "ObtainedFragments, the fragment lands in RemoveFragmentInfos and its durable copy is deleted "
-                  "(and sent to another client), contrary to tracker.hpp and events.hpp.";
   requested(started_at_ms + 10, chosen[0]);
   requested(started_at_ms + 10, chosen[1]);
   obtained(started_at_ms + 20, chosen[0]);

@@ -176,8 +176,10 @@ class Tracker {
   // carries the returned Revision; with `publish_goodbye` the tracker publishes it itself (a lost
   // client), otherwise the caller forwards the client's own, rewritten.
   std::uint64_t unregister(std::int64_t now_ms, const ClientId& client, bool publish_goodbye, Output& out);
-  // Takes a client out of every round in progress, so no Ended names it.
-  void withdraw_from_rounds(std::int64_t now_ms, const ClientId& client, Output& out);
+  // Takes a client out of every round in progress. A lost client (`keep_obtained`) stays named
+  // for what it already confirmed, so the ledger remembers that durable copy; a resyncing client
+  // is withdrawn completely, because its join plan was computed without the round.
+  void withdraw_from_rounds(std::int64_t now_ms, const ClientId& client, bool keep_obtained, Output& out);
   std::uint64_t bump_revision(std::int64_t now_ms, Output& out);
 
   void schedule(const Hash& fragment, std::int64_t not_before_ms);
