@@ -381,8 +381,8 @@ void TorrentServer::on_ended(std::int64_t now_ms, const FragmentDistributionEnde
 
 bool TorrentServer::has_room_for(std::int64_t size_bytes) const {
   if (!config_.capacity_bytes) return true;
-  std::int64_t used = size_bytes;
-  for (const auto& [hash, fragment] : stored_) used += fragment.size_bytes;
+  // Only asked while registered, when the view's cached sum covers exactly what is stored.
+  std::int64_t used = size_bytes + view_.used_bytes(config_.client_id);
   for (const auto& [hash, temporary] : temporaries_) used += temporary.size_bytes;
   for (const auto& [hash, t] : requested_) used += t.size_bytes;
   return used <= *config_.capacity_bytes;

@@ -383,12 +383,6 @@ std::string Simulation::check_converged() const {
       return id + " is " + std::string(phase_name(node.machine->phase()));
     const DistributionView& view = node.machine->view();
     if (!(view == truth)) return id + "'s view differs: " + describe_difference(view, truth);
-    if (false)
-      return id + "'s view differs: revision " + std::to_string(view.revision()) + " vs " +
-             std::to_string(truth.revision()) + ", files " + std::to_string(view.files().size()) + " vs " +
-             std::to_string(truth.files().size()) + ", fragments " + std::to_string(view.fragments().size()) + " vs " +
-             std::to_string(truth.fragments().size()) + ", clients " + std::to_string(view.clients().size()) + " vs " +
-             std::to_string(truth.clients().size());
     if (!node.store.temporary.empty()) return id + " still has temporary fragments";
     const auto& claimed = truth.clients().at(id).stored_fragments;
     std::set<Hash> held;

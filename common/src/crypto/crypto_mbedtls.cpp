@@ -58,12 +58,6 @@ Hash Sha256::finish() {
   return hash;
 }
 
-std::string_view crypto_backend_name() { return MQDS_CRYPTO_BACKEND; }
-
-std::size_t base64_encoded_size(std::size_t raw_size_bytes) {
-  return base64_rules::encoded_size(raw_size_bytes);
-}
-
 void base64_encode_into(std::span<const std::uint8_t> bytes, char* out) {
   if (bytes.empty()) return;
   // mbedtls_base64_encode appends a NUL that out has no room for: encode everything up to the
@@ -82,12 +76,6 @@ void base64_encode_into(std::span<const std::uint8_t> bytes, char* out) {
   check_mbedtls(mbedtls_base64_encode(last, sizeof last, &last_written, bytes.data() + head_bytes, tail_bytes),
                 "mbedtls_base64_encode");
   std::copy_n(last, 4, dst + written);
-}
-
-std::string base64_encode(std::span<const std::uint8_t> bytes) {
-  std::string text(base64_encoded_size(bytes.size()), '\0');
-  base64_encode_into(bytes, text.data());
-  return text;
 }
 
 bool base64_decode(std::string_view text, std::vector<std::uint8_t>& out) {

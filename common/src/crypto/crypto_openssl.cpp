@@ -81,12 +81,6 @@ Hash Sha256::finish() {
   return hash;
 }
 
-std::string_view crypto_backend_name() { return MQDS_CRYPTO_BACKEND; }
-
-std::size_t base64_encoded_size(std::size_t raw_size_bytes) {
-  return base64_rules::encoded_size(raw_size_bytes);
-}
-
 void base64_encode_into(std::span<const std::uint8_t> bytes, char* out) {
   if (bytes.empty()) return;
   // EVP_EncodeBlock appends a NUL that out has no room for: encode everything up to the last
@@ -103,12 +97,6 @@ void base64_encode_into(std::span<const std::uint8_t> bytes, char* out) {
   unsigned char last[5];
   EVP_EncodeBlock(last, bytes.data() + (bytes.size() - tail_bytes), static_cast<int>(tail_bytes));
   std::copy_n(last, 4, dst);
-}
-
-std::string base64_encode(std::span<const std::uint8_t> bytes) {
-  std::string text(base64_encoded_size(bytes.size()), '\0');
-  base64_encode_into(bytes, text.data());
-  return text;
 }
 
 bool base64_decode(std::string_view text, std::vector<std::uint8_t>& out) {
