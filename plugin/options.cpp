@@ -1,0 +1,79 @@
+#include "options.hpp"
+
+#include <charconv>
+#include <functional>
+#include <map>
+
+#include "mqds/hash.hpp"
+#include "mqds/limits.hpp"
+
+namespace mqds::plugin {
+
+namespace {
+
+struct Failure {
+  std::string message;
+};
+
+std::int64_t integer(const std::string& key, const std::string& value, std::int64_t min, std::int64_t max) {
+  std::int64_t result = 0;
+  const auto* end = value.data() + value.size();
+  const auto [at, ec] = std::from_chars(value.data(), end, result);
+  if (ec != std::errc() || at != end || result < min || result > max)
+    throw Failure{"plugin_opt_" + key + ": must be an integer from " + std::to_string(min) + " to " +
+                  std::to_string(max) + ", not '" + value + "'"};
+  return result;
+}
+
+}  // namespace
+
+std::variant<Options, std::string> parse_options(const RawOptions& raw) {
+  Options o;
+  constexpr std::int64_t hour_ms = 3'600'000;
+  auto ms = [](std::int64_t& field) {
+    return [&field](const std::string& k, const std::string& v) { field = integer(k, v, 1, hour_ms); };
+  };
+  auto count = [](std::size_t& field, std::int64_t max) {
+    return [&field, max](const std::string& k, const std::string& v) { field = static_cast<std::size_t>(integer(k, v, 1, max)); };
+  };
+  const std::map<std::string, std::function<void(const std::string&, const std::string&)>> handlers{
+      {"data_dir", [&](const std::string& k, const std::string& v) {
+         if (v.empty()) throw Failure{"plugin_opt_" + k + ": must name a directory"};
+         o.data_dir = v;
+       }},
+      {"map_size", [&](const std::string& k, const std::string& v) {
+         o.map_size_bytes = static_cast<std::size_t>(integer(k, v, 1 << 20, std::int64_t{1} << 44));
+       }},
+      {"fragment_size", [&](const std::string& k, const std::string& v) {
+         o.tracker.fragment_size_bytes = integer(k, v, 1, limits::fragment_size_bytes_max);
+       }},
+      {"replicas", count(o.tracker.replicas, 16)},
+      {"hash_algorithm", [&](const std::string& k, const std::string& v) {
+         if (!is_sha256_name(v)) throw Failure{"plugin_opt_" + k + ": only SHA256 is supported, not '" + v + "'"};
+       }},
+      {"join_timeout_ms", ms(o.tracker.join_timeout_ms)},
+      {"request_timeout_ms", ms(o.tracker.request_timeout_ms)},
+      {"delivery_timeout_ms", ms(o.tracker.delivery_timeout_ms)},
+      {"retry_delay_ms", ms(o.tracker.retry_delay_ms)},
+      {"revision_beacon_ms", ms(o.tracker.revision_beacon_ms)},
+      {"startup_settle_ms", [&](const std::string& k, const std::string& v) {
+         o.tracker.startup_settle_ms = integer(k, v, 0, hour_ms);
+       }},
+      {"joins_in_flight", count(o.tracker.joins_in_flight_max, 10'000)},
+      {"distributions_in_flight", count(o.tracker.distributions_in_flight_max, 4'096)},
+      {"max_clients", count(o.tracker.registered_clients_max, 1'000'000)},
+  };
+  try {
+    for (const auto& [key, value] : raw) {
+      auto handler = handlers.find(key);
+      if (handler == handlers.end()) throw Failure{"plugin_opt_" + key + ": unknown option"};
+      handler->second(key, value);
+    }
+    if (o.data_dir.empty()) throw Failure{"plugin_opt_data_dir: required (the directory of the tracker's LMDB store)"};
+  } catch (const Failure& failure) {
+    return failure.message;
+  }
+  return o;
+}
+
+}  // namespace mqds::plugin

@@ -1,0 +1,27 @@
+// The plugin's options, from the plugin_opt_<key> lines of mosquitto.conf. Parsing is pure so it
+// can be tested without a broker; a bad value is an error naming the option and the reason, and the
+// broker refuses to start with it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "mqds/tracker.hpp"
+
+namespace mqds::plugin {
+
+struct Options {
+  std::string data_dir;
+  std::size_t map_size_bytes = std::size_t{16} << 30;  // LMDB's map is address space, not memory
+  TrackerConfig tracker;
+};
+
+using RawOptions = std::vector<std::pair<std::string, std::string>>;
+
+// Options or an error such as "plugin_opt_replicas: must be an integer from 1 to 16, not 'x'".
+std::variant<Options, std::string> parse_options(const RawOptions& raw);
+
+}  // namespace mqds::plugin

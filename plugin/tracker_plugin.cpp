@@ -1,0 +1,175 @@
+#include "tracker_plugin.hpp"
+
+#include <sys/random.h>
+#include <time.h>
+
+// mosquitto_broker.h must come before mosquitto_plugin.h (header bug #2350).
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+#include <mosquitto.h>
+
+#include <cstring>
+#include <stdexcept>
+
+namespace mqds::plugin {
+
+namespace {
+
+constexpr std::int64_t tick_missing_ms = 1'000;
+
+int mosquitto_level(LogLevel level) {
+  switch (level) {
+    case LogLevel::debug: return MOSQ_LOG_DEBUG;
+    case LogLevel::info: return MOSQ_LOG_INFO;
+    case LogLevel::notice: return MOSQ_LOG_NOTICE;
+    case LogLevel::warning: return MOSQ_LOG_WARNING;
+    case LogLevel::error: return MOSQ_LOG_ERR;
+  }
+  return MOSQ_LOG_INFO;
+}
+
+std::uint64_t os_random_seed() {
+  std::uint64_t seed = 0;
+  if (getrandom(&seed, sizeof seed, 0) != static_cast<ssize_t>(sizeof seed)) seed ^= static_cast<std::uint64_t>(monotonic_ms());
+  return seed;
+}
+
+}  // namespace
+
+std::int64_t monotonic_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+TrackerPlugin::TrackerPlugin(Options options)
+    : options_(std::move(options)),
+      store_(options_.data_dir, options_.map_size_bytes),
+      random_(std::make_unique<SplitMix64>(os_random_seed())) {
+  const auto stored_size = store_.fragment_size_bytes();
+  if (stored_size && *stored_size != options_.tracker.fragment_size_bytes)
+    throw std::runtime_error("plugin_opt_fragment_size is " + std::to_string(options_.tracker.fragment_size_bytes) +
+                             " but the data in " + options_.data_dir + " was cut at " + std::to_string(*stored_size) +
+                             " bytes: set it back, or start with an empty data_dir");
+  if (!stored_size) store_.set_fragment_size(options_.tracker.fragment_size_bytes);
+  tracker_ = std::make_unique<Tracker>(options_.tracker, store_.load(), *random_);
+  last_tick_ms_ = monotonic_ms();
+  take(tracker_->start(last_tick_ms_));
+  flush();
+}
+
+void TrackerPlugin::take(Output output) {
+  for (const auto& line : output.logs)
+    mosquitto_log_printf(mosquitto_level(line.level), "mqds: %s", line.text.c_str());
+  for (auto& effect : output.storage) pending_effects_.push_back(std::move(effect));
+  for (auto& p : output.publishes) {
+    if (p.staged) {
+      // Encoded now, while the content is certainly staged; one payload for all its receivers.
+      std::string payload;
+      const auto& d = *p.staged;
+      const bool found = store_.read_staged(d.hash, [&](std::span<const std::uint8_t> data) {
+        payload.resize(delivered_payload_size(d.event_id, d.hash, data.size(), d.receivers, d.revision));
+        encode_delivered_into(d.event_id, d.hash, data, d.receivers, payload.data(), payload.size(), d.revision);
+      });
+      if (!found) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: fragment %s is not in staging; delivery skipped", d.hash.to_hex().c_str());
+        continue;
+      }
+      pending_publishes_.push_back({std::move(p.topic), std::move(payload), p.to.value_or("")});
+    } else {
+      pending_publishes_.push_back({std::move(p.topic), std::move(p.payload), p.to.value_or("")});
+    }
+  }
+}
+
+void TrackerPlugin::flush() {
+  if (!pending_effects_.empty()) {
+    try {
+      store_.apply(pending_effects_);
+    } catch (const std::exception& e) {
+      mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: storing the tracker's state failed (%s)", e.what());
+      restart_from_store("its last changes could not be stored");
+      return;
+    }
+    pending_effects_.clear();
+  }
+  std::vector<PendingPublish> publishes;
+  publishes.swap(pending_publishes_);
+  for (const auto& p : publishes) {
+    // The broker frees the payload on success only, and only memory from mosquitto_malloc.
+    void* payload = mosquitto_malloc(p.payload.size() + 1);
+    if (!payload) {
+      mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: out of memory publishing on %s", p.topic.c_str());
+      continue;
+    }
+    std::memcpy(payload, p.payload.data(), p.payload.size());
+    static_cast<char*>(payload)[p.payload.size()] = '\0';
+    const int rc = mosquitto_broker_publish(p.to.empty() ? nullptr : p.to.c_str(), p.topic.c_str(),
+                                            static_cast<int>(p.payload.size()), payload, 2, false, nullptr);
+    if (rc != MOSQ_ERR_SUCCESS) {
+      mosquitto_free(payload);
+      mosquitto_log_printf(MOSQ_LOG_WARNING, "mqds: publishing on %s failed: %s", p.topic.c_str(), mosquitto_strerror(rc));
+    }
+  }
+}
+
+void TrackerPlugin::restart_from_store(const char* why) {
+  // Nothing of the failed batch was stored, so nothing of it may be published: the tracker is
+  // rebuilt from what is durable, and TrackerHello makes every client rejoin against it.
+  mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: restarting the tracker from its store: %s", why);
+  pending_effects_.clear();
+  pending_publishes_.clear();
+  tracker_ = std::make_unique<Tracker>(options_.tracker, store_.load(), *random_);
+  take(tracker_->start(monotonic_ms()));
+}
+
+void TrackerPlugin::flush_if_no_tick() {
+  const auto now = monotonic_ms();
+  if (now - last_tick_ms_ < tick_missing_ms) return;
+  if (!warned_no_tick_) {
+    warned_no_tick_ = true;
+    mosquitto_log_printf(MOSQ_LOG_WARNING,
+                         "mqds: the broker sends no TICK (per_listener_settings true?): timeouts run only when "
+                         "messages arrive; set per_listener_settings false");
+  }
+  take(tracker_->on_tick(now));
+  flush();
+}
+
+int TrackerPlugin::on_message(mosquitto_evt_message& event) {
+  if (!event.topic || !event_type_for_topic(event.topic)) return MOSQ_ERR_SUCCESS;
+  const char* sender = mosquitto_client_id(event.client);
+  const std::string_view payload(static_cast<const char*>(event.payload), event.payload ? event.payloadlen : 0);
+  MessageResult result = tracker_->on_message(monotonic_ms(), sender ? sender : "", event.topic, payload);
+  take(std::move(result.output));
+  int rc = MOSQ_ERR_SUCCESS;
+  if (result.verdict == Verdict::drop) {
+    rc = MOSQ_ERR_ACL_DENIED;
+  } else if (result.verdict == Verdict::rewrite) {
+    void* rewritten = mosquitto_malloc(result.rewritten_payload.size() + 1);
+    if (rewritten) {
+      std::memcpy(rewritten, result.rewritten_payload.data(), result.rewritten_payload.size());
+      static_cast<char*>(rewritten)[result.rewritten_payload.size()] = '\0';
+      event.payload = rewritten;  // the broker frees the original
+      event.payloadlen = static_cast<std::uint32_t>(result.rewritten_payload.size());
+    } else {
+      rc = MOSQ_ERR_ACL_DENIED;  // an unstamped goodbye must not pass: it would name nobody
+    }
+  }
+  flush_if_no_tick();
+  return rc;
+}
+
+void TrackerPlugin::on_disconnect(const char* client_id) {
+  if (!client_id) return;  // a socket that never sent CONNECT
+  take(tracker_->on_disconnect(monotonic_ms(), client_id));
+  flush_if_no_tick();
+}
+
+void TrackerPlugin::on_tick() {
+  last_tick_ms_ = monotonic_ms();
+  take(tracker_->on_tick(last_tick_ms_));
+  flush();
+}
+
+}  // namespace mqds::plugin

@@ -1,0 +1,59 @@
+// The adapter between Mosquitto and the core's Tracker. One instance lives in the plugin's
+// userdata; every broker callback lands in one of its methods, on the broker's thread.
+//
+// Effects are group-committed: what the tracker asks to store during one main-loop iteration is
+// committed in one durable LMDB transaction on the next TICK, and only then are the events it
+// produced published. If TICK does not come (per_listener_settings true stops it in 2.0.11), each
+// callback commits and publishes at once instead.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mqds/random.hpp"
+#include "mqds/store/tracker_store.hpp"
+#include "mqds/tracker.hpp"
+#include "options.hpp"
+
+struct mosquitto_evt_message;
+
+namespace mqds::plugin {
+
+class TrackerPlugin {
+ public:
+  // Opens the store and starts the tracker (TrackerHello). Throws with a message for the log.
+  explicit TrackerPlugin(Options options);
+
+  // MOSQ_ERR_* for the MESSAGE callback: SUCCESS to deliver (possibly rewritten), ACL_DENIED to drop.
+  int on_message(mosquitto_evt_message& event);
+  void on_disconnect(const char* client_id);
+  void on_tick();
+
+ private:
+  struct PendingPublish {
+    std::string topic;
+    std::string payload;
+    std::string to;  // empty: to every subscriber
+  };
+
+  void take(Output output);
+  void flush();
+  void restart_from_store(const char* why);
+  // Without TICK nothing would ever be flushed: flush now if the last one is long gone.
+  void flush_if_no_tick();
+
+  Options options_;
+  TrackerStore store_;
+  std::unique_ptr<Random> random_;
+  std::unique_ptr<Tracker> tracker_;
+  std::vector<StorageEffect> pending_effects_;
+  std::vector<PendingPublish> pending_publishes_;
+  std::int64_t last_tick_ms_ = 0;
+  bool warned_no_tick_ = false;
+};
+
+std::int64_t monotonic_ms();
+
+}  // namespace mqds::plugin

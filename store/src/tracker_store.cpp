@@ -1,0 +1,146 @@
+#include "mqds/store/tracker_store.hpp"
+
+#include <cstring>
+#include <stdexcept>
+
+namespace mqds {
+
+namespace {
+
+std::string_view key_of(const Hash& hash) { return {reinterpret_cast<const char*>(hash.digest.data()), Hash::size_bytes}; }
+
+Hash hash_of(std::string_view bytes) {
+  if (bytes.size() != Hash::size_bytes) throw std::runtime_error("store: a hash key has " + std::to_string(bytes.size()) + " bytes");
+  Hash hash;
+  std::memcpy(hash.digest.data(), bytes.data(), Hash::size_bytes);
+  return hash;
+}
+
+std::string u64_bytes(std::uint64_t value) {
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[static_cast<std::size_t>(i)] = static_cast<char>(value >> (8 * i));
+  return bytes;
+}
+
+std::uint64_t u64_of(std::string_view bytes) {
+  if (bytes.size() < 8) throw std::runtime_error("store: a number has " + std::to_string(bytes.size()) + " bytes");
+  std::uint64_t value = 0;
+  for (int i = 0; i < 8; ++i) value |= std::uint64_t{static_cast<unsigned char>(bytes[static_cast<std::size_t>(i)])} << (8 * i);
+  return value;
+}
+
+std::string file_bytes(const FileMetadata& file) {
+  std::string bytes = u64_bytes(static_cast<std::uint64_t>(file.size_bytes));
+  for (const auto& hash : file.fragment_sequence) bytes += key_of(hash);
+  return bytes;
+}
+
+FileMetadata file_of(std::string_view bytes) {
+  if (bytes.size() < 8 || (bytes.size() - 8) % Hash::size_bytes != 0) throw std::runtime_error("store: a file record is malformed");
+  FileMetadata file{static_cast<std::int64_t>(u64_of(bytes)), {}};
+  for (std::size_t at = 8; at < bytes.size(); at += Hash::size_bytes) file.fragment_sequence.push_back(hash_of(bytes.substr(at, Hash::size_bytes)));
+  return file;
+}
+
+std::string holding_key(const ClientId& client, const Hash& hash) {
+  std::string key = client;
+  key += '\0';
+  key += key_of(hash);
+  return key;
+}
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+}  // namespace
+
+TrackerStore::TrackerStore(const std::string& directory, std::size_t map_size_bytes) : env_(directory, map_size_bytes, 8) {
+  lmdb::Txn txn(env_, false);
+  meta_ = txn.open("meta");
+  files_ = txn.open("files");
+  fragments_ = txn.open("fragments");
+  staged_ = txn.open("staged");
+  holdings_ = txn.open("holdings");
+  txn.commit();
+}
+
+std::optional<std::int64_t> TrackerStore::fragment_size_bytes() const {
+  lmdb::Txn txn(env_, true);
+  auto value = txn.get(meta_, "fragment_size");
+  if (!value) return std::nullopt;
+  return static_cast<std::int64_t>(u64_of(*value));
+}
+
+void TrackerStore::set_fragment_size(std::int64_t bytes) {
+  lmdb::Txn txn(env_, false);
+  txn.put(meta_, "fragment_size", u64_bytes(static_cast<std::uint64_t>(bytes)));
+  txn.commit();
+}
+
+TrackerSnapshot TrackerStore::load() const {
+  TrackerSnapshot snapshot;
+  lmdb::Txn txn(env_, true);
+  if (auto revision = txn.get(meta_, "revision")) snapshot.revision = u64_of(*revision);
+  txn.for_each(files_, {}, [&](std::string_view key, std::string_view value) { snapshot.files.emplace(hash_of(key), file_of(value)); });
+  txn.for_each(fragments_, {}, [&](std::string_view key, std::string_view value) {
+    snapshot.fragments.emplace(hash_of(key), FragmentMetadata{static_cast<std::int64_t>(u64_of(value))});
+  });
+  txn.for_each(staged_, {}, [&](std::string_view key, std::string_view value) {
+    snapshot.staged.emplace(hash_of(key), static_cast<std::int64_t>(value.size()));
+  });
+  txn.for_each(holdings_, {}, [&](std::string_view key, std::string_view) {
+    const auto nul = key.find('\0');
+    if (nul == std::string_view::npos) throw std::runtime_error("store: a holding key is malformed");
+    snapshot.holdings[ClientId(key.substr(0, nul))].insert(hash_of(key.substr(nul + 1)));
+  });
+  return snapshot;
+}
+
+void TrackerStore::apply(const std::vector<StorageEffect>& effects) {
+  if (effects.empty()) return;
+  lmdb::Txn txn(env_, false);
+  for (const auto& effect : effects) {
+    std::visit(Overloaded{
+                   [&](const store::PutFile& e) { txn.put(files_, key_of(e.hash), file_bytes(e.metadata)); },
+                   [&](const store::DeleteFile& e) { txn.del(files_, key_of(e.hash)); },
+                   [&](const store::PutFragmentInfo& e) {
+                     txn.put(fragments_, key_of(e.hash), u64_bytes(static_cast<std::uint64_t>(e.size_bytes)));
+                   },
+                   [&](const store::PutRevision& e) { txn.put(meta_, "revision", u64_bytes(e.revision)); },
+                   [&](const store::PutFragmentSize& e) {
+                     txn.put(meta_, "fragment_size", u64_bytes(static_cast<std::uint64_t>(e.size_bytes)));
+                   },
+                   [&](const store::DropStaged& e) { txn.del(staged_, key_of(e.hash)); },
+                   [&](const store::AddHolding& e) { txn.put(holdings_, holding_key(e.client, e.hash), std::string_view{}); },
+                   [&](const store::PutHoldings& e) {
+                     std::vector<std::string> old;
+                     txn.for_each(holdings_, e.client + '\0', [&](std::string_view key, std::string_view) { old.emplace_back(key); });
+                     for (const auto& key : old) txn.del(holdings_, key);
+                     for (const auto& hash : e.hashes) txn.put(holdings_, holding_key(e.client, hash), std::string_view{});
+                   },
+                   [&](const auto&) { throw std::logic_error("a torrent server's effect reached the tracker store"); },
+               },
+               effect);
+  }
+  txn.commit();
+}
+
+void TrackerStore::stage(const std::vector<std::pair<Hash, std::span<const std::uint8_t>>>& fragments) {
+  lmdb::Txn txn(env_, false);
+  for (const auto& [hash, data] : fragments) txn.put(staged_, key_of(hash), data);
+  txn.commit();
+}
+
+bool TrackerStore::read_staged(const Hash& hash, const std::function<void(std::span<const std::uint8_t>)>& fn) const {
+  lmdb::Txn txn(env_, true);
+  auto value = txn.get(staged_, key_of(hash));
+  if (!value) return false;
+  fn(std::span(reinterpret_cast<const std::uint8_t*>(value->data()), value->size()));
+  return true;
+}
+
+}  // namespace mqds
