@@ -59,6 +59,7 @@ std::variant<Options, std::string> parse_options(const RawOptions& raw) {
       {"startup_settle_ms", [&](const std::string& k, const std::string& v) {
          o.tracker.startup_settle_ms = integer(k, v, 0, hour_ms);
        }},
+      {"metrics_interval_ms", ms(o.metrics_interval_ms)},
       {"joins_in_flight", count(o.tracker.joins_in_flight_max, 10'000)},
       {"distributions_in_flight", count(o.tracker.distributions_in_flight_max, 4'096)},
       {"max_clients", count(o.tracker.registered_clients_max, 1'000'000)},

@@ -45,7 +45,8 @@ std::int64_t monotonic_ms() {
 TrackerPlugin::TrackerPlugin(Options options)
     : options_(std::move(options)),
       store_(options_.data_dir, options_.map_size_bytes),
-      random_(std::make_unique<SplitMix64>(os_random_seed())) {
+      random_(std::make_unique<SplitMix64>(os_random_seed())),
+      metrics_(options_.metrics_interval_ms) {
   const auto stored_size = store_.fragment_size_bytes();
   if (stored_size && *stored_size != options_.tracker.fragment_size_bytes)
     throw std::runtime_error("plugin_opt_fragment_size is " + std::to_string(options_.tracker.fragment_size_bytes) +
@@ -105,7 +106,8 @@ void TrackerPlugin::flush() {
     std::memcpy(payload, p.payload.data(), p.payload.size());
     static_cast<char*>(payload)[p.payload.size()] = '\0';
     const int rc = mosquitto_broker_publish(p.to.empty() ? nullptr : p.to.c_str(), p.topic.c_str(),
-                                            static_cast<int>(p.payload.size()), payload, 2, false, nullptr);
+                                            static_cast<int>(p.payload.size()), payload, p.retain ? 0 : 2, p.retain,
+                                            nullptr);
     if (rc != MOSQ_ERR_SUCCESS) {
       mosquitto_free(payload);
       mosquitto_log_printf(MOSQ_LOG_WARNING, "mqds: publishing on %s failed: %s", p.topic.c_str(), mosquitto_strerror(rc));
@@ -169,6 +171,8 @@ void TrackerPlugin::on_disconnect(const char* client_id) {
 void TrackerPlugin::on_tick() {
   last_tick_ms_ = monotonic_ms();
   take(tracker_->on_tick(last_tick_ms_));
+  for (auto& [topic, value] : metrics_.due(last_tick_ms_, *tracker_))
+    pending_publishes_.push_back({std::move(topic), std::move(value), {}, true});
   flush();
 }
 

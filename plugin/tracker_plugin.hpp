@@ -15,6 +15,7 @@
 #include "mqds/random.hpp"
 #include "mqds/store/tracker_store.hpp"
 #include "mqds/tracker.hpp"
+#include "metrics.hpp"
 #include "options.hpp"
 
 struct mosquitto_evt_message;
@@ -36,6 +37,7 @@ class TrackerPlugin {
     std::string topic;
     std::string payload;
     std::string to;  // empty: to every subscriber
+    bool retain = false;
   };
 
   void take(Output output);
@@ -50,6 +52,7 @@ class TrackerPlugin {
   std::unique_ptr<Tracker> tracker_;
   std::vector<StorageEffect> pending_effects_;
   std::vector<PendingPublish> pending_publishes_;
+  MetricsPublisher metrics_;
   std::int64_t last_tick_ms_ = 0;
   bool warned_no_tick_ = false;
 };

@@ -1,0 +1,41 @@
+#include "metrics.hpp"
+
+namespace mqds::plugin {
+
+std::vector<std::pair<std::string, std::uint64_t>> metric_values(const TrackerMetrics& m, const TrackerGauges& g) {
+  return {
+      {"clients/registered", g.registered_clients},
+      {"clients/lost", m.clients_lost},
+      {"files", g.files},
+      {"fragments", g.fragments},
+      {"fragments/under_replicated", g.under_replicated_fragments},
+      {"fragments/staged", g.staged_fragments},
+      {"bytes/ingested", m.ingested_bytes},
+      {"bytes/distributed", m.distributed_bytes},
+      {"distributions/in_flight", g.distributions_in_flight},
+      {"distributions/started", m.distributions_started},
+      {"distributions/ended", m.distributions_ended},
+      {"distributions/failed", m.deliveries_failed},
+      {"joins/in_flight", g.joins_in_flight},
+      {"joins/accepted", m.joins_accepted},
+      {"joins/denied", m.joins_denied},
+      {"joins/timed_out", m.joins_timed_out},
+      {"events/rejected", m.events_rejected},
+      {"events/duplicated", m.events_duplicated},
+  };
+}
+
+std::vector<std::pair<std::string, std::string>> MetricsPublisher::due(std::int64_t now_ms, const Tracker& tracker) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (now_ms < next_ms_) return out;
+  next_ms_ = now_ms + interval_ms_;
+  for (const auto& [name, value] : metric_values(tracker.metrics(), tracker.gauges())) {
+    auto [it, inserted] = last_.try_emplace(name, value);
+    if (!inserted && it->second == value) continue;
+    it->second = value;
+    out.emplace_back(std::string(metrics_prefix) + name, std::to_string(value));
+  }
+  return out;
+}
+
+}  // namespace mqds::plugin
