@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <functional>
+#include <algorithm>
 #include <map>
 
 #include "mqds/hash.hpp"
@@ -60,6 +61,30 @@ std::variant<Options, std::string> parse_options(const RawOptions& raw) {
          o.tracker.startup_settle_ms = integer(k, v, 0, hour_ms);
        }},
       {"metrics_interval_ms", ms(o.metrics_interval_ms)},
+      {"ingest_users", [&](const std::string&, const std::string& v) {
+         // Comma-separated MQTT usernames; "*" lets every client upload, anonymous ones included.
+         std::size_t start = 0;
+         while (start <= v.size()) {
+           const auto end = std::min(v.find(',', start), v.size());
+           std::string user = v.substr(start, end - start);
+           user.erase(0, user.find_first_not_of(' '));
+           user.erase(user.find_last_not_of(' ') + 1);
+           if (user == "*") o.ingest.anyone = true;
+           else if (!user.empty()) o.ingest.users.push_back(user);
+           start = end + 1;
+         }
+       }},
+      {"ingest_chunk_size", [&](const std::string& k, const std::string& v) {
+         o.ingest.chunk_bytes_max = static_cast<std::size_t>(integer(k, v, 1024, limits::fragment_size_bytes_max));
+       }},
+      {"ingest_window", [&](const std::string& k, const std::string& v) {
+         o.ingest.window_bytes = static_cast<std::size_t>(integer(k, v, 1024, std::int64_t{1} << 30));
+       }},
+      {"ingest_uploads", count(o.ingest.uploads_max, 1'024)},
+      {"ingest_file_size_max", [&](const std::string& k, const std::string& v) {
+         o.ingest.file_size_bytes_max = integer(k, v, 1, limits::file_size_bytes_max);
+       }},
+      {"ingest_idle_timeout_ms", ms(o.ingest.idle_timeout_ms)},
       {"joins_in_flight", count(o.tracker.joins_in_flight_max, 10'000)},
       {"distributions_in_flight", count(o.tracker.distributions_in_flight_max, 4'096)},
       {"max_clients", count(o.tracker.registered_clients_max, 1'000'000)},
@@ -71,6 +96,8 @@ std::variant<Options, std::string> parse_options(const RawOptions& raw) {
       handler->second(key, value);
     }
     if (o.data_dir.empty()) throw Failure{"plugin_opt_data_dir: required (the directory of the tracker's LMDB store)"};
+    if (o.ingest.window_bytes < o.ingest.chunk_bytes_max)
+      throw Failure{"plugin_opt_ingest_window: must be at least plugin_opt_ingest_chunk_size"};
   } catch (const Failure& failure) {
     return failure.message;
   }

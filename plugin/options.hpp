@@ -9,6 +9,7 @@
 #include <variant>
 #include <vector>
 
+#include "ingest.hpp"
 #include "mqds/tracker.hpp"
 
 namespace mqds::plugin {
@@ -18,6 +19,7 @@ struct Options {
   std::size_t map_size_bytes = std::size_t{16} << 30;  // LMDB's map is address space, not memory
   std::int64_t metrics_interval_ms = 10'000;             // as the broker's sys_interval default
   TrackerConfig tracker;
+  IngestOptions ingest;
 };
 
 using RawOptions = std::vector<std::pair<std::string, std::string>>;

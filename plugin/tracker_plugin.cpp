@@ -46,6 +46,11 @@ TrackerPlugin::TrackerPlugin(Options options)
     : options_(std::move(options)),
       store_(options_.data_dir, options_.map_size_bytes),
       random_(std::make_unique<SplitMix64>(os_random_seed())),
+      ingest_(options_.ingest, store_, options_.tracker.fragment_size_bytes,
+              [this](const Hash& file) -> const FileMetadata* {
+                auto it = tracker_->view().files().find(file);
+                return it == tracker_->view().files().end() ? nullptr : &it->second;
+              }),
       metrics_(options_.metrics_interval_ms) {
   const auto stored_size = store_.fragment_size_bytes();
   if (stored_size && *stored_size != options_.tracker.fragment_size_bytes)
@@ -55,6 +60,8 @@ TrackerPlugin::TrackerPlugin(Options options)
   if (!stored_size) store_.set_fragment_size(options_.tracker.fragment_size_bytes);
   tracker_ = std::make_unique<Tracker>(options_.tracker, store_.load(), *random_);
   last_tick_ms_ = monotonic_ms();
+  if (!ingest_.enabled())
+    mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqds: uploads are disabled; allow them with plugin_opt_ingest_users");
   take(tracker_->start(last_tick_ms_));
   flush();
 }
@@ -83,7 +90,35 @@ void TrackerPlugin::take(Output output) {
   }
 }
 
+void TrackerPlugin::take(std::vector<IngestReply>& replies) {
+  for (auto& reply : replies)
+    pending_publishes_.push_back({std::string(ingest_topics::status), std::move(reply.payload), std::move(reply.to)});
+  replies.clear();
+}
+
+bool TrackerPlugin::still_needed(const Hash& fragment) const {
+  return tracker_->is_staged(fragment);
+}
+
 void TrackerPlugin::flush() {
+  // Uploaded fragments become durable first; a verified file then goes to the tracker, and its
+  // "published" answer queues behind the tracker's FileInfoPublished, so it leaves only once that
+  // is durable too.
+  std::vector<IngestReply> replies;
+  const auto now = monotonic_ms();
+  for (const auto& upload : ingest_.flush(now, replies)) {
+    std::string error = upload.failure;
+    if (error.empty()) {
+      IngestResult added = tracker_->add_file(now, upload.digest.hash, upload.digest.metadata, upload.staged_sizes);
+      take(std::move(added.output));
+      error = added.error;
+    }
+    if (!error.empty())
+      mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqds: upload %s from '%s' failed: %s", upload.id.to_string().c_str(),
+                           upload.uploader.c_str(), error.c_str());
+    ingest_.finish(upload, error, [this](const Hash& h) { return still_needed(h); }, replies);
+  }
+  take(replies);
   if (!pending_effects_.empty()) {
     try {
       store_.apply(pending_effects_);
@@ -139,7 +174,9 @@ void TrackerPlugin::flush_if_no_tick() {
 }
 
 int TrackerPlugin::on_message(mosquitto_evt_message& event) {
-  if (!event.topic || !event_type_for_topic(event.topic)) return MOSQ_ERR_SUCCESS;
+  if (!event.topic) return MOSQ_ERR_SUCCESS;
+  if (Ingest::handles(event.topic)) return on_ingest(event);
+  if (!event_type_for_topic(event.topic)) return MOSQ_ERR_SUCCESS;
   const char* sender = mosquitto_client_id(event.client);
   const std::string_view payload(static_cast<const char*>(event.payload), event.payload ? event.payloadlen : 0);
   MessageResult result = tracker_->on_message(monotonic_ms(), sender ? sender : "", event.topic, payload);
@@ -160,6 +197,27 @@ int TrackerPlugin::on_message(mosquitto_evt_message& event) {
   }
   flush_if_no_tick();
   return rc;
+}
+
+int TrackerPlugin::on_ingest(mosquitto_evt_message& event) {
+  const char* sender = mosquitto_client_id(event.client);
+  const std::string_view payload(static_cast<const char*>(event.payload), event.payload ? event.payloadlen : 0);
+  std::vector<IngestReply> replies;
+  const bool consumed = ingest_.on_message(monotonic_ms(), sender ? sender : "", mosquitto_client_username(event.client),
+                                           event.topic, payload, replies);
+  take(replies);
+  flush_if_no_tick();
+  if (!consumed) return MOSQ_ERR_ACL_DENIED;
+  // File content is for the tracker only: subscribers of mqds/ingest/# see an empty message.
+  if (event.payloadlen > 0 && std::string_view(event.topic).substr(0, ingest_topics::chunk_prefix.size()) == ingest_topics::chunk_prefix) {
+    void* empty = mosquitto_malloc(1);
+    if (!empty) return MOSQ_ERR_ACL_DENIED;
+    static_cast<char*>(empty)[0] = '\0';
+    event.payload = empty;
+    event.payloadlen = 0;
+    event.retain = false;
+  }
+  return MOSQ_ERR_SUCCESS;
 }
 
 void TrackerPlugin::on_disconnect(const char* client_id) {

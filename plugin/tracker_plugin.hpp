@@ -15,6 +15,7 @@
 #include "mqds/random.hpp"
 #include "mqds/store/tracker_store.hpp"
 #include "mqds/tracker.hpp"
+#include "ingest.hpp"
 #include "metrics.hpp"
 #include "options.hpp"
 
@@ -29,6 +30,7 @@ class TrackerPlugin {
 
   // MOSQ_ERR_* for the MESSAGE callback: SUCCESS to deliver (possibly rewritten), ACL_DENIED to drop.
   int on_message(mosquitto_evt_message& event);
+  int on_ingest(mosquitto_evt_message& event);
   void on_disconnect(const char* client_id);
   void on_tick();
 
@@ -41,6 +43,8 @@ class TrackerPlugin {
   };
 
   void take(Output output);
+  void take(std::vector<IngestReply>& replies);
+  bool still_needed(const Hash& fragment) const;
   void flush();
   void restart_from_store(const char* why);
   // Without TICK nothing would ever be flushed: flush now if the last one is long gone.
@@ -50,6 +54,7 @@ class TrackerPlugin {
   TrackerStore store_;
   std::unique_ptr<Random> random_;
   std::unique_ptr<Tracker> tracker_;
+  Ingest ingest_;
   std::vector<StorageEffect> pending_effects_;
   std::vector<PendingPublish> pending_publishes_;
   MetricsPublisher metrics_;

@@ -1,6 +1,7 @@
 #include "mqds/store/tracker_store.hpp"
 
 #include <cstring>
+#include <set>
 #include <stdexcept>
 
 namespace mqds {
@@ -49,6 +50,14 @@ std::string holding_key(const ClientId& client, const Hash& hash) {
   return key;
 }
 
+std::string_view key_of(const Uuid& id) { return {reinterpret_cast<const char*>(id.bytes.data()), id.bytes.size()}; }
+
+std::string part_key(const Uuid& upload, std::uint32_t index) {
+  std::string key(key_of(upload));
+  for (int shift = 24; shift >= 0; shift -= 8) key += static_cast<char>(index >> shift);  // big-endian: key order is index order
+  return key;
+}
+
 template <class... F>
 struct Overloaded : F... {
   using F::operator()...;
@@ -65,6 +74,8 @@ TrackerStore::TrackerStore(const std::string& directory, std::size_t map_size_by
   fragments_ = txn.open("fragments");
   staged_ = txn.open("staged");
   holdings_ = txn.open("holdings");
+  uploads_ = txn.open("uploads");
+  parts_ = txn.open("parts");
   txn.commit();
 }
 
@@ -89,8 +100,12 @@ TrackerSnapshot TrackerStore::load() const {
   txn.for_each(fragments_, {}, [&](std::string_view key, std::string_view value) {
     snapshot.fragments.emplace(hash_of(key), FragmentMetadata{static_cast<std::int64_t>(u64_of(value))});
   });
+  std::set<Hash> referenced;
+  for (const auto& [hash, file] : snapshot.files) referenced.insert(file.fragment_sequence.begin(), file.fragment_sequence.end());
   txn.for_each(staged_, {}, [&](std::string_view key, std::string_view value) {
-    snapshot.staged.emplace(hash_of(key), static_cast<std::int64_t>(value.size()));
+    const Hash hash = hash_of(key);
+    // Fragments of an upload still in progress are not distributable yet.
+    if (referenced.count(hash)) snapshot.staged.emplace(hash, static_cast<std::int64_t>(value.size()));
   });
   txn.for_each(holdings_, {}, [&](std::string_view key, std::string_view) {
     const auto nul = key.find('\0');
@@ -141,6 +156,74 @@ bool TrackerStore::read_staged(const Hash& hash, const std::function<void(std::s
   if (!value) return false;
   fn(std::span(reinterpret_cast<const std::uint8_t*>(value->data()), value->size()));
   return true;
+}
+
+void TrackerStore::begin_upload(const UploadRecord& upload) {
+  lmdb::Txn txn(env_, false);
+  std::string value(key_of(upload.declared_hash));
+  value += u64_bytes(static_cast<std::uint64_t>(upload.size_bytes));
+  value += upload.uploader;
+  txn.put(uploads_, key_of(upload.id), value);
+  txn.commit();
+}
+
+std::vector<UploadRecord> TrackerStore::uploads() const {
+  std::vector<UploadRecord> result;
+  lmdb::Txn txn(env_, true);
+  txn.for_each(uploads_, {}, [&](std::string_view key, std::string_view value) {
+    if (key.size() != 16 || value.size() < Hash::size_bytes + 8) throw std::runtime_error("store: an upload record is malformed");
+    UploadRecord upload;
+    std::memcpy(upload.id.bytes.data(), key.data(), 16);
+    upload.declared_hash = hash_of(value.substr(0, Hash::size_bytes));
+    upload.size_bytes = static_cast<std::int64_t>(u64_of(value.substr(Hash::size_bytes, 8)));
+    upload.uploader = ClientId(value.substr(Hash::size_bytes + 8));
+    result.push_back(std::move(upload));
+  });
+  return result;
+}
+
+void TrackerStore::put_upload_parts(const Uuid& upload, std::uint32_t first_index,
+                                    const std::vector<std::pair<Hash, Bytes>>& fragments) {
+  if (fragments.empty()) return;
+  lmdb::Txn txn(env_, false);
+  std::uint32_t index = first_index;
+  for (const auto& [hash, data] : fragments) {
+    txn.put(staged_, key_of(hash), std::span<const std::uint8_t>(data));
+    txn.put(parts_, part_key(upload, index++), key_of(hash));
+  }
+  txn.commit();
+}
+
+namespace {
+
+std::vector<Hash> part_hashes(const lmdb::Txn& txn, MDB_dbi parts, const Uuid& upload) {
+  std::vector<Hash> hashes;
+  txn.for_each(parts, key_of(upload), [&](std::string_view, std::string_view value) { hashes.push_back(hash_of(value)); });
+  return hashes;
+}
+
+}  // namespace
+
+void TrackerStore::read_upload_parts(const Uuid& upload,
+                                     const std::function<void(const Hash&, std::span<const std::uint8_t>)>& fn) const {
+  lmdb::Txn txn(env_, true);
+  for (const auto& hash : part_hashes(txn, parts_, upload)) {
+    auto content = txn.get(staged_, key_of(hash));
+    if (!content) throw std::runtime_error("store: fragment " + hash.to_hex() + " of an upload is missing from staging");
+    fn(hash, std::span(reinterpret_cast<const std::uint8_t*>(content->data()), content->size()));
+  }
+}
+
+void TrackerStore::finish_upload(const Uuid& upload) { drop_upload(upload, [](const Hash&) { return true; }); }
+
+void TrackerStore::drop_upload(const Uuid& upload, const std::function<bool(const Hash&)>& still_needed) {
+  lmdb::Txn txn(env_, false);
+  const auto hashes = part_hashes(txn, parts_, upload);
+  for (std::uint32_t index = 0; index < hashes.size(); ++index) txn.del(parts_, part_key(upload, index));
+  for (const auto& hash : hashes)
+    if (!still_needed(hash)) txn.del(staged_, key_of(hash));
+  txn.del(uploads_, key_of(upload));
+  txn.commit();
 }
 
 }  // namespace mqds

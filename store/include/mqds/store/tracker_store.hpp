@@ -9,6 +9,13 @@
 //   fragments hash(32)        -> size int64 LE
 //   staged    hash(32)        -> content
 //   holdings  client id, NUL, hash(32) -> empty
+//   uploads   upload id(16)   -> declared hash(32), size int64 LE, uploader client id
+//   parts     upload id(16), index uint32 BE -> fragment hash(32)
+// Staged content is addressed by its hash, which the fragmenter computed from the bytes
+// themselves, so it is correct whatever file it belongs to. An upload in progress writes its
+// fragments to `staged` at once and lists them in `parts`; they become distributable only when a
+// verified file that references them is published (load() counts as staged only fragments that a
+// published file references). A failed upload deletes what no one else references.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +30,13 @@
 #include "mqds/tracker.hpp"
 
 namespace mqds {
+
+struct UploadRecord {
+  Uuid id;
+  Hash declared_hash;
+  std::int64_t size_bytes = 0;
+  ClientId uploader;
+};
 
 class TrackerStore {
  public:
@@ -40,9 +54,23 @@ class TrackerStore {
   // Calls fn with the staged content of `hash` (valid during the call); false if not staged.
   bool read_staged(const Hash& hash, const std::function<void(std::span<const std::uint8_t>)>& fn) const;
 
+  void begin_upload(const UploadRecord& upload);
+  std::vector<UploadRecord> uploads() const;
+  // Stages fragments of an upload and lists them, numbered from `first_index`, in one durable
+  // transaction.
+  void put_upload_parts(const Uuid& upload, std::uint32_t first_index,
+                        const std::vector<std::pair<Hash, Bytes>>& fragments);
+  // Calls fn(hash, content) for the upload's fragments in order.
+  void read_upload_parts(const Uuid& upload,
+                         const std::function<void(const Hash&, std::span<const std::uint8_t>)>& fn) const;
+  // Forgets the upload; its fragments stay staged for the file that references them.
+  void finish_upload(const Uuid& upload);
+  // Forgets the upload and deletes the staged content of its fragments that `still_needed` rejects.
+  void drop_upload(const Uuid& upload, const std::function<bool(const Hash&)>& still_needed);
+
  private:
   lmdb::Env env_;
-  MDB_dbi meta_{}, files_{}, fragments_{}, staged_{}, holdings_{};
+  MDB_dbi meta_{}, files_{}, fragments_{}, staged_{}, holdings_{}, uploads_{}, parts_{};
 };
 
 }  // namespace mqds
