@@ -1,0 +1,75 @@
+#include <gtest/gtest.h>
+
+#include "options.hpp"
+
+namespace mqds::plugin {
+namespace {
+
+Options parsed(const RawOptions& raw) {
+  auto result = parse_options(raw);
+  EXPECT_TRUE(std::holds_alternative<Options>(result)) << std::get<std::string>(result);
+  return std::holds_alternative<Options>(result) ? std::get<Options>(result) : Options{};
+}
+
+std::string error_of(const RawOptions& raw) {
+  auto result = parse_options(raw);
+  EXPECT_TRUE(std::holds_alternative<std::string>(result));
+  return std::holds_alternative<std::string>(result) ? std::get<std::string>(result) : "";
+}
+
+TEST(PluginOptions, DefaultsNeedOnlyTheDataDir) {
+  const auto o = parsed({{"data_dir", "/var/lib/mosquitto/mqds"}});
+  EXPECT_EQ(o.data_dir, "/var/lib/mosquitto/mqds");
+  EXPECT_EQ(o.tracker.fragment_size_bytes, 1024 * 1024);
+  EXPECT_EQ(o.tracker.replicas, 3u);
+  EXPECT_FALSE(o.ingest.anyone);
+  EXPECT_TRUE(o.ingest.users.empty());
+}
+
+TEST(PluginOptions, EveryOptionIsRead) {
+  const auto o = parsed({{"data_dir", "d"},          {"fragment_size", "4096"},       {"replicas", "2"},
+                         {"hash_algorithm", "sha256"}, {"join_timeout_ms", "800"},      {"request_timeout_ms", "500"},
+                         {"delivery_timeout_ms", "900"}, {"retry_delay_ms", "700"},      {"revision_beacon_ms", "600"},
+                         {"startup_settle_ms", "0"},   {"joins_in_flight", "5"},        {"distributions_in_flight", "7"},
+                         {"max_clients", "9"},         {"map_size", "1048576"},         {"metrics_interval_ms", "1000"},
+                         {"ingest_users", " alice, bob ,*"}, {"ingest_chunk_size", "2048"}, {"ingest_window", "4096"},
+                         {"ingest_uploads", "3"},      {"ingest_file_size_max", "100"}, {"ingest_idle_timeout_ms", "1000"}});
+  EXPECT_EQ(o.tracker.fragment_size_bytes, 4096);
+  EXPECT_EQ(o.tracker.replicas, 2u);
+  EXPECT_EQ(o.tracker.join_timeout_ms, 800);
+  EXPECT_EQ(o.tracker.request_timeout_ms, 500);
+  EXPECT_EQ(o.tracker.delivery_timeout_ms, 900);
+  EXPECT_EQ(o.tracker.retry_delay_ms, 700);
+  EXPECT_EQ(o.tracker.revision_beacon_ms, 600);
+  EXPECT_EQ(o.tracker.startup_settle_ms, 0);
+  EXPECT_EQ(o.tracker.joins_in_flight_max, 5u);
+  EXPECT_EQ(o.tracker.distributions_in_flight_max, 7u);
+  EXPECT_EQ(o.tracker.registered_clients_max, 9u);
+  EXPECT_EQ(o.map_size_bytes, 1048576u);
+  EXPECT_EQ(o.metrics_interval_ms, 1000);
+  EXPECT_EQ(o.ingest.users, (std::vector<std::string>{"alice", "bob"}));
+  EXPECT_TRUE(o.ingest.anyone);
+  EXPECT_EQ(o.ingest.chunk_bytes_max, 2048u);
+  EXPECT_EQ(o.ingest.window_bytes, 4096u);
+  EXPECT_EQ(o.ingest.uploads_max, 3u);
+  EXPECT_EQ(o.ingest.file_size_bytes_max, 100);
+  EXPECT_EQ(o.ingest.idle_timeout_ms, 1000);
+}
+
+TEST(PluginOptions, BadValuesNameTheOptionAndTheRule) {
+  EXPECT_EQ(error_of({}), "plugin_opt_data_dir: required (the directory of the tracker's LMDB store)");
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"replicas", "0"}}),
+            "plugin_opt_replicas: must be an integer from 1 to 16, not '0'");
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"fragment_size", "1MB"}}),
+            "plugin_opt_fragment_size: must be an integer from 1 to 67108864, not '1MB'");
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"hash_algorithm", "MD5"}}),
+            "plugin_opt_hash_algorithm: only SHA256 is supported, not 'MD5'");
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"replica", "2"}}), "plugin_opt_replica: unknown option");
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"join_timeout_ms", "-1"}}),
+            "plugin_opt_join_timeout_ms: must be an integer from 1 to 3600000, not '-1'");
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"ingest_chunk_size", "8192"}, {"ingest_window", "4096"}}),
+            "plugin_opt_ingest_window: must be at least plugin_opt_ingest_chunk_size");
+}
+
+}  // namespace
+}  // namespace mqds::plugin
