@@ -20,8 +20,9 @@ struct Instance {
   std::unique_ptr<TrackerPlugin> plugin;
 };
 
+// Runs a callback body; on any exception logs it and returns `on_failure`.
 template <class F>
-int guarded(const char* where, F&& body) noexcept {
+int guarded(const char* where, int on_failure, F&& body) noexcept {
   try {
     return body();
   } catch (const std::exception& e) {
@@ -29,24 +30,25 @@ int guarded(const char* where, F&& body) noexcept {
   } catch (...) {
     mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: %s failed", where);
   }
-  return MOSQ_ERR_SUCCESS;
+  return on_failure;
 }
 
 int on_message(int, void* event_data, void* userdata) {
-  return guarded("MESSAGE", [&] {
+  // A message the tracker could not judge is not delivered: it might be one no client may send.
+  return guarded("MESSAGE", MOSQ_ERR_ACL_DENIED, [&] {
     return static_cast<Instance*>(userdata)->plugin->on_message(*static_cast<mosquitto_evt_message*>(event_data));
   });
 }
 
 int on_tick(int, void*, void* userdata) {
-  return guarded("TICK", [&] {
+  return guarded("TICK", MOSQ_ERR_SUCCESS, [&] {
     static_cast<Instance*>(userdata)->plugin->on_tick();
     return MOSQ_ERR_SUCCESS;
   });
 }
 
 int on_disconnect(int, void* event_data, void* userdata) {
-  return guarded("DISCONNECT", [&] {
+  return guarded("DISCONNECT", MOSQ_ERR_SUCCESS, [&] {
     auto* event = static_cast<mosquitto_evt_disconnect*>(event_data);
     static_cast<Instance*>(userdata)->plugin->on_disconnect(mosquitto_client_id(event->client));
     return MOSQ_ERR_SUCCESS;
@@ -110,7 +112,7 @@ __attribute__((visibility("default"))) int mosquitto_plugin_cleanup(void* userda
   std::unique_ptr<Instance> instance(static_cast<Instance*>(userdata));
   if (!instance) return MOSQ_ERR_SUCCESS;
   for (const auto& r : registrations) mosquitto_callback_unregister(instance->identifier, r.event, r.callback, nullptr);
-  return guarded("cleanup", [&] {
+  return guarded("cleanup", MOSQ_ERR_SUCCESS, [&] {
     instance.reset();  // closes the store; what was committed stays
     return MOSQ_ERR_SUCCESS;
   });
