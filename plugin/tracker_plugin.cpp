@@ -42,9 +42,23 @@ std::int64_t monotonic_ms() {
   return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
 }
 
+namespace {
+
+TrackerStore open_store(const Options& options) {
+  try {
+    return TrackerStore(options.data_dir, options.map_size_bytes);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("plugin_opt_data_dir " + options.data_dir + ": " + e.what() +
+                             " (the broker runs as its `user`, mosquitto by default, which must own this directory: "
+                             "install -d -o mosquitto -g mosquitto " + options.data_dir + ")");
+  }
+}
+
+}  // namespace
+
 TrackerPlugin::TrackerPlugin(Options options)
     : options_(std::move(options)),
-      store_(options_.data_dir, options_.map_size_bytes),
+      store_(open_store(options_)),
       random_(std::make_unique<SplitMix64>(os_random_seed())),
       ingest_(options_.ingest, store_, options_.tracker.fragment_size_bytes,
               [this](const Hash& file) -> const FileMetadata* {

@@ -1,0 +1,352 @@
+// Files through the real broker end to end: an upload over the ingest protocol, then distribution
+// (diagram 001) to torrent servers that are real MQTT clients driven by the core's TorrentServer.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "broker.hpp"
+#include "client.hpp"
+#include "mqds/random.hpp"
+#include "mqds/torrent.hpp"
+#include "support/memory_store.hpp"
+
+namespace mqds::broker_test {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+}
+
+constexpr std::int64_t fragment_size = 1024;
+
+BrokerConfig distribution_config(std::string ingest_users = "*") {
+  BrokerConfig config;
+  config.plugin_options = {{"fragment_size", std::to_string(fragment_size)},
+                           {"replicas", "2"},
+                       {"startup_settle_ms", "0"},
+                       {"join_timeout_ms", "3000"},
+                       {"request_timeout_ms", "1500"},
+                       {"delivery_timeout_ms", "3000"},
+                       {"retry_delay_ms", "500"},
+                       {"revision_beacon_ms", "1000"},
+                       {"metrics_interval_ms", "200"},
+                       {"ingest_users", std::move(ingest_users)},
+                       {"ingest_chunk_size", "4096"},
+                       {"ingest_window", "16384"}};
+  return config;
+}
+
+// A torrent server: a real MQTT client, the core's machine, and an in-memory store.
+class TorrentNode {
+ public:
+  explicit TorrentNode(const std::string& id) : client_(id), random_(std::hash<std::string>{}(id)) {
+    TorrentConfig config;
+    config.client_id = id;
+    config.endpoints = {"mqtt://" + id + "/fragments"};
+    machine_ = std::make_unique<TorrentServer>(config, store_.snapshot(), random_);
+  }
+
+  ::testing::AssertionResult connect(int port) {
+    if (auto r = client_.connect(port); !r) return r;
+    if (auto r = client_.subscribe(torrent_subscriptions()); !r) return r;
+    apply(machine_->on_connected(now_ms()));
+    return ::testing::AssertionSuccess();
+  }
+
+  // Feeds what arrived to the machine and lets time pass for it.
+  void pump() {
+    for (auto& message : client_.drain()) {
+      if (message.topic == topics::fragment_distribution_delivered) ++deliveries_received_;
+      apply(machine_->on_message(now_ms(), message.topic, message.payload));
+    }
+    apply(machine_->on_tick(now_ms()));
+  }
+
+  const TorrentServer& machine() const { return *machine_; }
+  const testing::TorrentMemoryStore& store() const { return store_; }
+  int deliveries_received() const { return deliveries_received_; }
+  std::vector<std::string> fatal;
+
+ private:
+  void apply(Output out) {
+    store_.apply(out.storage);  // what the edge commits before it publishes
+    if (out.fatal) fatal.push_back(*out.fatal);
+    for (const auto& p : out.publishes) client_.publish_async(p.topic, p.payload, p.qos);
+  }
+
+  Client client_;
+  SplitMix64 random_;
+  testing::TorrentMemoryStore store_;
+  std::unique_ptr<TorrentServer> machine_;
+  int deliveries_received_ = 0;
+};
+
+template <class Done>
+bool pump_until(std::vector<std::unique_ptr<TorrentNode>>& nodes, Done done, std::chrono::milliseconds limit) {
+  const auto deadline = Clock::now() + limit;
+  while (Clock::now() < deadline) {
+    for (auto& node : nodes) node->pump();
+    if (done()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+Bytes random_content(std::size_t size, std::uint64_t seed) {
+  SplitMix64 rng(seed);
+  Bytes data(size);
+  for (auto& b : data) b = static_cast<std::uint8_t>(rng.next_u64());
+  return data;
+}
+
+std::string as_text(const Bytes& data, std::size_t offset, std::size_t size) {
+  return std::string(reinterpret_cast<const char*>(data.data()) + offset, size);
+}
+
+// An uploader that speaks the ingest protocol of the README.
+class Uploader {
+ public:
+  explicit Uploader(const std::string& id) : client_(id) {}
+  ::testing::AssertionResult connect(int port) { return client_.connect(port); }
+  Client& client() { return client_; }
+
+  std::optional<json> begin(const Uuid& id, const Hash& hash, std::size_t size) {
+    client_.publish(ingest_begin, json{{"UploadId", id.to_string()}, {"Hash", hash.to_hex()}, {"Size", size}}.dump(), 1);
+    return status(id, 5s);
+  }
+
+  // The next status about this upload (answers about earlier ones may still be queued).
+  std::optional<json> status(const Uuid& id, std::chrono::milliseconds timeout) {
+    const std::string wanted = id.to_string();
+    auto found = client_.wait_for(
+        [&](const Message& m) {
+          if (m.topic != ingest_status) return false;
+          const json j = json::parse(m.payload, nullptr, false);
+          return j.is_object() && j.value("UploadId", "") == wanted;
+        },
+        timeout);
+    if (!found) return std::nullopt;
+    return json::parse(found->payload, nullptr, false);
+  }
+
+  std::optional<json> any_status(std::chrono::milliseconds timeout) {
+    auto m = client_.wait_for(ingest_status, timeout);
+    if (!m) return std::nullopt;
+    return json::parse(m->payload, nullptr, false);
+  }
+
+  // Sends data[from, to) in chunks, keeping within the window the tracker announced, and returns
+  // the last status (published or failed) or nullopt on a timeout.
+  std::optional<json> send(const Uuid& id, const Bytes& data, std::size_t from, std::size_t to, std::size_t chunk,
+                           std::size_t window) {
+    std::size_t acknowledged = from, sent = from;
+    const auto deadline = Clock::now() + 20s;
+    while (Clock::now() < deadline) {
+      while (sent < to && sent + chunk <= acknowledged + window) {
+        const std::size_t n = std::min(chunk, to - sent);
+        client_.publish_async("mqds/ingest/chunk/" + id.to_string() + "/" + std::to_string(sent), as_text(data, sent, n), 1);
+        sent += n;
+      }
+      auto s = status(id, 5s);
+      if (!s || !s->is_object()) return std::nullopt;
+      const std::string state = s->value("State", "");
+      if (state != "receiving") return s;
+      acknowledged = std::max(acknowledged, s->value("Offset", std::size_t{0}));
+      // An answer with a Reason refused a chunk: resume where the tracker says. Without one it is
+      // an acknowledgement that may lag behind what was sent since.
+      if (s->contains("Reason")) acknowledged = sent = s->value("Offset", std::size_t{0});
+      if (to < data.size() && acknowledged >= to) return s;
+    }
+    return std::nullopt;
+  }
+
+  static constexpr const char* ingest_begin = "mqds/ingest/begin";
+  static constexpr const char* ingest_status = "mqds/ingest/status";
+
+ private:
+  Client client_;
+};
+
+TEST(PluginDistribution, AnUploadedFileReachesExactlyKTorrentServersWithItsDeliveriesTargeted) {
+  Broker broker(distribution_config());
+  ASSERT_TRUE(broker.start());
+  std::vector<std::unique_ptr<TorrentNode>> nodes;
+  for (const char* id : {"edge-a", "edge-b", "edge-c"}) {
+    nodes.push_back(std::make_unique<TorrentNode>(id));
+    ASSERT_TRUE(nodes.back()->connect(broker.port())) << broker.where();
+  }
+  ASSERT_TRUE(pump_until(nodes, [&] {
+    for (auto& n : nodes)
+      if (n->machine().phase() != TorrentPhase::registered) return false;
+    return true;
+  }, 10s)) << "torrent servers did not register; " << broker.where();
+
+  Client monitor("monitor");
+  ASSERT_TRUE(monitor.connect(broker.port()));
+  ASSERT_TRUE(monitor.subscribe(std::vector<std::string>{"$SYS/broker/mqds/#"}, 0));
+
+  // Someone who only listens must not see fragment data.
+  Client eavesdropper("eavesdropper");
+  ASSERT_TRUE(eavesdropper.connect(broker.port()));
+  ASSERT_TRUE(eavesdropper.subscribe(std::vector<std::string>{std::string(topics::fragment_distribution_delivered), "mqds/ingest/#"}));
+
+  const Bytes content = random_content(10 * fragment_size + 123, 42);  // 11 fragments, the last of 123 bytes
+  const Hash file_hash = sha256(content);
+  Uploader uploader("uploader");
+  ASSERT_TRUE(uploader.connect(broker.port()));
+  const Uuid upload = Uuid::v4_from(1, 2);
+  const auto begun = uploader.begin(upload, file_hash, content.size());
+  ASSERT_TRUE(begun && begun->value("State", "") == "receiving") << (begun ? begun->dump() : "no answer") << broker.where();
+  EXPECT_EQ(begun->value("Offset", -1), 0);
+  const auto result = uploader.send(upload, content, 0, content.size(), begun->value("ChunkSize", std::size_t{0}),
+                                    begun->value("Window", std::size_t{0}));
+  ASSERT_TRUE(result && result->value("State", "") == "published") << (result ? result->dump() : "no answer") << broker.where();
+  EXPECT_EQ(result->value("Hash", ""), file_hash.to_hex());
+  EXPECT_EQ(result->value("Fragments", 0), 11);
+
+  // Distribution: every fragment persisted on exactly two of the three.
+  std::map<Hash, int> holders;
+  const bool distributed = pump_until(nodes, [&] {
+    holders.clear();
+    for (auto& n : nodes)
+      for (const auto& [hash, data] : n->store().persisted) ++holders[hash];
+    if (holders.size() != 11) return false;
+    for (const auto& [hash, count] : holders)
+      if (count != 2) return false;
+    for (auto& n : nodes)
+      if (!n->store().temporary.empty()) return false;
+    return true;
+  }, 20s);
+  ASSERT_TRUE(distributed) << holders.size() << " fragments persisted; " << broker.where();
+
+  // Every copy is intact, the views agree, and nobody got a fragment it was not a receiver of.
+  int deliveries = 0;
+  for (auto& n : nodes) {
+    for (const auto& [hash, data] : n->store().persisted) EXPECT_EQ(sha256(data), hash);
+    EXPECT_EQ(n->machine().metrics().deliveries_unexpected, 0u) << n->machine().client_id();
+    EXPECT_TRUE(n->fatal.empty());
+    EXPECT_TRUE(n->machine().view() == nodes[0]->machine().view()) << n->machine().client_id();
+    deliveries += n->deliveries_received();
+  }
+  // k deliveries per fragment, not one per connected client.
+  EXPECT_EQ(deliveries, 22);
+  ASSERT_TRUE(eavesdropper.sync());
+  for (const auto& m : eavesdropper.drain()) {
+    EXPECT_NE(m.topic, topics::fragment_distribution_delivered) << "a Delivered reached a client that is no receiver";
+    if (m.topic.rfind("mqds/ingest/chunk/", 0) == 0) {
+      EXPECT_TRUE(m.payload.empty()) << "chunk content leaked";
+    }
+  }
+
+  // The figures agree: one file, nothing under-replicated, nothing left in staging.
+  std::map<std::string, std::string> figures;
+  const std::map<std::string, std::string> expected{{"files", "1"},
+                                                    {"fragments", "11"},
+                                                    {"fragments/staged", "0"},
+                                                    {"fragments/under_replicated", "0"},
+                                                    {"bytes/ingested", std::to_string(content.size())},
+                                                    {"clients/registered", "3"}};
+  auto all_expected = [&] {
+    for (const auto& [name, value] : expected)
+      if (figures[name] != value) return false;
+    return true;
+  };
+  const auto deadline = Clock::now() + 5s;
+  while (Clock::now() < deadline && !all_expected()) {
+    if (auto m = monitor.wait_for([](const Message&) { return true; }, 500ms))
+      figures[m->topic.substr(std::string("$SYS/broker/mqds/").size())] = m->payload;
+  }
+  std::string seen;
+  for (const auto& [name, value] : figures) seen += name + "=" + value + " ";
+  SCOPED_TRACE("figures seen: " + seen);
+  EXPECT_EQ(figures["files"], "1");
+  EXPECT_EQ(figures["fragments"], "11");
+  EXPECT_EQ(figures["fragments/staged"], "0");
+  EXPECT_EQ(figures["fragments/under_replicated"], "0");
+  EXPECT_EQ(figures["bytes/ingested"], std::to_string(content.size()));
+  EXPECT_EQ(figures["clients/registered"], "3");
+}
+
+TEST(PluginIngest, AFileThatDoesNotMatchItsDeclaredHashIsRefused) {
+  Broker broker(distribution_config());
+  ASSERT_TRUE(broker.start());
+  Uploader uploader("uploader");
+  ASSERT_TRUE(uploader.connect(broker.port()));
+  const Bytes content = random_content(3000, 7);
+  Hash wrong = sha256(content);
+  wrong.digest[0] ^= 0xFF;
+  const auto begun = uploader.begin(Uuid::v4_from(3, 4), wrong, content.size());
+  ASSERT_TRUE(begun) << broker.where();
+  const auto result = uploader.send(Uuid::v4_from(3, 4), content, 0, content.size(), 4096, 16384);
+  ASSERT_TRUE(result) << broker.where();
+  EXPECT_EQ(result->value("State", ""), "failed");
+  EXPECT_NE(result->value("Reason", "").find("not the declared " + wrong.to_hex()), std::string::npos) << result->dump();
+}
+
+TEST(PluginIngest, OnlyUsersNamedInTheOptionMayUpload) {
+  Broker broker(distribution_config("alice"));
+  ASSERT_TRUE(broker.start());
+  Uploader anonymous("anonymous-uploader");
+  ASSERT_TRUE(anonymous.connect(broker.port()));
+  const Bytes content = random_content(100, 9);
+  const int rc = anonymous.client().publish(
+      Uploader::ingest_begin,
+      json{{"UploadId", Uuid::v4_from(5, 6).to_string()}, {"Hash", sha256(content).to_hex()}, {"Size", 100}}.dump(), 1);
+  EXPECT_EQ(rc, reason::not_authorized) << describe_reason(rc);
+  const auto answer = anonymous.any_status(3s);
+  ASSERT_TRUE(answer) << broker.where();
+  EXPECT_EQ(answer->value("State", ""), "failed");
+  EXPECT_NE(answer->value("Reason", "").find("may not upload"), std::string::npos) << answer->dump();
+}
+
+TEST(PluginIngest, AnUploadResumesAfterABrokerRestartFromWhatWasDurable) {
+  Broker broker(distribution_config());
+  ASSERT_TRUE(broker.start());
+  const Bytes content = random_content(40 * 1024 + 10, 11);
+  const Hash hash = sha256(content);
+  const Uuid id = Uuid::v4_from(7, 8);
+  {
+    Uploader uploader("uploader");
+    ASSERT_TRUE(uploader.connect(broker.port()));
+    ASSERT_TRUE(uploader.begin(id, hash, content.size()));
+    const auto half = uploader.send(id, content, 0, 20 * 1024, 4096, 16384);
+    ASSERT_TRUE(half && half->value("State", "") == "receiving") << (half ? half->dump() : "no answer") << broker.where();
+    uploader.client().disconnect();
+  }
+  std::this_thread::sleep_for(300ms);  // a TICK or two: what arrived is committed
+  broker.kill9();
+  ASSERT_TRUE(broker.restart());
+
+  Uploader uploader("uploader");
+  ASSERT_TRUE(uploader.connect(broker.port()));
+  const auto resumed = uploader.begin(id, hash, content.size());
+  ASSERT_TRUE(resumed && resumed->value("State", "") == "receiving") << (resumed ? resumed->dump() : "no answer")
+                                                                    << broker.where();
+  const auto offset = resumed->value("Offset", std::size_t{0});
+  EXPECT_EQ(offset % fragment_size, 0u) << "resumes at a fragment boundary";
+  EXPECT_GT(offset, 0u) << "what was durable before the kill was kept";
+  EXPECT_LE(offset, 20u * 1024);
+  const auto result = uploader.send(id, content, offset, content.size(), 4096, 16384);
+  ASSERT_TRUE(result && result->value("State", "") == "published") << (result ? result->dump() : "no answer")
+                                                                   << broker.where();
+  EXPECT_EQ(result->value("Hash", ""), hash.to_hex());
+
+  // Uploading the same file again is answered at once.
+  const auto again = uploader.begin(Uuid::v4_from(9, 10), hash, content.size());
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->value("State", ""), "published") << again->dump();
+}
+
+}  // namespace
+}  // namespace mqds::broker_test
