@@ -350,3 +350,51 @@ TEST(PluginIngest, AnUploadResumesAfterABrokerRestartFromWhatWasDurable) {
 
 }  // namespace
 }  // namespace mqds::broker_test
+
+namespace mqds::broker_test {
+namespace {
+
+TEST(PluginDistribution, FragmentsStagedBeforeARestartAreDistributedAfterIt) {
+  Broker broker(distribution_config());
+  ASSERT_TRUE(broker.start());
+  const Bytes content = random_content(5 * fragment_size, 99);
+  const Hash hash = sha256(content);
+  {
+    // No torrent server yet: the file is published and its fragments wait in staging.
+    Uploader uploader("uploader");
+    ASSERT_TRUE(uploader.connect(broker.port()));
+    ASSERT_TRUE(uploader.begin(Uuid::v4_from(11, 12), hash, content.size()));
+    const auto result = uploader.send(Uuid::v4_from(11, 12), content, 0, content.size(), 4096, 16384);
+    ASSERT_TRUE(result && result->value("State", "") == "published") << broker.where();
+  }
+  broker.kill9();
+  ASSERT_TRUE(broker.restart());
+
+  std::vector<std::unique_ptr<TorrentNode>> nodes;
+  for (const char* id : {"edge-a", "edge-b"}) {
+    nodes.push_back(std::make_unique<TorrentNode>(id));
+    ASSERT_TRUE(nodes.back()->connect(broker.port())) << broker.where();
+  }
+  std::map<Hash, int> holders;
+  const bool distributed = pump_until(nodes, [&] {
+    holders.clear();
+    for (auto& n : nodes)
+      for (const auto& [fragment, data] : n->store().persisted) ++holders[fragment];
+    if (holders.size() != 5) return false;
+    for (const auto& [fragment, count] : holders)
+      if (count != 2) return false;
+    return true;
+  }, 20s);
+  ASSERT_TRUE(distributed) << holders.size() << " fragments persisted; " << broker.where();
+  // They learned the file from their join, and can put it back together.
+  const auto& file = nodes[0]->machine().view().files().at(hash);
+  Bytes rebuilt;
+  for (const auto& fragment : file.fragment_sequence) {
+    const auto& data = nodes[0]->store().persisted.at(fragment);
+    rebuilt.insert(rebuilt.end(), data.begin(), data.end());
+  }
+  EXPECT_EQ(rebuilt, content);
+}
+
+}  // namespace
+}  // namespace mqds::broker_test
