@@ -251,7 +251,13 @@ void Ingest::finish(const CompletedUpload& upload, const std::string& error,
                     const std::function<bool(const Hash&)>& still_needed, std::vector<IngestReply>& replies) {
   const std::string& failure = upload.failure.empty() ? error : upload.failure;
   if (!failure.empty()) {
-    store_.drop_upload(upload.id, still_needed);
+    // Uploads of files with common content share staged fragments: keep what another one uses.
+    store_.drop_upload(upload.id, [&](const Hash& fragment) {
+      if (still_needed(fragment)) return true;
+      for (const auto& [id, other] : uploads_)
+        if (other->staged_sizes.count(fragment)) return true;
+      return false;
+    });
     fail(upload.id, upload.uploader, failure, replies);
     return;
   }
