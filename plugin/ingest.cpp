@@ -126,12 +126,11 @@ void Ingest::begin(std::int64_t now_ms, const std::string& client, std::string_v
     return fail(*id, client, "too many uploads in progress (" + std::to_string(options_.uploads_max) + "); try again later", replies);
 
   std::unique_ptr<Upload> upload;
-  for (const auto& record : store_.uploads()) {
-    if (record.id != *id) continue;
-    if (record.uploader != client || record.declared_hash != *hash || record.size_bytes != size)
+  if (const auto record = store_.find_upload(*id)) {
+    if (record->uploader != client || record->declared_hash != *hash || record->size_bytes != size)
       return fail(*id, client, "begin: this UploadId belongs to another upload", replies);
     try {
-      upload = resume(record);
+      upload = resume(*record);
     } catch (const std::exception& e) {
       store_.drop_upload(*id, [](const Hash&) { return true; });
       return fail(*id, client, std::string("cannot resume this upload (") + e.what() + "); begin a new one", replies);

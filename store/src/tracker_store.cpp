@@ -1,5 +1,7 @@
 #include "mqds/store/tracker_store.hpp"
 
+#include "mqds/overloaded.hpp"
+
 #include <cstring>
 #include <set>
 #include <stdexcept>
@@ -57,13 +59,6 @@ std::string part_key(const Uuid& upload, std::uint32_t index) {
   for (int shift = 24; shift >= 0; shift -= 8) key += static_cast<char>(index >> shift);  // big-endian: key order is index order
   return key;
 }
-
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
-template <class... F>
-Overloaded(F...) -> Overloaded<F...>;
 
 }  // namespace
 
@@ -167,19 +162,25 @@ void TrackerStore::begin_upload(const UploadRecord& upload) {
   txn.commit();
 }
 
-std::vector<UploadRecord> TrackerStore::uploads() const {
-  std::vector<UploadRecord> result;
+namespace {
+
+UploadRecord upload_of(std::string_view key, std::string_view value) {
+  if (key.size() != 16 || value.size() < Hash::size_bytes + 8) throw std::runtime_error("store: an upload record is malformed");
+  UploadRecord upload;
+  std::memcpy(upload.id.bytes.data(), key.data(), 16);
+  upload.declared_hash = hash_of(value.substr(0, Hash::size_bytes));
+  upload.size_bytes = static_cast<std::int64_t>(u64_of(value.substr(Hash::size_bytes, 8)));
+  upload.uploader = ClientId(value.substr(Hash::size_bytes + 8));
+  return upload;
+}
+
+}  // namespace
+
+std::optional<UploadRecord> TrackerStore::find_upload(const Uuid& id) const {
   lmdb::Txn txn(env_, true);
-  txn.for_each(uploads_, {}, [&](std::string_view key, std::string_view value) {
-    if (key.size() != 16 || value.size() < Hash::size_bytes + 8) throw std::runtime_error("store: an upload record is malformed");
-    UploadRecord upload;
-    std::memcpy(upload.id.bytes.data(), key.data(), 16);
-    upload.declared_hash = hash_of(value.substr(0, Hash::size_bytes));
-    upload.size_bytes = static_cast<std::int64_t>(u64_of(value.substr(Hash::size_bytes, 8)));
-    upload.uploader = ClientId(value.substr(Hash::size_bytes + 8));
-    result.push_back(std::move(upload));
-  });
-  return result;
+  auto value = txn.get(uploads_, key_of(id));
+  if (!value) return std::nullopt;
+  return upload_of(key_of(id), *value);
 }
 
 void TrackerStore::put_upload_parts(const Uuid& upload, std::uint32_t first_index,

@@ -9,17 +9,13 @@
 #include <vector>
 
 #include "mqds/output.hpp"
+#include "mqds/overloaded.hpp"
 #include "mqds/torrent.hpp"
 #include "mqds/tracker.hpp"
 
 namespace mqds::testing {
 
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
-template <class... F>
-Overloaded(F...) -> Overloaded<F...>;
+using mqds::Overloaded;
 
 struct TorrentMemoryStore {
   std::optional<std::int64_t> fragment_size_bytes;

@@ -55,7 +55,7 @@ class TrackerStore {
   bool read_staged(const Hash& hash, const std::function<void(std::span<const std::uint8_t>)>& fn) const;
 
   void begin_upload(const UploadRecord& upload);
-  std::vector<UploadRecord> uploads() const;
+  std::optional<UploadRecord> find_upload(const Uuid& id) const;
   // Stages fragments of an upload and lists them, numbered from `first_index`, in one durable
   // transaction.
   void put_upload_parts(const Uuid& upload, std::uint32_t first_index,
