@@ -62,6 +62,18 @@ Output TorrentServer::goodbye(std::int64_t) {
   return out;
 }
 
+Output TorrentServer::fragment_lost(std::int64_t now_ms, const Hash& hash) {
+  Output out;
+  if (!stored_.erase(hash) && !temporaries_.erase(hash)) return out;
+  out.storage.push_back(store::DeleteFragment{hash});
+  out.log(LogLevel::warning, "lost the local copy of " + hash.to_hex() + "; joining again to report it");
+  // Disconnected or between attempts, the next join reports it anyway.
+  if (phase_ == TorrentPhase::registered || phase_ == TorrentPhase::awaiting_registration ||
+      phase_ == TorrentPhase::joining)
+    send_join(now_ms, out);
+  return out;
+}
+
 void TorrentServer::leave_registration(Output&) {
   requested_.clear();
   if (phase_ != TorrentPhase::disconnected) phase_ = TorrentPhase::unregistered;

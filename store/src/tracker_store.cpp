@@ -1,6 +1,7 @@
 #include "mqds/store/tracker_store.hpp"
 
 #include "mqds/overloaded.hpp"
+#include "records.hpp"
 
 #include <cstring>
 #include <set>
@@ -8,42 +9,9 @@
 
 namespace mqds {
 
+using namespace records;
+
 namespace {
-
-std::string_view key_of(const Hash& hash) { return {reinterpret_cast<const char*>(hash.digest.data()), Hash::size_bytes}; }
-
-Hash hash_of(std::string_view bytes) {
-  if (bytes.size() != Hash::size_bytes) throw std::runtime_error("store: a hash key has " + std::to_string(bytes.size()) + " bytes");
-  Hash hash;
-  std::memcpy(hash.digest.data(), bytes.data(), Hash::size_bytes);
-  return hash;
-}
-
-std::string u64_bytes(std::uint64_t value) {
-  std::string bytes(8, '\0');
-  for (int i = 0; i < 8; ++i) bytes[static_cast<std::size_t>(i)] = static_cast<char>(value >> (8 * i));
-  return bytes;
-}
-
-std::uint64_t u64_of(std::string_view bytes) {
-  if (bytes.size() < 8) throw std::runtime_error("store: a number has " + std::to_string(bytes.size()) + " bytes");
-  std::uint64_t value = 0;
-  for (int i = 0; i < 8; ++i) value |= std::uint64_t{static_cast<unsigned char>(bytes[static_cast<std::size_t>(i)])} << (8 * i);
-  return value;
-}
-
-std::string file_bytes(const FileMetadata& file) {
-  std::string bytes = u64_bytes(static_cast<std::uint64_t>(file.size_bytes));
-  for (const auto& hash : file.fragment_sequence) bytes += key_of(hash);
-  return bytes;
-}
-
-FileMetadata file_of(std::string_view bytes) {
-  if (bytes.size() < 8 || (bytes.size() - 8) % Hash::size_bytes != 0) throw std::runtime_error("store: a file record is malformed");
-  FileMetadata file{static_cast<std::int64_t>(u64_of(bytes)), {}};
-  for (std::size_t at = 8; at < bytes.size(); at += Hash::size_bytes) file.fragment_sequence.push_back(hash_of(bytes.substr(at, Hash::size_bytes)));
-  return file;
-}
 
 std::string holding_key(const ClientId& client, const Hash& hash) {
   std::string key = client;

@@ -206,6 +206,43 @@ TEST_F(TorrentJoinRequest, ServerWithDataReportsFragmentSizeFilesStoredAndObtain
   EXPECT_EQ(r.capacity_bytes, std::optional<std::int64_t>(1'000'000));
 }
 
+// --- Seed 003, "Subscriber Loses Some Or All of Local Copy" -------------------------------------
+
+TEST_F(TorrentRegistration, LostLocalCopyIsDeletedAndReportedByARejoin) {
+  const TestFile file = cut_file(pattern(150, 1), 100);
+  store.fragment_size_bytes = 100;
+  store.files[file.hash] = file.metadata;
+  store.persisted[file.fragments[0].hash] = file.fragments[0].data;
+  store.persisted[file.fragments[1].hash] = file.fragments[1].data;
+  make();
+  register_alone();
+  const Output out = track(torrent->fragment_lost(30, file.fragments[0].hash));
+  EXPECT_EQ(effects_of<store::DeleteFragment>(out).size(), 1u) << describe(out);
+  EXPECT_FALSE(store.persisted.count(file.fragments[0].hash));
+  const auto r = only<ClientJoinRequested>(out);
+  EXPECT_EQ(r.stored_fragments, (FragmentInfos{{file.fragments[1].hash, {50}}}));
+  EXPECT_EQ(torrent->phase(), TorrentPhase::joining);
+  EXPECT_TRUE(logged(out, "lost the local copy"));
+}
+
+TEST_F(TorrentRegistration, LosingAFragmentItDoesNotHoldChangesNothing) {
+  register_alone();
+  const Output out = torrent->fragment_lost(30, fragment_of(10, 3).hash);
+  EXPECT_TRUE(out.empty()) << describe(out);
+  EXPECT_EQ(torrent->phase(), TorrentPhase::registered);
+}
+
+TEST_F(TorrentRegistration, LostWhileDisconnectedIsReportedByTheNextJoin) {
+  const TestFile file = cut_file(pattern(150, 1), 100);
+  store.fragment_size_bytes = 100;
+  store.files[file.hash] = file.metadata;
+  store.persisted[file.fragments[0].hash] = file.fragments[0].data;
+  make();
+  const Output out = track(torrent->fragment_lost(5, file.fragments[0].hash));
+  EXPECT_TRUE(all_of<ClientJoinRequested>(out).empty()) << "no join while disconnected";
+  EXPECT_TRUE(only<ClientJoinRequested>(connect(10)).stored_fragments.empty());
+}
+
 // --- Client Join steps 7 and 8: applying the accept ---------------------------------------------
 
 TEST_F(TorrentJoinAccept, AcceptedForAnotherClientIsIgnored) {

@@ -83,6 +83,10 @@ class TorrentServer {
   Output on_tick(std::int64_t now_ms);
   // Client Goodbye: the adapter publishes it, then disconnects.
   Output goodbye(std::int64_t now_ms);
+  // The adapter found a stored copy corrupt or missing when reading it back (seed 003, "Subscriber
+  // Loses Some Or All of Local Copy"): forget it, delete what is left of it, and rejoin so the
+  // tracker's view says the truth again.
+  Output fragment_lost(std::int64_t now_ms, const Hash& hash);
 
   std::optional<std::int64_t> next_deadline_ms() const;
 

@@ -1,0 +1,79 @@
+// Fetch: getting a stored fragment back from a torrent server, through the broker.
+//
+// Boards sit behind NAT and open no port, so a fragment is fetched with MQTT 5 request/response
+// (an extension of the specification; the README documents it):
+//
+//   request   topic    mqds/fetch/request/<edge client id>
+//             props    Response Topic  mqds/fetch/response/<requester client id>[/<anything>]
+//                      Correlation Data (any bytes; echoed back)
+//             payload  {"Hash":"<64 hex>","Offset":0,"Length":1048576}   Offset, Length optional
+//   response  topic    the request's Response Topic, QoS 1
+//             props    Correlation Data as in the request
+//                      User Property "Status": ok | not-found | bad-request | busy
+//                      User Property "Size":   the fragment's size in bytes (ok)
+//                      User Property "Offset": where the payload starts in the fragment (ok)
+//                      User Property "Reason": why, in words (all but ok)
+//             payload  the fragment's raw bytes [Offset, Offset + Length), no Base64 (ok); else empty
+//
+// A response carries at most chunk_bytes_max bytes; a larger fragment is fetched in several
+// requests. The edge verifies the fragment's hash before every answer (a corrupt copy is deleted
+// and answered not-found) and the requester verifies the assembled fragment again.
+//
+// Who may fetch is the broker's decision: the tracker plugin lets only its fetch_users publish
+// requests, refuses a Response Topic that is not the requester's own, and delivers each response
+// to its requester alone. The endpoint a torrent server announces for fetching is
+// "mqtt:mqds/fetch/request/<client id>": the topic on the broker both are connected to.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "mqds/events.hpp"
+
+namespace mqds::fetch {
+
+inline constexpr std::string_view request_prefix = "mqds/fetch/request/";
+inline constexpr std::string_view response_prefix = "mqds/fetch/response/";
+inline constexpr std::string_view endpoint_scheme = "mqtt:";
+inline constexpr std::int64_t chunk_bytes_max = 1024 * 1024;
+// A request is a small JSON object; anything larger is not one.
+inline constexpr std::size_t request_payload_bytes_max = 512;
+inline constexpr std::size_t correlation_bytes_max = 256;
+
+inline constexpr std::string_view property_status = "Status";
+inline constexpr std::string_view property_size = "Size";
+inline constexpr std::string_view property_offset = "Offset";
+inline constexpr std::string_view property_reason = "Reason";
+
+enum class Status : std::uint8_t { ok, not_found, bad_request, busy };
+std::string_view status_name(Status status);
+std::optional<Status> parse_status(std::string_view name);
+
+struct Request {
+  Hash hash;
+  std::int64_t offset_bytes = 0;
+  std::int64_t length_bytes = chunk_bytes_max;  // at most chunk_bytes_max
+  friend bool operator==(const Request&, const Request&) = default;
+};
+
+std::string encode_request(const Request& request);
+// Never throws. Length is clamped to chunk_bytes_max; negative values are errors.
+std::variant<Request, DecodeError> decode_request(std::string_view payload);
+
+// "mqds/fetch/request/<edge>", and the endpoint URI a torrent server announces for it.
+std::string request_topic(std::string_view edge_client_id);
+std::string endpoint_of(std::string_view edge_client_id);
+// The request topic an endpoint names, if it is a fetch endpoint ("mqtt:<topic under request_prefix>").
+std::optional<std::string> request_topic_of_endpoint(std::string_view endpoint);
+// The edge a request topic addresses ("" or a topic outside request_prefix: nullopt).
+std::optional<std::string_view> edge_of_request_topic(std::string_view topic);
+
+// "mqds/fetch/response/<requester>/<suffix>" (suffix may be empty: no trailing slash).
+std::string response_topic(std::string_view requester_client_id, std::string_view suffix = {});
+// The requester a response topic belongs to; nullopt outside response_prefix or with wildcards.
+std::optional<std::string_view> requester_of_response_topic(std::string_view topic);
+
+}  // namespace mqds::fetch

@@ -1,0 +1,89 @@
+// Unit tests of the fetch protocol's pure parts: the request codec and the topic rules the edge,
+// the command line and the plugin share.
+#include "mqds/fetch.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace mqds::fetch {
+namespace {
+
+const Hash some_hash = sha256(std::string_view("fragment"));
+
+std::string error_of(std::string_view payload) {
+  auto result = decode_request(payload);
+  if (std::holds_alternative<Request>(result)) return "decoded";
+  return std::get<DecodeError>(result).to_string();
+}
+
+TEST(FetchRequest, RoundTrips) {
+  const Request request{some_hash, 4096, 1000};
+  const auto decoded = decode_request(encode_request(request));
+  ASSERT_TRUE(std::holds_alternative<Request>(decoded));
+  EXPECT_EQ(std::get<Request>(decoded), request);
+}
+
+TEST(FetchRequest, OffsetAndLengthDefaultToTheWholeFirstChunk) {
+  const auto decoded = decode_request("{\"Hash\":\"" + some_hash.to_hex() + "\"}");
+  ASSERT_TRUE(std::holds_alternative<Request>(decoded));
+  EXPECT_EQ(std::get<Request>(decoded).offset_bytes, 0);
+  EXPECT_EQ(std::get<Request>(decoded).length_bytes, chunk_bytes_max);
+}
+
+TEST(FetchRequest, LengthIsClampedToOneChunk) {
+  const auto decoded = decode_request("{\"Hash\":\"" + some_hash.to_hex() + "\",\"Length\":5000000}");
+  ASSERT_TRUE(std::holds_alternative<Request>(decoded));
+  EXPECT_EQ(std::get<Request>(decoded).length_bytes, chunk_bytes_max);
+}
+
+TEST(FetchRequest, BadRequestsNameTheField) {
+  EXPECT_EQ(error_of("not json"), "is not JSON");
+  EXPECT_EQ(error_of("[]"), "must be a JSON object");
+  EXPECT_EQ(error_of("{}"), "Hash: missing");
+  EXPECT_EQ(error_of("{\"Hash\":7}"), "Hash: must be a string");
+  EXPECT_EQ(error_of("{\"Hash\":\"ABC\"}"), "Hash: must be 64 hexadecimal characters");
+  const std::string hash = "\"Hash\":\"" + some_hash.to_hex() + "\"";
+  EXPECT_EQ(error_of("{" + hash + ",\"Offset\":-1}"), "Offset: must not be negative");
+  EXPECT_EQ(error_of("{" + hash + ",\"Offset\":\"0\"}"), "Offset: must be an integer");
+  EXPECT_EQ(error_of("{" + hash + ",\"Offset\":1e3}"), "Offset: must be an integer");
+  EXPECT_EQ(error_of("{" + hash + ",\"Offset\":99999999999999999999}"), "Offset: must be an integer");
+  EXPECT_EQ(error_of("{" + hash + ",\"Length\":18446744073709551615}"), "Length: is too large");
+  EXPECT_NE(error_of(std::string(request_payload_bytes_max + 1, ' ')).find("longer than"), std::string::npos);
+}
+
+TEST(FetchTopics, EndpointNamesTheRequestTopic) {
+  EXPECT_EQ(request_topic("edge-a"), "mqds/fetch/request/edge-a");
+  EXPECT_EQ(endpoint_of("edge-a"), "mqtt:mqds/fetch/request/edge-a");
+  EXPECT_EQ(request_topic_of_endpoint("mqtt:mqds/fetch/request/edge-a"), "mqds/fetch/request/edge-a");
+  EXPECT_EQ(request_topic_of_endpoint("grpc://edge-a:50051"), std::nullopt);
+  EXPECT_EQ(request_topic_of_endpoint("mqtt:elsewhere/edge-a"), std::nullopt);
+}
+
+TEST(FetchTopics, RequestTopicNamesOneEdge) {
+  EXPECT_EQ(edge_of_request_topic("mqds/fetch/request/edge-a"), "edge-a");
+  EXPECT_EQ(edge_of_request_topic("mqds/fetch/request/"), std::nullopt);
+  EXPECT_EQ(edge_of_request_topic("mqds/fetch/request/a/b"), std::nullopt);
+  EXPECT_EQ(edge_of_request_topic("mqds/fetch/request/+"), std::nullopt);
+  EXPECT_EQ(edge_of_request_topic("mqds/fetch/response/edge-a"), std::nullopt);
+}
+
+TEST(FetchTopics, ResponseTopicBelongsToItsRequester) {
+  EXPECT_EQ(response_topic("cli-1"), "mqds/fetch/response/cli-1");
+  EXPECT_EQ(response_topic("cli-1", "7"), "mqds/fetch/response/cli-1/7");
+  EXPECT_EQ(requester_of_response_topic("mqds/fetch/response/cli-1"), "cli-1");
+  EXPECT_EQ(requester_of_response_topic("mqds/fetch/response/cli-1/7/x"), "cli-1");
+  EXPECT_EQ(requester_of_response_topic("mqds/fetch/response/"), std::nullopt);
+  EXPECT_EQ(requester_of_response_topic("mqds/fetch/response//x"), std::nullopt);
+  EXPECT_EQ(requester_of_response_topic("mqds/fetch/response/#"), std::nullopt);
+  EXPECT_EQ(requester_of_response_topic("tracker/hello"), std::nullopt);
+}
+
+TEST(FetchStatus, NamesRoundTrip) {
+  for (Status s : {Status::ok, Status::not_found, Status::bad_request, Status::busy})
+    EXPECT_EQ(parse_status(status_name(s)), s);
+  EXPECT_EQ(parse_status("OK"), std::nullopt);
+}
+
+}  // namespace
+}  // namespace mqds::fetch
