@@ -1,0 +1,343 @@
+#include "edge_daemon.hpp"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+
+#include "mqds/fetch.hpp"
+#include "mqds/overloaded.hpp"
+
+namespace mqds::edge {
+
+std::int64_t monotonic_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+namespace {
+
+constexpr std::int64_t reconnect_min_ms = 1'000;
+constexpr std::int64_t reconnect_max_ms = 30'000;
+constexpr int step_max_ms = 100;
+
+// LMDB reserves address space, not memory or disk: room for the capacity, LMDB's page overhead and
+// a fragment being rewritten, or a large fixed space when there is no limit. 32-bit boards have
+// little address space to give.
+std::size_t map_size_for(const std::optional<std::int64_t>& capacity_bytes) {
+  constexpr std::uint64_t mib = 1024 * 1024;
+  const std::uint64_t unlimited = sizeof(void*) >= 8 ? (std::uint64_t{1} << 40) : 1024 * mib;
+  if (!capacity_bytes) return static_cast<std::size_t>(unlimited);
+  const auto capacity = static_cast<std::uint64_t>(*capacity_bytes);
+  return static_cast<std::size_t>(std::min(unlimited, capacity + capacity / 4 + 256 * mib));
+}
+
+std::uint64_t seed_from_os() {
+  std::random_device device;
+  return (std::uint64_t{device()} << 32) ^ device();
+}
+
+std::string mib(std::int64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return text;
+}
+
+std::size_t bytes_of(const StorageEffect& effect) {
+  if (const auto* put = std::get_if<store::PutTemporaryFragment>(&effect)) return put->data.size();
+  return 64;
+}
+
+}  // namespace
+
+EdgeDaemon::EdgeDaemon(EdgeOptions options, const runtime::Log& log)
+    : options_(std::move(options)),
+      log_(log),
+      store_(options_.data_dir, map_size_for(options_.capacity_bytes)),
+      random_(seed_from_os()),
+      request_topic_(fetch::request_topic(options_.connection.client_id)),
+      backoff_ms_(reconnect_min_ms) {}
+
+void EdgeDaemon::verify_store() {
+  IntegrityReport report;
+  TorrentSnapshot snapshot = store_.verify_and_load(report, [&](const std::string& name, const std::string& why) {
+    log_(LogLevel::warning, "integrity: dropped fragment " + name + ": " + why);
+  });
+  const double rate = report.seconds > 0 ? static_cast<double>(report.bytes_checked) / 1e6 / report.seconds : 0;
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "integrity: %zu fragments and %zu temporary intact, %s verified in %.2f s (%.0f MB/s); dropped %zu "
+                "corrupt, %zu unknown",
+                report.fragments_intact, report.temporary_intact, mib(report.bytes_checked).c_str(), report.seconds, rate,
+                report.dropped_corrupt, report.dropped_unknown);
+  log_(report.dropped_corrupt + report.dropped_unknown ? LogLevel::warning : LogLevel::info, line);
+
+  TorrentConfig config;
+  config.client_id = options_.connection.client_id;
+  config.endpoints = {fetch::endpoint_of(config.client_id)};
+  config.endpoints.insert(options_.endpoints.begin(), options_.endpoints.end());
+  config.capacity_bytes = options_.capacity_bytes;
+  machine_ = std::make_unique<TorrentServer>(config, std::move(snapshot), random_);
+}
+
+int EdgeDaemon::run(const volatile std::sig_atomic_t& stop) {
+  verify_store();
+  runtime::MqttSession::Handlers handlers;
+  handlers.connected = [this] { on_connected(); };
+  handlers.refused = [this](const std::string& why) { on_refused(why); };
+  handlers.lost = [this](const std::string& why) { on_lost(why); };
+  handlers.message = [this](runtime::Received&& m) { on_message(std::move(m)); };
+  handlers.published = [this](int mid, int rc) { on_published(mid, rc); };
+  handlers.subscribed = [this](int mid, const std::vector<int>& granted) { on_subscribed(mid, granted); };
+  session_ = std::make_unique<runtime::MqttSession>(options_.connection, receive_maximum, std::move(handlers));
+  log_(LogLevel::info, "client " + options_.connection.client_id + ", broker " + options_.connection.describe() +
+                           ", data in " + options_.data_dir +
+                           (options_.capacity_bytes ? ", capacity " + mib(*options_.capacity_bytes) : ", no capacity limit"));
+
+  while (!stop && !fatal_) {
+    const std::int64_t now = monotonic_ms();
+    if (link_ == Link::down && now >= reconnect_at_ms_) connect(now);
+    std::int64_t wait = step_max_ms;
+    if (auto deadline = machine_->next_deadline_ms()) wait = std::clamp<std::int64_t>(*deadline - now, 0, wait);
+    if (link_ == Link::down) {
+      wait = std::clamp<std::int64_t>(std::min(wait, reconnect_at_ms_ - now), 0, step_max_ms);
+      ::poll(nullptr, 0, static_cast<int>(wait));  // a signal ends it early
+    } else {
+      session_->step(static_cast<int>(wait));
+    }
+    const std::int64_t after = monotonic_ms();
+    if (auto deadline = machine_->next_deadline_ms(); deadline && *deadline <= after) take(machine_->on_tick(after));
+    flush();
+    serve_fetches();
+  }
+  if (fatal_) {
+    log_(LogLevel::error, *fatal_);
+    if (link_ != Link::down) session_->disconnect(1'000);
+    return exit_status_;
+  }
+  say_goodbye(stop);
+  return exit_status::stopped;
+}
+
+void EdgeDaemon::connect(std::int64_t now_ms) {
+  std::string why;
+  if (!session_->connect(why)) {
+    log_(LogLevel::warning, "cannot reach the broker at " + options_.connection.describe() + ": " + why);
+    schedule_reconnect(now_ms);
+    return;
+  }
+  link_ = Link::connecting;
+}
+
+void EdgeDaemon::schedule_reconnect(std::int64_t now_ms) {
+  link_ = Link::down;
+  const auto jitter = static_cast<std::int64_t>(random_.below(static_cast<std::uint64_t>(backoff_ms_ / 2 + 1)));
+  reconnect_at_ms_ = now_ms + backoff_ms_ / 2 + jitter;
+  log_(LogLevel::info, "connecting again in " + std::to_string(reconnect_at_ms_ - now_ms) + " ms");
+  backoff_ms_ = std::min(backoff_ms_ * 2, reconnect_max_ms);
+}
+
+void EdgeDaemon::on_connected() {
+  std::vector<std::string> topics;
+  for (auto topic : torrent_subscriptions()) topics.emplace_back(topic);
+  topics.push_back(request_topic_);
+  subscribe_mid_ = session_->subscribe(topics, 2);
+  if (subscribe_mid_ < 0) {
+    log_(LogLevel::warning, "cannot subscribe: " + runtime::describe_error(-subscribe_mid_));
+    return;
+  }
+  link_ = Link::subscribing;
+}
+
+void EdgeDaemon::on_refused(const std::string& why) {
+  log_(LogLevel::error, "the broker refused the connection: " + why);
+  schedule_reconnect(monotonic_ms());
+}
+
+void EdgeDaemon::on_lost(const std::string& why) {
+  const bool was_up = link_ == Link::up;
+  log_(LogLevel::warning, "connection to the broker lost (" + why + "); the tracker is gone with it");
+  // What was decided but not yet published is stale once the connection is gone: the join after
+  // the reconnect reports the truth. What it stored is still committed.
+  pending_publishes_.clear();
+  fetch_queue_.clear();
+  responses_in_flight_.clear();
+  response_bytes_in_flight_ = 0;
+  if (was_up) take(machine_->on_disconnected(monotonic_ms()));
+  if (was_up) backoff_ms_ = reconnect_min_ms;
+  schedule_reconnect(monotonic_ms());
+}
+
+void EdgeDaemon::on_subscribed(int mid, const std::vector<int>& granted) {
+  if (mid != subscribe_mid_) return;
+  for (int qos : granted) {
+    if (qos < 128) continue;
+    fatal_ = "the broker refused a subscription (reason " + std::to_string(qos) +
+             "): allow this client to subscribe to the mqds topics and to " + request_topic_;
+    exit_status_ = exit_status::operator_must_act;
+    return;
+  }
+  link_ = Link::up;
+  log_(LogLevel::info, "connected to " + options_.connection.describe() + "; joining");
+  take(machine_->on_connected(monotonic_ms()));
+}
+
+void EdgeDaemon::on_message(runtime::Received&& message) {
+  if (message.topic == request_topic_) {
+    if (fetch_queue_.size() >= fetch_queue_max) {
+      respond(message, fetch::Status::busy, "too many requests waiting");
+      return;
+    }
+    fetch_queue_.push_back(std::move(message));
+    return;
+  }
+  take(machine_->on_message(monotonic_ms(), message.topic, message.payload));
+}
+
+void EdgeDaemon::on_published(int mid, int reason_code) {
+  if (auto it = responses_in_flight_.find(mid); it != responses_in_flight_.end()) {
+    response_bytes_in_flight_ -= it->second;
+    responses_in_flight_.erase(it);
+    return;  // the tracker plugin delivers responses itself and refuses the original: not an error
+  }
+  if (goodbye_mid_ && mid == *goodbye_mid_) goodbye_acknowledged_ = true;
+  if (reason_code >= 128)
+    log_(LogLevel::warning, "the broker refused an event (reason " + std::to_string(reason_code) + ": " +
+                                runtime::describe_error(reason_code) + ")");
+}
+
+void EdgeDaemon::take(Output out) {
+  for (auto& line : out.logs) log_(line.level, line.text);
+  if (out.fatal && !fatal_) {
+    fatal_ = *out.fatal;
+    exit_status_ = exit_status::operator_must_act;
+  }
+  for (auto& effect : out.storage) {
+    pending_bytes_ += bytes_of(effect);
+    pending_storage_.push_back(std::move(effect));
+  }
+  for (auto& publish : out.publishes) pending_publishes_.push_back(std::move(publish));
+  if (pending_bytes_ >= batch_bytes_max) flush();
+}
+
+void EdgeDaemon::flush() {
+  if (!pending_storage_.empty()) {
+    try {
+      store_.apply(pending_storage_);
+    } catch (const std::exception& e) {
+      // Nothing of the batch is on disk, so nothing of it may be announced. The store is consistent
+      // (LMDB aborted the transaction): a restart verifies it and joins from what it holds.
+      fatal_ = std::string("cannot write the store in ") + options_.data_dir + ": " + e.what();
+      exit_status_ = exit_status::storage;
+      pending_storage_.clear();
+      pending_publishes_.clear();
+      pending_bytes_ = 0;
+      return;
+    }
+    pending_storage_.clear();
+    pending_bytes_ = 0;
+  }
+  for (const auto& publish : pending_publishes_) {
+    const int mid = session_->publish({publish.topic, publish.payload, publish.qos});
+    if (mid < 0)
+      log_(LogLevel::debug, "not sent (" + runtime::describe_error(-mid) + "): " + publish.topic);
+  }
+  pending_publishes_.clear();
+}
+
+void EdgeDaemon::serve_fetches() {
+  while (!fetch_queue_.empty() && link_ != Link::down) {
+    const runtime::Received request = std::move(fetch_queue_.front());
+    fetch_queue_.pop_front();
+    serve(request);
+    flush();  // a corrupt copy found while serving is deleted, and the rejoin is sent
+  }
+}
+
+void EdgeDaemon::serve(const runtime::Received& request) {
+  if (request.response_topic.empty() || !fetch::requester_of_response_topic(request.response_topic)) {
+    // Answering on any topic a request names would let anyone make this board publish there.
+    log_(LogLevel::warning, "ignored a fetch request whose Response Topic is not under " +
+                                std::string(fetch::response_prefix) + ": '" + request.response_topic.substr(0, 200) + "'");
+    return;
+  }
+  const auto decoded = fetch::decode_request(request.payload);
+  if (const auto* error = std::get_if<DecodeError>(&decoded)) {
+    respond(request, fetch::Status::bad_request, error->to_string());
+    return;
+  }
+  const auto& wanted = std::get<fetch::Request>(decoded);
+  if (response_bytes_in_flight_ >= response_bytes_in_flight_max) {
+    respond(request, fetch::Status::busy, "too many bytes in flight; ask again");
+    return;
+  }
+  bool answered = false;
+  const auto result = store_.read_fragment(wanted.hash, [&](std::span<const std::uint8_t> content) {
+    const auto size = static_cast<std::int64_t>(content.size());
+    if (wanted.offset_bytes > size) {
+      respond(request, fetch::Status::bad_request, "Offset is beyond the fragment's " + std::to_string(size) + " bytes");
+    } else {
+      const auto length = std::min(wanted.length_bytes, size - wanted.offset_bytes);
+      respond(request, fetch::Status::ok, {},
+              std::string_view(reinterpret_cast<const char*>(content.data()) + wanted.offset_bytes,
+                               static_cast<std::size_t>(length)),
+              size, wanted.offset_bytes);
+    }
+    answered = true;
+  });
+  if (answered) return;
+  if (result == EdgeStore::ReadResult::corrupt) {
+    take(machine_->fragment_lost(monotonic_ms(), wanted.hash));
+    respond(request, fetch::Status::not_found, "the stored copy was corrupt and is deleted");
+    return;
+  }
+  respond(request, fetch::Status::not_found, "not stored here");
+}
+
+void EdgeDaemon::respond(const runtime::Received& request, fetch::Status status, std::string_view reason,
+                         std::string_view data, std::int64_t size_bytes, std::int64_t offset_bytes) {
+  runtime::UserProperties properties{{std::string(fetch::property_status), std::string(fetch::status_name(status))}};
+  if (status == fetch::Status::ok) {
+    properties.emplace_back(fetch::property_size, std::to_string(size_bytes));
+    properties.emplace_back(fetch::property_offset, std::to_string(offset_bytes));
+  } else {
+    properties.emplace_back(fetch::property_reason, std::string(reason));
+    log_(LogLevel::debug, "fetch answered " + std::string(fetch::status_name(status)) + ": " + std::string(reason));
+  }
+  const std::string_view correlation =
+      std::string_view(request.correlation_data).substr(0, fetch::correlation_bytes_max);
+  runtime::Outgoing response(request.response_topic, data, 1);
+  response.correlation_data = correlation;
+  response.user_properties = &properties;
+  const int mid = session_->publish(response);
+  if (mid < 0) return;
+  responses_in_flight_[mid] = data.size();
+  response_bytes_in_flight_ += data.size();
+}
+
+void EdgeDaemon::say_goodbye(const volatile std::sig_atomic_t&) {
+  if (link_ != Link::up) {
+    log_(LogLevel::info, "stopped");
+    return;
+  }
+  flush();
+  Output out = machine_->goodbye(monotonic_ms());
+  for (const auto& line : out.logs) log_(line.level, line.text);
+  pending_storage_ = std::move(out.storage);
+  flush();  // durable before announced, even if a goodbye ever carries storage
+  for (const auto& publish : out.publishes) {
+    const int mid = session_->publish({publish.topic, publish.payload, publish.qos});
+    if (publish.topic == topics::client_goodbye) goodbye_mid_ = mid;
+  }
+  const std::int64_t deadline = monotonic_ms() + goodbye_wait_ms;
+  while (goodbye_mid_ && *goodbye_mid_ >= 0 && !goodbye_acknowledged_ && link_ != Link::down &&
+         monotonic_ms() < deadline)
+    session_->step(50);
+  log_(goodbye_acknowledged_ ? LogLevel::info : LogLevel::warning,
+       goodbye_acknowledged_ ? "said goodbye; stopped" : "goodbye not acknowledged in time; stopped");
+  session_->disconnect(1'000);
+}
+
+}  // namespace mqds::edge

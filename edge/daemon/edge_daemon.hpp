@@ -1,0 +1,109 @@
+// mqds-edge: the core's TorrentServer, an LMDB EdgeStore and one MQTT 5 connection, in one thread.
+//
+// Theory of operation.
+// - Start-up (seed 003, "Peer Starts Program Up"): every stored fragment is verified against its
+//   hash before anything is sent; corrupt and unknown ones are deleted, and the machine starts from
+//   what is intact, so the join request reports only that.
+// - The loop: step the connection until the machine's next deadline (at most 100 ms), feed it what
+//   arrived, then commit the storage effects of everything it decided in one durable LMDB
+//   transaction, THEN publish its events (group commit: Obtained and ClientJoinSucceeded are never
+//   sent before the data they speak of is on disk). A batch that grows past batch_bytes_max is
+//   committed at once, so memory stays bounded while fragments stream in.
+// - The connection: joining happens once the subscriptions are granted. A lost connection is the
+//   tracker gone (it lives in the broker): the machine is told, and the daemon reconnects with
+//   jittered exponential backoff (1 s to 30 s) and joins again.
+// - Fetch (common/include/mqds/fetch.hpp): requests on mqds/fetch/request/<id> are served after the
+//   batch they arrived in is committed, from persisted fragments only, each verified against its
+//   hash first. A corrupt copy is handed to the machine as lost (deleted, and a rejoin reports it).
+//   Responses in flight are bounded in bytes; beyond the bound the answer is "busy".
+// - SIGTERM/SIGINT: ClientGoodbye is published and acknowledged (bounded wait), then a clean
+//   DISCONNECT. A denial the operator must fix ends the process with exit_status::operator_must_act.
+#pragma once
+
+#include <csignal>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "edge_options.hpp"
+#include "mqds/fetch.hpp"
+#include "mqds/random.hpp"
+#include "mqds/store/edge_store.hpp"
+#include "mqds/torrent.hpp"
+#include "runtime/log.hpp"
+#include "runtime/mqtt_session.hpp"
+
+namespace mqds::edge {
+
+class EdgeDaemon {
+ public:
+  // Opens (creates) the store; throws on a store that cannot be opened.
+  EdgeDaemon(EdgeOptions options, const runtime::Log& log);
+  // Runs until `stop` becomes non-zero (a signal handler sets it) or a fatal condition; returns the
+  // process's exit status.
+  int run(const volatile std::sig_atomic_t& stop);
+
+  static constexpr std::size_t batch_bytes_max = 8 * 1024 * 1024;
+  static constexpr std::size_t fetch_queue_max = 64;
+  static constexpr std::size_t response_bytes_in_flight_max = 16 * 1024 * 1024;
+  // The broker may have this many QoS 1 and 2 messages in flight to us. libmosquitto's default of
+  // 20 is overrun by Debian's 2.0.11 broker under bursts, which drops the connection; the broker's
+  // own max_queued_messages still bounds what waits for us.
+  static constexpr int receive_maximum = 65535;
+  static constexpr std::int64_t goodbye_wait_ms = 5'000;
+
+ private:
+  enum class Link : std::uint8_t { down, connecting, subscribing, up };
+
+  void verify_store();
+  void connect(std::int64_t now_ms);
+  void schedule_reconnect(std::int64_t now_ms);
+  void on_connected();
+  void on_refused(const std::string& why);
+  void on_lost(const std::string& why);
+  void on_subscribed(int mid, const std::vector<int>& granted);
+  void on_message(runtime::Received&& message);
+  void on_published(int mid, int reason_code);
+
+  void take(Output out);
+  void flush();
+  void serve_fetches();
+  void serve(const runtime::Received& request);
+  void respond(const runtime::Received& request, fetch::Status status, std::string_view reason,
+               std::string_view data = {}, std::int64_t size_bytes = 0, std::int64_t offset_bytes = 0);
+  void say_goodbye(const volatile std::sig_atomic_t& stop);
+
+  EdgeOptions options_;
+  const runtime::Log& log_;
+  EdgeStore store_;
+  SplitMix64 random_;
+  std::unique_ptr<TorrentServer> machine_;
+  std::unique_ptr<runtime::MqttSession> session_;
+  std::string request_topic_;
+
+  Link link_ = Link::down;
+  std::int64_t reconnect_at_ms_ = 0;
+  std::int64_t backoff_ms_;
+  int subscribe_mid_ = -1;
+
+  std::vector<StorageEffect> pending_storage_;
+  std::vector<Publish> pending_publishes_;
+  std::size_t pending_bytes_ = 0;
+  std::optional<std::string> fatal_;
+  int exit_status_ = exit_status::stopped;
+
+  std::deque<runtime::Received> fetch_queue_;
+  std::map<int, std::size_t> responses_in_flight_;  // message id -> payload bytes
+  std::size_t response_bytes_in_flight_ = 0;
+  std::optional<int> goodbye_mid_;
+  bool goodbye_acknowledged_ = false;
+};
+
+std::int64_t monotonic_ms();
+
+}  // namespace mqds::edge
