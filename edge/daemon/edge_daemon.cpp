@@ -39,9 +39,18 @@ std::uint64_t seed_from_os() {
   return (std::uint64_t{device()} << 32) ^ device();
 }
 
-std::string mib(std::int64_t bytes) {
+// "512 B", "3.2 MiB", "20.0 GiB": for people reading logs.
+std::string human_bytes(std::int64_t bytes) {
+  static constexpr const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  auto value = static_cast<double>(bytes);
+  std::size_t unit = 0;
+  while (value >= 1024.0 && unit + 1 < std::size(units)) {
+    value /= 1024.0;
+    ++unit;
+  }
   char text[32];
-  std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  if (unit == 0) std::snprintf(text, sizeof text, "%lld B", static_cast<long long>(bytes));
+  else std::snprintf(text, sizeof text, "%.1f %s", value, units[unit]);
   return text;
 }
 
@@ -70,7 +79,7 @@ void EdgeDaemon::verify_store() {
   std::snprintf(line, sizeof line,
                 "integrity: %zu fragments and %zu temporary intact, %s verified in %.2f s (%.0f MB/s); dropped %zu "
                 "corrupt, %zu unknown",
-                report.fragments_intact, report.temporary_intact, mib(report.bytes_checked).c_str(), report.seconds, rate,
+                report.fragments_intact, report.temporary_intact, human_bytes(report.bytes_checked).c_str(), report.seconds, rate,
                 report.dropped_corrupt, report.dropped_unknown);
   log_(report.dropped_corrupt + report.dropped_unknown ? LogLevel::warning : LogLevel::info, line);
 
@@ -94,7 +103,7 @@ int EdgeDaemon::run(const volatile std::sig_atomic_t& stop) {
   session_ = std::make_unique<runtime::MqttSession>(options_.connection, receive_maximum, std::move(handlers));
   log_(LogLevel::info, "client " + options_.connection.client_id + ", broker " + options_.connection.describe() +
                            ", data in " + options_.data_dir +
-                           (options_.capacity_bytes ? ", capacity " + mib(*options_.capacity_bytes) : ", no capacity limit"));
+                           (options_.capacity_bytes ? ", capacity " + human_bytes(*options_.capacity_bytes) : ", no capacity limit"));
 
   while (!stop && !fatal_) {
     const std::int64_t now = monotonic_ms();
