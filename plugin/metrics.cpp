@@ -2,7 +2,8 @@
 
 namespace mqds::plugin {
 
-std::vector<std::pair<std::string, std::uint64_t>> metric_values(const TrackerMetrics& m, const TrackerGauges& g) {
+std::vector<std::pair<std::string, std::uint64_t>> metric_values(const TrackerMetrics& m, const TrackerGauges& g,
+                                                                 const FetchMetrics& f) {
   return {
       {"clients/registered", g.registered_clients},
       {"clients/lost", m.clients_lost},
@@ -22,14 +23,19 @@ std::vector<std::pair<std::string, std::uint64_t>> metric_values(const TrackerMe
       {"joins/timed_out", m.joins_timed_out},
       {"events/rejected", m.events_rejected},
       {"events/duplicated", m.events_duplicated},
+      {"fetch/requests", f.requests},
+      {"fetch/refused", f.refused},
+      {"fetch/responses", f.responses},
+      {"fetch/bytes", f.bytes},
   };
 }
 
-std::vector<std::pair<std::string, std::string>> MetricsPublisher::due(std::int64_t now_ms, const Tracker& tracker) {
+std::vector<std::pair<std::string, std::string>> MetricsPublisher::due(std::int64_t now_ms, const Tracker& tracker,
+                                                                       const FetchMetrics& fetch) {
   std::vector<std::pair<std::string, std::string>> out;
   if (now_ms < next_ms_) return out;
   next_ms_ = now_ms + interval_ms_;
-  for (const auto& [name, value] : metric_values(tracker.metrics(), tracker.gauges())) {
+  for (const auto& [name, value] : metric_values(tracker.metrics(), tracker.gauges(), fetch)) {
     auto [it, inserted] = last_.try_emplace(name, value);
     if (!inserted && it->second == value) continue;
     it->second = value;

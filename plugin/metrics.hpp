@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "fetch_gate.hpp"
 #include "mqds/tracker.hpp"
 
 namespace mqds::plugin {
@@ -15,13 +16,15 @@ namespace mqds::plugin {
 inline constexpr const char* metrics_prefix = "$SYS/broker/mqds/";
 
 // Every figure as (topic below the prefix, value).
-std::vector<std::pair<std::string, std::uint64_t>> metric_values(const TrackerMetrics& m, const TrackerGauges& g);
+std::vector<std::pair<std::string, std::uint64_t>> metric_values(const TrackerMetrics& m, const TrackerGauges& g,
+                                                                 const FetchMetrics& f);
 
 class MetricsPublisher {
  public:
   explicit MetricsPublisher(std::int64_t interval_ms) : interval_ms_(interval_ms) {}
   // The (full topic, value) pairs to publish now: none before the interval has passed.
-  std::vector<std::pair<std::string, std::string>> due(std::int64_t now_ms, const Tracker& tracker);
+  std::vector<std::pair<std::string, std::string>> due(std::int64_t now_ms, const Tracker& tracker,
+                                                       const FetchMetrics& fetch);
 
  private:
   std::int64_t interval_ms_;

@@ -26,6 +26,21 @@ std::int64_t integer(const std::string& key, const std::string& value, std::int6
   return result;
 }
 
+// Comma-separated MQTT usernames, spaces around them ignored; "*" stands for every client,
+// anonymous ones included. Used by every option that names who may do something.
+void users(const std::string& value, std::vector<std::string>& names, bool& anyone) {
+  std::size_t start = 0;
+  while (start <= value.size()) {
+    const auto end = std::min(value.find(',', start), value.size());
+    std::string user = value.substr(start, end - start);
+    user.erase(0, user.find_first_not_of(' '));
+    user.erase(user.find_last_not_of(' ') + 1);
+    if (user == "*") anyone = true;
+    else if (!user.empty()) names.push_back(user);
+    start = end + 1;
+  }
+}
+
 }  // namespace
 
 std::variant<Options, std::string> parse_options(const RawOptions& raw) {
@@ -61,19 +76,7 @@ std::variant<Options, std::string> parse_options(const RawOptions& raw) {
          o.tracker.startup_settle_ms = integer(k, v, 0, hour_ms);
        }},
       {"metrics_interval_ms", ms(o.metrics_interval_ms)},
-      {"ingest_users", [&](const std::string&, const std::string& v) {
-         // Comma-separated MQTT usernames; "*" lets every client upload, anonymous ones included.
-         std::size_t start = 0;
-         while (start <= v.size()) {
-           const auto end = std::min(v.find(',', start), v.size());
-           std::string user = v.substr(start, end - start);
-           user.erase(0, user.find_first_not_of(' '));
-           user.erase(user.find_last_not_of(' ') + 1);
-           if (user == "*") o.ingest.anyone = true;
-           else if (!user.empty()) o.ingest.users.push_back(user);
-           start = end + 1;
-         }
-       }},
+      {"ingest_users", [&](const std::string&, const std::string& v) { users(v, o.ingest.users, o.ingest.anyone); }},
       {"ingest_chunk_size", [&](const std::string& k, const std::string& v) {
          o.ingest.chunk_bytes_max = static_cast<std::size_t>(integer(k, v, 1024, limits::fragment_size_bytes_max));
        }},
@@ -85,6 +88,7 @@ std::variant<Options, std::string> parse_options(const RawOptions& raw) {
          o.ingest.file_size_bytes_max = integer(k, v, 1, limits::file_size_bytes_max);
        }},
       {"ingest_idle_timeout_ms", ms(o.ingest.idle_timeout_ms)},
+      {"fetch_users", [&](const std::string&, const std::string& v) { users(v, o.fetch.users, o.fetch.anyone); }},
       {"joins_in_flight", count(o.tracker.joins_in_flight_max, 10'000)},
       {"distributions_in_flight", count(o.tracker.distributions_in_flight_max, 4'096)},
       {"max_clients", count(o.tracker.registered_clients_max, 1'000'000)},

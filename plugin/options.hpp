@@ -9,6 +9,7 @@
 #include <variant>
 #include <vector>
 
+#include "fetch_gate.hpp"
 #include "ingest.hpp"
 #include "mqds/tracker.hpp"
 
@@ -20,6 +21,7 @@ struct Options {
   std::int64_t metrics_interval_ms = 10'000;             // as the broker's sys_interval default
   TrackerConfig tracker;
   IngestOptions ingest;
+  FetchOptions fetch;
 };
 
 using RawOptions = std::vector<std::pair<std::string, std::string>>;

@@ -15,6 +15,7 @@
 #include "mqds/random.hpp"
 #include "mqds/store/tracker_store.hpp"
 #include "mqds/tracker.hpp"
+#include "fetch_gate.hpp"
 #include "ingest.hpp"
 #include "metrics.hpp"
 #include "options.hpp"
@@ -31,6 +32,8 @@ class TrackerPlugin {
   // MOSQ_ERR_* for the MESSAGE callback: SUCCESS to deliver (possibly rewritten), ACL_DENIED to drop.
   int on_message(mosquitto_evt_message& event);
   int on_ingest(mosquitto_evt_message& event);
+  // A publish under mqds/fetch/: see fetch_gate.hpp.
+  int on_fetch(mosquitto_evt_message& event);
   void on_disconnect(const char* client_id);
   void on_tick();
 
@@ -55,6 +58,7 @@ class TrackerPlugin {
   std::unique_ptr<Random> random_;
   std::unique_ptr<Tracker> tracker_;
   Ingest ingest_;
+  FetchGate fetch_;
   std::vector<StorageEffect> pending_effects_;
   std::vector<PendingPublish> pending_publishes_;
   MetricsPublisher metrics_;

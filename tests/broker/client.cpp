@@ -4,6 +4,8 @@
 #include <mqtt_protocol.h>
 #include <sys/socket.h>
 
+#include <cstdlib>
+#include <memory>
 #include <utility>
 
 namespace mqds::broker_test {
@@ -15,6 +17,62 @@ using Clock = std::chrono::steady_clock;
 void init_library_once() {
   static std::once_flag once;
   std::call_once(once, [] { mosquitto_lib_init(); });
+}
+
+// libmosquitto's mosquitto_property_read_* copies are malloc'ed: the application free()s them.
+struct Freed {
+  void operator()(void* p) const { std::free(p); }
+};
+using CopiedString = std::unique_ptr<char, Freed>;
+using CopiedBytes = std::unique_ptr<void, Freed>;
+
+void read_properties(const mosquitto_property* properties, Message& message) {
+  if (!properties) return;
+  char* text = nullptr;
+  if (mosquitto_property_read_string(properties, MQTT_PROP_RESPONSE_TOPIC, &text, false)) {
+    CopiedString owned(text);
+    message.response_topic = owned ? std::string(owned.get()) : std::string();
+  }
+  void* bytes = nullptr;
+  std::uint16_t length = 0;
+  if (mosquitto_property_read_binary(properties, MQTT_PROP_CORRELATION_DATA, &bytes, &length, false)) {
+    CopiedBytes owned(bytes);
+    message.correlation_data = owned ? std::string(static_cast<const char*>(owned.get()), length) : std::string();
+  }
+  for (const mosquitto_property* p = properties; p; p = mosquitto_property_next(p)) {
+    if (mosquitto_property_identifier(p) != MQTT_PROP_USER_PROPERTY) continue;
+    char* name = nullptr;
+    char* value = nullptr;
+    if (!mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, false)) continue;
+    CopiedString owned_name(name), owned_value(value);
+    message.user_properties.emplace_back(owned_name ? owned_name.get() : "", owned_value ? owned_value.get() : "");
+  }
+}
+
+// A property list for mosquitto_publish_v5, which copies it: the caller frees it.
+struct PropertyList {
+  mosquitto_property* list = nullptr;
+  PropertyList() = default;
+  PropertyList(const PropertyList&) = delete;
+  PropertyList& operator=(const PropertyList&) = delete;
+  ~PropertyList() { mosquitto_property_free_all(&list); }
+};
+
+// MOSQ_ERR_SUCCESS, or why the properties cannot be built (a too long value, bad UTF-8).
+int build_properties(const PublishProperties& properties, PropertyList& out) {
+  int rc = MOSQ_ERR_SUCCESS;
+  if (properties.response_topic)
+    rc = mosquitto_property_add_string(&out.list, MQTT_PROP_RESPONSE_TOPIC, properties.response_topic->c_str());
+  if (rc == MOSQ_ERR_SUCCESS && properties.correlation_data) {
+    if (properties.correlation_data->size() > 65535) return MOSQ_ERR_INVAL;
+    rc = mosquitto_property_add_binary(&out.list, MQTT_PROP_CORRELATION_DATA, properties.correlation_data->data(),
+                                       static_cast<std::uint16_t>(properties.correlation_data->size()));
+  }
+  for (const auto& [name, value] : properties.user_properties) {
+    if (rc != MOSQ_ERR_SUCCESS) break;
+    rc = mosquitto_property_add_string_pair(&out.list, MQTT_PROP_USER_PROPERTY, name.c_str(), value.c_str());
+  }
+  return rc;
 }
 
 }  // namespace
@@ -90,7 +148,7 @@ void Client::on_publish(mosquitto*, void* self, int mid, int reason_code, const 
   client->changed_.notify_all();
 }
 
-void Client::on_message(mosquitto*, void* self, const mosquitto_message* message, const mosquitto_property*) {
+void Client::on_message(mosquitto*, void* self, const mosquitto_message* message, const mosquitto_property* properties) {
   auto* client = static_cast<Client*>(self);
   Message copy;
   copy.topic = message->topic ? message->topic : "";
@@ -98,6 +156,7 @@ void Client::on_message(mosquitto*, void* self, const mosquitto_message* message
     copy.payload.assign(static_cast<const char*>(message->payload), static_cast<std::size_t>(message->payloadlen));
   copy.qos = message->qos;
   copy.retain = message->retain;
+  read_properties(properties, copy);
   {
     std::lock_guard lock(client->mutex_);
     client->messages_.push_back(std::move(copy));
@@ -123,6 +182,13 @@ void Client::stop_network_thread() {
 
 void Client::set_receive_maximum(int messages) {
   if (mosq_) mosquitto_int_option(mosq_, MOSQ_OPT_RECEIVE_MAXIMUM, messages);
+}
+
+void Client::set_credentials(const std::string& username, const std::optional<std::string>& password) {
+  if (!mosq_) return;
+  const int rc = mosquitto_username_pw_set(mosq_, username.c_str(), password ? password->c_str() : nullptr);
+  if (rc != MOSQ_ERR_SUCCESS)
+    ADD_FAILURE() << "client " << id_ << ": mosquitto_username_pw_set(" << username << "): " << mosquitto_strerror(rc);
 }
 
 ::testing::AssertionResult Client::connect(int port, int keepalive_s, std::chrono::milliseconds timeout) {
@@ -182,6 +248,17 @@ int Client::publish_async(std::string_view topic, std::string_view payload, int 
   return rc == MOSQ_ERR_SUCCESS ? mid : -rc;
 }
 
+int Client::publish_async(std::string_view topic, std::string_view payload, int qos,
+                          const PublishProperties& properties, bool retain) {
+  PropertyList list;
+  if (const int rc = build_properties(properties, list); rc != MOSQ_ERR_SUCCESS) return -rc;
+  const std::string topic_text(topic);
+  int mid = 0;
+  const int rc = mosquitto_publish_v5(mosq_, &mid, topic_text.c_str(), static_cast<int>(payload.size()),
+                                      payload.data(), qos, retain, list.list);
+  return rc == MOSQ_ERR_SUCCESS ? mid : -rc;
+}
+
 std::optional<int> Client::wait_published(int mid, std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
   if (!changed_.wait_for(lock, timeout, [&] { return acks_.count(mid) != 0; })) return std::nullopt;
@@ -192,6 +269,13 @@ std::optional<int> Client::wait_published(int mid, std::chrono::milliseconds tim
 
 int Client::publish(std::string_view topic, std::string_view payload, int qos, std::chrono::milliseconds timeout) {
   const int mid = publish_async(topic, payload, qos);
+  if (mid <= 0) return mid == 0 ? reason::timed_out : mid;
+  return wait_published(mid, timeout).value_or(reason::timed_out);
+}
+
+int Client::publish(std::string_view topic, std::string_view payload, int qos, const PublishProperties& properties,
+                    std::chrono::milliseconds timeout, bool retain) {
+  const int mid = publish_async(topic, payload, qos, properties, retain);
   if (mid <= 0) return mid == 0 ? reason::timed_out : mid;
   return wait_published(mid, timeout).value_or(reason::timed_out);
 }

@@ -6,7 +6,11 @@
 //
 // Received messages go to a queue that the test waits on. Publishing waits for the broker's
 // PUBACK (QoS 1) or PUBCOMP/PUBREC (QoS 2) and returns its MQTT 5 reason code, so a message the
-// plugin dropped (0x87 Not authorized) is visible to the publisher.
+// plugin dropped (0x87 Not authorized) is visible to the publisher. An MQTT 3.1.1 acknowledgement
+// carries no reason code: there every acknowledged publish reads as success.
+//
+// MQTT 5 properties: a publish may carry a Response Topic, Correlation Data and User Properties
+// (PublishProperties), and a received Message exposes the same three.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -24,6 +28,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 struct mosquitto;
@@ -47,11 +52,24 @@ inline constexpr int timed_out = -1;  // no acknowledgement arrived (not an MQTT
 // "0x87 Not authorized", for failure messages.
 std::string describe_reason(int code);
 
+using UserProperties = std::vector<std::pair<std::string, std::string>>;  // in the order sent
+
 struct Message {
   std::string topic;
   std::string payload;
   int qos = 0;
   bool retain = false;
+  // MQTT 5 properties as received; nullopt when absent.
+  std::optional<std::string> response_topic;
+  std::optional<std::string> correlation_data;  // binary
+  UserProperties user_properties;
+};
+
+// MQTT 5 properties of an outgoing publish; an MQTT 3.1.1 client cannot send any.
+struct PublishProperties {
+  std::optional<std::string> response_topic;
+  std::optional<std::string> correlation_data;  // binary, at most 65,535 bytes
+  UserProperties user_properties;
 };
 
 class Client {
@@ -63,6 +81,8 @@ class Client {
 
   // MQTT 5 Receive Maximum sent in CONNECT (libmosquitto's default is 20); call before connect().
   void set_receive_maximum(int messages);
+  // Username (and password) sent in CONNECT; call before connect(). Without, the client has none.
+  void set_credentials(const std::string& username, const std::optional<std::string>& password = std::nullopt);
   // Connects and waits for a successful CONNACK.
   [[nodiscard]] ::testing::AssertionResult connect(int port, int keepalive_s = 60,
                                                    std::chrono::milliseconds timeout = 5s);
@@ -76,8 +96,13 @@ class Client {
   // none came, or the negated libmosquitto error if the publish could not be sent. QoS 0 has no
   // acknowledgement: it returns success once the message is written.
   int publish(std::string_view topic, std::string_view payload, int qos = 2, std::chrono::milliseconds timeout = 5s);
+  // The same with MQTT 5 properties (on an MQTT 3.1.1 client: -MOSQ_ERR_NOT_SUPPORTED).
+  int publish(std::string_view topic, std::string_view payload, int qos, const PublishProperties& properties,
+              std::chrono::milliseconds timeout = 5s, bool retain = false);
   // Sends without waiting; the message id for wait_published, or a negated libmosquitto error.
   int publish_async(std::string_view topic, std::string_view payload, int qos);
+  int publish_async(std::string_view topic, std::string_view payload, int qos, const PublishProperties& properties,
+                    bool retain = false);
   std::optional<int> wait_published(int mid, std::chrono::milliseconds timeout = 5s);
 
   // Takes the first queued message that `match` accepts, waiting up to `timeout` for one.

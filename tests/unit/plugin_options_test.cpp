@@ -24,6 +24,9 @@ TEST(PluginOptions, DefaultsNeedOnlyTheDataDir) {
   EXPECT_EQ(o.tracker.replicas, 3u);
   EXPECT_FALSE(o.ingest.anyone);
   EXPECT_TRUE(o.ingest.users.empty());
+  EXPECT_FALSE(o.fetch.anyone);
+  EXPECT_TRUE(o.fetch.users.empty());
+  EXPECT_FALSE(o.fetch.enabled()) << "fetching is off until users are named";
 }
 
 TEST(PluginOptions, EveryOptionIsRead) {
@@ -33,7 +36,8 @@ TEST(PluginOptions, EveryOptionIsRead) {
                          {"startup_settle_ms", "0"},   {"joins_in_flight", "5"},        {"distributions_in_flight", "7"},
                          {"max_clients", "9"},         {"map_size", "1048576"},         {"metrics_interval_ms", "1000"},
                          {"ingest_users", " alice, bob ,*"}, {"ingest_chunk_size", "2048"}, {"ingest_window", "4096"},
-                         {"ingest_uploads", "3"},      {"ingest_file_size_max", "100"}, {"ingest_idle_timeout_ms", "1000"}});
+                         {"ingest_uploads", "3"},      {"ingest_file_size_max", "100"}, {"ingest_idle_timeout_ms", "1000"},
+                         {"fetch_users", "carol ,dave"}});
   EXPECT_EQ(o.tracker.fragment_size_bytes, 4096);
   EXPECT_EQ(o.tracker.replicas, 2u);
   EXPECT_EQ(o.tracker.join_timeout_ms, 800);
@@ -54,6 +58,35 @@ TEST(PluginOptions, EveryOptionIsRead) {
   EXPECT_EQ(o.ingest.uploads_max, 3u);
   EXPECT_EQ(o.ingest.file_size_bytes_max, 100);
   EXPECT_EQ(o.ingest.idle_timeout_ms, 1000);
+  EXPECT_EQ(o.fetch.users, (std::vector<std::string>{"carol", "dave"}));
+  EXPECT_FALSE(o.fetch.anyone);
+}
+
+TEST(PluginOptions, FetchUsersAreReadLikeIngestUsers) {
+  const auto o = parsed({{"data_dir", "d"}, {"fetch_users", " alice, bob ,*"}});
+  EXPECT_EQ(o.fetch.users, (std::vector<std::string>{"alice", "bob"}));
+  EXPECT_TRUE(o.fetch.anyone);
+  EXPECT_TRUE(o.ingest.users.empty()) << "fetch_users must not allow uploads";
+  EXPECT_FALSE(o.ingest.anyone);
+
+  const auto star = parsed({{"data_dir", "d"}, {"fetch_users", "*"}});
+  EXPECT_TRUE(star.fetch.anyone);
+  EXPECT_TRUE(star.fetch.users.empty());
+  EXPECT_TRUE(star.fetch.enabled());
+
+  // Empty names between commas are skipped; only commas and spaces are empty.
+  const auto sparse = parsed({{"data_dir", "d"}, {"fetch_users", ",, erin ,,"}});
+  EXPECT_EQ(sparse.fetch.users, (std::vector<std::string>{"erin"}));
+  EXPECT_FALSE(sparse.fetch.anyone);
+  const auto none = parsed({{"data_dir", "d"}, {"fetch_users", " , "}});
+  EXPECT_FALSE(none.fetch.enabled());
+
+  // Named twice, the lists add up, as for ingest_users.
+  const auto twice = parsed({{"data_dir", "d"}, {"fetch_users", "a"}, {"fetch_users", "b"}});
+  EXPECT_EQ(twice.fetch.users, (std::vector<std::string>{"a", "b"}));
+
+  const auto uploads = parsed({{"data_dir", "d"}, {"ingest_users", "*"}});
+  EXPECT_FALSE(uploads.fetch.enabled()) << "ingest_users must not allow fetching";
 }
 
 TEST(PluginOptions, BadValuesNameTheOptionAndTheRule) {
@@ -65,6 +98,7 @@ TEST(PluginOptions, BadValuesNameTheOptionAndTheRule) {
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"hash_algorithm", "MD5"}}),
             "plugin_opt_hash_algorithm: only SHA256 is supported, not 'MD5'");
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"replica", "2"}}), "plugin_opt_replica: unknown option");
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"fetch_user", "alice"}}), "plugin_opt_fetch_user: unknown option");
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"join_timeout_ms", "-1"}}),
             "plugin_opt_join_timeout_ms: must be an integer from 1 to 3600000, not '-1'");
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"ingest_chunk_size", "8192"}, {"ingest_window", "4096"}}),

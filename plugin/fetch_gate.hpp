@@ -1,0 +1,131 @@
+// The broker's side of the fetch protocol (common/include/mqds/fetch.hpp): who may fetch.
+//
+// Every publish under mqds/fetch/ comes here from the MESSAGE callback, after the broker's own
+// WRITE ACL check:
+// - A request on mqds/fetch/request/<edge> passes unchanged to its subscribers (the edge) only if
+//   its sender's MQTT username is one of fetch_users, the topic names one edge, it is small and not
+//   retained, and it carries an MQTT 5 Response Topic that is the sender's own
+//   (mqds/fetch/response/<sender's client id>[/...]), with at most correlation_bytes_max bytes of
+//   Correlation Data. So nobody can have fragment data sent to another client, and a refused
+//   publisher learns it from reason code 0x87.
+// - A response on mqds/fetch/response/<requester>[/...] never reaches subscribers: the adapter
+//   delivers a copy to the requester alone and refuses the original, so a client subscribed to `#`
+//   never sees fragment data.
+// - Anything else under mqds/fetch/ is refused; with fetch_users empty, everything is.
+//
+// The gate makes no broker calls, reads no clock and allocates nothing per message but its log
+// lines: the adapter (TrackerPlugin::on_fetch) reads the message's properties, asks the gate,
+// publishes, and tells the gate what happened so it can count it. Log lines about refusals are
+// rate-limited per reason (the first at once, then at most one per refusal_log_interval_ms saying
+// how many were not logged), so a misbehaving client cannot flood the broker's log; every refusal
+// is still counted in $SYS/broker/mqds/fetch/refused.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "mqds/fetch.hpp"
+#include "mqds/output.hpp"
+
+namespace mqds::plugin {
+
+struct FetchOptions {
+  std::vector<std::string> users;  // MQTT usernames allowed to send fetch requests
+  bool anyone = false;             // "*": every client, anonymous ones included
+  bool enabled() const { return anyone || !users.empty(); }
+};
+
+struct FetchMetrics {
+  std::uint64_t requests = 0;   // requests passed to their edge
+  std::uint64_t refused = 0;    // requests and responses refused, for any reason
+  std::uint64_t responses = 0;  // responses handed to the broker for their requester
+  std::uint64_t bytes = 0;      // payload bytes of those responses
+};
+
+enum class FetchRefusal : std::uint8_t {
+  fetch_off,
+  user_not_allowed,
+  not_a_fetch_topic,
+  bad_request_topic,
+  retained_request,
+  request_too_large,
+  not_mqtt5,
+  properties_unreadable,
+  no_response_topic,
+  response_topic_not_fetch,
+  response_topic_not_own,
+  correlation_too_large,
+  bad_response_topic,
+  response_too_large,
+  delivery_failed,
+};
+inline constexpr std::size_t fetch_refusal_kinds = static_cast<std::size_t>(FetchRefusal::delivery_failed) + 1;
+
+// Why, in words, for the log.
+std::string describe(FetchRefusal why);
+
+// What the adapter read from a publish on a request topic.
+struct FetchRequest {
+  std::string_view topic;
+  std::string_view client_id;
+  const char* username = nullptr;  // nullptr: the client gave none
+  int protocol_version = 5;        // 3, 4 (3.1.1) or 5
+  std::size_t payload_bytes = 0;
+  bool retain = false;
+  bool properties_readable = true;  // false: reading them failed (out of memory)
+  std::optional<std::string_view> response_topic;
+  std::optional<std::size_t> correlation_bytes;
+};
+
+class FetchGate {
+ public:
+  enum class Kind : std::uint8_t { none, request, response, other };
+
+  // A response carries at most chunk_bytes_max bytes of fragment; the margin is for nothing else,
+  // but an edge with a slightly different chunk size must not be cut off.
+  static constexpr std::size_t response_payload_bytes_max = fetch::chunk_bytes_max + 64 * 1024;
+  static constexpr std::int64_t refusal_log_interval_ms = 10'000;
+  // Client ids and topics are cut to this in log lines.
+  static constexpr std::size_t logged_text_bytes_max = 160;
+
+  explicit FetchGate(FetchOptions options) : options_(std::move(options)) {}
+
+  // none: not under mqds/fetch/; other: under it but neither a request nor a response topic.
+  static Kind kind(std::string_view topic);
+  bool enabled() const { return options_.enabled(); }
+
+  // nullopt: the request may pass to its edge unchanged.
+  std::optional<FetchRefusal> judge_request(const FetchRequest& request) const;
+  // The client id the response goes to (a view into `topic`), or why it is refused.
+  std::variant<std::string_view, FetchRefusal> judge_response(std::string_view topic, std::size_t payload_bytes) const;
+
+  void passed() { ++metrics_.requests; }
+  void delivered(std::size_t payload_bytes);
+  // Counts a refusal. Returns the log line to write, unless a line for the same reason was written
+  // less than refusal_log_interval_ms ago (then only counts it for the next line).
+  std::optional<LogLine> refused(std::int64_t now_ms, FetchRefusal why, std::string_view client_id, const char* username,
+                                 std::string_view topic);
+
+  const FetchMetrics& metrics() const { return metrics_; }
+
+ private:
+  struct LogState {
+    bool logged = false;
+    std::int64_t last_ms = 0;
+    std::uint64_t unlogged = 0;  // refusals since the last line
+  };
+
+  bool user_allowed(const char* username) const;
+
+  FetchOptions options_;
+  FetchMetrics metrics_;
+  std::array<LogState, fetch_refusal_kinds> log_{};
+};
+
+}  // namespace mqds::plugin

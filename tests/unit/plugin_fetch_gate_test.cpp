@@ -1,0 +1,195 @@
+// The tracker plugin's fetch gate without a broker: who may fetch, where responses go, counting
+// and rate-limited log lines. The broker tests (tests/broker/fetch_test.cpp) check the same rules
+// through a real mosquitto.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "fetch_gate.hpp"
+
+namespace mqds::plugin {
+namespace {
+
+FetchGate gate_for(std::vector<std::string> users, bool anyone = false) {
+  FetchOptions options;
+  options.users = std::move(users);
+  options.anyone = anyone;
+  return FetchGate(options);
+}
+
+// A request that passes with fetch_users "alice".
+FetchRequest good_request() {
+  FetchRequest r;
+  r.topic = "mqds/fetch/request/edge-1";
+  r.client_id = "getter";
+  r.username = "alice";
+  r.protocol_version = 5;
+  r.payload_bytes = 100;
+  r.response_topic = "mqds/fetch/response/getter/7";
+  r.correlation_bytes = 16;
+  return r;
+}
+
+TEST(FetchGate, TopicsAreSortedByPrefix) {
+  EXPECT_EQ(FetchGate::kind("mqds/fetch/request/e"), FetchGate::Kind::request);
+  EXPECT_EQ(FetchGate::kind("mqds/fetch/request/"), FetchGate::Kind::request);
+  EXPECT_EQ(FetchGate::kind("mqds/fetch/response/r/x"), FetchGate::Kind::response);
+  EXPECT_EQ(FetchGate::kind("mqds/fetch/other"), FetchGate::Kind::other);
+  EXPECT_EQ(FetchGate::kind("mqds/fetch/request"), FetchGate::Kind::other);
+  EXPECT_EQ(FetchGate::kind("mqds/fetch/"), FetchGate::Kind::other);
+  EXPECT_EQ(FetchGate::kind("mqds/fetch"), FetchGate::Kind::none);
+  EXPECT_EQ(FetchGate::kind("mqds/ingest/begin"), FetchGate::Kind::none);
+  EXPECT_EQ(FetchGate::kind("tracker/revision"), FetchGate::Kind::none);
+}
+
+TEST(FetchGate, AProperRequestPasses) {
+  const auto gate = gate_for({"alice"});
+  EXPECT_EQ(gate.judge_request(good_request()), std::nullopt);
+  auto no_correlation = good_request();
+  no_correlation.correlation_bytes.reset();
+  EXPECT_EQ(gate.judge_request(no_correlation), std::nullopt) << "Correlation Data is optional";
+  auto bare = good_request();
+  bare.response_topic = "mqds/fetch/response/getter";
+  EXPECT_EQ(gate.judge_request(bare), std::nullopt) << "the suffix is optional";
+  auto limits = good_request();
+  limits.payload_bytes = fetch::request_payload_bytes_max;
+  limits.correlation_bytes = fetch::correlation_bytes_max;
+  EXPECT_EQ(gate.judge_request(limits), std::nullopt) << "the limits themselves are allowed";
+}
+
+TEST(FetchGate, EveryRuleRefusesWithItsReason) {
+  const auto gate = gate_for({"alice"});
+  const auto refused = [&](auto change) {
+    auto r = good_request();
+    change(r);
+    return gate.judge_request(r);
+  };
+  EXPECT_EQ(refused([](FetchRequest& r) { r.username = "bob"; }), FetchRefusal::user_not_allowed);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.username = nullptr; }), FetchRefusal::user_not_allowed);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.topic = "mqds/fetch/request/"; }), FetchRefusal::bad_request_topic);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.topic = "mqds/fetch/request/a/b"; }), FetchRefusal::bad_request_topic);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.retain = true; }), FetchRefusal::retained_request);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.payload_bytes = fetch::request_payload_bytes_max + 1; }),
+            FetchRefusal::request_too_large);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.protocol_version = 4; }), FetchRefusal::not_mqtt5);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.properties_readable = false; }), FetchRefusal::properties_unreadable);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.response_topic.reset(); }), FetchRefusal::no_response_topic);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.response_topic = "replies/getter"; }),
+            FetchRefusal::response_topic_not_fetch);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.response_topic = "mqds/fetch/response/"; }),
+            FetchRefusal::response_topic_not_fetch);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.response_topic = "mqds/fetch/response/getter/#"; }),
+            FetchRefusal::response_topic_not_fetch);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.response_topic = "mqds/fetch/response/victim"; }),
+            FetchRefusal::response_topic_not_own);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.response_topic = "mqds/fetch/response/getter2"; }),
+            FetchRefusal::response_topic_not_own);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.response_topic = "mqds/fetch/response/gette"; }),
+            FetchRefusal::response_topic_not_own);
+  EXPECT_EQ(refused([](FetchRequest& r) {
+              r.client_id = "";
+              r.response_topic = "mqds/fetch/response/";
+            }),
+            FetchRefusal::response_topic_not_fetch);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.correlation_bytes = fetch::correlation_bytes_max + 1; }),
+            FetchRefusal::correlation_too_large);
+}
+
+TEST(FetchGate, OffByDefaultAndStarMeansEveryone) {
+  const auto off = gate_for({});
+  EXPECT_FALSE(off.enabled());
+  EXPECT_EQ(off.judge_request(good_request()), FetchRefusal::fetch_off);
+  const auto off_response = off.judge_response("mqds/fetch/response/getter", 10);
+  ASSERT_TRUE(std::holds_alternative<FetchRefusal>(off_response));
+  EXPECT_EQ(std::get<FetchRefusal>(off_response), FetchRefusal::fetch_off);
+
+  const auto everyone = gate_for({}, true);
+  auto anonymous = good_request();
+  anonymous.username = nullptr;
+  EXPECT_EQ(everyone.judge_request(anonymous), std::nullopt);
+}
+
+TEST(FetchGate, ResponsesGoToTheRequesterTheTopicNames) {
+  const auto gate = gate_for({"alice"});
+  const auto to = gate.judge_response("mqds/fetch/response/getter/abc/def", 1024);
+  ASSERT_TRUE(std::holds_alternative<std::string_view>(to));
+  EXPECT_EQ(std::get<std::string_view>(to), "getter");
+  const auto bare = gate.judge_response("mqds/fetch/response/getter", 0);
+  ASSERT_TRUE(std::holds_alternative<std::string_view>(bare));
+  EXPECT_EQ(std::get<std::string_view>(bare), "getter");
+  const auto at_limit = gate.judge_response("mqds/fetch/response/getter", FetchGate::response_payload_bytes_max);
+  EXPECT_TRUE(std::holds_alternative<std::string_view>(at_limit));
+
+  for (const char* bad : {"mqds/fetch/response/", "mqds/fetch/response//x", "mqds/fetch/response/a+b"}) {
+    const auto refused = gate.judge_response(bad, 1);
+    ASSERT_TRUE(std::holds_alternative<FetchRefusal>(refused)) << bad;
+    EXPECT_EQ(std::get<FetchRefusal>(refused), FetchRefusal::bad_response_topic) << bad;
+  }
+  const auto too_large = gate.judge_response("mqds/fetch/response/getter", FetchGate::response_payload_bytes_max + 1);
+  ASSERT_TRUE(std::holds_alternative<FetchRefusal>(too_large));
+  EXPECT_EQ(std::get<FetchRefusal>(too_large), FetchRefusal::response_too_large);
+}
+
+TEST(FetchGate, CountsWhatTheAdapterReports) {
+  auto gate = gate_for({"alice"});
+  gate.passed();
+  gate.passed();
+  gate.delivered(1000);
+  gate.delivered(24);
+  (void)gate.refused(0, FetchRefusal::user_not_allowed, "c", nullptr, "mqds/fetch/request/e");
+  EXPECT_EQ(gate.metrics().requests, 2u);
+  EXPECT_EQ(gate.metrics().responses, 2u);
+  EXPECT_EQ(gate.metrics().bytes, 1024u);
+  EXPECT_EQ(gate.metrics().refused, 1u);
+}
+
+TEST(FetchGate, RefusalsAreLoggedAtMostOncePerIntervalPerReasonAndSayWhy) {
+  auto gate = gate_for({"alice"});
+  constexpr auto interval = FetchGate::refusal_log_interval_ms;
+  const auto first = gate.refused(1'000, FetchRefusal::user_not_allowed, "mallory", "eve", "mqds/fetch/request/e");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->level, LogLevel::notice);
+  EXPECT_EQ(first->text,
+            "fetch: refused a publish on mqds/fetch/request/e from client 'mallory' (user 'eve'): its username is not "
+            "in plugin_opt_fetch_users");
+  // The same reason within the interval: counted, not logged; another reason has its own budget.
+  for (int i = 0; i < 1000; ++i)
+    EXPECT_FALSE(gate.refused(1'000 + i, FetchRefusal::user_not_allowed, "mallory", "eve", "mqds/fetch/request/e"));
+  const auto other = gate.refused(1'500, FetchRefusal::no_response_topic, "x", nullptr, "mqds/fetch/request/e");
+  ASSERT_TRUE(other);
+  EXPECT_NE(other->text.find("(no username): the request has no Response Topic"), std::string::npos) << other->text;
+  EXPECT_FALSE(gate.refused(1'000 + interval - 1, FetchRefusal::user_not_allowed, "m", "eve", "t"));
+  // After the interval: one line that says how many were not logged.
+  const auto later = gate.refused(1'000 + interval, FetchRefusal::user_not_allowed, "m", "eve", "t");
+  ASSERT_TRUE(later);
+  EXPECT_NE(later->text.find("(and 1001 more refused for this reason in the last 10 s, not logged)"), std::string::npos)
+      << later->text;
+  EXPECT_EQ(gate.metrics().refused, 1004u) << "every refusal is counted, logged or not";
+  const auto delivery = gate.refused(0, FetchRefusal::delivery_failed, "edge", nullptr, "mqds/fetch/response/r");
+  ASSERT_TRUE(delivery);
+  EXPECT_EQ(delivery->level, LogLevel::warning) << "a failed delivery is the broker's trouble, not the client's";
+}
+
+TEST(FetchGate, LongClientIdsAndTopicsAreCutInLogLines) {
+  auto gate = gate_for({"alice"});
+  const std::string id(10'000, 'i');
+  const std::string topic = "mqds/fetch/request/" + std::string(10'000, 't');
+  // A multi-byte character across the cut is not split.
+  const std::string user = std::string(FetchGate::logged_text_bytes_max - 1, 'u') + "\xc3\xa9" + "rest";
+  const auto line = gate.refused(0, FetchRefusal::user_not_allowed, id, user.c_str(), topic);
+  ASSERT_TRUE(line);
+  EXPECT_LT(line->text.size(), 3 * FetchGate::logged_text_bytes_max + 300);
+  EXPECT_NE(line->text.find(std::string(FetchGate::logged_text_bytes_max - 1, 'u') + "...'"), std::string::npos)
+      << line->text;
+}
+
+TEST(FetchGate, EveryReasonHasWords) {
+  for (std::size_t i = 0; i < fetch_refusal_kinds; ++i) {
+    const auto words = describe(static_cast<FetchRefusal>(i));
+    EXPECT_FALSE(words.empty());
+    EXPECT_NE(words, "refused") << "reason " << i << " has no description";
+  }
+}
+
+}  // namespace
+}  // namespace mqds::plugin
