@@ -9,6 +9,9 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
+#include "mqds/query.hpp"
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -196,6 +199,7 @@ int TrackerPlugin::on_message(mosquitto_evt_message& event) {
   if (!event.topic) return MOSQ_ERR_SUCCESS;
   if (Ingest::handles(event.topic)) return on_ingest(event);
   if (FetchGate::kind(event.topic) != FetchGate::Kind::none) return on_fetch(event);
+  if (std::string_view(event.topic).substr(0, query_prefix.size()) == query_prefix) return on_query(event);
   if (!event_type_for_topic(event.topic)) return MOSQ_ERR_SUCCESS;
   const char* sender = mosquitto_client_id(event.client);
   const std::string_view payload(static_cast<const char*>(event.payload), event.payload ? event.payloadlen : 0);
@@ -341,6 +345,58 @@ int TrackerPlugin::on_fetch(mosquitto_evt_message& event) {
   }
   fetch_.delivered(event.payloadlen);
   return MOSQ_ERR_ACL_DENIED;
+}
+
+int TrackerPlugin::on_query(mosquitto_evt_message& event) {
+  const char* client_id = mosquitto_client_id(event.client);
+  const char* username = mosquitto_client_username(event.client);
+  // Those who may put files in or get them out may see what is there.
+  auto named = [&](const std::vector<std::string>& users) {
+    return username && std::find(users.begin(), users.end(), username) != users.end();
+  };
+  const bool allowed = options_.fetch.anyone || options_.ingest.anyone || named(options_.fetch.users) ||
+                       named(options_.ingest.users);
+  const auto refuse = [&](const char* why) {
+    if (queries_refused_logged_ < queries_refused_logged_max) {
+      ++queries_refused_logged_;
+      mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqds: refused a query from '%.160s': %s", client_id ? client_id : "", why);
+    }
+    return MOSQ_ERR_ACL_DENIED;
+  };
+  if (std::string_view(event.topic) != query::request_topic) return refuse("only the tracker answers under mqds/query/");
+  if (!allowed) return refuse("this user is in neither fetch_users nor ingest_users");
+  if (!client_id || event.retain) return refuse("a query is not retained");
+  FetchRequest read;  // the same two properties a fetch request carries
+  PropertyCopy response_topic, correlation;
+  read_request_properties(event.properties, read, response_topic, correlation);
+  if (!read.response_topic || query::requester_of_response_topic(*read.response_topic) != std::string_view(client_id))
+    return refuse("its Response Topic must be mqds/query/response/<its own client id>[/...]");
+  if (read.correlation_bytes && *read.correlation_bytes > fetch::correlation_bytes_max)
+    return refuse("its Correlation Data is too long");
+
+  const std::string_view payload(static_cast<const char*>(event.payload), event.payload ? event.payloadlen : 0);
+  const auto decoded = query::decode_request(payload);
+  std::string answer;
+  if (const auto* error = std::get_if<DecodeError>(&decoded))
+    answer = query::encode_answer(query::Answer{error->to_string(), 0, 0, 0, 0, 0, {}, {}, {}, {}});
+  else
+    answer = query::encode_answer(query::answer(tracker_->view(), options_.tracker.replicas, std::get<query::Request>(decoded)));
+  void* copy = mosquitto_malloc(answer.size() + 1);
+  if (!copy) return refuse("out of memory");
+  std::memcpy(copy, answer.data(), answer.size());
+  static_cast<char*>(copy)[answer.size()] = '\0';
+  // The request's own properties (its Response Topic and Correlation Data) go with the answer, handed
+  // over rather than copied, for the reason on_fetch gives.
+  mosquitto_property* properties = event.properties;
+  event.properties = nullptr;
+  const std::string topic(*read.response_topic);
+  if (mosquitto_broker_publish(client_id, topic.c_str(), static_cast<int>(answer.size()), copy, 1, false, properties) !=
+      MOSQ_ERR_SUCCESS) {
+    mosquitto_free(copy);
+    event.properties = properties;
+    return refuse("the answer could not be queued");
+  }
+  return MOSQ_ERR_SUCCESS;
 }
 
 void TrackerPlugin::on_disconnect(const char* client_id) {

@@ -34,6 +34,9 @@ class TrackerPlugin {
   int on_ingest(mosquitto_evt_message& event);
   // A publish under mqds/fetch/: see fetch_gate.hpp.
   int on_fetch(mosquitto_evt_message& event);
+  // mqds/query/request (common/include/mqds/query.hpp): answered from the tracker's view, to the
+  // requester alone, by those who may upload or fetch.
+  int on_query(mosquitto_evt_message& event);
   void on_disconnect(const char* client_id);
   void on_tick();
 
@@ -59,6 +62,9 @@ class TrackerPlugin {
   std::unique_ptr<Tracker> tracker_;
   Ingest ingest_;
   FetchGate fetch_;
+  std::size_t queries_refused_logged_ = 0;
+  static constexpr std::size_t queries_refused_logged_max = 100;  // the log cannot be flooded
+  static constexpr std::string_view query_prefix = "mqds/query/";
   std::vector<StorageEffect> pending_effects_;
   std::vector<PendingPublish> pending_publishes_;
   MetricsPublisher metrics_;

@@ -38,6 +38,8 @@ struct Received {
   std::optional<std::string> user_property(std::string_view name) const;
 };
 
+// A message to publish. Its fields are views: what they point to must live until publish() returns
+// (libmosquitto copies it).
 struct Outgoing {
   Outgoing(std::string_view topic_, std::string_view payload_, int qos_) : topic(topic_), payload(payload_), qos(qos_) {}
   std::string_view topic;
