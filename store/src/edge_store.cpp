@@ -1,9 +1,13 @@
 #include "mqds/store/edge_store.hpp"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <set>
 #include <stdexcept>
 
@@ -20,21 +24,59 @@ std::span<const std::uint8_t> bytes_of(std::string_view value) {
   return {reinterpret_cast<const std::uint8_t*>(value.data()), value.size()};
 }
 
+// LMDB has no API for where it mapped the file (mdb_env_info's address is only set with
+// MDB_FIXEDMAP), so it is looked up in /proc/self/maps by the data file's device and inode. Not
+// found: nothing is ever released, which costs memory, never correctness.
+MappedRange map_of(const lmdb::Env& env) {
+  mdb_filehandle_t fd;
+  struct stat file {};
+  if (mdb_env_get_fd(env.get(), &fd) != MDB_SUCCESS || ::fstat(fd, &file) != 0) return {};
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  MappedRange found;
+  while (std::getline(maps, line)) {
+    unsigned long long begin = 0, end = 0, offset = 0, inode = 0;
+    unsigned major_dev = 0, minor_dev = 0;
+    char perms[8] = {};
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu", &begin, &end, perms, &offset, &major_dev, &minor_dev,
+                    &inode) != 7)
+      continue;
+    if (inode != file.st_ino || major_dev != major(file.st_dev) || minor_dev != minor(file.st_dev)) continue;
+    if (end - begin > found.end - found.begin) found = {static_cast<std::uintptr_t>(begin), static_cast<std::uintptr_t>(end)};
+  }
+  return found;
+}
+
 // Drops the pages of a value read from the memory map from this process's resident set. LMDB maps
-// its file read-only and writes with pwrite, so the pages are clean: the kernel keeps them in its
-// page cache and a later read faults them back in.
-void release(std::string_view value) {
+// its file read-only and writes with pwrite, so every mapped page is clean: the kernel keeps it in
+// its page cache and the next read faults it back in. That holds for a page the value shares with
+// a B-tree node too, which only costs that node a fault. A value written earlier in the same write
+// transaction lives in a heap page LMDB allocated, not in the map: that one is left alone, since
+// MADV_DONTNEED on heap memory would zero it.
+void release(const MappedRange& map, std::string_view value) {
   static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
   const auto data = reinterpret_cast<std::uintptr_t>(value.data());
-  // Only pages that hold nothing but this value: one it shares with a B-tree node stays.
-  const auto begin = (data + page - 1) & ~(page - 1);
-  const auto end = (data + value.size()) & ~(page - 1);
+  if (data < map.begin || data + value.size() > map.end) return;
+  const auto begin = data & ~(page - 1);
+  const auto end = (data + value.size() + page - 1) & ~(page - 1);
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+// Deletes a fragment's entry. LMDB reads the header of a value's overflow pages to free them, which
+// maps that page in: release it afterwards, or every deleted fragment would stay resident. Getting
+// the value first touches only the B-tree leaf.
+void delete_fragment(const MappedRange& map, lmdb::Txn& txn, MDB_dbi dbi, std::string_view key) {
+  const auto value = txn.get(dbi, key);
+  if (!value) return;
+  const std::string_view range = *value;
+  txn.del(dbi, key);
+  release(map, range);
 }
 
 }  // namespace
 
-EdgeStore::EdgeStore(const std::string& directory, std::size_t map_size_bytes) : env_(directory, map_size_bytes, 4) {
+EdgeStore::EdgeStore(const std::string& directory, std::size_t map_size_bytes)
+    : env_(directory, map_size_bytes, 4), map_(map_of(env_)) {
   lmdb::Txn txn(env_, false);
   meta_ = txn.open("meta");
   files_ = txn.open("files");
@@ -75,7 +117,7 @@ TorrentSnapshot EdgeStore::verify_and_load(IntegrityReport& report,
         if (why.empty()) {
           report.bytes_checked += static_cast<std::int64_t>(value.size());
           const Hash actual = sha256(bytes_of(value));
-          release(value);
+          release(map_, value);
           if (actual != hash_of(key)) {
             ++report.dropped_corrupt;
             drops.emplace_back(dbi, std::string(key));
@@ -96,7 +138,7 @@ TorrentSnapshot EdgeStore::verify_and_load(IntegrityReport& report,
   }
   if (!drops.empty()) {
     lmdb::Txn txn(env_, false);
-    for (const auto& [dbi, key] : drops) txn.del(dbi, key);
+    for (const auto& [dbi, key] : drops) delete_fragment(map_, txn, dbi, key);
     txn.commit();
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -122,11 +164,11 @@ void EdgeStore::apply(const std::vector<StorageEffect>& effects) {
                      // put may move pages: the value read must not be used after it.
                      const std::string copy(*content);
                      txn.put(fragments_, key_of(e.hash), copy);
-                     txn.del(temporary_, key_of(e.hash));
+                     delete_fragment(map_, txn, temporary_, key_of(e.hash));
                    },
                    [&](const store::DeleteFragment& e) {
-                     txn.del(temporary_, key_of(e.hash));
-                     txn.del(fragments_, key_of(e.hash));
+                     delete_fragment(map_, txn, temporary_, key_of(e.hash));
+                     delete_fragment(map_, txn, fragments_, key_of(e.hash));
                    },
                    [&](const auto&) { throw std::logic_error("a tracker effect reached the edge store"); },
                },
@@ -142,11 +184,11 @@ EdgeStore::ReadResult EdgeStore::read_fragment(const Hash& hash,
   if (!value) return ReadResult::not_found;
   const auto content = bytes_of(*value);
   if (sha256(content) != hash) {
-    release(*value);
+    release(map_, *value);
     return ReadResult::corrupt;
   }
   fn(content);
-  release(*value);
+  release(map_, *value);
   return ReadResult::ok;
 }
 

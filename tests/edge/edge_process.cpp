@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -87,7 +88,9 @@ EdgeProcess::~EdgeProcess() {
 ::testing::AssertionResult EdgeProcess::start(int port, const std::vector<std::string>& extra) {
   if (running()) return ::testing::AssertionFailure() << id_ << " is already running";
   log_start_ = size_of(log_path_);
-  std::vector<std::string> args{"-p", std::to_string(port), "-i", id_, "--data-dir", data_dir_, "-v"};
+  std::vector<std::string> args{"-p", std::to_string(port), "-i", id_, "--data-dir", data_dir_};
+  // Verbose unless the test asks for quiet: failures then show every decision.
+  if (std::find(extra.begin(), extra.end(), "-q") == extra.end()) args.emplace_back("-v");
   args.insert(args.end(), extra.begin(), extra.end());
   pid_ = spawn(args, log_path_);
   if (pid_ < 0) return ::testing::AssertionFailure() << "fork: " << std::strerror(errno);
@@ -160,6 +163,15 @@ bool EdgeProcess::running() {
     return false;
   }
   return true;
+}
+
+std::optional<long> EdgeProcess::memory_kib(const std::string& field) const {
+  if (pid_ < 0) return std::nullopt;
+  std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
+  return std::nullopt;
 }
 
 Completed run_edge(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {

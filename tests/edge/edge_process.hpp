@@ -21,7 +21,8 @@ class EdgeProcess {
   EdgeProcess(const EdgeProcess&) = delete;
   EdgeProcess& operator=(const EdgeProcess&) = delete;
 
-  // Starts mqds-edge -p port -i id --data-dir <dir> -v plus `extra`, appending to its log.
+  // Starts mqds-edge -p port -i id --data-dir <dir> -v (unless `extra` has -q) plus `extra`,
+  // appending to its log.
   [[nodiscard]] ::testing::AssertionResult start(int port, const std::vector<std::string>& extra = {});
   // Waits until the log (of this process life, since the last start) has `count` lines containing `text`.
   [[nodiscard]] ::testing::AssertionResult wait_log(std::string_view text, std::chrono::milliseconds timeout,
@@ -33,6 +34,9 @@ class EdgeProcess {
   // The exit status once it exits by itself, nullopt if it still runs after `timeout`.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);
   bool running();
+  pid_t pid() const { return pid_; }
+  // A field of /proc/<pid>/status in KiB (VmRSS, VmHWM), nullopt if it does not run.
+  std::optional<long> memory_kib(const std::string& field) const;
 
   const std::string& id() const { return id_; }
   const std::string& data_dir() const { return data_dir_; }

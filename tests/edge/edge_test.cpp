@@ -506,6 +506,41 @@ TEST(EdgeFetch, ACopyFoundCorruptWhenServedIsDeletedAndReportedByARejoin) {
   EXPECT_EQ(again->status, "not-found");
 }
 
+// --- Footprint ----------------------------------------------------------------------------------
+
+// The figures of the README: resident memory while 10,000 fragments stream in, and idle with them
+// stored, after a restart that verified every one. Printed for the record; the bound asserted is
+// what a small board can give, not a timing.
+TEST(EdgeFootprint, MemoryStaysSmallWithTenThousandFragments) {
+  constexpr std::int64_t small_fragment = 4096;
+  constexpr std::size_t fragments = 10'000;
+  BrokerConfig config = edge_config(small_fragment, 1);
+  config.plugin_options.emplace_back("distributions_in_flight", "64");
+  Broker broker(config);
+  ASSERT_TRUE(broker.start());
+  Monitor monitor(broker.port());
+  EdgeProcess edge("edge-a", broker.dir());
+  ASSERT_TRUE(edge.start(broker.port(), {"-q"}));
+  ASSERT_TRUE(monitor.wait_figures({{"clients/registered", "1"}}, 10s));
+  ASSERT_TRUE(put(broker.port(), random_content(fragments * small_fragment, 9)));
+  ASSERT_TRUE(wait_distributed(monitor, fragments, 120s)) << broker.where();
+  ASSERT_TRUE(wait_settled(edge));
+  const long peak_kib = edge.memory_kib("VmHWM").value_or(-1);
+  ASSERT_EQ(edge.terminate(), 0);
+  ASSERT_TRUE(edge.start(broker.port(), {"-q"}));
+  ASSERT_TRUE(monitor.wait_figures({{"clients/registered", "1"}}, 10s));
+  std::this_thread::sleep_for(2s);  // idle: registered, nothing to do
+  const long idle_kib = edge.memory_kib("VmRSS").value_or(-1);
+  std::cout << "mqds-edge with " << fragments << " fragments of " << small_fragment << " B: peak RSS while receiving "
+            << static_cast<double>(peak_kib) / 1024.0 << " MiB, idle RSS after a verifying restart " << static_cast<double>(idle_kib) / 1024.0 << " MiB\n";
+  ::testing::Test::RecordProperty("peak_rss_kib", static_cast<int>(peak_kib));
+  ::testing::Test::RecordProperty("idle_rss_kib", static_cast<int>(idle_kib));
+#ifndef MQDS_SANITIZED
+  EXPECT_LT(idle_kib, 32 * 1024);
+  EXPECT_LT(peak_kib, 64 * 1024);
+#endif
+}
+
 // --- Denials the operator must fix, and the command line ----------------------------------------
 
 TEST(EdgeFatal, DataCutAtAnotherFragmentSizeStopsWithExitTwoAndSaysWhatToDo) {

@@ -46,6 +46,12 @@ struct EdgeUsage {
   std::int64_t temporary_bytes = 0;
 };
 
+// Where LMDB maps an environment's file: only pages inside it may be released from memory.
+struct MappedRange {
+  std::uintptr_t begin = 0;
+  std::uintptr_t end = 0;
+};
+
 class EdgeStore {
  public:
   // map_size_bytes is address space, not memory: the file grows with what is stored.
@@ -72,6 +78,7 @@ class EdgeStore {
 
  private:
   lmdb::Env env_;
+  MappedRange map_;
   MDB_dbi meta_{}, files_{}, fragments_{}, temporary_{};
 };
 
