@@ -41,26 +41,27 @@ int status_code(int status) {
   return status;
 }
 
-// fork + exec of mqds-edge with stdout and stderr appended to `output_path`.
-pid_t spawn(const std::vector<std::string>& args, const std::string& output_path) {
+// fork + exec of `program` with stdout appended to `out_path` and stderr to `err_path`.
+pid_t spawn(const std::string& program, const std::vector<std::string>& args, const std::string& out_path,
+            const std::string& err_path) {
   std::vector<char*> argv;
-  static std::string program = MQDS_EDGE_PATH;
-  argv.push_back(program.data());
+  argv.push_back(const_cast<char*>(program.c_str()));
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid == 0) {
-    const int fd = ::open(output_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, STDOUT_FILENO);
-      ::dup2(fd, STDERR_FILENO);
-      ::close(fd);
-    }
+    const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const int err = err_path == out_path ? out : ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (out >= 0) ::dup2(out, STDOUT_FILENO);
+    if (err >= 0) ::dup2(err, STDERR_FILENO);
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
   return pid;
 }
+
+const std::string edge_program = MQDS_EDGE_PATH;
+const std::string mqds_program = MQDS_CLI_PATH;
 
 std::optional<int> wait_for_exit(pid_t pid, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
@@ -92,7 +93,7 @@ EdgeProcess::~EdgeProcess() {
   // Verbose unless the test asks for quiet: failures then show every decision.
   if (std::find(extra.begin(), extra.end(), "-q") == extra.end()) args.emplace_back("-v");
   args.insert(args.end(), extra.begin(), extra.end());
-  pid_ = spawn(args, log_path_);
+  pid_ = spawn(edge_program, args, log_path_, log_path_);
   if (pid_ < 0) return ::testing::AssertionFailure() << "fork: " << std::strerror(errno);
   return ::testing::AssertionSuccess();
 }
@@ -174,21 +175,40 @@ std::optional<long> EdgeProcess::memory_kib(const std::string& field) const {
   return std::nullopt;
 }
 
-Completed run_edge(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
-  char pattern[] = "/tmp/mqds-edge-run-XXXXXX";
-  const int fd = ::mkstemp(pattern);
-  if (fd >= 0) ::close(fd);
+namespace {
+
+Completed run(const std::string& program, const std::vector<std::string>& args, std::chrono::milliseconds timeout,
+              bool separate) {
+  char out_path[] = "/tmp/mqds-run-out-XXXXXX";
+  char err_path[] = "/tmp/mqds-run-err-XXXXXX";
+  for (char* path : {out_path, err_path}) {
+    const int fd = ::mkstemp(path);
+    if (fd >= 0) ::close(fd);
+  }
   Completed completed;
-  const pid_t pid = spawn(args, pattern);
+  const pid_t pid = spawn(program, args, out_path, separate ? err_path : out_path);
   auto status = wait_for_exit(pid, timeout);
   if (!status) {
     ::kill(pid, SIGKILL);
     wait_for_exit(pid, 5s);
   }
   completed.status = status.value_or(-1);
-  completed.output = read_from(pattern, 0);
-  ::unlink(pattern);
+  completed.out = read_from(out_path, 0);
+  completed.err = separate ? read_from(err_path, 0) : std::string();
+  completed.output = completed.out + completed.err;
+  ::unlink(out_path);
+  ::unlink(err_path);
   return completed;
+}
+
+}  // namespace
+
+Completed run_edge(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  return run(edge_program, args, timeout, false);
+}
+
+Completed run_mqds(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  return run(mqds_program, args, timeout, true);
 }
 
 }  // namespace mqds::edge_test

@@ -51,11 +51,14 @@ class EdgeProcess {
   pid_t pid_ = -1;
 };
 
-// Runs mqds-edge with `args` to completion (at most `timeout`); its exit status and its output.
+// Runs a program to completion (at most `timeout`, then it is killed): its exit status and output.
 struct Completed {
   int status = -1;
-  std::string output;
+  std::string output;  // stdout and stderr, as they interleaved
+  std::string out;     // stdout alone (only run_mqds keeps them apart)
+  std::string err;     // stderr alone
 };
 Completed run_edge(const std::vector<std::string>& args, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+Completed run_mqds(const std::vector<std::string>& args, std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 }  // namespace mqds::edge_test
