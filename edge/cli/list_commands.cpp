@@ -50,7 +50,8 @@ int list_files(CliSession& session, bool as_json) {
     if (f.fragments_under_replicated) std::printf("  (%zu fragments short)", f.fragments_under_replicated);
     std::printf("\n");
   }
-  std::printf("%zu files; replicas are the fewest copies any fragment of the file has, of %zu desired\n", files.size(),
+  std::printf("%zu file%s; replicas are the fewest copies any fragment of a file has, of %zu desired\n", files.size(),
+              files.size() == 1 ? "" : "s",
               last.replicas);
   return exit_status::ok;
 }
