@@ -3,23 +3,9 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <iterator>
 
 namespace mqds::cli {
 
-std::string human_bytes(std::int64_t bytes) {
-  static constexpr const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  auto value = static_cast<double>(bytes);
-  std::size_t unit = 0;
-  while (value >= 1024.0 && unit + 1 < std::size(units)) {
-    value /= 1024.0;
-    ++unit;
-  }
-  char text[32];
-  if (unit == 0) std::snprintf(text, sizeof text, "%lld B", static_cast<long long>(bytes));
-  else std::snprintf(text, sizeof text, "%.1f %s", value, units[unit]);
-  return text;
-}
 
 Progress::Progress(std::string label, std::int64_t total_bytes, bool quiet)
     : label_(std::move(label)),

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "runtime/log.hpp"
+
 namespace mqds::cli {
 
 class Progress {
@@ -29,7 +31,6 @@ class Progress {
   std::chrono::steady_clock::time_point drawn_;
 };
 
-// "3.2 MiB", "512 B".
-std::string human_bytes(std::int64_t bytes);
+using runtime::human_bytes;
 
 }  // namespace mqds::cli

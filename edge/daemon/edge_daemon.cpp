@@ -41,20 +41,7 @@ std::uint64_t seed_from_os() {
   return (std::uint64_t{device()} << 32) ^ device();
 }
 
-// "512 B", "3.2 MiB", "20.0 GiB": for people reading logs.
-std::string human_bytes(std::int64_t bytes) {
-  static constexpr const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  auto value = static_cast<double>(bytes);
-  std::size_t unit = 0;
-  while (value >= 1024.0 && unit + 1 < std::size(units)) {
-    value /= 1024.0;
-    ++unit;
-  }
-  char text[32];
-  if (unit == 0) std::snprintf(text, sizeof text, "%lld B", static_cast<long long>(bytes));
-  else std::snprintf(text, sizeof text, "%.1f %s", value, units[unit]);
-  return text;
-}
+using runtime::human_bytes;
 
 std::size_t bytes_of(const StorageEffect& effect) {
   if (const auto* put = std::get_if<store::PutTemporaryFragment>(&effect)) return put->data.size();

@@ -2,6 +2,8 @@
 // the text. The programs of edge/ are single-threaded, so there is no locking.
 #pragma once
 
+#include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "mqds/output.hpp"
@@ -22,5 +24,8 @@ class Log {
 };
 
 std::string_view level_name(LogLevel level);
+
+// "512 B", "3.2 MiB", "20.0 GiB": sizes for people reading logs and progress.
+std::string human_bytes(std::int64_t bytes);
 
 }  // namespace mqds::runtime
