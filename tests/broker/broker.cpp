@@ -193,8 +193,8 @@ void Broker::write_config() const {
   conf << "listener " << port_ << " 127.0.0.1\n"
        << "allow_anonymous true\n"
        << "sys_interval 1\n"
-       << "log_dest file " << log_path() << "\n"
-       << "log_type all\n";
+       << "log_dest file " << log_path() << "\n";
+  for (const auto& type : config_.log_types) conf << "log_type " << type << "\n";
   if (config_.load_plugin) {
     conf << "plugin " << MQDS_PLUGIN_PATH << "\n";
     bool names_data_dir = false;

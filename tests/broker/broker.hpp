@@ -37,6 +37,8 @@ struct BrokerConfig {
   // otherwise); false keeps it root's, to test that refusal.
   bool chown_data_dir = true;
   std::vector<std::string> extra_config_lines;
+  // log_type lines: tests log everything; a benchmark keeps the broker's production default.
+  std::vector<std::string> log_types = {"all"};
 };
 
 class Broker {

@@ -1,6 +1,8 @@
 // SHA-256 throughput of the compiled-in backend over 1 MiB buffers, next to what `openssl speed`
 // measures on the same machine in the same run: machines are noisy, so the ratio is the figure
 // to compare across runs, not the absolute MB/s.
+#include "hashing.hpp"
+
 #include <unistd.h>
 
 #include <chrono>
@@ -13,6 +15,8 @@
 #include <vector>
 
 #include "mqds/hash.hpp"
+
+namespace mqds::bench {
 
 namespace {
 
@@ -29,7 +33,7 @@ double backend_mbps() {
     b = static_cast<std::uint8_t>(x);
   }
 
-  mqds::Sha256 hasher;
+  Sha256 hasher;
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
   std::size_t hashed_bytes = 0;
@@ -81,19 +85,21 @@ std::optional<double> openssl_speed_mbps() {
 
 }  // namespace
 
-int main() {
+void run_hashing(Report& report) {
   const double ours = backend_mbps();
-  std::printf("backend=%.*s sha256_MBps=%.1f\n", static_cast<int>(mqds::crypto_backend_name().size()),
-              mqds::crypto_backend_name().data(), ours);
+  report.add("hashing", std::string("SHA-256 of 1 MiB buffers, mqds (") + std::string(crypto_backend_name()) + ")",
+             ours, "MB/s");
   if (!openssl_on_path()) {
-    std::printf("openssl not found on PATH: skipping the openssl speed baseline\n");
-    return 0;
+    report.failed("hashing", "openssl is not on PATH: no baseline (apt-get install openssl)");
+    return;
   }
   const std::optional<double> baseline = openssl_speed_mbps();
   if (!baseline) {
-    std::printf("openssl speed gave no sha256 result: skipping the baseline\n");
-    return 0;
+    report.failed("hashing", "openssl speed gave no sha256 result");
+    return;
   }
-  std::printf("openssl_speed_MBps=%.1f ratio=%.3f\n", *baseline, ours / *baseline);
-  return 0;
+  report.add("hashing", "SHA-256 of 1 MiB buffers, openssl speed -evp sha256", *baseline, "MB/s");
+  report.target("hashing", ours / *baseline, 0.9);
 }
+
+}  // namespace mqds::bench
