@@ -94,27 +94,36 @@ void TrackerPlugin::take(Output output) {
   for (auto& effect : output.storage) pending_effects_.push_back(std::move(effect));
   for (auto& p : output.publishes) {
     if (p.staged) {
-      // Encoded now, while the content is certainly staged; one payload for all its receivers.
-      std::string payload;
+      // Encoded now, while the content is certainly staged, in the encoding its receiver accepts.
       const auto& d = *p.staged;
+      PendingPublish pending{std::move(p.topic), {}, p.to.value_or(""), false, nullptr, 0};
       const bool found = store_.read_staged(d.hash, [&](std::span<const std::uint8_t> data) {
-        payload.resize(delivered_payload_size(d.event_id, d.hash, data.size(), d.receivers, d.revision));
-        encode_delivered_into(d.event_id, d.hash, data, d.receivers, payload.data(), payload.size(), d.revision);
+        const std::size_t size = staged_delivery_size(d, data.size());
+        pending.encoded.reset(mosquitto_malloc(size + 1));
+        if (!pending.encoded) return;
+        encode_staged_delivery_into(d, data, static_cast<char*>(pending.encoded.get()), size);
+        static_cast<char*>(pending.encoded.get())[size] = '\0';
+        pending.encoded_size = size;
       });
       if (!found) {
         mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: fragment %s is not in staging; delivery skipped", d.hash.to_hex().c_str());
         continue;
       }
-      pending_publishes_.push_back({std::move(p.topic), std::move(payload), p.to.value_or("")});
+      if (!pending.encoded) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: out of memory delivering fragment %s", d.hash.to_hex().c_str());
+        continue;
+      }
+      pending_publishes_.push_back(std::move(pending));
     } else {
-      pending_publishes_.push_back({std::move(p.topic), std::move(p.payload), p.to.value_or("")});
+      pending_publishes_.push_back({std::move(p.topic), std::move(p.payload), p.to.value_or(""), false, nullptr, 0});
     }
   }
 }
 
 void TrackerPlugin::take(std::vector<IngestReply>& replies) {
   for (auto& reply : replies)
-    pending_publishes_.push_back({std::string(ingest_topics::status), std::move(reply.payload), std::move(reply.to)});
+    pending_publishes_.push_back(
+        {std::string(ingest_topics::status), std::move(reply.payload), std::move(reply.to), false, nullptr, 0});
   replies.clear();
 }
 
@@ -153,24 +162,30 @@ void TrackerPlugin::flush() {
   }
   std::vector<PendingPublish> publishes;
   publishes.swap(pending_publishes_);
-  for (const auto& p : publishes) {
+  for (auto& p : publishes) {
     // The broker frees the payload on success only, and only memory from mosquitto_malloc.
-    void* payload = mosquitto_malloc(p.payload.size() + 1);
-    if (!payload) {
-      mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: out of memory publishing on %s", p.topic.c_str());
-      continue;
+    if (!p.encoded) {
+      p.encoded.reset(mosquitto_malloc(p.payload.size() + 1));
+      if (!p.encoded) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: out of memory publishing on %s", p.topic.c_str());
+        continue;
+      }
+      std::memcpy(p.encoded.get(), p.payload.data(), p.payload.size());
+      static_cast<char*>(p.encoded.get())[p.payload.size()] = '\0';
+      p.encoded_size = p.payload.size();
     }
-    std::memcpy(payload, p.payload.data(), p.payload.size());
-    static_cast<char*>(payload)[p.payload.size()] = '\0';
     const int rc = mosquitto_broker_publish(p.to.empty() ? nullptr : p.to.c_str(), p.topic.c_str(),
-                                            static_cast<int>(p.payload.size()), payload, p.retain ? 0 : 2, p.retain,
-                                            nullptr);
-    if (rc != MOSQ_ERR_SUCCESS) {
-      mosquitto_free(payload);
+                                            static_cast<int>(p.encoded_size), p.encoded.get(), p.retain ? 0 : 2,
+                                            p.retain, nullptr);
+    if (rc == MOSQ_ERR_SUCCESS) {
+      (void)p.encoded.release();  // the broker's now
+    } else {
       mosquitto_log_printf(MOSQ_LOG_WARNING, "mqds: publishing on %s failed: %s", p.topic.c_str(), mosquitto_strerror(rc));
     }
   }
 }
+
+void TrackerPlugin::BrokerFree::operator()(void* memory) const { mosquitto_free(memory); }
 
 void TrackerPlugin::restart_from_store(const char* why) {
   // Nothing of the failed batch was stored, so nothing of it may be published: the tracker is
@@ -409,7 +424,7 @@ void TrackerPlugin::on_tick() {
   last_tick_ms_ = monotonic_ms();
   take(tracker_->on_tick(last_tick_ms_));
   for (auto& [topic, value] : metrics_.due(last_tick_ms_, *tracker_, fetch_.metrics()))
-    pending_publishes_.push_back({std::move(topic), std::move(value), {}, true});
+    pending_publishes_.push_back({std::move(topic), std::move(value), {}, true, nullptr, 0});
   flush();
 }
 

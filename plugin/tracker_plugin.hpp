@@ -41,11 +41,19 @@ class TrackerPlugin {
   void on_tick();
 
  private:
+  // Memory from mosquitto_malloc, which the broker takes over when a publish succeeds.
+  struct BrokerFree {
+    void operator()(void* memory) const;
+  };
   struct PendingPublish {
     std::string topic;
     std::string payload;
     std::string to;  // empty: to every subscriber
     bool retain = false;
+    // A fragment delivery, encoded once straight from the store into the broker's memory
+    // (`payload` is then empty): a fragment is copied once on its way out, not three times.
+    std::unique_ptr<void, BrokerFree> encoded;
+    std::size_t encoded_size = 0;
   };
 
   void take(Output output);

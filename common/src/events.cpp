@@ -301,6 +301,10 @@ void write_fields(JsonWriter& w, const ClientJoinRequested& e) {
     w.name("ObtainedFragments");
     write_fragment_infos(w, e.obtained_fragments);
   }
+  if (!e.delivery_encodings.empty()) {
+    w.name("DeliveryEncodings");
+    write_string_set(w, e.delivery_encodings);
+  }
 }
 
 void write_fields(JsonWriter& w, const ClientJoinAccepted& e) {
@@ -467,6 +471,53 @@ DeliveredFrame delivered_frame(const Uuid& event_id, const Hash& hash, const std
   frame.tail = "\"";
   if (revision) frame.tail += R"(,"Revision":)" + std::to_string(*revision);
   frame.tail += '}';
+  return frame;
+}
+
+// The CBOR form (RFC 8949, definite lengths, shortest heads) around the byte string of the fragment.
+void append_cbor_head(std::string& out, std::uint8_t major, std::uint64_t value) {
+  const auto type = static_cast<std::uint8_t>(major << 5);
+  int bytes = 0;
+  if (value < 24) {
+    out += static_cast<char>(type | value);
+  } else if (value <= 0xFF) {
+    out += static_cast<char>(type | 24);
+    bytes = 1;
+  } else if (value <= 0xFFFF) {
+    out += static_cast<char>(type | 25);
+    bytes = 2;
+  } else if (value <= 0xFFFFFFFF) {
+    out += static_cast<char>(type | 26);
+    bytes = 4;
+  } else {
+    out += static_cast<char>(type | 27);
+    bytes = 8;
+  }
+  for (int i = bytes - 1; i >= 0; --i) out += static_cast<char>((value >> (8 * i)) & 0xFF);
+}
+
+void append_cbor_text(std::string& out, std::string_view text) {
+  append_cbor_head(out, 3, text.size());
+  out += text;
+}
+
+DeliveredFrame delivered_cbor_frame(const Uuid& event_id, const Hash& hash, std::size_t data_size_bytes,
+                                    const std::set<ClientId>& receivers, std::optional<std::uint64_t> revision) {
+  DeliveredFrame frame;
+  append_cbor_head(frame.head, 5, revision ? 5 : 4);
+  append_cbor_text(frame.head, "EventId");
+  append_cbor_text(frame.head, event_id.to_string());
+  append_cbor_text(frame.head, "Hash");
+  append_cbor_text(frame.head, hash.to_hex());
+  append_cbor_text(frame.head, "Receivers");
+  append_cbor_head(frame.head, 4, receivers.size());
+  for (const auto& receiver : receivers) append_cbor_text(frame.head, receiver);
+  append_cbor_text(frame.head, "Data");
+  append_cbor_head(frame.head, 2, data_size_bytes);
+  if (revision) {
+    append_cbor_text(frame.tail, "Revision");
+    append_cbor_head(frame.tail, 0, *revision);
+  }
   return frame;
 }
 
@@ -763,6 +814,14 @@ ClientJoinRequested read_client_join_requested(const Fields& f) {
   if (const json* obtained = f.optional("ObtainedFragments"); obtained && sha256) {
     e.obtained_fragments = read_fragment_infos(*obtained, f.path("ObtainedFragments"));
   }
+  if (const json* encodings = f.optional("DeliveryEncodings")) {
+    const auto path = f.path("DeliveryEncodings");
+    if (!encodings->is_array()) reject(path, "must be an array");
+    if (encodings->size() > limits::delivery_encodings_max) reject(path, exceeds(limits::delivery_encodings_max, "entries"));
+    for (std::size_t i = 0; i < encodings->size(); ++i)
+      e.delivery_encodings.insert(read_string((*encodings)[i], path + "[" + std::to_string(i) + "]", 1,
+                                              limits::delivery_encoding_bytes_max));
+  }
   return e;
 }
 
@@ -843,12 +902,16 @@ FragmentDistributionDelivered read_fragment_distribution_delivered(const Fields&
   e.hash = read_hash_field(f);
   const auto data_path = f.path("Data");
   const json& data = f.required("Data");
-  if (!data.is_string()) reject(data_path, "must be a string");
-  const auto& text = data.get_ref<const std::string&>();
-  // Checked on the text first so an oversized fragment is never decoded.
   constexpr auto data_bytes_max = static_cast<std::size_t>(limits::fragment_size_bytes_max);
-  if (text.size() > base64_encoded_size(data_bytes_max)) reject(data_path, exceeds(data_bytes_max, "bytes"));
-  if (!base64_decode(text, e.data)) reject(data_path, "must be Base64");
+  if (data.is_binary()) {  // CBOR
+    e.data = data.get_binary();
+  } else {
+    if (!data.is_string()) reject(data_path, "must be a string");
+    const auto& text = data.get_ref<const std::string&>();
+    // Checked on the text first so an oversized fragment is never decoded.
+    if (text.size() > base64_encoded_size(data_bytes_max)) reject(data_path, exceeds(data_bytes_max, "bytes"));
+    if (!base64_decode(text, e.data)) reject(data_path, "must be Base64");
+  }
   if (e.data.empty()) reject(data_path, "must not be empty");
   if (e.data.size() > data_bytes_max) reject(data_path, exceeds(data_bytes_max, "bytes"));
   e.receivers = read_receivers(f.required("Receivers"), f.path("Receivers"));
@@ -962,6 +1025,49 @@ void check_structure(std::string_view payload) {
   }
 }
 
+bool is_cbor_map(std::string_view payload) {
+  if (payload.empty()) return false;
+  const auto first = static_cast<std::uint8_t>(payload.front());
+  return first >= 0xA0 && first <= 0xBF;  // major type 5
+}
+
+// nlohmann's CBOR reader recurses once per nested array or map, so a payload of nested arrays
+// would exhaust the stack: a first pass through its SAX interface stops at cbor_depth_max, and
+// only then is the document built. It also refuses tags (nlohmann's strict default).
+class CborDepthCheck {
+ public:
+  using number_integer_t = json::number_integer_t;
+  using number_unsigned_t = json::number_unsigned_t;
+  using number_float_t = json::number_float_t;
+  using string_t = json::string_t;
+  using binary_t = json::binary_t;
+  bool null() { return true; }
+  bool boolean(bool) { return true; }
+  bool number_integer(number_integer_t) { return true; }
+  bool number_unsigned(number_unsigned_t) { return true; }
+  bool number_float(number_float_t, const string_t&) { return true; }
+  bool string(string_t&) { return true; }
+  bool binary(binary_t&) { return true; }
+  bool start_object(std::size_t) { return ++depth_ <= limits::cbor_depth_max; }
+  bool key(string_t&) { return true; }
+  bool end_object() { return --depth_, true; }
+  bool start_array(std::size_t) { return ++depth_ <= limits::cbor_depth_max; }
+  bool end_array() { return --depth_, true; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) { return false; }
+  bool too_deep() const { return depth_ > limits::cbor_depth_max; }
+
+ private:
+  std::size_t depth_ = 0;
+};
+
+void check_cbor_structure(std::string_view payload) {
+  CborDepthCheck check;
+  if (!json::sax_parse(payload, &check, json::input_format_t::cbor, true)) {
+    if (check.too_deep()) reject("", "nesting exceeds " + std::to_string(limits::cbor_depth_max));
+    reject("", "invalid CBOR");
+  }
+}
+
 // Building the message may itself run out of memory; the short fallback fits std::string's
 // inline buffer, so it cannot.
 DecodeError internal_error(const char* what) noexcept {
@@ -1040,6 +1146,24 @@ void encode_delivered_into(const Uuid& event_id, const Hash& hash, std::span<con
   std::memcpy(out + frame.head.size() + data_text_bytes, frame.tail.data(), frame.tail.size());
 }
 
+std::size_t delivered_cbor_payload_size(const Uuid& event_id, const Hash& hash, std::size_t data_size_bytes,
+                                        const std::set<ClientId>& receivers, std::optional<std::uint64_t> revision) {
+  const auto frame = delivered_cbor_frame(event_id, hash, data_size_bytes, receivers, revision);
+  return frame.head.size() + data_size_bytes + frame.tail.size();
+}
+
+void encode_delivered_cbor_into(const Uuid& event_id, const Hash& hash, std::span<const std::uint8_t> data,
+                                const std::set<ClientId>& receivers, char* out, std::size_t out_size_bytes,
+                                std::optional<std::uint64_t> revision) {
+  const auto frame = delivered_cbor_frame(event_id, hash, data.size(), receivers, revision);
+  if (out_size_bytes < frame.head.size() + data.size() + frame.tail.size()) {
+    throw std::length_error("encode_delivered_cbor_into: buffer smaller than delivered_cbor_payload_size()");
+  }
+  std::memcpy(out, frame.head.data(), frame.head.size());
+  if (!data.empty()) std::memcpy(out + frame.head.size(), data.data(), data.size());
+  std::memcpy(out + frame.head.size() + data.size(), frame.tail.data(), frame.tail.size());
+}
+
 std::string encode(const Event& event) {
   if (const auto* delivered = std::get_if<FragmentDistributionDelivered>(&event)) {
     std::string text(
@@ -1074,9 +1198,18 @@ DecodeResult decode(std::string_view topic, std::string_view payload) noexcept {
     if (payload.size() > limits::event_payload_bytes_max) {
       return DecodeError{"", exceeds(limits::event_payload_bytes_max, "bytes")};
     }
-    check_structure(payload);
-    const json document = json::parse(payload, nullptr, false);
-    if (document.is_discarded()) return DecodeError{"", "invalid JSON"};
+    json document;
+    if (is_cbor_map(payload)) {
+      if (*type != EventType::fragment_distribution_delivered)
+        return DecodeError{"", "CBOR is accepted for FragmentDistributionDelivered only"};
+      check_cbor_structure(payload);
+      document = json::from_cbor(payload, true, false);
+      if (document.is_discarded()) return DecodeError{"", "invalid CBOR"};
+    } else {
+      check_structure(payload);
+      document = json::parse(payload, nullptr, false);
+      if (document.is_discarded()) return DecodeError{"", "invalid JSON"};
+    }
     if (!document.is_object()) return DecodeError{"", "must be an object"};
     return read_event(*type, Fields(document, ""));
   } catch (Rejection& rejection) {

@@ -91,6 +91,7 @@ void TorrentServer::send_join(std::int64_t now_ms, Output& out) {
   request.obtained_fragments = temporary_infos();
   request.endpoints = config_.endpoints;
   request.capacity_bytes = config_.capacity_bytes;
+  if (config_.cbor_delivery) request.delivery_encodings.insert(std::string(delivery_encoding_cbor));
   join_request_id_ = request.event_id;
   out.publish(request);
   ++metrics_.joins_requested;

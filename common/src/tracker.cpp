@@ -52,6 +52,7 @@ Output Tracker::goodbye(std::int64_t now_ms) {
   std::vector<ClientId> clients;
   for (const auto& [id, meta] : view_.clients()) clients.push_back(id);
   for (const auto& id : clients) view_.remove_client(id);
+  cbor_receivers_.clear();
   joins_.clear();
   rounds_.clear();
   bump_revision(now_ms, out);
@@ -148,6 +149,10 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender, con
                                 Output& out) {
   const bool resync = view_.is_registered(sender);
   if (resync) withdraw_from_rounds(now_ms, sender, false, out);
+  if (e.delivery_encodings.count(std::string(delivery_encoding_cbor)))
+    cbor_receivers_.insert(sender);
+  else
+    cbor_receivers_.erase(sender);
   joins_.erase(sender);  // a new request supersedes one in progress
   if (joins_.size() >= config_.joins_in_flight_max) {
     deny(sender, denial::other,
@@ -288,6 +293,7 @@ void Tracker::on_obtained(std::int64_t now_ms, const ClientId& sender, const Has
 
 std::uint64_t Tracker::unregister(std::int64_t now_ms, const ClientId& client, bool publish_goodbye, Output& out) {
   view_.remove_client(client);
+  cbor_receivers_.erase(client);
   const std::uint64_t revision = bump_revision(now_ms, out);
   if (publish_goodbye) out.publish(ClientGoodbye{random_.next_uuid(), client, revision});
   withdraw_from_rounds(now_ms, client, true, out);
@@ -399,10 +405,12 @@ void Tracker::deliver(std::int64_t now_ms, const Hash& hash, Round& round, Outpu
   }
   round.delivering = true;
   round.deadline_ms = now_ms + config_.delivery_timeout_ms;
-  const StagedDelivery delivery{random_.next_uuid(), hash, round.receivers, view_.revision()};
-  for (const auto& receiver : round.receivers)
+  StagedDelivery delivery{random_.next_uuid(), hash, round.receivers, view_.revision()};
+  for (const auto& receiver : round.receivers) {
+    delivery.cbor = cbor_receivers_.count(receiver) != 0;
     out.publishes.push_back(
         Publish{std::string(topics::fragment_distribution_delivered), {}, receiver, delivery, 2});
+  }
 }
 
 void Tracker::end_round(std::int64_t now_ms, const Hash& hash, Output& out) {

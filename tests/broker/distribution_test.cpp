@@ -51,9 +51,13 @@ BrokerConfig distribution_config(std::string ingest_users = "*") {
 // A torrent server: a real MQTT client, the core's machine, and an in-memory store.
 class TorrentNode {
  public:
-  explicit TorrentNode(const std::string& id) : client_(id), random_(std::hash<std::string>{}(id)) {
+  // `cbor`: the node asks for Delivered in CBOR (DeliveryEncodings); without, it joins as the C#
+  // reference does and must get JSON.
+  explicit TorrentNode(const std::string& id, bool cbor = true)
+      : client_(id), random_(std::hash<std::string>{}(id)) {
     TorrentConfig config;
     config.client_id = id;
+    config.cbor_delivery = cbor;
     config.endpoints = {"mqtt://" + id + "/fragments"};
     machine_ = std::make_unique<TorrentServer>(config, store_.snapshot(), random_);
   }
@@ -68,7 +72,10 @@ class TorrentNode {
   // Feeds what arrived to the machine and lets time pass for it.
   void pump() {
     for (auto& message : client_.drain()) {
-      if (message.topic == topics::fragment_distribution_delivered) ++deliveries_received_;
+      if (message.topic == topics::fragment_distribution_delivered) {
+        ++deliveries_received_;
+        delivered_payloads_.push_back(message.payload);
+      }
       apply(machine_->on_message(now_ms(), message.topic, message.payload));
     }
     apply(machine_->on_tick(now_ms()));
@@ -77,6 +84,7 @@ class TorrentNode {
   const TorrentServer& machine() const { return *machine_; }
   const testing::TorrentMemoryStore& store() const { return store_; }
   int deliveries_received() const { return deliveries_received_; }
+  const std::vector<std::string>& delivered_payloads() const { return delivered_payloads_; }
   std::vector<std::string> fatal;
 
  private:
@@ -91,6 +99,7 @@ class TorrentNode {
   testing::TorrentMemoryStore store_;
   std::unique_ptr<TorrentServer> machine_;
   int deliveries_received_ = 0;
+  std::vector<std::string> delivered_payloads_;
 };
 
 template <class Done>
@@ -117,7 +126,7 @@ TEST(PluginDistribution, AnUploadedFileReachesExactlyKTorrentServersWithItsDeliv
   ASSERT_TRUE(broker.start());
   std::vector<std::unique_ptr<TorrentNode>> nodes;
   for (const char* id : {"edge-a", "edge-b", "edge-c"}) {
-    nodes.push_back(std::make_unique<TorrentNode>(id));
+    nodes.push_back(std::make_unique<TorrentNode>(id, std::string(id) != "edge-c"));
     ASSERT_TRUE(nodes.back()->connect(broker.port())) << broker.where();
   }
   ASSERT_TRUE(pump_until(nodes, [&] {
@@ -175,6 +184,22 @@ TEST(PluginDistribution, AnUploadedFileReachesExactlyKTorrentServersWithItsDeliv
   }
   // k deliveries per fragment, not one per connected client.
   EXPECT_EQ(deliveries, 22);
+  // Each in the encoding its receiver asked for: CBOR carries the fragment as bytes (its size plus
+  // the fields), JSON as Base64 text.
+  for (auto& n : nodes) {
+    const bool cbor = n->machine().client_id() != "edge-c";
+    EXPECT_GT(n->delivered_payloads().size(), 0u) << n->machine().client_id();
+    for (const auto& payload : n->delivered_payloads()) {
+      ASSERT_FALSE(payload.empty());
+      if (cbor) {
+        EXPECT_EQ(static_cast<std::uint8_t>(payload[0]) & 0xE0, 0xA0) << "a CBOR map";
+        EXPECT_LT(payload.size(), static_cast<std::size_t>(fragment_size) + 300);
+      } else {
+        EXPECT_EQ(payload[0], '{') << "JSON for a client that did not ask for CBOR";
+        EXPECT_TRUE(json::parse(payload, nullptr, false).is_object());
+      }
+    }
+  }
   ASSERT_TRUE(eavesdropper.sync());
   for (const auto& m : eavesdropper.drain()) {
     EXPECT_NE(m.topic, topics::fragment_distribution_delivered) << "a Delivered reached a client that is no receiver";

@@ -93,11 +93,8 @@ struct TrackerMemoryStore {
   // What the plugin does for a Publish with `staged`: the payload is encoded from the store.
   std::string delivered_payload(const StagedDelivery& delivery) const {
     const Bytes& data = staged.at(delivery.hash);
-    std::string payload(
-        delivered_payload_size(delivery.event_id, delivery.hash, data.size(), delivery.receivers, delivery.revision),
-        '\0');
-    encode_delivered_into(delivery.event_id, delivery.hash, data, delivery.receivers, payload.data(), payload.size(),
-                          delivery.revision);
+    std::string payload(staged_delivery_size(delivery, data.size()), '\0');
+    encode_staged_delivery_into(delivery, data, payload.data(), payload.size());
     return payload;
   }
 };

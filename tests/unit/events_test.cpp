@@ -629,6 +629,87 @@ TEST(EventFragmentDistributionDelivered, EncodeIntoRefusesAShortBuffer) {
   EXPECT_EQ(out, std::string(size - 1, '?'));
 }
 
+// The CBOR form: written by hand straight into the broker's buffer, read through nlohmann.
+std::string delivered_cbor(const FragmentDistributionDelivered& e) {
+  std::string out(delivered_cbor_payload_size(e.event_id, e.hash, e.data.size(), e.receivers, e.revision), '?');
+  encode_delivered_cbor_into(e.event_id, e.hash, e.data, e.receivers, out.data(), out.size(), e.revision);
+  return out;
+}
+
+TEST(EventFragmentDistributionDeliveredCbor, RoundTripsAndCostsTheFragmentPlusAFrame) {
+  const std::set<ClientId> receivers{"c1", "needs \"quotes\"", "caf\xc3\xa9"};
+  for (const std::size_t size : {1u, 23u, 24u, 255u, 256u, 65535u, 65536u, 1u << 20}) {
+    Bytes data(size);
+    for (std::size_t i = 0; i < size; ++i) data[i] = static_cast<std::uint8_t>(i * 7 + 3);
+    for (const auto revision : {std::optional<std::uint64_t>{}, std::optional<std::uint64_t>{23},
+                                std::optional<std::uint64_t>{std::uint64_t{1} << 40}}) {
+      const FragmentDistributionDelivered e{uuid(ID), hash(HC), data, receivers, revision};
+      const auto payload = delivered_cbor(e);
+      EXPECT_LT(payload.size(), size + 200) << "no Base64: the fragment's own size plus its fields";
+      EXPECT_EQ(decode_as<FragmentDistributionDelivered>(topics::fragment_distribution_delivered, payload), e);
+      // What nlohmann (any CBOR encoder) makes of the same document is the same payload.
+      json reference{{"EventId", ID}, {"Hash", HC}, {"Receivers", receivers}, {"Data", json::binary(data)}};
+      if (revision) reference["Revision"] = *revision;
+      EXPECT_EQ(json::from_cbor(payload), reference);
+      const auto theirs = json::to_cbor(reference);
+      EXPECT_EQ(decode_as<FragmentDistributionDelivered>(topics::fragment_distribution_delivered,
+                                                         std::string(theirs.begin(), theirs.end())),
+                e);
+    }
+  }
+}
+
+TEST(EventFragmentDistributionDeliveredCbor, RefusesAShortBuffer) {
+  const Bytes data = bytes("Hello World!");
+  const auto size = delivered_cbor_payload_size(uuid(ID), hash(HB), data.size(), {"c1"});
+  std::string out(size - 1, '?');
+  EXPECT_THROW(encode_delivered_cbor_into(uuid(ID), hash(HB), data, {"c1"}, out.data(), out.size()), std::length_error);
+}
+
+TEST(EventFragmentDistributionDeliveredCbor, BadPayloadsAreRejectedWithoutCrashing) {
+  const auto topic = topics::fragment_distribution_delivered;
+  const FragmentDistributionDelivered e{uuid(ID), hash(HB), bytes("Hello World!"), {"c1"}, 7};
+  const auto good = delivered_cbor(e);
+  // Every truncation, and trailing bytes.
+  for (std::size_t n = 1; n < good.size(); ++n) expect_error(topic, good.substr(0, n), "", "invalid CBOR");
+  expect_error(topic, good + '\0', "", "invalid CBOR");
+  // CBOR only for Delivered: every other event stays JSON.
+  expect_error(topics::fragment_distribution_obtained, good, "", "CBOR is accepted for FragmentDistributionDelivered only");
+  // Maps nested 100,000 deep would exhaust the stack of a recursive reader.
+  std::string deep;
+  for (int i = 0; i < 100'000; ++i) deep += "\xA1\x61k";
+  deep += '\x00';
+  expect_error(topic, deep, "", "nesting exceeds 8");
+  // Tags are not part of the format.
+  expect_error(topic, std::string("\xA1\x61k\xC1\x00", 5), "", "invalid CBOR");
+  // The same field checks as JSON.
+  auto document = json::from_cbor(good);
+  document["Data"] = json::binary(Bytes{});
+  const auto empty = json::to_cbor(document);
+  expect_error(topic, std::string(empty.begin(), empty.end()), "Data", "must not be empty");
+  document["Data"] = 12;
+  const auto number = json::to_cbor(document);
+  expect_error(topic, std::string(number.begin(), number.end()), "Data", "must be a string");
+  document.erase("Hash");
+  const auto no_hash = json::to_cbor(document);
+  expect_error(topic, std::string(no_hash.begin(), no_hash.end()), "Hash", "missing");
+}
+
+TEST(EventClientJoinRequested, DeliveryEncodingsRoundTripAndAreBounded) {
+  auto e = join_requested();
+  e.delivery_encodings = {"CBOR", "something-newer"};
+  const auto text = encode(e);
+  EXPECT_NE(text.find(R"("DeliveryEncodings":["CBOR","something-newer"])"), std::string::npos) << text;
+  EXPECT_EQ(decode_as<ClientJoinRequested>(topics::client_join_requested, text), e);
+  const auto topic = topics::client_join_requested;
+  expect_error(topic, replaced(text, "/DeliveryEncodings", "CBOR"), "DeliveryEncodings", "must be an array");
+  expect_error(topic, replaced(text, "/DeliveryEncodings", strings(9, 4)), "DeliveryEncodings", "exceeds 8 entries");
+  expect_error(topic, replaced(text, "/DeliveryEncodings/0", std::string(33, 'x')), "DeliveryEncodings[0]",
+               "exceeds 32 bytes");
+  // Absent (the C# reference): no extension asked for.
+  EXPECT_TRUE(decode_as<ClientJoinRequested>(topic, join_requested_golden).delivery_encodings.empty());
+}
+
 TEST(EventFragmentDistributionObtained, GoldenRoundTrip) {
   expect_golden(FragmentDistributionObtained{uuid(ID), hash(HB)}, hash_only_golden);
 }

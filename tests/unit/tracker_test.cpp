@@ -927,6 +927,46 @@ TEST_F(TrackerDistribution, DeliveredGoesOnlyToTheRequestersOnceAllTargetsAnswer
   EXPECT_EQ(events[0].event_id, events[1].event_id) << "the same event, delivered to each receiver";
 }
 
+TEST_F(TrackerReplication, DeliveredIsCborForTheReceiversThatAskedForItAndJsonForTheOthers) {
+  boot(0);
+  std::set<ClientId> cbor_clients;
+  for (const char* id : {"c1", "c2", "c3", "c4"}) {
+    ClientJoinRequested r = request(id);
+    if (std::string(id) != "c2" && std::string(id) != "c4") {
+      r.delivery_encodings = {"CBOR", "unknown-to-this-tracker"};
+      cbor_clients.insert(id);
+    } else {
+      r.delivery_encodings = {"unknown-to-this-tracker"};
+    }
+    join(10, id, r);
+  }
+  std::size_t cbor = 0, json = 0;
+  for (std::uint32_t seed = 1; seed <= 8; ++seed) {
+    const TestFile file = file_of(60, seed);
+    const IngestResult r = ingest(1000 * seed, file);
+    ASSERT_TRUE(r.ok()) << r.error;
+    const auto hash = file.fragments.front().hash;
+    ASSERT_EQ(only<FragmentDistributionStarted>(r.output).hash, hash);
+    MessageResult last;
+    for (const auto& id : targets(file.fragments.front()))
+      last = send(1000 * seed + 1, id, FragmentDistributionRequested{ids(), hash});
+    const auto delivered = publishes_of<FragmentDistributionDelivered>(last.output);
+    ASSERT_EQ(delivered.size(), 2u) << describe(last.output);
+    for (const Publish* p : delivered) {
+      EXPECT_EQ(p->staged->cbor, cbor_clients.count(*p->to) == 1) << *p->to;
+      ++(p->staged->cbor ? cbor : json);
+    }
+    // Either form decodes to the same event.
+    const auto events = all_of<FragmentDistributionDelivered>(last.output, &store);
+    ASSERT_EQ(events.size(), 2u);
+    EXPECT_EQ(events[0], events[1]);
+    EXPECT_EQ(events[0].data, file.fragments.front().data);
+    for (const Publish* p : delivered) send(1000 * seed + 2, *p->to, FragmentDistributionObtained{ids(), hash});
+  }
+  EXPECT_GT(cbor, 0u);
+  EXPECT_GT(json, 0u);
+}
+
 TEST_F(TrackerDistribution, RequestedFromANonTargetOrAnUnregisteredClientIsIgnored) {
   EXPECT_TRUE(requested(started_at_ms + 10, bystander).output.publishes.empty());
   EXPECT_TRUE(requested(started_at_ms + 10, "stranger").output.publishes.empty());

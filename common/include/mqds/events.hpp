@@ -91,6 +91,9 @@ struct ClientJoinRequested {
   std::set<std::string> endpoints;
   std::optional<std::int64_t> capacity_bytes;
   FragmentInfos obtained_fragments;  // extension; omitted when empty
+  // Extension "DeliveryEncodings": besides JSON, the encodings in which this server accepts
+  // FragmentDistributionDelivered ("CBOR"); omitted when empty. Unknown names are kept, not used.
+  std::set<std::string> delivery_encodings;
   friend bool operator==(const ClientJoinRequested&, const ClientJoinRequested&) = default;
 };
 
@@ -281,6 +284,18 @@ std::size_t delivered_payload_size(const Uuid& event_id, const Hash& hash, std::
 void encode_delivered_into(const Uuid& event_id, const Hash& hash, std::span<const std::uint8_t> data,
                            const std::set<ClientId>& receivers, char* out, std::size_t out_size_bytes,
                            std::optional<std::uint64_t> revision = std::nullopt);
+
+// FragmentDistributionDelivered in CBOR (RFC 8949): the same fields as the JSON form, with Data as
+// a byte string instead of Base64 text. Sent only to a torrent server whose ClientJoinRequested
+// listed "CBOR" in DeliveryEncodings, so a fragment costs its size on the wire, not 4/3 of it.
+// decode() tells the forms apart by the first byte: a CBOR map (0xA0-0xBF) is never JSON.
+inline constexpr std::string_view delivery_encoding_cbor = "CBOR";
+std::size_t delivered_cbor_payload_size(const Uuid& event_id, const Hash& hash, std::size_t data_size_bytes,
+                                        const std::set<ClientId>& receivers,
+                                        std::optional<std::uint64_t> revision = std::nullopt);
+void encode_delivered_cbor_into(const Uuid& event_id, const Hash& hash, std::span<const std::uint8_t> data,
+                                const std::set<ClientId>& receivers, char* out, std::size_t out_size_bytes,
+                                std::optional<std::uint64_t> revision = std::nullopt);
 
 struct DecodeError {
   std::string field;    // "" for the payload as a whole, else the JSON path: "KnownFileInfos.<hash>.Size"

@@ -26,5 +26,9 @@ inline constexpr std::size_t files_per_event_max = 1024u * 1024u;
 inline constexpr std::size_t fragments_per_event_max = 8u * 1024u * 1024u;
 inline constexpr std::size_t clients_per_event_max = 10000;
 inline constexpr std::size_t receivers_per_event_max = 1024;
+inline constexpr std::size_t delivery_encodings_max = 8;
+inline constexpr std::size_t delivery_encoding_bytes_max = 32;
+// Nesting of a CBOR payload (a Delivered is two levels deep).
+inline constexpr std::size_t cbor_depth_max = 8;
 
 }  // namespace mqds::limits

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <variant>
 #include <vector>
@@ -44,14 +45,28 @@ using StorageEffect =
                  store::PersistFragment, store::DeleteFragment>;
 
 // A FragmentDistributionDelivered whose Data is the staged fragment: the adapter encodes it with
-// encode_delivered_into() straight from its store, so fragment content never passes through the
+// encode_delivered_into() (or its CBOR twin) straight from its store, so fragment content never passes through the
 // core and is read once per delivery.
 struct StagedDelivery {
   Uuid event_id;
   Hash hash;
   std::set<ClientId> receivers;
   std::uint64_t revision = 0;
+  bool cbor = false;  // the receiver asked for CBOR when it joined
 };
+
+// The payload of a StagedDelivery for the fragment `data`, in the encoding its receiver accepts.
+inline std::size_t staged_delivery_size(const StagedDelivery& d, std::size_t data_size_bytes) {
+  return d.cbor ? delivered_cbor_payload_size(d.event_id, d.hash, data_size_bytes, d.receivers, d.revision)
+                : delivered_payload_size(d.event_id, d.hash, data_size_bytes, d.receivers, d.revision);
+}
+inline void encode_staged_delivery_into(const StagedDelivery& d, std::span<const std::uint8_t> data, char* out,
+                                        std::size_t out_size_bytes) {
+  if (d.cbor)
+    encode_delivered_cbor_into(d.event_id, d.hash, data, d.receivers, out, out_size_bytes, d.revision);
+  else
+    encode_delivered_into(d.event_id, d.hash, data, d.receivers, out, out_size_bytes, d.revision);
+}
 
 struct Publish {
   std::string topic;

@@ -48,6 +48,9 @@ struct TorrentConfig {
   std::int64_t temporary_timeout_ms = 60'000;  // Obtained -> Ended; then a rejoin settles the copy
   std::size_t pending_requests_max = 64;
   std::size_t seen_events_max = 16'384;
+  // Ask for FragmentDistributionDelivered in CBOR (DeliveryEncodings): the fragment travels as
+  // bytes instead of Base64 text. A tracker that does not know the extension sends JSON.
+  bool cbor_delivery = true;
 };
 
 // What the server keeps across restarts: its data, verified by the adapter at start-up.

@@ -202,6 +202,8 @@ class Tracker {
   std::map<Hash, std::int64_t> staged_;      // hash -> size
   std::map<ClientId, std::set<Hash>> holdings_;
   std::map<Hash, Round> rounds_;
+  // Clients whose last join request accepted Delivered in CBOR; forgotten when they leave.
+  std::set<ClientId> cbor_receivers_;
   using Queue = std::multimap<std::int64_t, Hash>;
   Queue queue_;                              // staged fragments waiting for a round, by time
   std::map<Hash, Queue::iterator> queued_;
