@@ -12,6 +12,8 @@ broker_test::BrokerConfig production_broker(bool with_plugin, broker_test::Plugi
   config.load_plugin = with_plugin;
   config.plugin_options = std::move(options);
   config.log_types = {"error", "warning", "notice", "information"};
+  // As config/mosquitto.conf recommends; the baseline runs with the same setting.
+  config.extra_config_lines = {"set_tcp_nodelay true"};
   return config;
 }
 

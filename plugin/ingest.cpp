@@ -20,6 +20,8 @@ struct Ingest::Upload {
   std::optional<FileDigest> digest;  // set once every byte arrived
   std::string failure;
   bool owes_answer = false;
+  bool fed_this_pass = false;  // a chunk arrived since the last flush
+  std::int64_t told_bytes = 0;  // the Offset of the last "receiving" status: it may send Window beyond
   bool replaying = false;  // rebuilding from the store after a restart: fragments are durable already
   std::int64_t last_activity_ms = 0;
 };
@@ -56,7 +58,8 @@ std::string failed_payload(const std::optional<Uuid>& id, const std::string& rea
 
 }  // namespace
 
-std::string Ingest::receiving(const Upload& upload, const std::string& reason) const {
+std::string Ingest::receiving(Upload& upload, const std::string& reason) const {
+  upload.told_bytes = upload.received_bytes;
   json j{{"UploadId", upload.record.id.to_string()},
          {"State", "receiving"},
          {"Offset", upload.received_bytes},
@@ -206,6 +209,7 @@ void Ingest::chunk(std::int64_t now_ms, const std::string& client, std::string_v
   upload.fragmenter->feed(std::span(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()));
   upload.received_bytes += static_cast<std::int64_t>(payload.size());
   upload.owes_answer = true;
+  upload.fed_this_pass = true;
   if (upload.received_bytes == upload.record.size_bytes) upload.digest = upload.fragmenter->finish();
 }
 
@@ -213,6 +217,19 @@ std::vector<CompletedUpload> Ingest::flush(std::int64_t now_ms, std::vector<Inge
   std::vector<CompletedUpload> completed;
   for (auto it = uploads_.begin(); it != uploads_.end();) {
     Upload& upload = *it->second;
+    // While chunks keep coming and the uploader still has window left, they are committed
+    // together: once half the window is pending, once the uploader has used its whole window, or
+    // in the first pass that brings none. One commit, and its fsync, covers megabytes instead of
+    // one chunk, and the uploader is never left waiting on a commit that waits for it.
+    const bool window_left =
+        upload.received_bytes - upload.told_bytes < static_cast<std::int64_t>(options_.window_bytes);
+    const bool more_coming = upload.fed_this_pass && window_left &&
+                             upload.pending_bytes < options_.window_bytes / 2 && !upload.digest && upload.failure.empty();
+    upload.fed_this_pass = false;
+    if (more_coming) {
+      ++it;
+      continue;
+    }
     if (!upload.pending.empty() && upload.failure.empty()) {
       try {
         store_.put_upload_parts(upload.record.id, upload.durable_fragments, upload.pending);

@@ -90,7 +90,8 @@ class Ingest {
   void chunk(std::int64_t now_ms, const std::string& client, std::string_view topic, std::string_view payload,
              std::vector<IngestReply>& replies);
   void fail(const Uuid& id, const std::string& to, const std::string& reason, std::vector<IngestReply>& replies);
-  std::string receiving(const Upload& upload, const std::string& reason = {}) const;
+  // The "receiving" status; the Offset it tells bounds what the uploader may send next.
+  std::string receiving(Upload& upload, const std::string& reason = {}) const;
   static std::string published(const Uuid& id, const Hash& hash, const FileMetadata& file);
   std::unique_ptr<Upload> resume(const UploadRecord& record);
 

@@ -94,6 +94,9 @@ class EdgeDaemon {
   std::vector<StorageEffect> pending_storage_;
   std::vector<Publish> pending_publishes_;
   std::size_t pending_bytes_ = 0;
+  std::size_t untrimmed_bytes_ = 0;  // committed since the last malloc_trim
+  std::int64_t last_commit_ms_ = 0;
+  static constexpr std::int64_t trim_after_idle_ms = 1'000;
   std::optional<std::string> fatal_;
   int exit_status_ = exit_status::stopped;
 

@@ -680,8 +680,18 @@ TEST(EventFragmentDistributionDeliveredCbor, BadPayloadsAreRejectedWithoutCrashi
   for (int i = 0; i < 100'000; ++i) deep += "\xA1\x61k";
   deep += '\x00';
   expect_error(topic, deep, "", "nesting exceeds 8");
-  // Tags are not part of the format.
+  // Tags, floats and indefinite lengths are not part of the format; text is UTF-8; keys are unique.
   expect_error(topic, std::string("\xA1\x61k\xC1\x00", 5), "", "invalid CBOR");
+  expect_error(topic, std::string("\xA1\x61k\xF9\x3C\x00", 6), "", "invalid CBOR");
+  expect_error(topic, std::string("\xA1\x61k\x5F\x41x\xFF", 7), "", "invalid CBOR");
+  expect_error(topic, std::string("\xBF\x61k\x00\xFF", 5), "", "invalid CBOR");
+  expect_error(topic, std::string("\xA1\x61k\x62\xC0\x80", 6), "", "invalid CBOR: a text string is not UTF-8");
+  expect_error(topic, std::string("\xA1\x61k\x63\xED\xA0\x80", 7), "", "invalid CBOR: a text string is not UTF-8");
+  expect_error(topic, std::string("\xA2\x61k\x00\x61k\x01", 7), "", "invalid CBOR: a map repeats a key");
+  // A count larger than what follows is refused before anything is reserved for it.
+  expect_error(topic, std::string("\xA1\x61k\x9B\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 12), "", "invalid CBOR");
+  expect_error(topic, std::string("\xBB\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 9), "", "invalid CBOR");
+  expect_error(topic, std::string("\xA1\x61k\x5B\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 12), "", "invalid CBOR");
   // The same field checks as JSON.
   auto document = json::from_cbor(good);
   document["Data"] = json::binary(Bytes{});
