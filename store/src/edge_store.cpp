@@ -98,47 +98,100 @@ TorrentSnapshot EdgeStore::verify_and_load(IntegrityReport& report,
   report = IntegrityReport{};
   TorrentSnapshot snapshot;
   std::vector<std::pair<MDB_dbi, std::string>> drops;  // keys to delete
+  std::vector<std::string> migrations;                  // temporary content in the earlier layout, intact
   {
     lmdb::Txn txn(env_, true);
     if (auto size = txn.get(meta_, "fragment_size")) snapshot.fragment_size_bytes = static_cast<std::int64_t>(u64_of(*size));
     txn.for_each(files_, {}, [&](std::string_view key, std::string_view value) {
       snapshot.files.emplace(hash_of(key), file_of(value));
     });
-    auto check = [&](MDB_dbi dbi, FragmentInfos& intact, std::size_t& count) {
-      txn.for_each(dbi, {}, [&](std::string_view key, std::string_view value) {
-        const std::string name = key.size() == Hash::size_bytes ? hash_of(key).to_hex() : "a key of " + std::to_string(key.size()) + " bytes";
-        std::string why;
-        if (key.size() != Hash::size_bytes) why = "its key is not a hash";
-        else if (!snapshot.fragment_size_bytes) why = "no fragment size is stored";
-        else if (value.empty() || static_cast<std::int64_t>(value.size()) > *snapshot.fragment_size_bytes)
-          why = "it has " + std::to_string(value.size()) + " bytes, outside 1.." + std::to_string(*snapshot.fragment_size_bytes);
-        else if (dbi == temporary_ && snapshot.stored_fragments.count(hash_of(key)))
-          why = "it is also persisted";
-        if (why.empty()) {
-          report.bytes_checked += static_cast<std::int64_t>(value.size());
-          const Hash actual = sha256(bytes_of(value));
-          release(map_, value);
-          if (actual != hash_of(key)) {
-            ++report.dropped_corrupt;
-            drops.emplace_back(dbi, std::string(key));
-            on_drop(name, "its content hashes to " + actual.to_hex());
-            return;
-          }
-          intact.emplace(hash_of(key), FragmentMetadata{static_cast<std::int64_t>(value.size())});
-          ++count;
-          return;
-        }
-        ++report.dropped_unknown;
-        drops.emplace_back(dbi, std::string(key));
-        on_drop(name, why);
-      });
+    auto name_of = [](std::string_view key) {
+      return key.size() == Hash::size_bytes ? hash_of(key).to_hex() : "a key of " + std::to_string(key.size()) + " bytes";
     };
-    check(fragments_, snapshot.stored_fragments, report.fragments_intact);
-    check(temporary_, snapshot.temporary_fragments, report.temporary_intact);
+    auto drop = [&](MDB_dbi dbi, std::string_view key, const std::string& why) {
+      ++report.dropped_unknown;
+      drops.emplace_back(dbi, std::string(key));
+      on_drop(name_of(key), why);
+    };
+    // Why content cannot be accounted for, or "" when it can be verified.
+    auto unaccountable = [&](std::string_view key, std::string_view value) -> std::string {
+      if (key.size() != Hash::size_bytes) return "its key is not a hash";
+      if (!snapshot.fragment_size_bytes) return "no fragment size is stored";
+      if (value.empty() || static_cast<std::int64_t>(value.size()) > *snapshot.fragment_size_bytes)
+        return "it has " + std::to_string(value.size()) + " bytes, outside 1.." +
+               std::to_string(*snapshot.fragment_size_bytes);
+      return "";
+    };
+    // True when the content matches its hash; a corrupt one is dropped.
+    auto intact = [&](MDB_dbi dbi, std::string_view key, std::string_view value) {
+      report.bytes_checked += static_cast<std::int64_t>(value.size());
+      const Hash actual = sha256(bytes_of(value));
+      release(map_, value);
+      if (actual == hash_of(key)) return true;
+      ++report.dropped_corrupt;
+      drops.emplace_back(dbi, std::string(key));
+      on_drop(name_of(key), "its content hashes to " + actual.to_hex());
+      return false;
+    };
+
+    std::set<std::string, std::less<>> markers;
+    std::vector<std::pair<std::string, std::string_view>> legacy;  // key, content
+    txn.for_each(temporary_, {}, [&](std::string_view key, std::string_view value) {
+      if (key.size() != Hash::size_bytes) return drop(temporary_, key, "its key is not a hash");
+      if (value.empty())
+        markers.emplace(key);
+      else
+        legacy.emplace_back(std::string(key), value);
+    });
+    std::set<std::string, std::less<>> with_content;  // intact or not
+    txn.for_each(fragments_, {}, [&](std::string_view key, std::string_view value) {
+      const bool temporary = markers.count(key) != 0;
+      with_content.emplace(key);
+      if (auto why = unaccountable(key, value); !why.empty()) {
+        if (temporary) drops.emplace_back(temporary_, std::string(key));
+        return drop(fragments_, key, why);
+      }
+      if (!intact(fragments_, key, value)) {
+        if (temporary) drops.emplace_back(temporary_, std::string(key));
+        return;
+      }
+      if (temporary) {
+        snapshot.temporary_fragments.emplace(hash_of(key), FragmentMetadata{static_cast<std::int64_t>(value.size())});
+        ++report.temporary_intact;
+      } else {
+        snapshot.stored_fragments.emplace(hash_of(key), FragmentMetadata{static_cast<std::int64_t>(value.size())});
+        ++report.fragments_intact;
+      }
+    });
+    for (const auto& key : markers)
+      if (!with_content.count(key)) drop(temporary_, key, "its content is missing");
+    // Stores written before temporary copies moved into `fragments` keep their content here.
+    for (const auto& [key, value] : legacy) {
+      if (with_content.count(key)) {
+        drop(temporary_, key, "it is also in fragments");
+        continue;
+      }
+      if (auto why = unaccountable(key, value); !why.empty()) {
+        drop(temporary_, key, why);
+        continue;
+      }
+      if (!intact(temporary_, key, value)) continue;
+      migrations.push_back(key);
+      snapshot.temporary_fragments.emplace(hash_of(key), FragmentMetadata{static_cast<std::int64_t>(value.size())});
+      ++report.temporary_intact;
+    }
   }
-  if (!drops.empty()) {
+  if (!drops.empty() || !migrations.empty()) {
     lmdb::Txn txn(env_, false);
     for (const auto& [dbi, key] : drops) delete_fragment(map_, txn, dbi, key);
+    for (const auto& key : migrations) {
+      auto content = txn.get(temporary_, key);
+      if (!content) continue;
+      const std::string copy(*content);  // put may move pages: the value read must not be used after it
+      txn.put(fragments_, key, copy);
+      delete_fragment(map_, txn, temporary_, key);
+      txn.put(temporary_, key, std::string_view{});
+    }
     txn.commit();
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -156,19 +209,24 @@ void EdgeStore::apply(const std::vector<StorageEffect>& effects) {
                      txn.put(meta_, "fragment_size", u64_bytes(static_cast<std::uint64_t>(e.size_bytes)));
                    },
                    [&](const store::PutTemporaryFragment& e) {
-                     txn.put(temporary_, key_of(e.hash), std::span<const std::uint8_t>(e.data));
+                     const auto key = key_of(e.hash);
+                     // Content is addressed by its hash: a persisted copy is the same bytes, and
+                     // stays persisted.
+                     if (txn.get(fragments_, key) && !txn.get(temporary_, key)) return;
+                     txn.put(fragments_, key, std::span<const std::uint8_t>(e.data));
+                     txn.put(temporary_, key, std::string_view{});
                    },
                    [&](const store::PersistFragment& e) {
-                     auto content = txn.get(temporary_, key_of(e.hash));
-                     if (!content) throw std::logic_error("persist of " + e.hash.to_hex() + ", which is not held temporarily");
-                     // put may move pages: the value read must not be used after it.
-                     const std::string copy(*content);
-                     txn.put(fragments_, key_of(e.hash), copy);
-                     delete_fragment(map_, txn, temporary_, key_of(e.hash));
+                     // The content stays where it is: persisting writes no fragment twice.
+                     const auto key = key_of(e.hash);
+                     if (!txn.get(temporary_, key))
+                       throw std::logic_error("persist of " + e.hash.to_hex() + ", which is not held temporarily");
+                     txn.del(temporary_, key);
                    },
                    [&](const store::DeleteFragment& e) {
-                     delete_fragment(map_, txn, temporary_, key_of(e.hash));
-                     delete_fragment(map_, txn, fragments_, key_of(e.hash));
+                     const auto key = key_of(e.hash);
+                     if (txn.get(temporary_, key)) txn.del(temporary_, key);
+                     delete_fragment(map_, txn, fragments_, key);
                    },
                    [&](const auto&) { throw std::logic_error("a tracker effect reached the edge store"); },
                },
@@ -180,8 +238,9 @@ void EdgeStore::apply(const std::vector<StorageEffect>& effects) {
 EdgeStore::ReadResult EdgeStore::read_fragment(const Hash& hash,
                                                const std::function<void(std::span<const std::uint8_t>)>& fn) const {
   lmdb::Txn txn(env_, true);
-  auto value = txn.get(fragments_, key_of(hash));
-  if (!value) return ReadResult::not_found;
+  const auto key = key_of(hash);
+  auto value = txn.get(fragments_, key);
+  if (!value || txn.get(temporary_, key)) return ReadResult::not_found;  // persisted ones only
   const auto content = bytes_of(*value);
   if (sha256(content) != hash) {
     release(map_, *value);
@@ -198,14 +257,17 @@ EdgeUsage EdgeStore::usage() const {
   MDB_stat stat;
   lmdb::check(mdb_stat(txn.get(), files_, &stat), "mdb_stat");
   usage.files = stat.ms_entries;
+  std::set<std::string, std::less<>> temporary;
+  txn.for_each(temporary_, {}, [&](std::string_view key, std::string_view) { temporary.emplace(key); });
   // Sizes are in the values' headers: walking the keys touches no content page.
-  txn.for_each(fragments_, {}, [&](std::string_view, std::string_view value) {
-    ++usage.fragments;
-    usage.fragment_bytes += static_cast<std::int64_t>(value.size());
-  });
-  txn.for_each(temporary_, {}, [&](std::string_view, std::string_view value) {
-    ++usage.temporary;
-    usage.temporary_bytes += static_cast<std::int64_t>(value.size());
+  txn.for_each(fragments_, {}, [&](std::string_view key, std::string_view value) {
+    if (temporary.count(key)) {
+      ++usage.temporary;
+      usage.temporary_bytes += static_cast<std::int64_t>(value.size());
+    } else {
+      ++usage.fragments;
+      usage.fragment_bytes += static_cast<std::int64_t>(value.size());
+    }
   });
   return usage;
 }

@@ -170,6 +170,15 @@ void raw_put(const std::string& directory, const char* db, const std::string& ke
   txn.commit();
 }
 
+// Deletes an entry behind the store's back (content lost). Same rule as raw_entries.
+void raw_del(const std::string& directory, const char* db, const std::string& key) {
+  lmdb::Env env(directory, map_size_bytes, 4);
+  lmdb::Txn txn(env, false);
+  const MDB_dbi dbi = txn.open(db);
+  txn.del(dbi, key);
+  txn.commit();
+}
+
 std::string key_of(const Hash& hash) { return {reinterpret_cast<const char*>(hash.digest.data()), Hash::size_bytes}; }
 
 std::string string_of(const Bytes& data) { return {reinterpret_cast<const char*>(data.data()), data.size()}; }
@@ -288,11 +297,56 @@ TEST_F(EdgeStoreTest, EffectsRoundTripThroughARestartLikeTheMemoryStore) {
       EXPECT_EQ(calls, 1) << hash.to_hex();
     }
   }
-  // The temporary copies have no reader in EdgeStore: compare their bytes in LMDB itself.
-  std::map<std::string, std::string> expected_temporary;
-  for (const auto& [hash, data] : expected.temporary) expected_temporary[key_of(hash)] = string_of(data);
-  EXPECT_TRUE(raw_entries(dir_.path(), "temporary") == expected_temporary)
-      << "the temporary database does not hold exactly the bytes put in it";
+  // The temporary copies have no reader in EdgeStore: compare their bytes in LMDB itself. Every
+  // fragment's content is in `fragments`, written once; `temporary` marks the unpersisted ones.
+  std::map<std::string, std::string> expected_marks, expected_content;
+  for (const auto& [hash, data] : expected.temporary) {
+    expected_marks[key_of(hash)] = "";
+    expected_content[key_of(hash)] = string_of(data);
+  }
+  for (const auto& [hash, data] : expected.persisted) expected_content[key_of(hash)] = string_of(data);
+  EXPECT_TRUE(raw_entries(dir_.path(), "temporary") == expected_marks) << "the temporary marks are not exactly these";
+  EXPECT_TRUE(raw_entries(dir_.path(), "fragments") == expected_content)
+      << "the fragments database does not hold exactly the bytes put in it";
+}
+
+// 1b. A store written when `temporary` held the content of unpersisted fragments opens in the
+// current layout: an intact copy is moved (and marked), one of a fragment also in `fragments` goes.
+TEST_F(EdgeStoreTest, AStoreOfTheEarlierLayoutIsMovedToTheCurrentOne) {
+  constexpr std::int64_t fragment_size_bytes = 4096;
+  const auto persisted = make_fragment(4000, 60);
+  const auto obtained = make_fragment(3000, 61);
+  {
+    EdgeStore store(dir_.path(), map_size_bytes);
+    store.apply({store::PutFragmentSize{fragment_size_bytes}, store::PutTemporaryFragment{persisted.hash, persisted.data},
+                 store::PersistFragment{persisted.hash}});
+  }
+  raw_put(dir_.path(), "temporary", key_of(obtained.hash), string_of(obtained.data));
+  raw_put(dir_.path(), "temporary", key_of(persisted.hash), string_of(persisted.data));
+
+  const auto loaded = reopen_and_load(dir_.path());
+  EXPECT_EQ(loaded.report.fragments_intact, 1u);
+  EXPECT_EQ(loaded.report.temporary_intact, 1u);
+  EXPECT_EQ(loaded.report.dropped_unknown, 1u) << describe(loaded.drops);
+  const Drop* drop = find_drop(loaded.drops, persisted.hash.to_hex());
+  ASSERT_NE(drop, nullptr) << describe(loaded.drops);
+  EXPECT_EQ(drop->why, "it is also in fragments");
+  EXPECT_EQ(sizes_by_hex(loaded.snapshot.temporary_fragments),
+            (std::map<std::string, std::int64_t>{{obtained.hash.to_hex(), 3000}}));
+  EXPECT_TRUE(raw_entries(dir_.path(), "temporary") ==
+              (std::map<std::string, std::string>{{key_of(obtained.hash), ""}}));
+  EXPECT_TRUE(raw_entries(dir_.path(), "fragments") ==
+              (std::map<std::string, std::string>{{key_of(persisted.hash), string_of(persisted.data)},
+                                                  {key_of(obtained.hash), string_of(obtained.data)}}));
+  // Moved for good: it persists like any other, and the next start has nothing to move or drop.
+  {
+    EdgeStore store(dir_.path(), map_size_bytes);
+    store.apply({store::PersistFragment{obtained.hash}});
+  }
+  const auto again = reopen_and_load(dir_.path());
+  EXPECT_TRUE(again.drops.empty()) << describe(again.drops);
+  EXPECT_EQ(again.report.fragments_intact, 2u);
+  EXPECT_TRUE(raw_entries(dir_.path(), "temporary").empty());
 }
 
 // 2. A step whose last effect throws leaves nothing of that step, and the store stays usable.
@@ -484,6 +538,7 @@ TEST_F(EdgeStoreTest, DataTheStoreCannotAccountForIsDroppedAsUnknown) {
   const auto too_big = make_fragment(4097, 41);
   const auto empty = make_fragment(0, 42);
   const auto both = make_fragment(3000, 43);        // persisted, and a temporary copy came again
+  const auto lost = make_fragment(2000, 44);        // marked temporary, its content gone
   const std::string short_key(31, 'k'), long_key(33, 'k'), tiny_key = "abc";
   {
     EdgeStore store(dir_.path(), map_size_bytes);
@@ -491,8 +546,10 @@ TEST_F(EdgeStoreTest, DataTheStoreCannotAccountForIsDroppedAsUnknown) {
                  store::PutTemporaryFragment{too_big.hash, too_big.data}, store::PutTemporaryFragment{both.hash, both.data}});
     store.apply({store::PersistFragment{full.hash}, store::PersistFragment{too_big.hash},
                  store::PersistFragment{both.hash}, store::PutTemporaryFragment{empty.hash, empty.data}});
-    store.apply({store::PutTemporaryFragment{both.hash, both.data}});
+    // Content is addressed by its hash: the persisted copy stays persisted.
+    store.apply({store::PutTemporaryFragment{both.hash, both.data}, store::PutTemporaryFragment{lost.hash, lost.data}});
   }
+  raw_del(dir_.path(), "fragments", key_of(lost.hash));
   raw_put(dir_.path(), "fragments", short_key, "not a fragment");
   raw_put(dir_.path(), "fragments", long_key, "not a fragment either");
   raw_put(dir_.path(), "temporary", tiny_key, "nor this");
@@ -510,7 +567,7 @@ TEST_F(EdgeStoreTest, DataTheStoreCannotAccountForIsDroppedAsUnknown) {
   const std::vector<std::pair<std::string, std::string>> expected_drops = {
       {too_big.hash.to_hex(), "it has 4097 bytes, outside 1..4096"},
       {empty.hash.to_hex(), "it has 0 bytes, outside 1..4096"},
-      {both.hash.to_hex(), "it is also persisted"},
+      {lost.hash.to_hex(), "its content is missing"},
       {"a key of 31 bytes", "its key is not a hash"},
       {"a key of 33 bytes", "its key is not a hash"},
       {"a key of 3 bytes", "its key is not a hash"},
