@@ -145,7 +145,9 @@ void wait_replicated(CliSession& session, const Hash& hash, const PutOptions& op
                      " fragments are still short of " + std::to_string(a.replicas) +
                      " replicas (are enough edges registered, with room?); the file is in the service, rerun put to "
                      "wait again");
-    const auto until = Clock::now() + std::chrono::milliseconds(500);
+    // A query costs the tracker one pass over the file's fragments: ten a second is nothing, and
+    // put returns within 100 ms of the last replica.
+    const auto until = Clock::now() + std::chrono::milliseconds(100);
     while (Clock::now() < until) session.step(50);
   }
 }
