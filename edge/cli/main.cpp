@@ -1,6 +1,8 @@
 // mqds: the command line people and scripts use to put files into the service, get them back, and
 // see its state. It talks to the tracker plugin (ingest, query) and to the edges (fetch) through
 // the broker; see the README.
+#include <malloc.h>
+
 #include <CLI/CLI.hpp>
 
 #include <csignal>
@@ -12,6 +14,12 @@
 int main(int argc, char** argv) {
   using namespace mqds;
   using namespace mqds::cli;
+  // put and get hold a few dozen MiB of fragments at a time, freed and allocated again all along:
+  // glibc's defaults hand that memory back to the kernel and fault it in again, zeroed, for every
+  // fragment (400,000 page faults and a third of the time of a 1 GiB get, seen with perf stat).
+  // A short-lived command keeps it.
+  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
   CLI::App app{"mqds: put files into an mqds service, get them back, and see its state.", "mqds"};
   app.set_help_flag("--help", "print this help and exit");
   app.require_subcommand(1);
