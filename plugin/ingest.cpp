@@ -213,7 +213,7 @@ void Ingest::chunk(std::int64_t now_ms, const std::string& client, std::string_v
   if (upload.received_bytes == upload.record.size_bytes) upload.digest = upload.fragmenter->finish();
 }
 
-std::vector<CompletedUpload> Ingest::flush(std::int64_t now_ms, std::vector<IngestReply>& replies) {
+std::vector<CompletedUpload> Ingest::flush(std::int64_t now_ms, std::vector<IngestReply>& replies, bool ticking) {
   std::vector<CompletedUpload> completed;
   for (auto it = uploads_.begin(); it != uploads_.end();) {
     Upload& upload = *it->second;
@@ -221,9 +221,10 @@ std::vector<CompletedUpload> Ingest::flush(std::int64_t now_ms, std::vector<Inge
     // together: once half the window is pending, once the uploader has used its whole window, or
     // in the first pass that brings none. One commit, and its fsync, covers megabytes instead of
     // one chunk, and the uploader is never left waiting on a commit that waits for it.
-    const bool window_left =
-        upload.received_bytes - upload.told_bytes < static_cast<std::int64_t>(options_.window_bytes);
-    const bool more_coming = upload.fed_this_pass && window_left &&
+    const bool window_left = upload.received_bytes - upload.told_bytes +
+                                 static_cast<std::int64_t>(options_.chunk_bytes_max) <=
+                             static_cast<std::int64_t>(options_.window_bytes);
+    const bool more_coming = ticking && upload.fed_this_pass && window_left &&
                              upload.pending_bytes < options_.window_bytes / 2 && !upload.digest && upload.failure.empty();
     upload.fed_this_pass = false;
     if (more_coming) {

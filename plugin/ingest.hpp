@@ -76,7 +76,10 @@ class Ingest {
   bool on_message(std::int64_t now_ms, const std::string& client, const char* username, std::string_view topic,
                   std::string_view payload, std::vector<IngestReply>& replies);
   // Stages what arrived durably, then answers uploaders; returns the uploads that ended.
-  std::vector<CompletedUpload> flush(std::int64_t now_ms, std::vector<IngestReply>& replies);
+  // `ticking`: another flush follows in the broker's next loop pass whether or not a message
+  // arrives (TICK), so chunks still arriving may wait for it to be committed together. Without
+  // TICK nothing would call flush again for an uploader that waits: everything is committed.
+  std::vector<CompletedUpload> flush(std::int64_t now_ms, std::vector<IngestReply>& replies, bool ticking);
   // Once the plugin has given a verified upload to Tracker::add_file (`error` is what it said):
   // forget it, or drop it and the staged content `still_needed` rejects.
   void finish(const CompletedUpload& upload, const std::string& error, const std::function<bool(const Hash&)>& still_needed,

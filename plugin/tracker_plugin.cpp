@@ -131,13 +131,13 @@ bool TrackerPlugin::still_needed(const Hash& fragment) const {
   return tracker_->is_staged(fragment);
 }
 
-void TrackerPlugin::flush() {
+void TrackerPlugin::flush(bool ticking) {
   // Uploaded fragments become durable first; a verified file then goes to the tracker, and its
   // "published" answer queues behind the tracker's FileInfoPublished, so it leaves only once that
   // is durable too.
   std::vector<IngestReply> replies;
   const auto now = monotonic_ms();
-  for (const auto& upload : ingest_.flush(now, replies)) {
+  for (const auto& upload : ingest_.flush(now, replies, ticking)) {
     std::string error = upload.failure;
     if (error.empty()) {
       IngestResult added = tracker_->add_file(now, upload.digest.hash, upload.digest.metadata, upload.staged_sizes);
@@ -425,7 +425,7 @@ void TrackerPlugin::on_tick() {
   take(tracker_->on_tick(last_tick_ms_));
   for (auto& [topic, value] : metrics_.due(last_tick_ms_, *tracker_, fetch_.metrics()))
     pending_publishes_.push_back({std::move(topic), std::move(value), {}, true, nullptr, 0});
-  flush();
+  flush(true);
 }
 
 }  // namespace mqds::plugin

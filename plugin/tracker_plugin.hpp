@@ -59,7 +59,8 @@ class TrackerPlugin {
   void take(Output output);
   void take(std::vector<IngestReply>& replies);
   bool still_needed(const Hash& fragment) const;
-  void flush();
+  // Commits what the tracker and ingest decided, then publishes. `ticking`: called from TICK.
+  void flush(bool ticking = false);
   void restart_from_store(const char* why);
   // Without TICK nothing would ever be flushed: flush now if the last one is long gone.
   void flush_if_no_tick();

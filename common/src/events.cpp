@@ -1110,14 +1110,15 @@ class CborReader {
       }
       case 4: {
         // Every element takes at least one byte: a count beyond what is left is a lie, refused
-        // before anything is reserved for it.
-        if (arg > in_.size() - at_) invalid();
+        // before anything is reserved for it. The only array of a Delivered is its Receivers: a
+        // larger one is refused before it is built (a document costs more memory than its CBOR).
+        if (arg > in_.size() - at_ || arg > limits::receivers_per_event_max) invalid();
         json array = json::array();
         for (std::uint64_t i = 0; i < arg; ++i) array.push_back(item(depth + 1));
         return array;
       }
       case 5: {
-        if (arg > (in_.size() - at_) / 2) invalid();
+        if (arg > (in_.size() - at_) / 2 || arg > cbor_map_entries_max) invalid();
         json object = json::object();
         for (std::uint64_t i = 0; i < arg; ++i) {
           json key = item(depth + 1);
@@ -1155,6 +1156,8 @@ class CborReader {
     }
     return true;
   }
+
+  static constexpr std::uint64_t cbor_map_entries_max = 32;  // a Delivered has 5 fields
 
   std::string_view in_;
   std::size_t at_ = 0;
@@ -1294,6 +1297,10 @@ DecodeResult decode(std::string_view topic, std::string_view payload) noexcept {
     if (is_cbor_map(payload)) {
       if (*type != EventType::fragment_distribution_delivered)
         return DecodeError{"", "CBOR is accepted for FragmentDistributionDelivered only"};
+      // The largest fragment, its fields and the most receivers fit well within this.
+      constexpr std::size_t cbor_payload_bytes_max =
+          static_cast<std::size_t>(limits::fragment_size_bytes_max) + (std::size_t{1} << 20);
+      if (payload.size() > cbor_payload_bytes_max) return DecodeError{"", exceeds(cbor_payload_bytes_max, "bytes")};
       document = CborReader(payload).document();
     } else {
       check_structure(payload);

@@ -149,10 +149,6 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender, con
                                 Output& out) {
   const bool resync = view_.is_registered(sender);
   if (resync) withdraw_from_rounds(now_ms, sender, false, out);
-  if (e.delivery_encodings.count(std::string(delivery_encoding_cbor)))
-    cbor_receivers_.insert(sender);
-  else
-    cbor_receivers_.erase(sender);
   joins_.erase(sender);  // a new request supersedes one in progress
   if (joins_.size() >= config_.joins_in_flight_max) {
     deny(sender, denial::other,
@@ -194,7 +190,8 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender, con
   out.log(LogLevel::info, "accepted join of '" + sender + "': " + std::to_string(accepted.new_files.size()) +
                               " new files, " + std::to_string(accepted.new_fragments.size()) + " new fragments, " +
                               std::to_string(accepted.remove_fragment_infos.size()) + " fragments to delete");
-  joins_[sender] = PendingJoin{e.event_id, std::move(accepted), now_ms + config_.join_timeout_ms};
+  joins_[sender] = PendingJoin{e.event_id, std::move(accepted), now_ms + config_.join_timeout_ms,
+                               e.delivery_encodings.count(std::string(delivery_encoding_cbor)) != 0};
 }
 
 void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender, const ClientJoinSucceeded& e,
@@ -211,6 +208,10 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender, con
          out);
     return;
   }
+  if (join.cbor)
+    cbor_receivers_.insert(sender);
+  else
+    cbor_receivers_.erase(sender);
   const auto registered_now = view_.clients().find(sender);
   if (registered_now != view_.clients().end() && registered_now->second == join.plan.client &&
       join.plan.new_files.empty() && join.plan.new_fragments.empty()) {
@@ -314,6 +315,7 @@ void Tracker::withdraw_from_rounds(std::int64_t now_ms, const ClientId& client, 
 Output Tracker::on_disconnect(std::int64_t now_ms, const ClientId& client) {
   Output out;
   if (joins_.erase(client)) out.log(LogLevel::info, "client '" + client + "' disconnected during its join");
+  cbor_receivers_.erase(client);
   if (view_.is_registered(client)) {
     ++metrics_.clients_lost;
     out.log(LogLevel::notice, "client '" + client + "' lost without goodbye; announcing it");

@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
   // glibc's defaults hand that memory back to the kernel and fault it in again, zeroed, for every
   // fragment (400,000 page faults and a third of the time of a 1 GiB get, seen with perf stat).
   // A short-lived command keeps it.
-  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc refuses more than 32 MiB on 64-bit
   ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
   CLI::App app{"mqds: put files into an mqds service, get them back, and see its state.", "mqds"};
   app.set_help_flag("--help", "print this help and exit");

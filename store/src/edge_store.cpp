@@ -144,6 +144,7 @@ TorrentSnapshot EdgeStore::verify_and_load(IntegrityReport& report,
         legacy.emplace_back(std::string(key), value);
     });
     std::set<std::string, std::less<>> with_content;  // intact or not
+    std::set<std::string, std::less<>> intact_content;
     txn.for_each(fragments_, {}, [&](std::string_view key, std::string_view value) {
       const bool temporary = markers.count(key) != 0;
       with_content.emplace(key);
@@ -155,6 +156,7 @@ TorrentSnapshot EdgeStore::verify_and_load(IntegrityReport& report,
         if (temporary) drops.emplace_back(temporary_, std::string(key));
         return;
       }
+      intact_content.emplace(key);
       if (temporary) {
         snapshot.temporary_fragments.emplace(hash_of(key), FragmentMetadata{static_cast<std::int64_t>(value.size())});
         ++report.temporary_intact;
@@ -167,7 +169,7 @@ TorrentSnapshot EdgeStore::verify_and_load(IntegrityReport& report,
       if (!with_content.count(key)) drop(temporary_, key, "its content is missing");
     // Stores written before temporary copies moved into `fragments` keep their content here.
     for (const auto& [key, value] : legacy) {
-      if (with_content.count(key)) {
+      if (intact_content.count(key)) {
         drop(temporary_, key, "it is also in fragments");
         continue;
       }
@@ -210,10 +212,10 @@ void EdgeStore::apply(const std::vector<StorageEffect>& effects) {
                    },
                    [&](const store::PutTemporaryFragment& e) {
                      const auto key = key_of(e.hash);
-                     // Content is addressed by its hash: a persisted copy is the same bytes, and
-                     // stays persisted.
-                     if (txn.get(fragments_, key) && !txn.get(temporary_, key)) return;
-                     txn.put(fragments_, key, std::span<const std::uint8_t>(e.data));
+                     // Content is addressed by its hash: content already here is the same bytes
+                     // and is not written again. The mark follows the core, which now holds it
+                     // as temporary (persisted at Ended, deleted otherwise).
+                     if (!txn.get(fragments_, key)) txn.put(fragments_, key, std::span<const std::uint8_t>(e.data));
                      txn.put(temporary_, key, std::string_view{});
                    },
                    [&](const store::PersistFragment& e) {

@@ -190,6 +190,7 @@ std::string Broker::log_tail(std::size_t lines) const { return last_lines(log(),
 
 void Broker::write_config() const {
   std::ofstream conf(dir_ + "/mosquitto.conf", std::ios::trunc);
+  for (const auto& line : config_.first_config_lines) conf << line << "\n";
   conf << "listener " << port_ << " 127.0.0.1\n"
        << "allow_anonymous true\n"
        << "sys_interval 1\n"

@@ -37,6 +37,8 @@ struct BrokerConfig {
   // otherwise); false keeps it root's, to test that refusal.
   bool chown_data_dir = true;
   std::vector<std::string> extra_config_lines;
+  // Written before the listener: options mosquitto wants before any other (per_listener_settings).
+  std::vector<std::string> first_config_lines;
   // log_type lines: tests log everything; a benchmark keeps the broker's production default.
   std::vector<std::string> log_types = {"all"};
 };

@@ -237,6 +237,34 @@ TEST(PluginDistribution, AnUploadedFileReachesExactlyKTorrentServersWithItsDeliv
   EXPECT_EQ(figures["clients/registered"], "3");
 }
 
+// Without TICK (per_listener_settings true in 2.0.11) nothing calls the plugin again for an
+// uploader that waits for an answer: what arrived must be answered in the same callback, also
+// when the uploader stops short of its window (not a multiple of the chunk size) before a whole
+// fragment is pending.
+TEST(PluginIngest, AnUploadCompletesWithoutTick) {
+  BrokerConfig config = distribution_config();
+  config.first_config_lines = {"per_listener_settings true"};
+  for (auto& [key, value] : config.plugin_options) {
+    if (key == "ingest_window") value = "10000";     // 2 chunks of 4096 and a remainder
+    if (key == "fragment_size") value = "65536";     // no fragment completes within one window
+  }
+  Broker broker(config);
+  ASSERT_TRUE(broker.start());
+  // The plugin flushes per callback once it has seen no TICK for a second.
+  std::this_thread::sleep_for(1500ms);
+  Uploader uploader("uploader");
+  ASSERT_TRUE(uploader.connect(broker.port()));
+  const Bytes content = random_content(20 * 4096 + 77, 11);
+  const Uuid id = Uuid::v4_from(9, 9);
+  const auto begun = uploader.begin(id, sha256(content), content.size());
+  ASSERT_TRUE(begun && begun->value("State", "") == "receiving") << (begun ? begun->dump() : "no answer") << broker.where();
+  EXPECT_EQ(begun->value("Window", 0), 10000);
+  const auto result = uploader.send(id, content, 0, content.size(), 4096, 10000);
+  ASSERT_TRUE(result && result->value("State", "") == "published") << (result ? result->dump() : "no answer")
+                                                                     << broker.where();
+  EXPECT_NE(broker.log().find("sends no TICK"), std::string::npos) << "the broker did tick: this tests nothing";
+}
+
 TEST(PluginIngest, AFileThatDoesNotMatchItsDeclaredHashIsRefused) {
   Broker broker(distribution_config());
   ASSERT_TRUE(broker.start());

@@ -546,7 +546,8 @@ TEST_F(EdgeStoreTest, DataTheStoreCannotAccountForIsDroppedAsUnknown) {
                  store::PutTemporaryFragment{too_big.hash, too_big.data}, store::PutTemporaryFragment{both.hash, both.data}});
     store.apply({store::PersistFragment{full.hash}, store::PersistFragment{too_big.hash},
                  store::PersistFragment{both.hash}, store::PutTemporaryFragment{empty.hash, empty.data}});
-    // Content is addressed by its hash: the persisted copy stays persisted.
+    // Content is addressed by its hash: it is not written again, but the fragment is temporary
+    // again, as the core now holds it (persisted at Ended, deleted otherwise).
     store.apply({store::PutTemporaryFragment{both.hash, both.data}, store::PutTemporaryFragment{lost.hash, lost.data}});
   }
   raw_del(dir_.path(), "fragments", key_of(lost.hash));
@@ -557,12 +558,13 @@ TEST_F(EdgeStoreTest, DataTheStoreCannotAccountForIsDroppedAsUnknown) {
   const auto loaded = reopen_and_load(dir_.path());
   EXPECT_EQ(loaded.report.dropped_unknown, 6u) << describe(loaded.drops);
   EXPECT_EQ(loaded.report.dropped_corrupt, 0u) << describe(loaded.drops);
-  EXPECT_EQ(loaded.report.fragments_intact, 2u);
-  EXPECT_EQ(loaded.report.temporary_intact, 0u);
+  EXPECT_EQ(loaded.report.fragments_intact, 1u);
+  EXPECT_EQ(loaded.report.temporary_intact, 1u);
   EXPECT_EQ(loaded.report.bytes_checked, full.size_bytes() + both.size_bytes());
   EXPECT_EQ(sizes_by_hex(loaded.snapshot.stored_fragments),
-            (std::map<std::string, std::int64_t>{{full.hash.to_hex(), 4096}, {both.hash.to_hex(), 3000}}));
-  EXPECT_TRUE(loaded.snapshot.temporary_fragments.empty());
+            (std::map<std::string, std::int64_t>{{full.hash.to_hex(), 4096}}));
+  EXPECT_EQ(sizes_by_hex(loaded.snapshot.temporary_fragments),
+            (std::map<std::string, std::int64_t>{{both.hash.to_hex(), 3000}}));
 
   const std::vector<std::pair<std::string, std::string>> expected_drops = {
       {too_big.hash.to_hex(), "it has 4097 bytes, outside 1..4096"},
@@ -578,11 +580,13 @@ TEST_F(EdgeStoreTest, DataTheStoreCannotAccountForIsDroppedAsUnknown) {
     EXPECT_EQ(drop->why, why) << name;
   }
 
-  // Gone for good, and the persisted copy of `both` is intact.
+  // Gone for good, and the content of `both` is intact, written once, marked temporary.
   std::map<std::string, std::string> expected_fragments = {{key_of(full.hash), string_of(full.data)},
                                                            {key_of(both.hash), string_of(both.data)}};
   EXPECT_TRUE(raw_entries(dir_.path(), "fragments") == expected_fragments) << "the fragments database keeps a drop";
-  EXPECT_TRUE(raw_entries(dir_.path(), "temporary").empty()) << "the temporary database keeps a drop";
+  EXPECT_TRUE(raw_entries(dir_.path(), "temporary") ==
+              (std::map<std::string, std::string>{{key_of(both.hash), ""}}))
+      << "the temporary database keeps a drop";
   const auto again = reopen_and_load(dir_.path());
   EXPECT_TRUE(again.drops.empty()) << describe(again.drops);
 }

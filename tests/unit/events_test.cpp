@@ -692,6 +692,18 @@ TEST(EventFragmentDistributionDeliveredCbor, BadPayloadsAreRejectedWithoutCrashi
   expect_error(topic, std::string("\xA1\x61k\x9B\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 12), "", "invalid CBOR");
   expect_error(topic, std::string("\xBB\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 9), "", "invalid CBOR");
   expect_error(topic, std::string("\xA1\x61k\x5B\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 12), "", "invalid CBOR");
+  // No more receivers than an event may name, no more map entries than a Delivered needs, no
+  // payload larger than the largest fragment and its fields: a document costs more memory than
+  // its CBOR, so these are refused before they are built.
+  std::string many("\xA1\x61k\x99\x04\x01", 6);  // an array of 1,025 items
+  many.append(1025, '\x80');
+  expect_error(topic, many, "", "invalid CBOR");
+  std::string wide("\xB8\x21", 2);  // a map of 33 entries
+  for (int i = 0; i < 33; ++i) wide += std::string("\x62k") + static_cast<char>('A' + i) + '\x00';
+  expect_error(topic, wide, "", "invalid CBOR");
+  std::string huge = good;
+  huge.resize(static_cast<std::size_t>(limits::fragment_size_bytes_max) + (std::size_t{1} << 20) + 1, '\0');
+  expect_error(topic, huge, "", "exceeds 68157440 bytes");
   // The same field checks as JSON.
   auto document = json::from_cbor(good);
   document["Data"] = json::binary(Bytes{});

@@ -152,6 +152,7 @@ class Tracker {
     Uuid request_event_id;
     JoinAcceptance plan;
     std::int64_t deadline_ms;
+    bool cbor = false;  // the request listed CBOR in DeliveryEncodings
   };
   struct Round {
     bool delivering = false;
@@ -202,7 +203,8 @@ class Tracker {
   std::map<Hash, std::int64_t> staged_;      // hash -> size
   std::map<ClientId, std::set<Hash>> holdings_;
   std::map<Hash, Round> rounds_;
-  // Clients whose last join request accepted Delivered in CBOR; forgotten when they leave.
+  // Registered clients whose last successful join accepted Delivered in CBOR; forgotten when
+  // they leave, so it never holds more than the registered clients.
   std::set<ClientId> cbor_receivers_;
   using Queue = std::multimap<std::int64_t, Hash>;
   Queue queue_;                              // staged fragments waiting for a round, by time
