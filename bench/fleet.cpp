@@ -5,6 +5,7 @@
 #include <poll.h>
 
 #include <chrono>
+#include <utility>
 
 #include "mqds/events.hpp"
 #include "services.hpp"
@@ -88,10 +89,25 @@ void Fleet::handle(Edge& edge, Output out) {
   if (out.fatal && fatal_.empty()) fatal_ = edge.server.client_id() + ": " + *out.fatal;
 }
 
+// Nothing thrown may cross libmosquitto's C callbacks: what throws in one is kept, and
+// run_until throws it.
+template <typename Body>
+void Fleet::guarded(Body&& body) {
+  try {
+    body();
+  } catch (...) {
+    if (!failure_) failure_ = std::current_exception();
+  }
+}
+
 void Fleet::on_connect(mosquitto* mosq, void* self, int rc) {
   auto* edge = static_cast<Edge*>(self);
   if (rc != 0) return;
-  edge->connected = true;
+  edge->fleet->guarded([&] { subscribe(mosq, *edge); });
+}
+
+void Fleet::subscribe(mosquitto* mosq, Edge& edge) {
+  edge.connected = true;
   std::vector<std::string> topics;
   for (auto topic : torrent_subscriptions()) topics.emplace_back(topic);
   std::vector<char*> patterns;
@@ -105,10 +121,13 @@ void Fleet::on_subscribe(mosquitto*, void* self, int, int, const int*) {
 
 void Fleet::on_message(mosquitto*, void* self, const mosquitto_message* message) {
   auto* edge = static_cast<Edge*>(self);
-  const std::string_view topic(message->topic);
-  const std::string_view payload(static_cast<const char*>(message->payload), static_cast<std::size_t>(message->payloadlen));
-  if (topic == topics::client_join_accepted) edge->accepted_bytes = std::max(edge->accepted_bytes, payload.size());
-  edge->fleet->handle(*edge, edge->server.on_message(now_ms(), topic, payload));
+  edge->fleet->guarded([&] {
+    const std::string_view topic(message->topic);
+    const std::string_view payload(static_cast<const char*>(message->payload),
+                                   static_cast<std::size_t>(message->payloadlen));
+    if (topic == topics::client_join_accepted) edge->accepted_bytes = std::max(edge->accepted_bytes, payload.size());
+    edge->fleet->handle(*edge, edge->server.on_message(now_ms(), topic, payload));
+  });
 }
 
 bool Fleet::run_until(const std::function<bool()>& done, std::int64_t timeout_ms) {
@@ -116,6 +135,7 @@ bool Fleet::run_until(const std::function<bool()>& done, std::int64_t timeout_ms
   std::vector<pollfd> fds(edges_.size());
   std::int64_t next_misc_ms = 0;
   while (!done()) {
+    if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
     const std::int64_t now = now_ms();
     if (now >= deadline) return false;
     for (std::size_t i = 0; i < edges_.size(); ++i) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -46,6 +47,9 @@ class Fleet {
 
  private:
   void handle(Edge& edge, Output out);
+  template <typename Body>
+  void guarded(Body&& body);
+  static void subscribe(mosquitto* mosq, Edge& edge);
   static void on_connect(mosquitto*, void* self, int rc);
   static void on_subscribe(mosquitto*, void* self, int mid, int count, const int* granted);
   static void on_message(mosquitto*, void* self, const mosquitto_message* message);
@@ -53,6 +57,7 @@ class Fleet {
   int port_;
   std::vector<std::unique_ptr<Edge>> edges_;
   std::string fatal_;
+  std::exception_ptr failure_;  // thrown in a callback, rethrown by run_until
 };
 
 std::int64_t now_ms();

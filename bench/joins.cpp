@@ -20,14 +20,8 @@ namespace {
 
 constexpr std::int64_t fragment_bytes = 1 << 20;
 
-Hash pseudo_hash(SplitMix64& rng) {
-  Hash hash;
-  for (std::size_t i = 0; i < Hash::size_bytes; i += 8) {
-    const std::uint64_t word = rng.next_u64();
-    for (std::size_t j = 0; j < 8; ++j) hash.digest[i + j] = static_cast<std::uint8_t>(word >> (8 * j));
-  }
-  return hash;
-}
+// Distinct hashes for made-up files and fragments: what they hash matters to nobody.
+Hash nth_hash(std::uint64_t& counter) { return sha256(std::to_string(counter++)); }
 
 TorrentConfig config_for(const std::string& id) {
   TorrentConfig config;
@@ -45,13 +39,13 @@ broker_test::BrokerConfig join_broker(int max_clients) {
 
 void one_join_into_a_large_view(Report& report, const JoinOptions& options) {
   // Files f are held by clients f / files_per_client and the next two (wrapping around).
-  SplitMix64 rng(42);
+  std::uint64_t counter = 0;
   std::vector<std::pair<Hash, FileMetadata>> files;
   for (int f = 0; f < options.view_files; ++f) {
     FileMetadata file;
     file.size_bytes = fragment_bytes * options.fragments_per_file;
-    for (int i = 0; i < options.fragments_per_file; ++i) file.fragment_sequence.push_back(pseudo_hash(rng));
-    files.emplace_back(pseudo_hash(rng), std::move(file));
+    for (int i = 0; i < options.fragments_per_file; ++i) file.fragment_sequence.push_back(nth_hash(counter));
+    files.emplace_back(nth_hash(counter), std::move(file));
   }
   const int files_per_client = (options.view_files + options.view_clients - 1) / options.view_clients;
 

@@ -2,7 +2,6 @@
 // figures as they come (stderr), then a table and one `NAME: ratio X (target Y)` line per target
 // (stdout). Exit status 0 when every section ran (targets met or not), 1 on bad usage, 2 when a
 // section could not run.
-#include <malloc.h>
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -18,6 +17,7 @@
 #include "joins.hpp"
 #include "overhead.hpp"
 #include "report.hpp"
+#include "runtime/allocator.hpp"
 #include "services.hpp"
 #include "transfer.hpp"
 
@@ -57,8 +57,7 @@ int main(int argc, char** argv) {
   raise_open_file_limit();
   // The raw pipeline's clients live in this process: they get the same allocator settings as
   // mqds-edge and mqds, so the baseline is not slowed by page faults ours avoid.
-  ::mallopt(M_MMAP_THRESHOLD, 16 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 16 << 20);
+  mqds::runtime::keep_freed_memory(16 << 20, 16 << 20);
 
   const std::set<std::string> wanted(sections.begin(), sections.end());
   Report report;
@@ -79,16 +78,9 @@ int main(int argc, char** argv) {
   run("hashing", [&] { run_hashing(report); });
   run("overhead", [&] { run_overhead(report); });
   run("transfer", [&] {
-    std::string dir = work_parent + "/mqds-bench-XXXXXX";
-    if (::mkdtemp(dir.data()) == nullptr) throw Failure("mkdtemp in " + work_parent);
-    transfer.work_dir = dir;
-    try {
-      run_transfer(report, transfer);
-    } catch (...) {
-      std::filesystem::remove_all(dir);
-      throw;
-    }
-    std::filesystem::remove_all(dir);
+    const WorkDir dir(work_parent);
+    transfer.work_dir = dir.path();
+    run_transfer(report, transfer);
   });
   run("joins", [&] { run_joins(report, joins); });
   return report.print(stdout) ? 0 : 2;

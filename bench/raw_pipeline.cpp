@@ -30,8 +30,10 @@ RawConnection::RawConnection(const std::string& id, int port, OnMessage handler)
   mosquitto_message_v5_callback_set(mosq_, &on_message);
   mosquitto_publish_v5_callback_set(mosq_, &on_publish);
   mosquitto_subscribe_v5_callback_set(mosq_, &on_subscribe);
-  if (mosquitto_connect(mosq_, "127.0.0.1", port, 60) != MOSQ_ERR_SUCCESS)
+  if (mosquitto_connect(mosq_, "127.0.0.1", port, 60) != MOSQ_ERR_SUCCESS) {
+    mosquitto_destroy(mosq_);
     throw std::runtime_error("cannot connect " + id + " to port " + std::to_string(port));
+  }
 }
 
 RawConnection::~RawConnection() {
@@ -45,7 +47,11 @@ void RawConnection::run() {
   loop_ = std::thread([this] {
     while (!stopping_) {
       if (mosquitto_loop(mosq_, 100, 1) != MOSQ_ERR_SUCCESS) std::this_thread::sleep_for(10ms);
-      if (after_pass_) after_pass_();
+      try {
+        if (after_pass_) after_pass_();
+      } catch (...) {
+        fail(std::current_exception());
+      }
     }
   });
 }
@@ -59,7 +65,9 @@ void RawConnection::subscribe(const std::string& pattern, int qos) {
 void RawConnection::publish(const std::string& topic, const void* data, std::size_t size, std::size_t window) {
   {
     std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return unacknowledged_ < window; });
+    if (!changed_.wait_for(lock, 60s, [&] { return unacknowledged_ < window || failure_; }))
+      throw std::runtime_error("no PUBACK for 60 s");
+    if (failure_) std::rethrow_exception(failure_);
     ++unacknowledged_;
   }
   const int rc = mosquitto_publish(mosq_, nullptr, topic.c_str(), static_cast<int>(size), data, 1, false);
@@ -68,12 +76,29 @@ void RawConnection::publish(const std::string& topic, const void* data, std::siz
 
 void RawConnection::wait_all_acknowledged() {
   std::unique_lock lock(mutex_);
-  changed_.wait(lock, [&] { return unacknowledged_ == 0; });
+  if (!changed_.wait_for(lock, 60s, [&] { return unacknowledged_ == 0 || failure_; }))
+    throw std::runtime_error("no PUBACK for 60 s");
+  if (failure_) std::rethrow_exception(failure_);
 }
 
 void RawConnection::on_message(mosquitto*, void* self, const mosquitto_message* message, const mosquitto_property*) {
   auto* c = static_cast<RawConnection*>(self);
-  if (c->on_message_) c->on_message_(*message);
+  try {
+    if (c->on_message_) c->on_message_(*message);
+  } catch (...) {
+    c->fail(std::current_exception());
+  }
+}
+
+void RawConnection::fail(std::exception_ptr failure) {
+  std::lock_guard lock(mutex_);
+  if (!failure_) failure_ = failure;
+  changed_.notify_all();
+}
+
+void RawConnection::rethrow_if_failed() {
+  std::lock_guard lock(mutex_);
+  if (failure_) std::rethrow_exception(failure_);
 }
 
 void RawConnection::on_publish(mosquitto*, void* self, int, int, const mosquitto_property*) {

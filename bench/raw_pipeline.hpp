@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -34,12 +35,16 @@ class RawConnection {
   // Publishes at QoS 1, waiting while `window` messages are unacknowledged.
   void publish(const std::string& topic, const void* data, std::size_t size, std::size_t window = 16);
   void wait_all_acknowledged();
+  // What went wrong on the loop's thread (a callback that threw), thrown here; nothing thrown may
+  // cross libmosquitto's C callbacks, so they keep it for the threads that wait.
+  void rethrow_if_failed();
   // After each pass of the network loop (on the loop's thread).
   void set_after_pass(std::function<void()> after_pass) { after_pass_ = std::move(after_pass); }
   // Starts the network loop thread.
   void run();
 
  private:
+  void fail(std::exception_ptr failure);
   static void on_message(mosquitto*, void* self, const mosquitto_message* message, const mosquitto_property*);
   static void on_publish(mosquitto*, void* self, int mid, int reason, const mosquitto_property*);
   static void on_subscribe(mosquitto*, void* self, int mid, int count, const int* granted, const mosquitto_property*);
@@ -53,6 +58,7 @@ class RawConnection {
   std::condition_variable changed_;
   std::size_t unacknowledged_ = 0;
   bool subscribed_ = false;
+  std::exception_ptr failure_;
 };
 
 // An LMDB environment of 1 MiB-ish values keyed by a message number, written in group commits.

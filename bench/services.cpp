@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <system_error>
+
 #include "mqds/random.hpp"
 
 namespace mqds::bench {
@@ -59,6 +62,16 @@ std::pair<Clock::time_point, std::string> Watcher::next(const std::string& topic
     if (Clock::now() >= deadline) throw Failure("nothing on " + topic + " within " + std::to_string(timeout.count()) + " ms");
     take(100ms);
   }
+}
+
+WorkDir::WorkDir(const std::string& parent) : path_(parent + "/mqds-bench-XXXXXX") {
+  // mkdtemp replaces the six X of its template with a name nobody else has.
+  if (::mkdtemp(path_.data()) == nullptr) throw Failure("cannot make a directory in " + parent);
+}
+
+WorkDir::~WorkDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
 }
 
 void write_random_file(const std::string& path, std::uint64_t bytes, std::uint64_t seed) {

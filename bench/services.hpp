@@ -52,6 +52,19 @@ class Watcher {
   std::map<std::string, std::vector<std::pair<Clock::time_point, std::string>>> arrivals_;
 };
 
+// A fresh directory under `parent` (mkdtemp), removed with everything in it when this goes.
+class WorkDir {
+ public:
+  explicit WorkDir(const std::string& parent);
+  ~WorkDir();
+  WorkDir(const WorkDir&) = delete;
+  WorkDir& operator=(const WorkDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 // A file of `bytes` pseudo-random bytes (incompressible, reproducible from `seed`).
 void write_random_file(const std::string& path, std::uint64_t bytes, std::uint64_t seed);
 

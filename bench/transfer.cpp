@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -30,6 +32,31 @@ namespace {
 constexpr std::size_t chunk_bytes = 1u << 20;  // the plugin's default fragment size, and the raw message size
 
 double mb(std::uint64_t bytes) { return static_cast<double>(bytes) / 1e6; }
+
+std::uint64_t chunks_of(std::uint64_t bytes) { return (bytes + chunk_bytes - 1) / chunk_bytes; }
+
+// The number a raw message's topic ends with (bench/raw/<n>, bench/fanin/<n>).
+std::uint64_t index_of(const mosquitto_message& m) {
+  const std::string_view topic(m.topic);
+  const auto digits = topic.substr(topic.rfind('/') + 1);
+  std::uint64_t index = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
+  if (ec != std::errc() || end != digits.data() + digits.size()) throw Failure("unexpected topic " + std::string(topic));
+  return index;
+}
+
+constexpr const char* bytes_sent_topic = "$SYS/broker/bytes/sent";
+
+// Waits until `done`, checking `failed` (which throws what went wrong elsewhere) along the way.
+template <typename Done, typename Failed>
+void wait_until(Done done, Failed failed, const std::string& what) {
+  const auto deadline = Clock::now() + 10min;
+  while (!done()) {
+    failed();
+    if (Clock::now() > deadline) throw Failure(what + " did not happen within 10 minutes");
+    std::this_thread::sleep_for(1ms);
+  }
+}
 
 std::uint64_t to_u64(const std::string& text) {
   try {
@@ -70,9 +97,9 @@ std::pair<Measured, Measured> run_ours(const TransferOptions& options, const std
     edges.push_back(std::make_unique<edge_test::EdgeProcess>("edge-" + std::to_string(i), options.work_dir));
     require(edges.back()->start(broker.port(), {"-q"}), "mqds-edge");
   }
-  Watcher watcher(broker.port(), {"$SYS/broker/mqds/#", "$SYS/broker/bytes/sent", "files/info"});
+  Watcher watcher(broker.port(), {"$SYS/broker/mqds/#", bytes_sent_topic, "files/info"});
   watcher.wait_value("$SYS/broker/mqds/clients/registered", std::to_string(options.edges), 30s);
-  const std::uint64_t bytes_before = to_u64(watcher.fresh("$SYS/broker/bytes/sent"));
+  const std::uint64_t bytes_before = to_u64(watcher.fresh(bytes_sent_topic));
 
   Measured put;
   edge_test::Completed put_run;
@@ -87,8 +114,8 @@ std::pair<Measured, Measured> run_ours(const TransferOptions& options, const std
   if (put_run.status != 0) throw Failure("mqds put exited " + std::to_string(put_run.status) + ": " + put_run.err);
   const std::string hash = put_run.out.substr(0, put_run.out.find('\n'));
   std::this_thread::sleep_for(1500ms);  // the last events reach the edges; $SYS catches up
-  const std::uint64_t bytes_after = to_u64(watcher.fresh("$SYS/broker/bytes/sent"));
-  const std::uint64_t fragments = (options.file_bytes + chunk_bytes - 1) / chunk_bytes;
+  const std::uint64_t bytes_after = to_u64(watcher.fresh(bytes_sent_topic));
+  const std::uint64_t fragments = chunks_of(options.file_bytes);
   put.bytes_sent_per_fragment = static_cast<double>(bytes_after - bytes_before) / static_cast<double>(fragments);
 
   Measured get;
@@ -107,7 +134,7 @@ std::pair<Measured, Measured> run_ours(const TransferOptions& options, const std
 std::pair<Measured, Measured> run_raw(const TransferOptions& options, const std::string& input) {
   broker_test::Broker broker(production_broker(false));
   require(broker.start(), "broker without the plugin");
-  const std::uint64_t messages = (options.file_bytes + chunk_bytes - 1) / chunk_bytes;
+  const std::uint64_t messages = chunks_of(options.file_bytes);
 
   std::vector<std::unique_ptr<RawStore>> stores;
   std::vector<std::unique_ptr<RawConnection>> subscribers;
@@ -118,15 +145,14 @@ std::pair<Measured, Measured> run_raw(const TransferOptions& options, const std:
     RawStore* store = stores.back().get();
     subscribers.push_back(std::make_unique<RawConnection>(
         "raw-sub-" + std::to_string(i), broker.port(), [store](const mosquitto_message& m) {
-          const std::string topic(m.topic);
-          store->add(std::stoull(topic.substr(topic.rfind('/') + 1)), m.payload, static_cast<std::size_t>(m.payloadlen));
+          store->add(index_of(m), m.payload, static_cast<std::size_t>(m.payloadlen));
         }));
     subscribers.back()->set_after_pass([store] { store->commit(); });
     subscribers.back()->run();
     subscribers.back()->subscribe("bench/raw/#", 1);
   }
-  Watcher watcher(broker.port(), {"$SYS/broker/bytes/sent"});
-  const std::uint64_t bytes_before = to_u64(watcher.fresh("$SYS/broker/bytes/sent"));
+  Watcher watcher(broker.port(), {bytes_sent_topic});
+  const std::uint64_t bytes_before = to_u64(watcher.fresh(bytes_sent_topic));
 
   Measured put;
   {
@@ -140,12 +166,13 @@ std::pair<Measured, Measured> run_raw(const TransferOptions& options, const std:
       publisher.publish("bench/raw/" + std::to_string(i), chunk.data(), static_cast<std::size_t>(in.gcount()));
     }
     publisher.wait_all_acknowledged();
-    for (auto& store : stores)
-      while (store->committed() < messages) std::this_thread::sleep_for(1ms);
+    for (std::size_t i = 0; i < stores.size(); ++i)
+      wait_until([&] { return stores[i]->committed() >= messages; }, [&] { subscribers[i]->rethrow_if_failed(); },
+                 "the raw subscribers' last commit");
     put.seconds = seconds_since(start);
   }
   std::this_thread::sleep_for(1500ms);
-  const std::uint64_t bytes_after = to_u64(watcher.fresh("$SYS/broker/bytes/sent"));
+  const std::uint64_t bytes_after = to_u64(watcher.fresh(bytes_sent_topic));
   put.bytes_sent_per_fragment = static_cast<double>(bytes_after - bytes_before) / static_cast<double>(messages);
   subscribers.clear();  // the stores are only read from now on
 
@@ -153,32 +180,40 @@ std::pair<Measured, Measured> run_raw(const TransferOptions& options, const std:
   const std::string output = options.work_dir + "/raw.out";
   const int fd = ::open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) throw Failure("cannot create " + output);
+  const std::unique_ptr<const int, void (*)(const int*)> closing(&fd, [](const int* f) { ::close(*f); });
   std::atomic<std::uint64_t> written{0};
   RawConnection receiver("raw-receiver", broker.port(), [&](const mosquitto_message& m) {
-    const std::string topic(m.topic);
-    const auto offset = static_cast<off_t>(std::stoull(topic.substr(topic.rfind('/') + 1)) * chunk_bytes);
-    if (::pwrite(fd, m.payload, static_cast<std::size_t>(m.payloadlen), offset) == m.payloadlen) ++written;
+    const auto offset = static_cast<off_t>(index_of(m) * chunk_bytes);
+    if (::pwrite(fd, m.payload, static_cast<std::size_t>(m.payloadlen), offset) != m.payloadlen)
+      throw Failure("cannot write " + output);
+    ++written;
   });
   receiver.run();
   receiver.subscribe("bench/fanin/#", 1);
   const auto start = Clock::now();
   std::vector<std::thread> holders;
+  std::vector<std::exception_ptr> holder_failures(static_cast<std::size_t>(options.replicas));
   for (int i = 0; i < options.replicas; ++i) {
     holders.emplace_back([&, i] {
-      RawConnection holder("raw-holder-" + std::to_string(i), broker.port());
-      holder.run();
-      stores[static_cast<std::size_t>(i)]->for_each([&](std::uint64_t key, const void* data, std::size_t size) {
-        if (key % static_cast<std::uint64_t>(options.replicas) == static_cast<std::uint64_t>(i))
-          holder.publish("bench/fanin/" + std::to_string(key), data, size);
-      });
-      holder.wait_all_acknowledged();
+      try {
+        RawConnection holder("raw-holder-" + std::to_string(i), broker.port());
+        holder.run();
+        stores[static_cast<std::size_t>(i)]->for_each([&](std::uint64_t key, const void* data, std::size_t size) {
+          if (key % static_cast<std::uint64_t>(options.replicas) == static_cast<std::uint64_t>(i))
+            holder.publish("bench/fanin/" + std::to_string(key), data, size);
+        });
+        holder.wait_all_acknowledged();
+      } catch (...) {
+        holder_failures[static_cast<std::size_t>(i)] = std::current_exception();
+      }
     });
   }
   for (auto& holder : holders) holder.join();
-  while (written < messages) std::this_thread::sleep_for(1ms);
+  for (const auto& failure : holder_failures)
+    if (failure) std::rethrow_exception(failure);
+  wait_until([&] { return written >= messages; }, [&] { receiver.rethrow_if_failed(); }, "the raw fan-in");
   ::fsync(fd);
   get.seconds = seconds_since(start);
-  ::close(fd);
   if (!same_content(input, output)) throw Failure("the raw fan-in wrote other content than was published");
   std::filesystem::remove(output);
   return {put, get};

@@ -1227,18 +1227,27 @@ std::size_t delivered_payload_size(const Uuid& event_id, const Hash& hash, std::
   return frame.head.size() + base64_encoded_size(data_size_bytes) + frame.tail.size();
 }
 
+namespace {
+
+// Writes head, the `data_bytes` that `write_data` puts in place, then tail. A short buffer is the
+// caller's bug, not bad peer data: refused before anything is written.
+template <typename WriteData>
+void write_framed(const DeliveredFrame& frame, std::size_t data_bytes, char* out, std::size_t out_size_bytes,
+                  const char* refusal, WriteData&& write_data) {
+  if (out_size_bytes < frame.head.size() + data_bytes + frame.tail.size()) throw std::length_error(refusal);
+  std::memcpy(out, frame.head.data(), frame.head.size());
+  write_data(out + frame.head.size());
+  std::memcpy(out + frame.head.size() + data_bytes, frame.tail.data(), frame.tail.size());
+}
+
+}  // namespace
+
 void encode_delivered_into(const Uuid& event_id, const Hash& hash, std::span<const std::uint8_t> data,
                            const std::set<ClientId>& receivers, char* out, std::size_t out_size_bytes,
                            std::optional<std::uint64_t> revision) {
-  const auto frame = delivered_frame(event_id, hash, receivers, revision);
-  const auto data_text_bytes = base64_encoded_size(data.size());
-  // A short buffer is the caller's bug, not bad peer data: refuse before writing anything.
-  if (out_size_bytes < frame.head.size() + data_text_bytes + frame.tail.size()) {
-    throw std::length_error("encode_delivered_into: buffer smaller than delivered_payload_size()");
-  }
-  std::memcpy(out, frame.head.data(), frame.head.size());
-  base64_encode_into(data, out + frame.head.size());
-  std::memcpy(out + frame.head.size() + data_text_bytes, frame.tail.data(), frame.tail.size());
+  write_framed(delivered_frame(event_id, hash, receivers, revision), base64_encoded_size(data.size()), out,
+               out_size_bytes, "encode_delivered_into: buffer smaller than delivered_payload_size()",
+               [&](char* at) { base64_encode_into(data, at); });
 }
 
 std::size_t delivered_cbor_payload_size(const Uuid& event_id, const Hash& hash, std::size_t data_size_bytes,
@@ -1250,13 +1259,11 @@ std::size_t delivered_cbor_payload_size(const Uuid& event_id, const Hash& hash, 
 void encode_delivered_cbor_into(const Uuid& event_id, const Hash& hash, std::span<const std::uint8_t> data,
                                 const std::set<ClientId>& receivers, char* out, std::size_t out_size_bytes,
                                 std::optional<std::uint64_t> revision) {
-  const auto frame = delivered_cbor_frame(event_id, hash, data.size(), receivers, revision);
-  if (out_size_bytes < frame.head.size() + data.size() + frame.tail.size()) {
-    throw std::length_error("encode_delivered_cbor_into: buffer smaller than delivered_cbor_payload_size()");
-  }
-  std::memcpy(out, frame.head.data(), frame.head.size());
-  if (!data.empty()) std::memcpy(out + frame.head.size(), data.data(), data.size());
-  std::memcpy(out + frame.head.size() + data.size(), frame.tail.data(), frame.tail.size());
+  write_framed(delivered_cbor_frame(event_id, hash, data.size(), receivers, revision), data.size(), out,
+               out_size_bytes, "encode_delivered_cbor_into: buffer smaller than delivered_cbor_payload_size()",
+               [&](char* at) {
+                 if (!data.empty()) std::memcpy(at, data.data(), data.size());
+               });
 }
 
 std::string encode(const Event& event) {

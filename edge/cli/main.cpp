@@ -1,25 +1,20 @@
 // mqds: the command line people and scripts use to put files into the service, get them back, and
 // see its state. It talks to the tracker plugin (ingest, query) and to the edges (fetch) through
 // the broker; see the README.
-#include <malloc.h>
-
 #include <CLI/CLI.hpp>
 
 #include <csignal>
 #include <iostream>
 
 #include "commands.hpp"
+#include "runtime/allocator.hpp"
 #include "runtime/connection_options.hpp"
 
 int main(int argc, char** argv) {
   using namespace mqds;
   using namespace mqds::cli;
-  // put and get hold a few dozen MiB of fragments at a time, freed and allocated again all along:
-  // glibc's defaults hand that memory back to the kernel and fault it in again, zeroed, for every
-  // fragment (400,000 page faults and a third of the time of a 1 GiB get, seen with perf stat).
-  // A short-lived command keeps it.
-  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc refuses more than 32 MiB on 64-bit
-  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  // put and get hold a few dozen MiB of fragments at a time; a short-lived command keeps them.
+  runtime::keep_freed_memory(32 << 20, 256 << 20);
   CLI::App app{"mqds: put files into an mqds service, get them back, and see its state.", "mqds"};
   app.set_help_flag("--help", "print this help and exit");
   app.require_subcommand(1);

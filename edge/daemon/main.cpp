@@ -1,7 +1,5 @@
 // mqds-edge: the torrent-server daemon of a board. See edge_daemon.hpp for how it works and the
 // README for how to run it.
-#include <malloc.h>
-
 #include <csignal>
 #include <cstring>
 #include <exception>
@@ -10,6 +8,7 @@
 
 #include "edge_daemon.hpp"
 #include "edge_options.hpp"
+#include "runtime/allocator.hpp"
 #include "runtime/log.hpp"
 
 namespace {
@@ -32,11 +31,9 @@ void install_signal_handlers() {
 
 int main(int argc, char** argv) {
   using namespace mqds;
-  // Fragments of 1 MiB arrive, are stored and freed all along: with glibc's defaults their memory
-  // goes back to the kernel and is faulted in, zeroed, again for the next one. Keep up to 16 MiB
-  // (two batches) while receiving; EdgeDaemon gives it back with malloc_trim once a burst is over.
-  ::mallopt(M_MMAP_THRESHOLD, 16 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 16 << 20);
+  // Up to 16 MiB (two batches) while receiving; EdgeDaemon gives it back with malloc_trim once a
+  // burst is over.
+  runtime::keep_freed_memory(16 << 20, 16 << 20);
   auto parsed = edge::parse_edge_options(argc, argv);
   if (const int* status = std::get_if<int>(&parsed)) return *status;
   auto& options = std::get<edge::EdgeOptions>(parsed);

@@ -143,11 +143,11 @@ TorrentSnapshot EdgeStore::verify_and_load(IntegrityReport& report,
       else
         legacy.emplace_back(std::string(key), value);
     });
-    std::set<std::string, std::less<>> with_content;  // intact or not
-    std::set<std::string, std::less<>> intact_content;
+    // Marks are taken off as their content is found: those left have none.
     txn.for_each(fragments_, {}, [&](std::string_view key, std::string_view value) {
-      const bool temporary = markers.count(key) != 0;
-      with_content.emplace(key);
+      const auto mark = markers.find(key);
+      const bool temporary = mark != markers.end();
+      if (temporary) markers.erase(mark);
       if (auto why = unaccountable(key, value); !why.empty()) {
         if (temporary) drops.emplace_back(temporary_, std::string(key));
         return drop(fragments_, key, why);
@@ -156,7 +156,6 @@ TorrentSnapshot EdgeStore::verify_and_load(IntegrityReport& report,
         if (temporary) drops.emplace_back(temporary_, std::string(key));
         return;
       }
-      intact_content.emplace(key);
       if (temporary) {
         snapshot.temporary_fragments.emplace(hash_of(key), FragmentMetadata{static_cast<std::int64_t>(value.size())});
         ++report.temporary_intact;
@@ -165,11 +164,10 @@ TorrentSnapshot EdgeStore::verify_and_load(IntegrityReport& report,
         ++report.fragments_intact;
       }
     });
-    for (const auto& key : markers)
-      if (!with_content.count(key)) drop(temporary_, key, "its content is missing");
+    for (const auto& key : markers) drop(temporary_, key, "its content is missing");
     // Stores written before temporary copies moved into `fragments` keep their content here.
     for (const auto& [key, value] : legacy) {
-      if (intact_content.count(key)) {
+      if (snapshot.stored_fragments.count(hash_of(key)) || snapshot.temporary_fragments.count(hash_of(key))) {
         drop(temporary_, key, "it is also in fragments");
         continue;
       }
