@@ -13,7 +13,8 @@
 namespace mqds::bench {
 
 std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+      .count();
 }
 
 struct Fleet::Edge {
@@ -42,7 +43,8 @@ Fleet::~Fleet() {
 
 std::size_t Fleet::add(TorrentConfig config, TorrentSnapshot snapshot) {
   const std::string id = config.client_id;
-  auto edge = std::make_unique<Edge>(this, std::move(config), std::move(snapshot), 0x5EED + edges_.size());
+  auto edge =
+      std::make_unique<Edge>(this, std::move(config), std::move(snapshot), 0x5EED + edges_.size());
   edge->mosq = mosquitto_new(id.c_str(), true, edge.get());
   if (edge->mosq == nullptr) throw Failure("mosquitto_new failed for " + id);
   mosquitto_int_option(edge->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
@@ -72,8 +74,12 @@ void Fleet::join(std::size_t index) {
   handle(edge, edge.server.on_connected(now_ms()));
 }
 
-const TorrentServer& Fleet::server(std::size_t index) const { return edges_.at(index)->server; }
-std::size_t Fleet::accepted_bytes(std::size_t index) const { return edges_.at(index)->accepted_bytes; }
+const TorrentServer& Fleet::server(std::size_t index) const {
+  return edges_.at(index)->server;
+}
+std::size_t Fleet::accepted_bytes(std::size_t index) const {
+  return edges_.at(index)->accepted_bytes;
+}
 
 std::size_t Fleet::registered() const {
   std::size_t n = 0;
@@ -84,8 +90,9 @@ std::size_t Fleet::registered() const {
 void Fleet::handle(Edge& edge, Output out) {
   // Storage effects have nowhere to go: a simulated edge's data is its snapshot.
   for (auto& publish : out.publishes)
-    mosquitto_publish(edge.mosq, nullptr, publish.topic.c_str(), static_cast<int>(publish.payload.size()),
-                      publish.payload.data(), publish.qos, false);
+    mosquitto_publish(edge.mosq, nullptr, publish.topic.c_str(),
+                      static_cast<int>(publish.payload.size()), publish.payload.data(), publish.qos,
+                      false);
   if (out.fatal && fatal_.empty()) fatal_ = edge.server.client_id() + ": " + *out.fatal;
 }
 
@@ -112,7 +119,8 @@ void Fleet::subscribe(mosquitto* mosq, Edge& edge) {
   for (auto topic : torrent_subscriptions()) topics.emplace_back(topic);
   std::vector<char*> patterns;
   for (auto& topic : topics) patterns.push_back(topic.data());
-  mosquitto_subscribe_multiple(mosq, nullptr, static_cast<int>(patterns.size()), patterns.data(), 2, 0, nullptr);
+  mosquitto_subscribe_multiple(mosq, nullptr, static_cast<int>(patterns.size()), patterns.data(), 2,
+                               0, nullptr);
 }
 
 void Fleet::on_subscribe(mosquitto*, void* self, int, int, const int*) {
@@ -125,7 +133,8 @@ void Fleet::on_message(mosquitto*, void* self, const mosquitto_message* message)
     const std::string_view topic(message->topic);
     const std::string_view payload(static_cast<const char*>(message->payload),
                                    static_cast<std::size_t>(message->payloadlen));
-    if (topic == topics::client_join_accepted) edge->accepted_bytes = std::max(edge->accepted_bytes, payload.size());
+    if (topic == topics::client_join_accepted)
+      edge->accepted_bytes = std::max(edge->accepted_bytes, payload.size());
     edge->fleet->handle(*edge, edge->server.on_message(now_ms(), topic, payload));
   });
 }
@@ -140,7 +149,8 @@ bool Fleet::run_until(const std::function<bool()>& done, std::int64_t timeout_ms
     if (now >= deadline) return false;
     for (std::size_t i = 0; i < edges_.size(); ++i) {
       mosquitto* mosq = edges_[i]->mosq;
-      fds[i] = {mosquitto_socket(mosq), static_cast<short>(POLLIN | (mosquitto_want_write(mosq) ? POLLOUT : 0)), 0};
+      fds[i] = {mosquitto_socket(mosq),
+                static_cast<short>(POLLIN | (mosquitto_want_write(mosq) ? POLLOUT : 0)), 0};
     }
     ::poll(fds.data(), fds.size(), 10);
     for (std::size_t i = 0; i < edges_.size(); ++i) {
@@ -151,7 +161,8 @@ bool Fleet::run_until(const std::function<bool()>& done, std::int64_t timeout_ms
     if (now >= next_misc_ms) {  // keepalives, and the state machines' timers (join retries)
       for (auto& edge : edges_) {
         mosquitto_loop_misc(edge->mosq);
-        if (auto at = edge->server.next_deadline_ms(); at && *at <= now) handle(*edge, edge->server.on_tick(now));
+        if (auto at = edge->server.next_deadline_ms(); at && *at <= now)
+          handle(*edge, edge->server.on_tick(now));
       }
       next_misc_ms = now + 50;
     }

@@ -87,8 +87,10 @@ std::optional<double> openssl_speed_mbps() {
 
 void run_hashing(Report& report) {
   const double ours = backend_mbps();
-  report.add("hashing", std::string("SHA-256 of 1 MiB buffers, mqds (") + std::string(crypto_backend_name()) + ")",
-             ours, "MB/s");
+  report.add(
+      "hashing",
+      std::string("SHA-256 of 1 MiB buffers, mqds (") + std::string(crypto_backend_name()) + ")",
+      ours, "MB/s");
   if (!openssl_on_path()) {
     report.failed("hashing", "openssl is not on PATH: no baseline (apt-get install openssl)");
     return;

@@ -21,7 +21,9 @@ namespace {
 constexpr std::int64_t fragment_bytes = 1 << 20;
 
 // Distinct hashes for made-up files and fragments: what they hash matters to nobody.
-Hash nth_hash(std::uint64_t& counter) { return sha256(std::to_string(counter++)); }
+Hash nth_hash(std::uint64_t& counter) {
+  return sha256(std::to_string(counter++));
+}
 
 TorrentConfig config_for(const std::string& id) {
   TorrentConfig config;
@@ -44,10 +46,12 @@ void one_join_into_a_large_view(Report& report, const JoinOptions& options) {
   for (int f = 0; f < options.view_files; ++f) {
     FileMetadata file;
     file.size_bytes = fragment_bytes * options.fragments_per_file;
-    for (int i = 0; i < options.fragments_per_file; ++i) file.fragment_sequence.push_back(nth_hash(counter));
+    for (int i = 0; i < options.fragments_per_file; ++i)
+      file.fragment_sequence.push_back(nth_hash(counter));
     files.emplace_back(nth_hash(counter), std::move(file));
   }
-  const int files_per_client = (options.view_files + options.view_clients - 1) / options.view_clients;
+  const int files_per_client =
+      (options.view_files + options.view_clients - 1) / options.view_clients;
 
   broker_test::Broker broker(join_broker(options.view_clients + 10));
   require(broker.start(), "broker with the plugin");
@@ -57,7 +61,8 @@ void one_join_into_a_large_view(Report& report, const JoinOptions& options) {
     snapshot.fragment_size_bytes = fragment_bytes;
     for (int copy = 0; copy < 3; ++copy) {
       const int owner = (c - copy + options.view_clients) % options.view_clients;
-      for (int f = owner * files_per_client; f < std::min(options.view_files, (owner + 1) * files_per_client); ++f) {
+      for (int f = owner * files_per_client;
+           f < std::min(options.view_files, (owner + 1) * files_per_client); ++f) {
         snapshot.files.insert(files[static_cast<std::size_t>(f)]);
         for (const auto& hash : files[static_cast<std::size_t>(f)].second.fragment_sequence)
           snapshot.stored_fragments[hash] = FragmentMetadata{fragment_bytes};
@@ -69,26 +74,30 @@ void one_join_into_a_large_view(Report& report, const JoinOptions& options) {
   const auto build_start = Clock::now();
   for (std::size_t i = 0; i < service.size(); ++i) service.join(i);
   if (!service.run_until([&] { return service.registered() == service.size(); }, 600'000))
-    throw Failure("only " + std::to_string(service.registered()) + " of " + std::to_string(service.size()) +
-                  " holders registered" + (service.fatal().empty() ? "" : ": " + service.fatal()));
-  report.add("joins", "build: " + std::to_string(options.view_clients) + " holders join with " +
-                          std::to_string(files.size() * static_cast<std::size_t>(options.fragments_per_file)) +
-                          " fragments x 3",
-             seconds_since(build_start), "s");
+    throw Failure("only " + std::to_string(service.registered()) + " of " +
+                  std::to_string(service.size()) + " holders registered" +
+                  (service.fatal().empty() ? "" : ": " + service.fatal()));
+  report.add(
+      "joins",
+      "build: " + std::to_string(options.view_clients) + " holders join with " +
+          std::to_string(files.size() * static_cast<std::size_t>(options.fragments_per_file)) +
+          " fragments x 3",
+      seconds_since(build_start), "s");
 
   const std::size_t newcomer = service.add(config_for("newcomer"), TorrentSnapshot{});
   service.connect_all(10'000);
   const auto start = Clock::now();
   service.join(newcomer);
-  const bool registered =
-      service.run_until([&] { return service.server(newcomer).phase() == TorrentPhase::registered; }, 120'000);
+  const bool registered = service.run_until(
+      [&] { return service.server(newcomer).phase() == TorrentPhase::registered; }, 120'000);
   const double seconds = seconds_since(start);
   if (!registered) throw Failure("the newcomer was not registered within 120 s");
-  const std::string view = std::to_string(options.view_clients) + " clients, " + std::to_string(options.view_files) +
-                           " files, " +
-                           std::to_string(options.view_files * options.fragments_per_file) + " fragments";
+  const std::string view =
+      std::to_string(options.view_clients) + " clients, " + std::to_string(options.view_files) +
+      " files, " + std::to_string(options.view_files * options.fragments_per_file) + " fragments";
   report.add("joins", "new client, join request to registration (" + view + ")", seconds, "s");
-  report.add("joins", "  its ClientJoinAccepted", static_cast<double>(service.accepted_bytes(newcomer)) / 1e6, "MB");
+  report.add("joins", "  its ClientJoinAccepted",
+             static_cast<double>(service.accepted_bytes(newcomer)) / 1e6, "MB");
   if (service.server(newcomer).view().fragments().size() !=
       files.size() * static_cast<std::size_t>(options.fragments_per_file))
     throw Failure("the newcomer's view lacks fragments");
@@ -101,18 +110,21 @@ void a_fleet_joins_at_once(Report& report, const JoinOptions& options) {
   broker_test::Broker broker(join_broker(options.fleet + 10));
   require(broker.start(), "broker with the plugin");
   Fleet fleet(broker.port());
-  for (int i = 0; i < options.fleet; ++i) fleet.add(config_for("board-" + std::to_string(i)), TorrentSnapshot{});
+  for (int i = 0; i < options.fleet; ++i)
+    fleet.add(config_for("board-" + std::to_string(i)), TorrentSnapshot{});
   fleet.connect_all(120'000);
   const auto start = Clock::now();
   for (std::size_t i = 0; i < fleet.size(); ++i) fleet.join(i);
   if (!fleet.run_until([&] { return fleet.registered() == fleet.size(); }, 600'000))
-    throw Failure("only " + std::to_string(fleet.registered()) + " of " + std::to_string(fleet.size()) +
-                  " registered within 600 s");
+    throw Failure("only " + std::to_string(fleet.registered()) + " of " +
+                  std::to_string(fleet.size()) + " registered within 600 s");
   std::uint64_t requests = 0;
-  for (std::size_t i = 0; i < fleet.size(); ++i) requests += fleet.server(i).metrics().joins_requested;
+  for (std::size_t i = 0; i < fleet.size(); ++i)
+    requests += fleet.server(i).metrics().joins_requested;
   report.add("joins", std::to_string(options.fleet) + " clients join at once, until all registered",
              seconds_since(start), "s");
-  report.add("joins", "  join requests sent (denied ones are retried)", static_cast<double>(requests), "");
+  report.add("joins", "  join requests sent (denied ones are retried)",
+             static_cast<double>(requests), "");
   broker.kill9();  // as above: a million goodbyes are not what is measured
 }
 

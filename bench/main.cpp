@@ -44,13 +44,18 @@ int main(int argc, char** argv) {
   std::uint64_t file_mib = 1024;
   std::string work_parent = std::filesystem::temp_directory_path().string();
   app.add_option("sections", sections, "which to run (default: all)")->check(CLI::IsMember(all));
-  app.add_option("--file-mib", file_mib, "size of the file put and got back, MiB")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--file-mib", file_mib, "size of the file put and got back, MiB")
+      ->check(CLI::Range(1, 1 << 20));
   app.add_option("--edges", transfer.edges, "mqds-edge processes")->check(CLI::Range(1, 64));
   app.add_option("--replicas", transfer.replicas, "k for the transfer")->check(CLI::Range(1, 16));
-  app.add_option("--fleet", joins.fleet, "simulated boards joining at once")->check(CLI::Range(1, 10000));
-  app.add_option("--view-clients", joins.view_clients, "holders of the large view")->check(CLI::Range(3, 10000));
-  app.add_option("--view-files", joins.view_files, "files of the large view")->check(CLI::Range(1, 1000000));
-  app.add_option("--work-dir", work_parent, "where the data goes (needs about 6 times the file size)")
+  app.add_option("--fleet", joins.fleet, "simulated boards joining at once")
+      ->check(CLI::Range(1, 10000));
+  app.add_option("--view-clients", joins.view_clients, "holders of the large view")
+      ->check(CLI::Range(3, 10000));
+  app.add_option("--view-files", joins.view_files, "files of the large view")
+      ->check(CLI::Range(1, 1000000));
+  app.add_option("--work-dir", work_parent,
+                 "where the data goes (needs about 6 times the file size)")
       ->check(CLI::ExistingDirectory);
   CLI11_PARSE(app, argc, argv);
   transfer.file_bytes = file_mib << 20;
@@ -61,12 +66,14 @@ int main(int argc, char** argv) {
 
   const std::set<std::string> wanted(sections.begin(), sections.end());
   Report report;
-  std::fprintf(stderr, "mqds_bench: %s\n", [&] {
-    std::string names;
-    for (const auto& s : all)
-      if (wanted.count(s)) names += s + " ";
-    return names;
-  }().c_str());
+  std::fprintf(stderr, "mqds_bench: %s\n",
+               [&] {
+                 std::string names;
+                 for (const auto& s : all)
+                   if (wanted.count(s)) names += s + " ";
+                 return names;
+               }()
+                   .c_str());
   auto run = [&](const std::string& name, auto&& body) {
     if (!wanted.count(name)) return;
     try {

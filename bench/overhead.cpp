@@ -53,10 +53,12 @@ constexpr int rounds = 7;
 
 // Messages delivered per second, and what they cost the broker.
 Rate pub_sub_rate(bool with_plugin, const Traffic& traffic) {
-  broker_test::Broker broker(production_broker(with_plugin, {{"ingest_users", "*"}, {"fetch_users", "*"}}));
+  broker_test::Broker broker(
+      production_broker(with_plugin, {{"ingest_users", "*"}, {"fetch_users", "*"}}));
   require(broker.start(), with_plugin ? "broker with the plugin" : "broker without the plugin");
   std::atomic<std::size_t> received{0};
-  RawConnection subscriber("overhead-sub", broker.port(), [&](const mosquitto_message&) { ++received; });
+  RawConnection subscriber("overhead-sub", broker.port(),
+                           [&](const mosquitto_message&) { ++received; });
   subscriber.run();
   subscriber.subscribe("sensors/#", 1);
   RawConnection publisher("overhead-pub", broker.port());
@@ -65,11 +67,13 @@ Rate pub_sub_rate(bool with_plugin, const Traffic& traffic) {
   const double cpu_before = cpu_seconds(broker.pid());
   const auto start = Clock::now();
   for (std::size_t i = 0; i < traffic.messages; ++i)
-    publisher.publish("sensors/board-" + std::to_string(i % 100) + "/temperature", payload.data(), payload.size(), 64);
+    publisher.publish("sensors/board-" + std::to_string(i % 100) + "/temperature", payload.data(),
+                      payload.size(), 64);
   const auto deadline = Clock::now() + 5min;
   while (received < traffic.messages) {
-    if (Clock::now() > deadline) throw Failure("the subscriber received " + std::to_string(received.load()) + " of " +
-                                               std::to_string(traffic.messages) + " messages");
+    if (Clock::now() > deadline)
+      throw Failure("the subscriber received " + std::to_string(received.load()) + " of " +
+                    std::to_string(traffic.messages) + " messages");
     std::this_thread::sleep_for(100us);
   }
   const double seconds = seconds_since(start);
@@ -88,16 +92,21 @@ void run_overhead(Report& report) {
       for (auto [plugin, best] : {std::pair{false, &without}, std::pair{true, &with}}) {
         const Rate r = pub_sub_rate(plugin, traffic);
         best->messages_per_second = std::max(best->messages_per_second, r.messages_per_second);
-        best->broker_cpu_us_per_message = std::min(best->broker_cpu_us_per_message, r.broker_cpu_us_per_message);
+        best->broker_cpu_us_per_message =
+            std::min(best->broker_cpu_us_per_message, r.broker_cpu_us_per_message);
       }
     }
-    const std::string what = std::string(traffic.name) + " messages, QoS 1, 1 publisher, 1 subscriber";
+    const std::string what =
+        std::string(traffic.name) + " messages, QoS 1, 1 publisher, 1 subscriber";
     report.add("overhead", what + ", no plugin", without.messages_per_second, "msg/s");
     report.add("overhead", what + ", plugin loaded", with.messages_per_second, "msg/s");
-    report.add("overhead", "  broker CPU per message, no plugin", without.broker_cpu_us_per_message, "us");
-    report.add("overhead", "  broker CPU per message, plugin loaded", with.broker_cpu_us_per_message, "us");
-    report.target(std::string("plugin_overhead_") + (traffic.message_bytes < 1024 ? "small" : "1MiB"),
-                  with.messages_per_second / without.messages_per_second, 0.97);
+    report.add("overhead", "  broker CPU per message, no plugin", without.broker_cpu_us_per_message,
+               "us");
+    report.add("overhead", "  broker CPU per message, plugin loaded",
+               with.broker_cpu_us_per_message, "us");
+    report.target(
+        std::string("plugin_overhead_") + (traffic.message_bytes < 1024 ? "small" : "1MiB"),
+        with.messages_per_second / without.messages_per_second, 0.97);
   }
 }
 

@@ -59,10 +59,12 @@ void RawConnection::run() {
 void RawConnection::subscribe(const std::string& pattern, int qos) {
   mosquitto_subscribe(mosq_, nullptr, pattern.c_str(), qos);
   std::unique_lock lock(mutex_);
-  if (!changed_.wait_for(lock, 10s, [&] { return subscribed_; })) throw std::runtime_error("no SUBACK");
+  if (!changed_.wait_for(lock, 10s, [&] { return subscribed_; }))
+    throw std::runtime_error("no SUBACK");
 }
 
-void RawConnection::publish(const std::string& topic, const void* data, std::size_t size, std::size_t window) {
+void RawConnection::publish(const std::string& topic, const void* data, std::size_t size,
+                            std::size_t window) {
   {
     std::unique_lock lock(mutex_);
     if (!changed_.wait_for(lock, 60s, [&] { return unacknowledged_ < window || failure_; }))
@@ -70,8 +72,10 @@ void RawConnection::publish(const std::string& topic, const void* data, std::siz
     if (failure_) std::rethrow_exception(failure_);
     ++unacknowledged_;
   }
-  const int rc = mosquitto_publish(mosq_, nullptr, topic.c_str(), static_cast<int>(size), data, 1, false);
-  if (rc != MOSQ_ERR_SUCCESS) throw std::runtime_error(std::string("publish: ") + mosquitto_strerror(rc));
+  const int rc =
+      mosquitto_publish(mosq_, nullptr, topic.c_str(), static_cast<int>(size), data, 1, false);
+  if (rc != MOSQ_ERR_SUCCESS)
+    throw std::runtime_error(std::string("publish: ") + mosquitto_strerror(rc));
 }
 
 void RawConnection::wait_all_acknowledged() {
@@ -81,7 +85,8 @@ void RawConnection::wait_all_acknowledged() {
   if (failure_) std::rethrow_exception(failure_);
 }
 
-void RawConnection::on_message(mosquitto*, void* self, const mosquitto_message* message, const mosquitto_property*) {
+void RawConnection::on_message(mosquitto*, void* self, const mosquitto_message* message,
+                               const mosquitto_property*) {
   auto* c = static_cast<RawConnection*>(self);
   try {
     if (c->on_message_) c->on_message_(*message);
@@ -108,7 +113,8 @@ void RawConnection::on_publish(mosquitto*, void* self, int, int, const mosquitto
   c->changed_.notify_all();
 }
 
-void RawConnection::on_subscribe(mosquitto*, void* self, int, int, const int*, const mosquitto_property*) {
+void RawConnection::on_subscribe(mosquitto*, void* self, int, int, const int*,
+                                 const mosquitto_property*) {
   auto* c = static_cast<RawConnection*>(self);
   std::lock_guard lock(c->mutex_);
   c->subscribed_ = true;
@@ -125,7 +131,9 @@ RawStore::RawStore(const std::string& dir, std::size_t map_bytes) {
   check_lmdb(mdb_txn_commit(txn), "mdb_txn_commit");
 }
 
-RawStore::~RawStore() { mdb_env_close(env_); }
+RawStore::~RawStore() {
+  mdb_env_close(env_);
+}
 
 void RawStore::add(std::uint64_t key, const void* data, std::size_t size) {
   pending_.emplace_back(key, std::string(static_cast<const char*>(data), size));

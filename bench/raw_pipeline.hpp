@@ -33,7 +33,8 @@ class RawConnection {
 
   void subscribe(const std::string& pattern, int qos);
   // Publishes at QoS 1, waiting while `window` messages are unacknowledged.
-  void publish(const std::string& topic, const void* data, std::size_t size, std::size_t window = 16);
+  void publish(const std::string& topic, const void* data, std::size_t size,
+               std::size_t window = 16);
   void wait_all_acknowledged();
   // What went wrong on the loop's thread (a callback that threw), thrown here; nothing thrown may
   // cross libmosquitto's C callbacks, so they keep it for the threads that wait.
@@ -45,9 +46,11 @@ class RawConnection {
 
  private:
   void fail(std::exception_ptr failure);
-  static void on_message(mosquitto*, void* self, const mosquitto_message* message, const mosquitto_property*);
+  static void on_message(mosquitto*, void* self, const mosquitto_message* message,
+                         const mosquitto_property*);
   static void on_publish(mosquitto*, void* self, int mid, int reason, const mosquitto_property*);
-  static void on_subscribe(mosquitto*, void* self, int mid, int count, const int* granted, const mosquitto_property*);
+  static void on_subscribe(mosquitto*, void* self, int mid, int count, const int* granted,
+                           const mosquitto_property*);
 
   mosquitto* mosq_ = nullptr;
   OnMessage on_message_;
@@ -73,7 +76,8 @@ class RawStore {
   void commit();                                                    // durable when it returns
   std::size_t committed() const { return committed_.load(); }
   // Every value in key order, read straight from the memory map.
-  void for_each(const std::function<void(std::uint64_t key, const void* data, std::size_t size)>& f);
+  void for_each(
+      const std::function<void(std::uint64_t key, const void* data, std::size_t size)>& f);
 
  private:
   MDB_env* env_ = nullptr;

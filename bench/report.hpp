@@ -16,7 +16,7 @@ struct Figure {
   std::string section;  // "distribution", "retrieval", ...
   std::string what;     // what was measured, and how
   double value = 0;
-  std::string unit;     // "MB/s" (10^6 bytes), "s", "bytes", ...
+  std::string unit;  // "MB/s" (10^6 bytes), "s", "bytes", ...
 };
 
 struct Target {
@@ -31,8 +31,8 @@ class Report {
  public:
   void add(std::string section, std::string what, double value, std::string unit) {
     figures_.push_back({std::move(section), std::move(what), value, std::move(unit)});
-    std::fprintf(stderr, "  %-14s %-62s %12.2f %s\n", figures_.back().section.c_str(), figures_.back().what.c_str(),
-                 value, figures_.back().unit.c_str());
+    std::fprintf(stderr, "  %-14s %-62s %12.2f %s\n", figures_.back().section.c_str(),
+                 figures_.back().what.c_str(), value, figures_.back().unit.c_str());
   }
   void target(std::string name, double ratio, double target, bool at_most = false) {
     targets_.push_back({std::move(name), ratio, target, at_most});

@@ -40,17 +40,19 @@ std::string Watcher::fresh(const std::string& topic, std::chrono::milliseconds t
   return next(topic, timeout).second;
 }
 
-void Watcher::wait_value(const std::string& topic, const std::string& value, std::chrono::milliseconds timeout) {
+void Watcher::wait_value(const std::string& topic, const std::string& value,
+                         std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (values_[topic] != value) {
     if (Clock::now() >= deadline)
-      throw Failure(topic + " is \"" + values_[topic] + "\" after " + std::to_string(timeout.count()) +
-                    " ms, not \"" + value + "\"");
+      throw Failure(topic + " is \"" + values_[topic] + "\" after " +
+                    std::to_string(timeout.count()) + " ms, not \"" + value + "\"");
     take(100ms);
   }
 }
 
-std::pair<Clock::time_point, std::string> Watcher::next(const std::string& topic, std::chrono::milliseconds timeout) {
+std::pair<Clock::time_point, std::string> Watcher::next(const std::string& topic,
+                                                        std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (true) {
     auto& arrivals = arrivals_[topic];
@@ -59,7 +61,8 @@ std::pair<Clock::time_point, std::string> Watcher::next(const std::string& topic
       arrivals.erase(arrivals.begin());
       return first;
     }
-    if (Clock::now() >= deadline) throw Failure("nothing on " + topic + " within " + std::to_string(timeout.count()) + " ms");
+    if (Clock::now() >= deadline)
+      throw Failure("nothing on " + topic + " within " + std::to_string(timeout.count()) + " ms");
     take(100ms);
   }
 }
@@ -81,7 +84,8 @@ void write_random_file(const std::string& path, std::uint64_t bytes, std::uint64
   std::vector<std::uint64_t> block((1u << 20) / sizeof(std::uint64_t));
   for (std::uint64_t written = 0; written < bytes;) {
     for (auto& word : block) word = rng.next_u64();
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(bytes - written, 1u << 20));
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(bytes - written, 1u << 20));
     if (::write(fd, block.data(), n) != static_cast<ssize_t>(n)) {
       ::close(fd);
       throw Failure("cannot write " + path);

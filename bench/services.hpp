@@ -32,7 +32,8 @@ inline void require(const ::testing::AssertionResult& result, const std::string&
 }
 
 // mosquitto with the tracker plugin (or without it), logging what a production broker logs.
-broker_test::BrokerConfig production_broker(bool with_plugin, broker_test::PluginOptions options = {});
+broker_test::BrokerConfig production_broker(bool with_plugin,
+                                            broker_test::PluginOptions options = {});
 
 // A client that keeps the last value of each retained figure and the arrival of each event.
 class Watcher {
@@ -41,9 +42,11 @@ class Watcher {
   // The value of `topic` published after this call (the broker refreshes $SYS every second).
   std::string fresh(const std::string& topic, std::chrono::milliseconds timeout = 5s);
   // Waits until `topic` has `value`.
-  void wait_value(const std::string& topic, const std::string& value, std::chrono::milliseconds timeout);
+  void wait_value(const std::string& topic, const std::string& value,
+                  std::chrono::milliseconds timeout);
   // Waits for the next message on `topic`: when it arrived, and its payload.
-  std::pair<Clock::time_point, std::string> next(const std::string& topic, std::chrono::milliseconds timeout);
+  std::pair<Clock::time_point, std::string> next(const std::string& topic,
+                                                 std::chrono::milliseconds timeout);
 
  private:
   void take(std::chrono::milliseconds timeout);

@@ -29,11 +29,16 @@ namespace mqds::bench {
 
 namespace {
 
-constexpr std::size_t chunk_bytes = 1u << 20;  // the plugin's default fragment size, and the raw message size
+constexpr std::size_t chunk_bytes =
+    1u << 20;  // the plugin's default fragment size, and the raw message size
 
-double mb(std::uint64_t bytes) { return static_cast<double>(bytes) / 1e6; }
+double mb(std::uint64_t bytes) {
+  return static_cast<double>(bytes) / 1e6;
+}
 
-std::uint64_t chunks_of(std::uint64_t bytes) { return (bytes + chunk_bytes - 1) / chunk_bytes; }
+std::uint64_t chunks_of(std::uint64_t bytes) {
+  return (bytes + chunk_bytes - 1) / chunk_bytes;
+}
 
 // The number a raw message's topic ends with (bench/raw/<n>, bench/fanin/<n>).
 std::uint64_t index_of(const mosquitto_message& m) {
@@ -41,7 +46,8 @@ std::uint64_t index_of(const mosquitto_message& m) {
   const auto digits = topic.substr(topic.rfind('/') + 1);
   std::uint64_t index = 0;
   const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
-  if (ec != std::errc() || end != digits.data() + digits.size()) throw Failure("unexpected topic " + std::string(topic));
+  if (ec != std::errc() || end != digits.data() + digits.size())
+    throw Failure("unexpected topic " + std::string(topic));
   return index;
 }
 
@@ -72,7 +78,8 @@ bool same_content(const std::string& a, const std::string& b) {
   while (fa && fb) {
     fa.read(ba.data(), static_cast<std::streamsize>(ba.size()));
     fb.read(bb.data(), static_cast<std::streamsize>(bb.size()));
-    if (fa.gcount() != fb.gcount() || !std::equal(ba.begin(), ba.begin() + fa.gcount(), bb.begin())) return false;
+    if (fa.gcount() != fb.gcount() || !std::equal(ba.begin(), ba.begin() + fa.gcount(), bb.begin()))
+      return false;
   }
   return !fa && !fb;
 }
@@ -85,16 +92,18 @@ struct Measured {
 
 // Ours: put, then get.
 std::pair<Measured, Measured> run_ours(const TransferOptions& options, const std::string& input) {
-  broker_test::Broker broker(production_broker(true, {{"replicas", std::to_string(options.replicas)},
-                                                      {"startup_settle_ms", "0"},
-                                                      {"ingest_users", "*"},
-                                                      {"fetch_users", "*"},
-                                                      {"metrics_interval_ms", "500"}}));
+  broker_test::Broker broker(
+      production_broker(true, {{"replicas", std::to_string(options.replicas)},
+                               {"startup_settle_ms", "0"},
+                               {"ingest_users", "*"},
+                               {"fetch_users", "*"},
+                               {"metrics_interval_ms", "500"}}));
   require(broker.start(), "broker with the plugin");
   const std::string port = std::to_string(broker.port());
   std::vector<std::unique_ptr<edge_test::EdgeProcess>> edges;
   for (int i = 1; i <= options.edges; ++i) {
-    edges.push_back(std::make_unique<edge_test::EdgeProcess>("edge-" + std::to_string(i), options.work_dir));
+    edges.push_back(
+        std::make_unique<edge_test::EdgeProcess>("edge-" + std::to_string(i), options.work_dir));
     require(edges.back()->start(broker.port(), {"-q"}), "mqds-edge");
   }
   Watcher watcher(broker.port(), {"$SYS/broker/mqds/#", bytes_sent_topic, "files/info"});
@@ -104,26 +113,31 @@ std::pair<Measured, Measured> run_ours(const TransferOptions& options, const std
   Measured put;
   edge_test::Completed put_run;
   const auto put_start = Clock::now();
-  std::thread putter([&] { put_run = edge_test::run_mqds({"-p", port, "-q", "put", input}, 60min); });
+  std::thread putter([&] {
+    put_run = edge_test::run_mqds({"-p", port, "-q", "put", input}, 60min);
+  });
   try {
-    put.upload_seconds = std::chrono::duration<double>(watcher.next("files/info", 60min).first - put_start).count();
-  } catch (const Failure&) {
-  }
+    put.upload_seconds =
+        std::chrono::duration<double>(watcher.next("files/info", 60min).first - put_start).count();
+  } catch (const Failure&) {}
   putter.join();
   put.seconds = seconds_since(put_start);
-  if (put_run.status != 0) throw Failure("mqds put exited " + std::to_string(put_run.status) + ": " + put_run.err);
+  if (put_run.status != 0)
+    throw Failure("mqds put exited " + std::to_string(put_run.status) + ": " + put_run.err);
   const std::string hash = put_run.out.substr(0, put_run.out.find('\n'));
   std::this_thread::sleep_for(1500ms);  // the last events reach the edges; $SYS catches up
   const std::uint64_t bytes_after = to_u64(watcher.fresh(bytes_sent_topic));
   const std::uint64_t fragments = chunks_of(options.file_bytes);
-  put.bytes_sent_per_fragment = static_cast<double>(bytes_after - bytes_before) / static_cast<double>(fragments);
+  put.bytes_sent_per_fragment =
+      static_cast<double>(bytes_after - bytes_before) / static_cast<double>(fragments);
 
   Measured get;
   const std::string output = options.work_dir + "/ours.out";
   const auto get_start = Clock::now();
   const auto get_run = edge_test::run_mqds({"-p", port, "-q", "get", hash, "-o", output}, 60min);
   get.seconds = seconds_since(get_start);
-  if (get_run.status != 0) throw Failure("mqds get exited " + std::to_string(get_run.status) + ": " + get_run.err);
+  if (get_run.status != 0)
+    throw Failure("mqds get exited " + std::to_string(get_run.status) + ": " + get_run.err);
   if (!same_content(input, output)) throw Failure("mqds get wrote other content than was put");
   std::filesystem::remove(output);
   for (auto& edge : edges) edge->terminate();
@@ -141,7 +155,8 @@ std::pair<Measured, Measured> run_raw(const TransferOptions& options, const std:
   for (int i = 0; i < options.replicas; ++i) {
     const std::string dir = options.work_dir + "/raw-" + std::to_string(i);
     std::filesystem::create_directories(dir);
-    stores.push_back(std::make_unique<RawStore>(dir, std::size_t{4} * options.file_bytes + (64u << 20)));
+    stores.push_back(
+        std::make_unique<RawStore>(dir, std::size_t{4} * options.file_bytes + (64u << 20)));
     RawStore* store = stores.back().get();
     subscribers.push_back(std::make_unique<RawConnection>(
         "raw-sub-" + std::to_string(i), broker.port(), [store](const mosquitto_message& m) {
@@ -163,24 +178,27 @@ std::pair<Measured, Measured> run_raw(const TransferOptions& options, const std:
     std::vector<char> chunk(chunk_bytes);
     for (std::uint64_t i = 0; i < messages; ++i) {
       in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-      publisher.publish("bench/raw/" + std::to_string(i), chunk.data(), static_cast<std::size_t>(in.gcount()));
+      publisher.publish("bench/raw/" + std::to_string(i), chunk.data(),
+                        static_cast<std::size_t>(in.gcount()));
     }
     publisher.wait_all_acknowledged();
     for (std::size_t i = 0; i < stores.size(); ++i)
-      wait_until([&] { return stores[i]->committed() >= messages; }, [&] { subscribers[i]->rethrow_if_failed(); },
-                 "the raw subscribers' last commit");
+      wait_until([&] { return stores[i]->committed() >= messages; },
+                 [&] { subscribers[i]->rethrow_if_failed(); }, "the raw subscribers' last commit");
     put.seconds = seconds_since(start);
   }
   std::this_thread::sleep_for(1500ms);
   const std::uint64_t bytes_after = to_u64(watcher.fresh(bytes_sent_topic));
-  put.bytes_sent_per_fragment = static_cast<double>(bytes_after - bytes_before) / static_cast<double>(messages);
+  put.bytes_sent_per_fragment =
+      static_cast<double>(bytes_after - bytes_before) / static_cast<double>(messages);
   subscribers.clear();  // the stores are only read from now on
 
   Measured get;
   const std::string output = options.work_dir + "/raw.out";
   const int fd = ::open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) throw Failure("cannot create " + output);
-  const std::unique_ptr<const int, void (*)(const int*)> closing(&fd, [](const int* f) { ::close(*f); });
+  const std::unique_ptr<const int, void (*)(const int*)> closing(&fd,
+                                                                 [](const int* f) { ::close(*f); });
   std::atomic<std::uint64_t> written{0};
   RawConnection receiver("raw-receiver", broker.port(), [&](const mosquitto_message& m) {
     const auto offset = static_cast<off_t>(index_of(m) * chunk_bytes);
@@ -198,7 +216,8 @@ std::pair<Measured, Measured> run_raw(const TransferOptions& options, const std:
       try {
         RawConnection holder("raw-holder-" + std::to_string(i), broker.port());
         holder.run();
-        stores[static_cast<std::size_t>(i)]->for_each([&](std::uint64_t key, const void* data, std::size_t size) {
+        stores[static_cast<std::size_t>(i)]->for_each([&](std::uint64_t key, const void* data,
+                                                          std::size_t size) {
           if (key % static_cast<std::uint64_t>(options.replicas) == static_cast<std::uint64_t>(i))
             holder.publish("bench/fanin/" + std::to_string(key), data, size);
         });
@@ -211,10 +230,12 @@ std::pair<Measured, Measured> run_raw(const TransferOptions& options, const std:
   for (auto& holder : holders) holder.join();
   for (const auto& failure : holder_failures)
     if (failure) std::rethrow_exception(failure);
-  wait_until([&] { return written >= messages; }, [&] { receiver.rethrow_if_failed(); }, "the raw fan-in");
+  wait_until([&] { return written >= messages; }, [&] { receiver.rethrow_if_failed(); },
+             "the raw fan-in");
   ::fsync(fd);
   get.seconds = seconds_since(start);
-  if (!same_content(input, output)) throw Failure("the raw fan-in wrote other content than was published");
+  if (!same_content(input, output))
+    throw Failure("the raw fan-in wrote other content than was published");
   std::filesystem::remove(output);
   return {put, get};
 }
@@ -225,26 +246,35 @@ void run_transfer(Report& report, const TransferOptions& options) {
   const std::string input = options.work_dir + "/input.bin";
   write_random_file(input, options.file_bytes, 2026);
   const double file_mb = mb(options.file_bytes);
-  const std::string shape = std::to_string(options.file_bytes >> 20) + " MiB, " + std::to_string(options.edges) +
+  const std::string shape = std::to_string(options.file_bytes >> 20) + " MiB, " +
+                            std::to_string(options.edges) +
                             " edges, k=" + std::to_string(options.replicas);
 
   const auto [raw_put, raw_get] = run_raw(options, input);
-  report.add("distribution", "raw: publisher -> broker -> " + std::to_string(options.replicas) + " LMDB subscribers",
-             file_mb / raw_put.seconds, "MB/s");
-  report.add("distribution", "raw: broker bytes sent per message", raw_put.bytes_sent_per_fragment, "bytes");
-  report.add("retrieval", "raw: " + std::to_string(options.replicas) + " LMDB publishers -> broker -> file",
+  report.add(
+      "distribution",
+      "raw: publisher -> broker -> " + std::to_string(options.replicas) + " LMDB subscribers",
+      file_mb / raw_put.seconds, "MB/s");
+  report.add("distribution", "raw: broker bytes sent per message", raw_put.bytes_sent_per_fragment,
+             "bytes");
+  report.add("retrieval",
+             "raw: " + std::to_string(options.replicas) + " LMDB publishers -> broker -> file",
              file_mb / raw_get.seconds, "MB/s");
 
   const auto [put, get] = run_ours(options, input);
-  report.add("distribution", "mqds put until k replicas (" + shape + ")", file_mb / put.seconds, "MB/s");
+  report.add("distribution", "mqds put until k replicas (" + shape + ")", file_mb / put.seconds,
+             "MB/s");
   report.add("distribution", "  of which upload until FileInfoPublished", put.upload_seconds, "s");
-  report.add("distribution", "  of which spreading to the edges", put.seconds - put.upload_seconds, "s");
-  report.add("distribution", "broker bytes sent per fragment", put.bytes_sent_per_fragment, "bytes");
+  report.add("distribution", "  of which spreading to the edges", put.seconds - put.upload_seconds,
+             "s");
+  report.add("distribution", "broker bytes sent per fragment", put.bytes_sent_per_fragment,
+             "bytes");
   report.add("retrieval", "mqds get, verified and fsynced", file_mb / get.seconds, "MB/s");
 
   report.target("distribution_throughput", raw_put.seconds / put.seconds, 0.8);
   report.target("distribution_bytes_per_fragment",
-                put.bytes_sent_per_fragment / (static_cast<double>(options.replicas) * chunk_bytes), 1.05, true);
+                put.bytes_sent_per_fragment / (static_cast<double>(options.replicas) * chunk_bytes),
+                1.05, true);
   report.target("retrieval_throughput", raw_get.seconds / get.seconds, 0.8);
   std::filesystem::remove(input);
 }

@@ -8,7 +8,9 @@ namespace {
 
 constexpr std::string_view fetch_prefix = "mqds/fetch/";
 
-bool starts_with(std::string_view text, std::string_view prefix) { return text.substr(0, prefix.size()) == prefix; }
+bool starts_with(std::string_view text, std::string_view prefix) {
+  return text.substr(0, prefix.size()) == prefix;
+}
 
 // At most `bytes_max` bytes of `text` for a log line, cut at a UTF-8 character boundary.
 std::string shortened(std::string_view text, std::size_t bytes_max) {
@@ -30,20 +32,27 @@ std::string describe(FetchRefusal why) {
       return "a request topic must name one edge: mqds/fetch/request/<edge client id>";
     case FetchRefusal::retained_request: return "a request must not be retained";
     case FetchRefusal::request_too_large:
-      return "the request payload is longer than " + std::to_string(fetch::request_payload_bytes_max) + " bytes";
-    case FetchRefusal::not_mqtt5: return "requests need MQTT 5 (a Response Topic); the client connected with MQTT 3";
-    case FetchRefusal::properties_unreadable: return "its MQTT 5 properties could not be read (out of memory)";
+      return "the request payload is longer than " +
+             std::to_string(fetch::request_payload_bytes_max) + " bytes";
+    case FetchRefusal::not_mqtt5:
+      return "requests need MQTT 5 (a Response Topic); the client connected with MQTT 3";
+    case FetchRefusal::properties_unreadable:
+      return "its MQTT 5 properties could not be read (out of memory)";
     case FetchRefusal::no_response_topic: return "the request has no Response Topic";
     case FetchRefusal::response_topic_not_fetch:
       return "its Response Topic is not mqds/fetch/response/<its own client id>[/...]";
     case FetchRefusal::response_topic_not_own: return "its Response Topic names another client";
     case FetchRefusal::correlation_too_large:
-      return "its Correlation Data is longer than " + std::to_string(fetch::correlation_bytes_max) + " bytes";
+      return "its Correlation Data is longer than " + std::to_string(fetch::correlation_bytes_max) +
+             " bytes";
     case FetchRefusal::bad_response_topic:
-      return "a response topic must be mqds/fetch/response/<requester client id>[/...] without wildcards";
+      return "a response topic must be mqds/fetch/response/<requester client id>[/...] without "
+             "wildcards";
     case FetchRefusal::response_too_large:
-      return "the response payload is longer than " + std::to_string(FetchGate::response_payload_bytes_max) + " bytes";
-    case FetchRefusal::delivery_failed: return "the response could not be handed to its requester (out of memory?)";
+      return "the response payload is longer than " +
+             std::to_string(FetchGate::response_payload_bytes_max) + " bytes";
+    case FetchRefusal::delivery_failed:
+      return "the response could not be handed to its requester (out of memory?)";
   }
   return "refused";
 }
@@ -57,7 +66,8 @@ FetchGate::Kind FetchGate::kind(std::string_view topic) {
 
 bool FetchGate::user_allowed(const char* username) const {
   if (options_.anyone) return true;
-  return username && std::find(options_.users.begin(), options_.users.end(), username) != options_.users.end();
+  return username &&
+         std::find(options_.users.begin(), options_.users.end(), username) != options_.users.end();
 }
 
 std::optional<FetchRefusal> FetchGate::judge_request(const FetchRequest& request) const {
@@ -66,20 +76,22 @@ std::optional<FetchRefusal> FetchGate::judge_request(const FetchRequest& request
   if (!user_allowed(request.username)) return FetchRefusal::user_not_allowed;
   if (!fetch::edge_of_request_topic(request.topic)) return FetchRefusal::bad_request_topic;
   if (request.retain) return FetchRefusal::retained_request;
-  if (request.payload_bytes > fetch::request_payload_bytes_max) return FetchRefusal::request_too_large;
+  if (request.payload_bytes > fetch::request_payload_bytes_max)
+    return FetchRefusal::request_too_large;
   if (request.protocol_version != 5) return FetchRefusal::not_mqtt5;
   if (!request.properties_readable) return FetchRefusal::properties_unreadable;
   if (!request.response_topic) return FetchRefusal::no_response_topic;
   const auto requester = fetch::requester_of_response_topic(*request.response_topic);
   if (!requester) return FetchRefusal::response_topic_not_fetch;
-  if (request.client_id.empty() || *requester != request.client_id) return FetchRefusal::response_topic_not_own;
+  if (request.client_id.empty() || *requester != request.client_id)
+    return FetchRefusal::response_topic_not_own;
   if (request.correlation_bytes && *request.correlation_bytes > fetch::correlation_bytes_max)
     return FetchRefusal::correlation_too_large;
   return std::nullopt;
 }
 
-std::variant<std::string_view, FetchRefusal> FetchGate::judge_response(std::string_view topic,
-                                                                       std::size_t payload_bytes) const {
+std::variant<std::string_view, FetchRefusal> FetchGate::judge_response(
+    std::string_view topic, std::size_t payload_bytes) const {
   if (!enabled()) return FetchRefusal::fetch_off;
   const auto requester = fetch::requester_of_response_topic(topic);
   if (!requester) return FetchRefusal::bad_response_topic;
@@ -92,24 +104,28 @@ void FetchGate::delivered(std::size_t payload_bytes) {
   metrics_.bytes += payload_bytes;
 }
 
-std::optional<LogLine> FetchGate::refused(std::int64_t now_ms, FetchRefusal why, std::string_view client_id,
-                                          const char* username, std::string_view topic) {
+std::optional<LogLine> FetchGate::refused(std::int64_t now_ms, FetchRefusal why,
+                                          std::string_view client_id, const char* username,
+                                          std::string_view topic) {
   ++metrics_.refused;
   LogState& state = log_[static_cast<std::size_t>(why)];
   if (state.logged && now_ms - state.last_ms < refusal_log_interval_ms) {
     ++state.unlogged;
     return std::nullopt;
   }
-  std::string text = "fetch: refused a publish on " + shortened(topic, logged_text_bytes_max) + " from client '" +
-                     shortened(client_id, logged_text_bytes_max) + "'";
-  text += username ? " (user '" + shortened(username, logged_text_bytes_max) + "')" : std::string(" (no username)");
+  std::string text = "fetch: refused a publish on " + shortened(topic, logged_text_bytes_max) +
+                     " from client '" + shortened(client_id, logged_text_bytes_max) + "'";
+  text += username ? " (user '" + shortened(username, logged_text_bytes_max) + "')"
+                   : std::string(" (no username)");
   text += ": ";
   text += describe(why);
   if (state.unlogged > 0)
-    text += " (and " + std::to_string(state.unlogged) + " more refused for this reason in the last " +
+    text += " (and " + std::to_string(state.unlogged) +
+            " more refused for this reason in the last " +
             std::to_string((now_ms - state.last_ms) / 1000) + " s, not logged)";
   state = {true, now_ms, 0};
-  return LogLine{why == FetchRefusal::delivery_failed ? LogLevel::warning : LogLevel::notice, std::move(text)};
+  return LogLine{why == FetchRefusal::delivery_failed ? LogLevel::warning : LogLevel::notice,
+                 std::move(text)};
 }
 
 }  // namespace mqds::plugin

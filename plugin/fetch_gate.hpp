@@ -65,7 +65,8 @@ enum class FetchRefusal : std::uint8_t {
   response_too_large,
   delivery_failed,
 };
-inline constexpr std::size_t fetch_refusal_kinds = static_cast<std::size_t>(FetchRefusal::delivery_failed) + 1;
+inline constexpr std::size_t fetch_refusal_kinds =
+    static_cast<std::size_t>(FetchRefusal::delivery_failed) + 1;
 
 // Why, in words, for the log.
 std::string describe(FetchRefusal why);
@@ -103,14 +104,15 @@ class FetchGate {
   // nullopt: the request may pass to its edge unchanged.
   std::optional<FetchRefusal> judge_request(const FetchRequest& request) const;
   // The client id the response goes to (a view into `topic`), or why it is refused.
-  std::variant<std::string_view, FetchRefusal> judge_response(std::string_view topic, std::size_t payload_bytes) const;
+  std::variant<std::string_view, FetchRefusal> judge_response(std::string_view topic,
+                                                              std::size_t payload_bytes) const;
 
   void passed() { ++metrics_.requests; }
   void delivered(std::size_t payload_bytes);
   // Counts a refusal. Returns the log line to write, unless a line for the same reason was written
   // less than refusal_log_interval_ms ago (then only counts it for the next line).
-  std::optional<LogLine> refused(std::int64_t now_ms, FetchRefusal why, std::string_view client_id, const char* username,
-                                 std::string_view topic);
+  std::optional<LogLine> refused(std::int64_t now_ms, FetchRefusal why, std::string_view client_id,
+                                 const char* username, std::string_view topic);
 
   const FetchMetrics& metrics() const { return metrics_; }
 

@@ -21,13 +21,19 @@ struct Ingest::Upload {
   std::string failure;
   bool owes_answer = false;
   bool fed_this_pass = false;  // a chunk arrived since the last flush
-  std::int64_t told_bytes = 0;  // the Offset of the last "receiving" status: it may send Window beyond
-  bool replaying = false;  // rebuilding from the store after a restart: fragments are durable already
+  std::int64_t told_bytes =
+      0;  // the Offset of the last "receiving" status: it may send Window beyond
+  bool replaying =
+      false;  // rebuilding from the store after a restart: fragments are durable already
   std::int64_t last_activity_ms = 0;
 };
 
-Ingest::Ingest(IngestOptions options, TrackerStore& store, std::int64_t fragment_size_bytes, KnownFile known_file)
-    : options_(std::move(options)), store_(store), fragment_size_bytes_(fragment_size_bytes), known_file_(std::move(known_file)) {}
+Ingest::Ingest(IngestOptions options, TrackerStore& store, std::int64_t fragment_size_bytes,
+               KnownFile known_file)
+    : options_(std::move(options)),
+      store_(store),
+      fragment_size_bytes_(fragment_size_bytes),
+      known_file_(std::move(known_file)) {}
 
 std::string Ingest::published(const Uuid& id, const Hash& hash, const FileMetadata& file) {
   return json{{"UploadId", id.to_string()},
@@ -69,18 +75,23 @@ std::string Ingest::receiving(Upload& upload, const std::string& reason) const {
   return j.dump();
 }
 
-void Ingest::fail(const Uuid& id, const std::string& to, const std::string& reason, std::vector<IngestReply>& replies) {
+void Ingest::fail(const Uuid& id, const std::string& to, const std::string& reason,
+                  std::vector<IngestReply>& replies) {
   replies.push_back({to, failed_payload(id, reason)});
 }
 
-bool Ingest::on_message(std::int64_t now_ms, const std::string& client, const char* username, std::string_view topic,
-                        std::string_view payload, std::vector<IngestReply>& replies) {
+bool Ingest::on_message(std::int64_t now_ms, const std::string& client, const char* username,
+                        std::string_view topic, std::string_view payload,
+                        std::vector<IngestReply>& replies) {
   if (topic == ingest_topics::status) return false;  // only the tracker answers there
   const bool allowed =
-      options_.anyone || (username && std::find(options_.users.begin(), options_.users.end(), username) != options_.users.end());
+      options_.anyone || (username && std::find(options_.users.begin(), options_.users.end(),
+                                                username) != options_.users.end());
   if (!allowed || client.empty()) {
-    replies.push_back({client, failed_payload(std::nullopt, enabled() ? "this user may not upload (plugin_opt_ingest_users)"
-                                                                      : "uploads are disabled (plugin_opt_ingest_users)")});
+    replies.push_back(
+        {client, failed_payload(std::nullopt,
+                                enabled() ? "this user may not upload (plugin_opt_ingest_users)"
+                                          : "uploads are disabled (plugin_opt_ingest_users)")});
     return false;
   }
   if (topic == ingest_topics::begin) {
@@ -91,7 +102,8 @@ bool Ingest::on_message(std::int64_t now_ms, const std::string& client, const ch
     const json j = json::parse(payload, nullptr, false);
     const auto id = j.is_object() ? uuid_field(j, "UploadId") : std::nullopt;
     auto it = id ? uploads_.find(*id) : uploads_.end();
-    if (it != uploads_.end() && it->second->record.uploader == client) it->second->failure = "aborted by the uploader";
+    if (it != uploads_.end() && it->second->record.uploader == client)
+      it->second->failure = "aborted by the uploader";
   } else {
     return false;
   }
@@ -105,28 +117,38 @@ void Ingest::begin(std::int64_t now_ms, const std::string& client, std::string_v
   const auto id = uuid_field(j, "UploadId");
   if (!id) return fail({}, client, "begin: UploadId must be a GUID", replies);
   auto hash_it = j.find("Hash");
-  const auto hash = hash_it != j.end() && hash_it->is_string() ? Hash::from_hex(hash_it->get_ref<const std::string&>()) : std::nullopt;
+  const auto hash = hash_it != j.end() && hash_it->is_string()
+                        ? Hash::from_hex(hash_it->get_ref<const std::string&>())
+                        : std::nullopt;
   if (!hash) return fail(*id, client, "begin: Hash must be 64 hexadecimal characters", replies);
   auto size_it = j.find("Size");
   if (size_it == j.end() || !size_it->is_number_integer() || size_it->get<std::int64_t>() < 0 ||
       size_it->get<std::int64_t>() > options_.file_size_bytes_max)
-    return fail(*id, client, "begin: Size must be an integer from 0 to " + std::to_string(options_.file_size_bytes_max), replies);
+    return fail(
+        *id, client,
+        "begin: Size must be an integer from 0 to " + std::to_string(options_.file_size_bytes_max),
+        replies);
   const auto size = size_it->get<std::int64_t>();
 
-  if (const FileMetadata* known = known_file_(*hash); known && known->size_bytes == size && !uploads_.count(*id)) {
+  if (const FileMetadata* known = known_file_(*hash);
+      known && known->size_bytes == size && !uploads_.count(*id)) {
     replies.push_back({client, published(*id, *hash, *known)});
     return;
   }
   if (auto it = uploads_.find(*id); it != uploads_.end()) {
     Upload& upload = *it->second;
-    if (upload.record.uploader != client || upload.record.declared_hash != *hash || upload.record.size_bytes != size)
+    if (upload.record.uploader != client || upload.record.declared_hash != *hash ||
+        upload.record.size_bytes != size)
       return fail(*id, client, "begin: this UploadId belongs to another upload", replies);
     upload.last_activity_ms = now_ms;
     replies.push_back({client, receiving(upload)});
     return;
   }
   if (uploads_.size() >= options_.uploads_max)
-    return fail(*id, client, "too many uploads in progress (" + std::to_string(options_.uploads_max) + "); try again later", replies);
+    return fail(*id, client,
+                "too many uploads in progress (" + std::to_string(options_.uploads_max) +
+                    "); try again later",
+                replies);
 
   std::unique_ptr<Upload> upload;
   if (const auto record = store_.find_upload(*id)) {
@@ -136,7 +158,9 @@ void Ingest::begin(std::int64_t now_ms, const std::string& client, std::string_v
       upload = resume(*record);
     } catch (const std::exception& e) {
       store_.drop_upload(*id, [](const Hash&) { return true; });
-      return fail(*id, client, std::string("cannot resume this upload (") + e.what() + "); begin a new one", replies);
+      return fail(*id, client,
+                  std::string("cannot resume this upload (") + e.what() + "); begin a new one",
+                  replies);
     }
   }
   if (!upload) {
@@ -167,53 +191,66 @@ std::unique_ptr<Ingest::Upload> Ingest::resume(const UploadRecord& record) {
     ++upload->durable_fragments;
   });
   upload->replaying = false;
-  if (upload->received_bytes == record.size_bytes && record.size_bytes > 0) upload->digest = upload->fragmenter->finish();
+  if (upload->received_bytes == record.size_bytes && record.size_bytes > 0)
+    upload->digest = upload->fragmenter->finish();
   return upload;
 }
 
-void Ingest::chunk(std::int64_t now_ms, const std::string& client, std::string_view topic, std::string_view payload,
-                   std::vector<IngestReply>& replies) {
+void Ingest::chunk(std::int64_t now_ms, const std::string& client, std::string_view topic,
+                   std::string_view payload, std::vector<IngestReply>& replies) {
   // mqds/ingest/chunk/<UploadId>/<Offset>
   const auto rest = topic.substr(ingest_topics::chunk_prefix.size());
   const auto slash = rest.find('/');
-  const auto id = slash == std::string_view::npos ? std::nullopt : Uuid::parse(rest.substr(0, slash));
+  const auto id =
+      slash == std::string_view::npos ? std::nullopt : Uuid::parse(rest.substr(0, slash));
   std::int64_t offset = -1;
   if (id) {
     const auto text = rest.substr(slash + 1);
     const auto [at, ec] = std::from_chars(text.data(), text.data() + text.size(), offset);
     if (ec != std::errc() || at != text.data() + text.size()) offset = -1;
   }
-  if (!id || offset < 0) return fail(id.value_or(Uuid{}), client, "chunk topic must be mqds/ingest/chunk/<UploadId>/<Offset>", replies);
+  if (!id || offset < 0)
+    return fail(id.value_or(Uuid{}), client,
+                "chunk topic must be mqds/ingest/chunk/<UploadId>/<Offset>", replies);
   auto it = uploads_.find(*id);
   if (it == uploads_.end() || it->second->record.uploader != client)
-    return fail(*id, client, "unknown upload: send begin first (again after a broker restart)", replies);
+    return fail(*id, client, "unknown upload: send begin first (again after a broker restart)",
+                replies);
   Upload& upload = *it->second;
   upload.last_activity_ms = now_ms;
   if (!upload.failure.empty() || upload.digest) return;
   if (offset != upload.received_bytes) {
-    replies.push_back({client, receiving(upload, "expected Offset " + std::to_string(upload.received_bytes))});
+    replies.push_back(
+        {client, receiving(upload, "expected Offset " + std::to_string(upload.received_bytes))});
     return;
   }
   if (payload.empty() || payload.size() > options_.chunk_bytes_max) {
-    replies.push_back({client, receiving(upload, "a chunk has 1 to " + std::to_string(options_.chunk_bytes_max) + " bytes")});
+    replies.push_back(
+        {client, receiving(upload, "a chunk has 1 to " + std::to_string(options_.chunk_bytes_max) +
+                                       " bytes")});
     return;
   }
   if (upload.pending_bytes + payload.size() > options_.window_bytes) {
     replies.push_back({client, receiving(upload, "window full: wait for the next status")});
     return;
   }
-  if (upload.received_bytes + static_cast<std::int64_t>(payload.size()) > upload.record.size_bytes) {
-    upload.failure = "more bytes than the declared Size " + std::to_string(upload.record.size_bytes);
+  if (upload.received_bytes + static_cast<std::int64_t>(payload.size()) >
+      upload.record.size_bytes) {
+    upload.failure =
+        "more bytes than the declared Size " + std::to_string(upload.record.size_bytes);
     return;
   }
-  upload.fragmenter->feed(std::span(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()));
+  upload.fragmenter->feed(
+      std::span(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()));
   upload.received_bytes += static_cast<std::int64_t>(payload.size());
   upload.owes_answer = true;
   upload.fed_this_pass = true;
-  if (upload.received_bytes == upload.record.size_bytes) upload.digest = upload.fragmenter->finish();
+  if (upload.received_bytes == upload.record.size_bytes)
+    upload.digest = upload.fragmenter->finish();
 }
 
-std::vector<CompletedUpload> Ingest::flush(std::int64_t now_ms, std::vector<IngestReply>& replies, bool ticking) {
+std::vector<CompletedUpload> Ingest::flush(std::int64_t now_ms, std::vector<IngestReply>& replies,
+                                           bool ticking) {
   std::vector<CompletedUpload> completed;
   for (auto it = uploads_.begin(); it != uploads_.end();) {
     Upload& upload = *it->second;
@@ -225,7 +262,8 @@ std::vector<CompletedUpload> Ingest::flush(std::int64_t now_ms, std::vector<Inge
                                  static_cast<std::int64_t>(options_.chunk_bytes_max) <=
                              static_cast<std::int64_t>(options_.window_bytes);
     const bool more_coming = ticking && upload.fed_this_pass && window_left &&
-                             upload.pending_bytes < options_.window_bytes / 2 && !upload.digest && upload.failure.empty();
+                             upload.pending_bytes < options_.window_bytes / 2 && !upload.digest &&
+                             upload.failure.empty();
     upload.fed_this_pass = false;
     if (more_coming) {
       ++it;
@@ -241,12 +279,14 @@ std::vector<CompletedUpload> Ingest::flush(std::int64_t now_ms, std::vector<Inge
       upload.pending.clear();
       upload.pending_bytes = 0;
     }
-    if (upload.failure.empty() && upload.digest && upload.digest->hash != upload.record.declared_hash)
-      upload.failure = "the content hashes to " + upload.digest->hash.to_hex() + ", not the declared " +
-                       upload.record.declared_hash.to_hex();
+    if (upload.failure.empty() && upload.digest &&
+        upload.digest->hash != upload.record.declared_hash)
+      upload.failure = "the content hashes to " + upload.digest->hash.to_hex() +
+                       ", not the declared " + upload.record.declared_hash.to_hex();
     if (!upload.failure.empty() || upload.digest) {
-      completed.push_back(CompletedUpload{upload.record.id, upload.record.uploader, upload.digest.value_or(FileDigest{}),
-                                          upload.staged_sizes, upload.failure});
+      completed.push_back(CompletedUpload{upload.record.id, upload.record.uploader,
+                                          upload.digest.value_or(FileDigest{}), upload.staged_sizes,
+                                          upload.failure});
       it = uploads_.erase(it);
       continue;
     }
@@ -265,7 +305,8 @@ std::vector<CompletedUpload> Ingest::flush(std::int64_t now_ms, std::vector<Inge
 }
 
 void Ingest::finish(const CompletedUpload& upload, const std::string& error,
-                    const std::function<bool(const Hash&)>& still_needed, std::vector<IngestReply>& replies) {
+                    const std::function<bool(const Hash&)>& still_needed,
+                    std::vector<IngestReply>& replies) {
   const std::string& failure = upload.failure.empty() ? error : upload.failure;
   if (!failure.empty()) {
     // Uploads of files with common content share staged fragments: keep what another one uses.
@@ -279,7 +320,8 @@ void Ingest::finish(const CompletedUpload& upload, const std::string& error,
     return;
   }
   store_.finish_upload(upload.id);
-  replies.push_back({upload.uploader, published(upload.id, upload.digest.hash, upload.digest.metadata)});
+  replies.push_back(
+      {upload.uploader, published(upload.id, upload.digest.hash, upload.digest.metadata)});
 }
 
 }  // namespace mqds::plugin

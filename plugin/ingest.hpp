@@ -66,33 +66,41 @@ class Ingest {
   // `known_file` tells whether the service already has a file: such an upload is answered
   // "published" at once (a repeated put, or a "published" answer that was lost).
   using KnownFile = std::function<const FileMetadata*(const Hash&)>;
-  Ingest(IngestOptions options, TrackerStore& store, std::int64_t fragment_size_bytes, KnownFile known_file);
+  Ingest(IngestOptions options, TrackerStore& store, std::int64_t fragment_size_bytes,
+         KnownFile known_file);
   ~Ingest();
 
-  static bool handles(std::string_view topic) { return topic.substr(0, ingest_topics::prefix.size()) == ingest_topics::prefix; }
+  static bool handles(std::string_view topic) {
+    return topic.substr(0, ingest_topics::prefix.size()) == ingest_topics::prefix;
+  }
   bool enabled() const { return options_.anyone || !options_.users.empty(); }
 
   // A message on an ingest topic. False: the publisher may not publish there (drop it).
-  bool on_message(std::int64_t now_ms, const std::string& client, const char* username, std::string_view topic,
-                  std::string_view payload, std::vector<IngestReply>& replies);
+  bool on_message(std::int64_t now_ms, const std::string& client, const char* username,
+                  std::string_view topic, std::string_view payload,
+                  std::vector<IngestReply>& replies);
   // Stages what arrived durably, then answers uploaders; returns the uploads that ended.
   // `ticking`: another flush follows in the broker's next loop pass whether or not a message
   // arrives (TICK), so chunks still arriving may wait for it to be committed together. Without
   // TICK nothing would call flush again for an uploader that waits: everything is committed.
-  std::vector<CompletedUpload> flush(std::int64_t now_ms, std::vector<IngestReply>& replies, bool ticking);
+  std::vector<CompletedUpload> flush(std::int64_t now_ms, std::vector<IngestReply>& replies,
+                                     bool ticking);
   // Once the plugin has given a verified upload to Tracker::add_file (`error` is what it said):
   // forget it, or drop it and the staged content `still_needed` rejects.
-  void finish(const CompletedUpload& upload, const std::string& error, const std::function<bool(const Hash&)>& still_needed,
+  void finish(const CompletedUpload& upload, const std::string& error,
+              const std::function<bool(const Hash&)>& still_needed,
               std::vector<IngestReply>& replies);
 
   std::size_t uploads_in_progress() const { return uploads_.size(); }
 
  private:
   struct Upload;
-  void begin(std::int64_t now_ms, const std::string& client, std::string_view payload, std::vector<IngestReply>& replies);
-  void chunk(std::int64_t now_ms, const std::string& client, std::string_view topic, std::string_view payload,
+  void begin(std::int64_t now_ms, const std::string& client, std::string_view payload,
              std::vector<IngestReply>& replies);
-  void fail(const Uuid& id, const std::string& to, const std::string& reason, std::vector<IngestReply>& replies);
+  void chunk(std::int64_t now_ms, const std::string& client, std::string_view topic,
+             std::string_view payload, std::vector<IngestReply>& replies);
+  void fail(const Uuid& id, const std::string& to, const std::string& reason,
+            std::vector<IngestReply>& replies);
   // The "receiving" status; the Offset it tells bounds what the uploader may send next.
   std::string receiving(Upload& upload, const std::string& reason = {}) const;
   static std::string published(const Uuid& id, const Hash& hash, const FileMetadata& file);

@@ -2,7 +2,8 @@
 
 namespace mqds::plugin {
 
-std::vector<std::pair<std::string, std::uint64_t>> metric_values(const TrackerMetrics& m, const TrackerGauges& g,
+std::vector<std::pair<std::string, std::uint64_t>> metric_values(const TrackerMetrics& m,
+                                                                 const TrackerGauges& g,
                                                                  const FetchMetrics& f) {
   return {
       {"clients/registered", g.registered_clients},
@@ -30,7 +31,8 @@ std::vector<std::pair<std::string, std::uint64_t>> metric_values(const TrackerMe
   };
 }
 
-std::vector<std::pair<std::string, std::string>> MetricsPublisher::due(std::int64_t now_ms, const Tracker& tracker,
+std::vector<std::pair<std::string, std::string>> MetricsPublisher::due(std::int64_t now_ms,
+                                                                       const Tracker& tracker,
                                                                        const FetchMetrics& fetch) {
   std::vector<std::pair<std::string, std::string>> out;
   if (now_ms < next_ms_) return out;

@@ -16,7 +16,8 @@ namespace mqds::plugin {
 inline constexpr const char* metrics_prefix = "$SYS/broker/mqds/";
 
 // Every figure as (topic below the prefix, value).
-std::vector<std::pair<std::string, std::uint64_t>> metric_values(const TrackerMetrics& m, const TrackerGauges& g,
+std::vector<std::pair<std::string, std::uint64_t>> metric_values(const TrackerMetrics& m,
+                                                                 const TrackerGauges& g,
                                                                  const FetchMetrics& f);
 
 class MetricsPublisher {

@@ -16,13 +16,14 @@ struct Failure {
   std::string message;
 };
 
-std::int64_t integer(const std::string& key, const std::string& value, std::int64_t min, std::int64_t max) {
+std::int64_t integer(const std::string& key, const std::string& value, std::int64_t min,
+                     std::int64_t max) {
   std::int64_t result = 0;
   const auto* end = value.data() + value.size();
   const auto [at, ec] = std::from_chars(value.data(), end, result);
   if (ec != std::errc() || at != end || result < min || result > max)
-    throw Failure{"plugin_opt_" + key + ": must be an integer from " + std::to_string(min) + " to " +
-                  std::to_string(max) + ", not '" + value + "'"};
+    throw Failure{"plugin_opt_" + key + ": must be an integer from " + std::to_string(min) +
+                  " to " + std::to_string(max) + ", not '" + value + "'"};
   return result;
 }
 
@@ -35,8 +36,10 @@ void users(const std::string& value, std::vector<std::string>& names, bool& anyo
     std::string user = value.substr(start, end - start);
     user.erase(0, user.find_first_not_of(' '));
     user.erase(user.find_last_not_of(' ') + 1);
-    if (user == "*") anyone = true;
-    else if (!user.empty()) names.push_back(user);
+    if (user == "*")
+      anyone = true;
+    else if (!user.empty())
+      names.push_back(user);
     start = end + 1;
   }
 }
@@ -47,48 +50,64 @@ std::variant<Options, std::string> parse_options(const RawOptions& raw) {
   Options o;
   constexpr std::int64_t hour_ms = 3'600'000;
   auto ms = [](std::int64_t& field) {
-    return [&field](const std::string& k, const std::string& v) { field = integer(k, v, 1, hour_ms); };
+    return
+        [&field](const std::string& k, const std::string& v) { field = integer(k, v, 1, hour_ms); };
   };
   auto count = [](std::size_t& field, std::int64_t max) {
-    return [&field, max](const std::string& k, const std::string& v) { field = static_cast<std::size_t>(integer(k, v, 1, max)); };
+    return [&field, max](const std::string& k, const std::string& v) {
+      field = static_cast<std::size_t>(integer(k, v, 1, max));
+    };
   };
   const std::map<std::string, std::function<void(const std::string&, const std::string&)>> handlers{
-      {"data_dir", [&](const std::string& k, const std::string& v) {
+      {"data_dir",
+       [&](const std::string& k, const std::string& v) {
          if (v.empty()) throw Failure{"plugin_opt_" + k + ": must name a directory"};
          o.data_dir = v;
        }},
-      {"map_size", [&](const std::string& k, const std::string& v) {
+      {"map_size",
+       [&](const std::string& k, const std::string& v) {
          o.map_size_bytes = static_cast<std::size_t>(integer(k, v, 1 << 20, std::int64_t{1} << 44));
        }},
-      {"fragment_size", [&](const std::string& k, const std::string& v) {
+      {"fragment_size",
+       [&](const std::string& k, const std::string& v) {
          o.tracker.fragment_size_bytes = integer(k, v, 1, limits::fragment_size_bytes_max);
        }},
       {"replicas", count(o.tracker.replicas, 16)},
-      {"hash_algorithm", [&](const std::string& k, const std::string& v) {
-         if (!is_sha256_name(v)) throw Failure{"plugin_opt_" + k + ": only SHA256 is supported, not '" + v + "'"};
+      {"hash_algorithm",
+       [&](const std::string& k, const std::string& v) {
+         if (!is_sha256_name(v))
+           throw Failure{"plugin_opt_" + k + ": only SHA256 is supported, not '" + v + "'"};
        }},
       {"join_timeout_ms", ms(o.tracker.join_timeout_ms)},
       {"request_timeout_ms", ms(o.tracker.request_timeout_ms)},
       {"delivery_timeout_ms", ms(o.tracker.delivery_timeout_ms)},
       {"retry_delay_ms", ms(o.tracker.retry_delay_ms)},
       {"revision_beacon_ms", ms(o.tracker.revision_beacon_ms)},
-      {"startup_settle_ms", [&](const std::string& k, const std::string& v) {
+      {"startup_settle_ms",
+       [&](const std::string& k, const std::string& v) {
          o.tracker.startup_settle_ms = integer(k, v, 0, hour_ms);
        }},
       {"metrics_interval_ms", ms(o.metrics_interval_ms)},
-      {"ingest_users", [&](const std::string&, const std::string& v) { users(v, o.ingest.users, o.ingest.anyone); }},
-      {"ingest_chunk_size", [&](const std::string& k, const std::string& v) {
-         o.ingest.chunk_bytes_max = static_cast<std::size_t>(integer(k, v, 1024, limits::fragment_size_bytes_max));
+      {"ingest_users", [&](const std::string&,
+                           const std::string& v) { users(v, o.ingest.users, o.ingest.anyone); }},
+      {"ingest_chunk_size",
+       [&](const std::string& k, const std::string& v) {
+         o.ingest.chunk_bytes_max =
+             static_cast<std::size_t>(integer(k, v, 1024, limits::fragment_size_bytes_max));
        }},
-      {"ingest_window", [&](const std::string& k, const std::string& v) {
-         o.ingest.window_bytes = static_cast<std::size_t>(integer(k, v, 1024, std::int64_t{1} << 30));
+      {"ingest_window",
+       [&](const std::string& k, const std::string& v) {
+         o.ingest.window_bytes =
+             static_cast<std::size_t>(integer(k, v, 1024, std::int64_t{1} << 30));
        }},
       {"ingest_uploads", count(o.ingest.uploads_max, 1'024)},
-      {"ingest_file_size_max", [&](const std::string& k, const std::string& v) {
+      {"ingest_file_size_max",
+       [&](const std::string& k, const std::string& v) {
          o.ingest.file_size_bytes_max = integer(k, v, 1, limits::file_size_bytes_max);
        }},
       {"ingest_idle_timeout_ms", ms(o.ingest.idle_timeout_ms)},
-      {"fetch_users", [&](const std::string&, const std::string& v) { users(v, o.fetch.users, o.fetch.anyone); }},
+      {"fetch_users",
+       [&](const std::string&, const std::string& v) { users(v, o.fetch.users, o.fetch.anyone); }},
       {"joins_in_flight", count(o.tracker.joins_in_flight_max, 10'000)},
       {"distributions_in_flight", count(o.tracker.distributions_in_flight_max, 4'096)},
       {"max_clients", count(o.tracker.registered_clients_max, 1'000'000)},
@@ -99,7 +118,8 @@ std::variant<Options, std::string> parse_options(const RawOptions& raw) {
       if (handler == handlers.end()) throw Failure{"plugin_opt_" + key + ": unknown option"};
       handler->second(key, value);
     }
-    if (o.data_dir.empty()) throw Failure{"plugin_opt_data_dir: required (the directory of the tracker's LMDB store)"};
+    if (o.data_dir.empty())
+      throw Failure{"plugin_opt_data_dir: required (the directory of the tracker's LMDB store)"};
     if (o.ingest.window_bytes < o.ingest.chunk_bytes_max)
       throw Failure{"plugin_opt_ingest_window: must be at least plugin_opt_ingest_chunk_size"};
   } catch (const Failure& failure) {

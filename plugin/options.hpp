@@ -18,7 +18,7 @@ namespace mqds::plugin {
 struct Options {
   std::string data_dir;
   std::size_t map_size_bytes = std::size_t{16} << 30;  // LMDB's map is address space, not memory
-  std::int64_t metrics_interval_ms = 10'000;             // as the broker's sys_interval default
+  std::int64_t metrics_interval_ms = 10'000;           // as the broker's sys_interval default
   TrackerConfig tracker;
   IngestOptions ingest;
   FetchOptions fetch;

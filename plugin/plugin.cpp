@@ -36,7 +36,8 @@ int guarded(const char* where, int on_failure, F&& body) noexcept {
 int on_message(int, void* event_data, void* userdata) {
   // A message the tracker could not judge is not delivered: it might be one no client may send.
   return guarded("MESSAGE", MOSQ_ERR_ACL_DENIED, [&] {
-    return static_cast<Instance*>(userdata)->plugin->on_message(*static_cast<mosquitto_evt_message*>(event_data));
+    return static_cast<Instance*>(userdata)->plugin->on_message(
+        *static_cast<mosquitto_evt_message*>(event_data));
   });
 }
 
@@ -69,18 +70,22 @@ constexpr Registration registrations[] = {
 
 extern "C" {
 
-__attribute__((visibility("default"))) int mosquitto_plugin_version(int count, const int* versions) {
+__attribute__((visibility("default"))) int mosquitto_plugin_version(int count,
+                                                                    const int* versions) {
   for (int i = 0; i < count; ++i)
     if (versions[i] == 5) return 5;
   return -1;
 }
 
-__attribute__((visibility("default"))) int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** userdata,
-                                                                 struct mosquitto_opt* options, int option_count) {
+__attribute__((visibility("default"))) int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier,
+                                                                 void** userdata,
+                                                                 struct mosquitto_opt* options,
+                                                                 int option_count) {
   try {
     mqds::plugin::RawOptions raw;
     for (int i = 0; i < option_count; ++i)
-      raw.emplace_back(options[i].key ? options[i].key : "", options[i].value ? options[i].value : "");
+      raw.emplace_back(options[i].key ? options[i].key : "",
+                       options[i].value ? options[i].value : "");
     auto parsed = mqds::plugin::parse_options(raw);
     if (auto* error = std::get_if<std::string>(&parsed)) {
       mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: %s", error->c_str());
@@ -88,12 +93,16 @@ __attribute__((visibility("default"))) int mosquitto_plugin_init(mosquitto_plugi
     }
     auto instance = std::make_unique<Instance>();
     instance->identifier = identifier;
-    instance->plugin = std::make_unique<TrackerPlugin>(std::move(std::get<mqds::plugin::Options>(parsed)));
+    instance->plugin =
+        std::make_unique<TrackerPlugin>(std::move(std::get<mqds::plugin::Options>(parsed)));
     for (const auto& r : registrations) {
-      const int rc = mosquitto_callback_register(identifier, r.event, r.callback, nullptr, instance.get());
+      const int rc =
+          mosquitto_callback_register(identifier, r.event, r.callback, nullptr, instance.get());
       if (rc != MOSQ_ERR_SUCCESS) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: registering a callback failed: %s", mosquitto_strerror(rc));
-        for (const auto& done : registrations) mosquitto_callback_unregister(identifier, done.event, done.callback, nullptr);
+        mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: registering a callback failed: %s",
+                             mosquitto_strerror(rc));
+        for (const auto& done : registrations)
+          mosquitto_callback_unregister(identifier, done.event, done.callback, nullptr);
         return rc;
       }
     }
@@ -108,10 +117,12 @@ __attribute__((visibility("default"))) int mosquitto_plugin_init(mosquitto_plugi
   return MOSQ_ERR_UNKNOWN;
 }
 
-__attribute__((visibility("default"))) int mosquitto_plugin_cleanup(void* userdata, struct mosquitto_opt*, int) {
+__attribute__((visibility("default"))) int mosquitto_plugin_cleanup(void* userdata,
+                                                                    struct mosquitto_opt*, int) {
   std::unique_ptr<Instance> instance(static_cast<Instance*>(userdata));
   if (!instance) return MOSQ_ERR_SUCCESS;
-  for (const auto& r : registrations) mosquitto_callback_unregister(instance->identifier, r.event, r.callback, nullptr);
+  for (const auto& r : registrations)
+    mosquitto_callback_unregister(instance->identifier, r.event, r.callback, nullptr);
   return guarded("cleanup", MOSQ_ERR_SUCCESS, [&] {
     instance.reset();  // closes the store; what was committed stays
     return MOSQ_ERR_SUCCESS;

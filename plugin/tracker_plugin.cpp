@@ -35,7 +35,8 @@ int mosquitto_level(LogLevel level) {
 
 std::uint64_t os_random_seed() {
   std::uint64_t seed = 0;
-  if (getrandom(&seed, sizeof seed, 0) != static_cast<ssize_t>(sizeof seed)) seed ^= static_cast<std::uint64_t>(monotonic_ms());
+  if (getrandom(&seed, sizeof seed, 0) != static_cast<ssize_t>(sizeof seed))
+    seed ^= static_cast<std::uint64_t>(monotonic_ms());
   return seed;
 }
 
@@ -53,9 +54,11 @@ TrackerStore open_store(const Options& options) {
   try {
     return TrackerStore(options.data_dir, options.map_size_bytes);
   } catch (const std::exception& e) {
-    throw std::runtime_error("plugin_opt_data_dir " + options.data_dir + ": " + e.what() +
-                             " (the broker runs as its `user`, mosquitto by default, which must own this directory: "
-                             "install -d -o mosquitto -g mosquitto " + options.data_dir + ")");
+    throw std::runtime_error(
+        "plugin_opt_data_dir " + options.data_dir + ": " + e.what() +
+        " (the broker runs as its `user`, mosquitto by default, which must own this directory: "
+        "install -d -o mosquitto -g mosquitto " +
+        options.data_dir + ")");
   }
 }
 
@@ -74,16 +77,19 @@ TrackerPlugin::TrackerPlugin(Options options)
       metrics_(options_.metrics_interval_ms) {
   const auto stored_size = store_.fragment_size_bytes();
   if (stored_size && *stored_size != options_.tracker.fragment_size_bytes)
-    throw std::runtime_error("plugin_opt_fragment_size is " + std::to_string(options_.tracker.fragment_size_bytes) +
-                             " but the data in " + options_.data_dir + " was cut at " + std::to_string(*stored_size) +
-                             " bytes: set it back, or start with an empty data_dir");
+    throw std::runtime_error(
+        "plugin_opt_fragment_size is " + std::to_string(options_.tracker.fragment_size_bytes) +
+        " but the data in " + options_.data_dir + " was cut at " + std::to_string(*stored_size) +
+        " bytes: set it back, or start with an empty data_dir");
   if (!stored_size) store_.set_fragment_size(options_.tracker.fragment_size_bytes);
   tracker_ = std::make_unique<Tracker>(options_.tracker, store_.load(), *random_);
   last_tick_ms_ = monotonic_ms();
   if (!ingest_.enabled())
-    mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqds: uploads are disabled; allow them with plugin_opt_ingest_users");
+    mosquitto_log_printf(MOSQ_LOG_NOTICE,
+                         "mqds: uploads are disabled; allow them with plugin_opt_ingest_users");
   if (!fetch_.enabled())
-    mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqds: fetching is disabled; allow it with plugin_opt_fetch_users");
+    mosquitto_log_printf(MOSQ_LOG_NOTICE,
+                         "mqds: fetching is disabled; allow it with plugin_opt_fetch_users");
   take(tracker_->start(last_tick_ms_));
   flush();
 }
@@ -106,24 +112,27 @@ void TrackerPlugin::take(Output output) {
         pending.encoded_size = size;
       });
       if (!found) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: fragment %s is not in staging; delivery skipped", d.hash.to_hex().c_str());
+        mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: fragment %s is not in staging; delivery skipped",
+                             d.hash.to_hex().c_str());
         continue;
       }
       if (!pending.encoded) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: out of memory delivering fragment %s", d.hash.to_hex().c_str());
+        mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: out of memory delivering fragment %s",
+                             d.hash.to_hex().c_str());
         continue;
       }
       pending_publishes_.push_back(std::move(pending));
     } else {
-      pending_publishes_.push_back({std::move(p.topic), std::move(p.payload), p.to.value_or(""), false, nullptr, 0});
+      pending_publishes_.push_back(
+          {std::move(p.topic), std::move(p.payload), p.to.value_or(""), false, nullptr, 0});
     }
   }
 }
 
 void TrackerPlugin::take(std::vector<IngestReply>& replies) {
   for (auto& reply : replies)
-    pending_publishes_.push_back(
-        {std::string(ingest_topics::status), std::move(reply.payload), std::move(reply.to), false, nullptr, 0});
+    pending_publishes_.push_back({std::string(ingest_topics::status), std::move(reply.payload),
+                                  std::move(reply.to), false, nullptr, 0});
   replies.clear();
 }
 
@@ -140,14 +149,16 @@ void TrackerPlugin::flush(bool ticking) {
   for (const auto& upload : ingest_.flush(now, replies, ticking)) {
     std::string error = upload.failure;
     if (error.empty()) {
-      IngestResult added = tracker_->add_file(now, upload.digest.hash, upload.digest.metadata, upload.staged_sizes);
+      IngestResult added =
+          tracker_->add_file(now, upload.digest.hash, upload.digest.metadata, upload.staged_sizes);
       take(std::move(added.output));
       error = added.error;
     }
     if (!error.empty())
-      mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqds: upload %s from '%s' failed: %s", upload.id.to_string().c_str(),
-                           upload.uploader.c_str(), error.c_str());
-    ingest_.finish(upload, error, [this](const Hash& h) { return still_needed(h); }, replies);
+      mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqds: upload %s from '%s' failed: %s",
+                           upload.id.to_string().c_str(), upload.uploader.c_str(), error.c_str());
+    ingest_.finish(
+        upload, error, [this](const Hash& h) { return still_needed(h); }, replies);
   }
   take(replies);
   if (!pending_effects_.empty()) {
@@ -175,17 +186,20 @@ void TrackerPlugin::flush(bool ticking) {
       p.encoded_size = p.payload.size();
     }
     const int rc = mosquitto_broker_publish(p.to.empty() ? nullptr : p.to.c_str(), p.topic.c_str(),
-                                            static_cast<int>(p.encoded_size), p.encoded.get(), p.retain ? 0 : 2,
-                                            p.retain, nullptr);
+                                            static_cast<int>(p.encoded_size), p.encoded.get(),
+                                            p.retain ? 0 : 2, p.retain, nullptr);
     if (rc == MOSQ_ERR_SUCCESS) {
       (void)p.encoded.release();  // the broker's now
     } else {
-      mosquitto_log_printf(MOSQ_LOG_WARNING, "mqds: publishing on %s failed: %s", p.topic.c_str(), mosquitto_strerror(rc));
+      mosquitto_log_printf(MOSQ_LOG_WARNING, "mqds: publishing on %s failed: %s", p.topic.c_str(),
+                           mosquitto_strerror(rc));
     }
   }
 }
 
-void TrackerPlugin::BrokerFree::operator()(void* memory) const { mosquitto_free(memory); }
+void TrackerPlugin::BrokerFree::operator()(void* memory) const {
+  mosquitto_free(memory);
+}
 
 void TrackerPlugin::restart_from_store(const char* why) {
   // Nothing of the failed batch was stored, so nothing of it may be published: the tracker is
@@ -202,9 +216,10 @@ void TrackerPlugin::flush_if_no_tick() {
   if (now - last_tick_ms_ < tick_missing_ms) return;
   if (!warned_no_tick_) {
     warned_no_tick_ = true;
-    mosquitto_log_printf(MOSQ_LOG_WARNING,
-                         "mqds: the broker sends no TICK (per_listener_settings true?): timeouts run only when "
-                         "messages arrive; set per_listener_settings false");
+    mosquitto_log_printf(
+        MOSQ_LOG_WARNING,
+        "mqds: the broker sends no TICK (per_listener_settings true?): timeouts run only when "
+        "messages arrive; set per_listener_settings false");
   }
   take(tracker_->on_tick(now));
   flush();
@@ -214,11 +229,14 @@ int TrackerPlugin::on_message(mosquitto_evt_message& event) {
   if (!event.topic) return MOSQ_ERR_SUCCESS;
   if (Ingest::handles(event.topic)) return on_ingest(event);
   if (FetchGate::kind(event.topic) != FetchGate::Kind::none) return on_fetch(event);
-  if (std::string_view(event.topic).substr(0, query_prefix.size()) == query_prefix) return on_query(event);
+  if (std::string_view(event.topic).substr(0, query_prefix.size()) == query_prefix)
+    return on_query(event);
   if (!event_type_for_topic(event.topic)) return MOSQ_ERR_SUCCESS;
   const char* sender = mosquitto_client_id(event.client);
-  const std::string_view payload(static_cast<const char*>(event.payload), event.payload ? event.payloadlen : 0);
-  MessageResult result = tracker_->on_message(monotonic_ms(), sender ? sender : "", event.topic, payload);
+  const std::string_view payload(static_cast<const char*>(event.payload),
+                                 event.payload ? event.payloadlen : 0);
+  MessageResult result =
+      tracker_->on_message(monotonic_ms(), sender ? sender : "", event.topic, payload);
   take(std::move(result.output));
   int rc = MOSQ_ERR_SUCCESS;
   if (result.verdict == Verdict::drop) {
@@ -240,15 +258,19 @@ int TrackerPlugin::on_message(mosquitto_evt_message& event) {
 
 int TrackerPlugin::on_ingest(mosquitto_evt_message& event) {
   const char* sender = mosquitto_client_id(event.client);
-  const std::string_view payload(static_cast<const char*>(event.payload), event.payload ? event.payloadlen : 0);
+  const std::string_view payload(static_cast<const char*>(event.payload),
+                                 event.payload ? event.payloadlen : 0);
   std::vector<IngestReply> replies;
-  const bool consumed = ingest_.on_message(monotonic_ms(), sender ? sender : "", mosquitto_client_username(event.client),
-                                           event.topic, payload, replies);
+  const bool consumed =
+      ingest_.on_message(monotonic_ms(), sender ? sender : "",
+                         mosquitto_client_username(event.client), event.topic, payload, replies);
   take(replies);
   flush_if_no_tick();
   if (!consumed) return MOSQ_ERR_ACL_DENIED;
   // File content is for the tracker only: subscribers of mqds/ingest/# see an empty message.
-  if (event.payloadlen > 0 && std::string_view(event.topic).substr(0, ingest_topics::chunk_prefix.size()) == ingest_topics::chunk_prefix) {
+  if (event.payloadlen > 0 &&
+      std::string_view(event.topic).substr(0, ingest_topics::chunk_prefix.size()) ==
+          ingest_topics::chunk_prefix) {
     void* empty = mosquitto_malloc(1);
     if (!empty) return MOSQ_ERR_ACL_DENIED;
     static_cast<char*>(empty)[0] = '\0';
@@ -276,24 +298,30 @@ struct PropertyCopy {
 // Reads the request's Response Topic and the length of its Correlation Data into `request`. A
 // property that is there but cannot be copied (out of memory) makes the request unreadable
 // rather than absent: an absent Correlation Data is allowed, an unread one must not be.
-void read_request_properties(const mosquitto_property* properties, FetchRequest& request, PropertyCopy& response_topic,
-                             PropertyCopy& correlation) {
+void read_request_properties(const mosquitto_property* properties, FetchRequest& request,
+                             PropertyCopy& response_topic, PropertyCopy& correlation) {
   if (!properties) return;
   if (mosquitto_property_read_string(properties, MQTT_PROP_RESPONSE_TOPIC, nullptr, false)) {
     char* value = nullptr;
-    const bool read = mosquitto_property_read_string(properties, MQTT_PROP_RESPONSE_TOPIC, &value, false) != nullptr;
+    const bool read = mosquitto_property_read_string(properties, MQTT_PROP_RESPONSE_TOPIC, &value,
+                                                     false) != nullptr;
     response_topic.data = value;
-    if (read && value) request.response_topic = std::string_view(value);
-    else request.properties_readable = false;
+    if (read && value)
+      request.response_topic = std::string_view(value);
+    else
+      request.properties_readable = false;
   }
-  if (mosquitto_property_read_binary(properties, MQTT_PROP_CORRELATION_DATA, nullptr, nullptr, false)) {
+  if (mosquitto_property_read_binary(properties, MQTT_PROP_CORRELATION_DATA, nullptr, nullptr,
+                                     false)) {
     void* value = nullptr;
     std::uint16_t length = 0;
-    const bool read =
-        mosquitto_property_read_binary(properties, MQTT_PROP_CORRELATION_DATA, &value, &length, false) != nullptr;
+    const bool read = mosquitto_property_read_binary(properties, MQTT_PROP_CORRELATION_DATA, &value,
+                                                     &length, false) != nullptr;
     correlation.data = value;
-    if (read) request.correlation_bytes = length;
-    else request.properties_readable = false;
+    if (read)
+      request.correlation_bytes = length;
+    else
+      request.properties_readable = false;
   }
 }
 
@@ -304,16 +332,15 @@ int TrackerPlugin::on_fetch(mosquitto_evt_message& event) {
   const char* username = mosquitto_client_username(event.client);
   const std::string_view topic(event.topic);
   const auto refuse = [&](FetchRefusal why) {
-    if (auto line = fetch_.refused(monotonic_ms(), why, client_id ? client_id : "", username, topic))
+    if (auto line =
+            fetch_.refused(monotonic_ms(), why, client_id ? client_id : "", username, topic))
       mosquitto_log_printf(mosquitto_level(line->level), "mqds: %s", line->text.c_str());
     return MOSQ_ERR_ACL_DENIED;
   };
 
   switch (FetchGate::kind(topic)) {
-    case FetchGate::Kind::none:
-      return MOSQ_ERR_SUCCESS;
-    case FetchGate::Kind::other:
-      return refuse(FetchRefusal::not_a_fetch_topic);
+    case FetchGate::Kind::none: return MOSQ_ERR_SUCCESS;
+    case FetchGate::Kind::other: return refuse(FetchRefusal::not_a_fetch_topic);
     case FetchGate::Kind::request: {
       FetchRequest request;
       request.topic = topic;
@@ -328,8 +355,7 @@ int TrackerPlugin::on_fetch(mosquitto_evt_message& event) {
       fetch_.passed();
       return MOSQ_ERR_SUCCESS;  // unchanged, to the edge subscribed to its request topic
     }
-    case FetchGate::Kind::response:
-      break;
+    case FetchGate::Kind::response: break;
   }
 
   const auto judged = fetch_.judge_response(topic, event.payloadlen);
@@ -342,17 +368,19 @@ int TrackerPlugin::on_fetch(mosquitto_evt_message& event) {
   if (event.payloadlen > 0) std::memcpy(payload, event.payload, event.payloadlen);
   static_cast<char*>(payload)[event.payloadlen] = '\0';
   // The original's properties (Correlation Data, User Properties...) are handed on, not copied:
-  // mosquitto_property_copy_all allocates with plain malloc in 2.0.x while the broker frees property
-  // values with its counting free, so every copied response would lower $SYS/broker/heap/current
-  // by the size of its values until it wraps (measured, see FetchHeapTest). The event gives its
-  // list up instead of replacing it (the 2.0.11 leak is of a list replaced by another): the refused
-  // original is freed without it, and the broker frees the list once, after the delivery.
+  // mosquitto_property_copy_all allocates with plain malloc in 2.0.x while the broker frees
+  // property values with its counting free, so every copied response would lower
+  // $SYS/broker/heap/current by the size of its values until it wraps (measured, see
+  // FetchHeapTest). The event gives its list up instead of replacing it (the 2.0.11 leak is of a
+  // list replaced by another): the refused original is freed without it, and the broker frees the
+  // list once, after the delivery.
   mosquitto_property* properties = event.properties;
   event.properties = nullptr;
   // To the requester alone (retain is always off for a publish to one client); the original is
   // refused below so that no subscriber of its topic, `#` included, ever sees the fragment's data.
-  const int rc = mosquitto_broker_publish(requester.c_str(), event.topic, static_cast<int>(event.payloadlen), payload,
-                                          event.qos, false, properties);
+  const int rc =
+      mosquitto_broker_publish(requester.c_str(), event.topic, static_cast<int>(event.payloadlen),
+                               payload, event.qos, false, properties);
   if (rc != MOSQ_ERR_SUCCESS) {
     mosquitto_free(payload);
     event.properties = properties;  // still the original's, freed with it
@@ -369,44 +397,49 @@ int TrackerPlugin::on_query(mosquitto_evt_message& event) {
   auto named = [&](const std::vector<std::string>& users) {
     return username && std::find(users.begin(), users.end(), username) != users.end();
   };
-  const bool allowed = options_.fetch.anyone || options_.ingest.anyone || named(options_.fetch.users) ||
-                       named(options_.ingest.users);
+  const bool allowed = options_.fetch.anyone || options_.ingest.anyone ||
+                       named(options_.fetch.users) || named(options_.ingest.users);
   const auto refuse = [&](const char* why) {
     if (queries_refused_logged_ < queries_refused_logged_max) {
       ++queries_refused_logged_;
-      mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqds: refused a query from '%.160s': %s", client_id ? client_id : "", why);
+      mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqds: refused a query from '%.160s': %s",
+                           client_id ? client_id : "", why);
     }
     return MOSQ_ERR_ACL_DENIED;
   };
-  if (std::string_view(event.topic) != query::request_topic) return refuse("only the tracker answers under mqds/query/");
+  if (std::string_view(event.topic) != query::request_topic)
+    return refuse("only the tracker answers under mqds/query/");
   if (!allowed) return refuse("this user is in neither fetch_users nor ingest_users");
   if (!client_id || event.retain) return refuse("a query is not retained");
   FetchRequest read;  // the same two properties a fetch request carries
   PropertyCopy response_topic, correlation;
   read_request_properties(event.properties, read, response_topic, correlation);
-  if (!read.response_topic || query::requester_of_response_topic(*read.response_topic) != std::string_view(client_id))
+  if (!read.response_topic ||
+      query::requester_of_response_topic(*read.response_topic) != std::string_view(client_id))
     return refuse("its Response Topic must be mqds/query/response/<its own client id>[/...]");
   if (read.correlation_bytes && *read.correlation_bytes > fetch::correlation_bytes_max)
     return refuse("its Correlation Data is too long");
 
-  const std::string_view payload(static_cast<const char*>(event.payload), event.payload ? event.payloadlen : 0);
+  const std::string_view payload(static_cast<const char*>(event.payload),
+                                 event.payload ? event.payloadlen : 0);
   const auto decoded = query::decode_request(payload);
   std::string answer;
   if (const auto* error = std::get_if<DecodeError>(&decoded))
     answer = query::encode_answer(query::Answer{error->to_string(), 0, 0, 0, 0, 0, {}, {}, {}, {}});
   else
-    answer = query::encode_answer(query::answer(tracker_->view(), options_.tracker.replicas, std::get<query::Request>(decoded)));
+    answer = query::encode_answer(query::answer(tracker_->view(), options_.tracker.replicas,
+                                                std::get<query::Request>(decoded)));
   void* copy = mosquitto_malloc(answer.size() + 1);
   if (!copy) return refuse("out of memory");
   std::memcpy(copy, answer.data(), answer.size());
   static_cast<char*>(copy)[answer.size()] = '\0';
-  // The request's own properties (its Response Topic and Correlation Data) go with the answer, handed
-  // over rather than copied, for the reason on_fetch gives.
+  // The request's own properties (its Response Topic and Correlation Data) go with the answer,
+  // handed over rather than copied, for the reason on_fetch gives.
   mosquitto_property* properties = event.properties;
   event.properties = nullptr;
   const std::string topic(*read.response_topic);
-  if (mosquitto_broker_publish(client_id, topic.c_str(), static_cast<int>(answer.size()), copy, 1, false, properties) !=
-      MOSQ_ERR_SUCCESS) {
+  if (mosquitto_broker_publish(client_id, topic.c_str(), static_cast<int>(answer.size()), copy, 1,
+                               false, properties) != MOSQ_ERR_SUCCESS) {
     mosquitto_free(copy);
     event.properties = properties;
     return refuse("the answer could not be queued");

@@ -29,7 +29,8 @@ class TrackerPlugin {
   // Opens the store and starts the tracker (TrackerHello). Throws with a message for the log.
   explicit TrackerPlugin(Options options);
 
-  // MOSQ_ERR_* for the MESSAGE callback: SUCCESS to deliver (possibly rewritten), ACL_DENIED to drop.
+  // MOSQ_ERR_* for the MESSAGE callback: SUCCESS to deliver (possibly rewritten), ACL_DENIED to
+  // drop.
   int on_message(mosquitto_evt_message& event);
   int on_ingest(mosquitto_evt_message& event);
   // A publish under mqds/fetch/: see fetch_gate.hpp.

@@ -457,10 +457,12 @@ struct DeliveredFrame {
   std::string tail;
 };
 
-DeliveredFrame delivered_frame(const Uuid& event_id, const Hash& hash, const std::set<ClientId>& receivers,
+DeliveredFrame delivered_frame(const Uuid& event_id, const Hash& hash,
+                               const std::set<ClientId>& receivers,
                                std::optional<std::uint64_t> revision) {
   DeliveredFrame frame;
-  frame.head = R"({"EventId":")" + event_id.to_string() + R"(","Hash":")" + hash.to_hex() + R"(","Receivers":[)";
+  frame.head = R"({"EventId":")" + event_id.to_string() + R"(","Hash":")" + hash.to_hex() +
+               R"(","Receivers":[)";
   bool first = true;
   for (const auto& receiver : receivers) {
     if (!first) frame.head += ',';
@@ -474,7 +476,8 @@ DeliveredFrame delivered_frame(const Uuid& event_id, const Hash& hash, const std
   return frame;
 }
 
-// The CBOR form (RFC 8949, definite lengths, shortest heads) around the byte string of the fragment.
+// The CBOR form (RFC 8949, definite lengths, shortest heads) around the byte string of the
+// fragment.
 void append_cbor_head(std::string& out, std::uint8_t major, std::uint64_t value) {
   const auto type = static_cast<std::uint8_t>(major << 5);
   int bytes = 0;
@@ -501,8 +504,10 @@ void append_cbor_text(std::string& out, std::string_view text) {
   out += text;
 }
 
-DeliveredFrame delivered_cbor_frame(const Uuid& event_id, const Hash& hash, std::size_t data_size_bytes,
-                                    const std::set<ClientId>& receivers, std::optional<std::uint64_t> revision) {
+DeliveredFrame delivered_cbor_frame(const Uuid& event_id, const Hash& hash,
+                                    std::size_t data_size_bytes,
+                                    const std::set<ClientId>& receivers,
+                                    std::optional<std::uint64_t> revision) {
   DeliveredFrame frame;
   append_cbor_head(frame.head, 5, revision ? 5 : 4);
   append_cbor_text(frame.head, "EventId");
@@ -600,13 +605,16 @@ Hash read_hash(const json& value, const std::string& path) {
 
 // min_value is 0 or 1, the only lower bounds of the schema. nlohmann stores every non-negative
 // number it parses as unsigned, and only those can exceed the int64 range.
-std::int64_t read_int(const json& value, const std::string& path, std::int64_t min_value, std::int64_t max_value) {
+std::int64_t read_int(const json& value, const std::string& path, std::int64_t min_value,
+                      std::int64_t max_value) {
   if (!value.is_number_integer()) reject(path, "must be an integer");
-  if (value.is_number_unsigned() && value.get<std::uint64_t>() > static_cast<std::uint64_t>(max_value)) {
+  if (value.is_number_unsigned() &&
+      value.get<std::uint64_t>() > static_cast<std::uint64_t>(max_value)) {
     reject(path, exceeds(static_cast<std::uint64_t>(max_value)));
   }
   const auto signed_value = value.get<std::int64_t>();
-  if (signed_value < min_value) reject(path, min_value > 0 ? "must be positive" : "must not be negative");
+  if (signed_value < min_value)
+    reject(path, min_value > 0 ? "must be positive" : "must not be negative");
   if (signed_value > max_value) reject(path, exceeds(static_cast<std::uint64_t>(max_value)));
   return signed_value;
 }
@@ -637,7 +645,8 @@ std::uint32_t read_reason_code(const json& value, const std::string& path) {
   return static_cast<std::uint32_t>(code);
 }
 
-void check_string_size(std::string_view text, const std::string& path, std::size_t min_bytes, std::size_t max_bytes) {
+void check_string_size(std::string_view text, const std::string& path, std::size_t min_bytes,
+                       std::size_t max_bytes) {
   if (text.size() < min_bytes) reject(path, "must not be empty");
   if (text.size() > max_bytes) reject(path, exceeds(max_bytes, "bytes"));
 }
@@ -658,14 +667,16 @@ std::string read_reason(const json& value, const std::string& path) {
   return read_string(value, path, 0, limits::reason_bytes_max);
 }
 
-const json::array_t& read_array(const json& value, const std::string& path, std::size_t max_entries) {
+const json::array_t& read_array(const json& value, const std::string& path,
+                                std::size_t max_entries) {
   if (!value.is_array()) reject(path, "must be an array");
   const auto& items = value.get_ref<const json::array_t&>();
   if (items.size() > max_entries) reject(path, exceeds(max_entries, "entries"));
   return items;
 }
 
-const json::object_t& read_object(const json& value, const std::string& path, std::size_t max_entries) {
+const json::object_t& read_object(const json& value, const std::string& path,
+                                  std::size_t max_entries) {
   if (!value.is_object()) reject(path, "must be an object");
   const auto& members = value.get_ref<const json::object_t&>();
   if (members.size() > max_entries) reject(path, exceeds(max_entries, "entries"));
@@ -687,7 +698,8 @@ std::vector<Hash> read_hash_sequence(const json& value, const std::string& path)
   const auto& items = read_array(value, path, limits::fragments_per_file_max);
   std::vector<Hash> hashes;
   hashes.reserve(items.size());
-  for (std::size_t i = 0; i < items.size(); ++i) hashes.push_back(read_hash(items[i], index_path(path, i)));
+  for (std::size_t i = 0; i < items.size(); ++i)
+    hashes.push_back(read_hash(items[i], index_path(path, i)));
   return hashes;
 }
 
@@ -708,7 +720,8 @@ std::set<ClientId> read_receivers(const json& value, const std::string& path) {
   std::set<ClientId> receivers;
   for (std::size_t i = 0; i < items.size(); ++i) {
     const auto item_path = index_path(path, i);
-    if (!receivers.insert(read_client_id(items[i], item_path)).second) reject(item_path, "duplicate entry");
+    if (!receivers.insert(read_client_id(items[i], item_path)).second)
+      reject(item_path, "duplicate entry");
   }
   return receivers;
 }
@@ -717,8 +730,10 @@ FileMetadata read_file_metadata(const json& value, const std::string& path) {
   read_object(value, path, std::numeric_limits<std::size_t>::max());
   const Fields fields(value, path);
   FileMetadata file;
-  file.size_bytes = read_int(fields.required("Size"), fields.path("Size"), 0, limits::file_size_bytes_max);
-  file.fragment_sequence = read_hash_sequence(fields.required("FragmentSequence"), fields.path("FragmentSequence"));
+  file.size_bytes =
+      read_int(fields.required("Size"), fields.path("Size"), 0, limits::file_size_bytes_max);
+  file.fragment_sequence =
+      read_hash_sequence(fields.required("FragmentSequence"), fields.path("FragmentSequence"));
   return file;
 }
 
@@ -736,7 +751,8 @@ FileInfos read_file_infos(const json& value, const std::string& path) {
   for (const auto& [key, member] : read_object(value, path, limits::files_per_event_max)) {
     const auto member_path = key_path(path, key);
     const auto hash = read_hash_text(key, member_path);
-    if (!files.emplace(hash, read_file_metadata(member, member_path)).second) reject(member_path, "duplicate entry");
+    if (!files.emplace(hash, read_file_metadata(member, member_path)).second)
+      reject(member_path, "duplicate entry");
   }
   return files;
 }
@@ -758,8 +774,9 @@ ClientMetadata read_client_metadata(const json& value, const std::string& path) 
   const Fields fields(value, path);
   ClientMetadata client;
   client.endpoints = read_endpoints(fields.required("Endpoints"), fields.path("Endpoints"));
-  client.stored_fragments = read_hash_set(fields.required("StoredFragments"), fields.path("StoredFragments"),
-                                          limits::fragments_per_event_max);
+  client.stored_fragments =
+      read_hash_set(fields.required("StoredFragments"), fields.path("StoredFragments"),
+                    limits::fragments_per_event_max);
   if (const json* capacity = fields.optional("Capacity"))
     client.capacity_bytes = read_capacity(*capacity, fields.path("Capacity"));
   return client;
@@ -775,30 +792,37 @@ std::map<ClientId, ClientMetadata> read_clients(const json& value, const std::st
   return clients;
 }
 
-Uuid read_event_id(const Fields& fields) { return read_uuid(fields.required("EventId"), fields.path("EventId")); }
+Uuid read_event_id(const Fields& fields) {
+  return read_uuid(fields.required("EventId"), fields.path("EventId"));
+}
 
-Hash read_hash_field(const Fields& fields) { return read_hash(fields.required("Hash"), fields.path("Hash")); }
+Hash read_hash_field(const Fields& fields) {
+  return read_hash(fields.required("Hash"), fields.path("Hash"));
+}
 
 std::optional<std::uint64_t> read_optional_revision(const Fields& fields) {
-  if (const json* revision = fields.optional("Revision")) return read_uint(*revision, fields.path("Revision"));
+  if (const json* revision = fields.optional("Revision"))
+    return read_uint(*revision, fields.path("Revision"));
   return std::nullopt;
 }
 
 std::optional<std::string> read_optional_reason(const Fields& fields) {
-  if (const json* reason = fields.optional("Reason")) return read_reason(*reason, fields.path("Reason"));
+  if (const json* reason = fields.optional("Reason"))
+    return read_reason(*reason, fields.path("Reason"));
   return std::nullopt;
 }
 
 std::optional<Uuid> read_optional_request_event_id(const Fields& fields) {
-  if (const json* id = fields.optional("RequestEventId")) return read_uuid(*id, fields.path("RequestEventId"));
+  if (const json* id = fields.optional("RequestEventId"))
+    return read_uuid(*id, fields.path("RequestEventId"));
   return std::nullopt;
 }
 
 ClientJoinRequested read_client_join_requested(const Fields& f) {
   ClientJoinRequested e;
   e.event_id = read_event_id(f);
-  e.hash_algorithm =
-      read_string(f.required("HashAlgorithm"), f.path("HashAlgorithm"), 0, limits::hash_algorithm_bytes_max);
+  e.hash_algorithm = read_string(f.required("HashAlgorithm"), f.path("HashAlgorithm"), 0,
+                                 limits::hash_algorithm_bytes_max);
   if (const json* size = f.optional("FragmentSize"))
     e.fragment_size_bytes = read_fragment_size(*size, f.path("FragmentSize"));
   // Under another algorithm the hashes cannot be checked as SHA-256 digests, and rejecting the
@@ -807,20 +831,23 @@ ClientJoinRequested read_client_join_requested(const Fields& f) {
   const bool sha256 = is_sha256_name(e.hash_algorithm);
   if (sha256) {
     e.known_file_infos = read_file_infos(f.required("KnownFileInfos"), f.path("KnownFileInfos"));
-    e.stored_fragments = read_fragment_infos(f.required("StoredFragments"), f.path("StoredFragments"));
+    e.stored_fragments =
+        read_fragment_infos(f.required("StoredFragments"), f.path("StoredFragments"));
   }
   e.endpoints = read_endpoints(f.required("Endpoints"), f.path("Endpoints"));
-  if (const json* capacity = f.optional("Capacity")) e.capacity_bytes = read_capacity(*capacity, f.path("Capacity"));
+  if (const json* capacity = f.optional("Capacity"))
+    e.capacity_bytes = read_capacity(*capacity, f.path("Capacity"));
   if (const json* obtained = f.optional("ObtainedFragments"); obtained && sha256) {
     e.obtained_fragments = read_fragment_infos(*obtained, f.path("ObtainedFragments"));
   }
   if (const json* encodings = f.optional("DeliveryEncodings")) {
     const auto path = f.path("DeliveryEncodings");
     if (!encodings->is_array()) reject(path, "must be an array");
-    if (encodings->size() > limits::delivery_encodings_max) reject(path, exceeds(limits::delivery_encodings_max, "entries"));
+    if (encodings->size() > limits::delivery_encodings_max)
+      reject(path, exceeds(limits::delivery_encodings_max, "entries"));
     for (std::size_t i = 0; i < encodings->size(); ++i)
-      e.delivery_encodings.insert(read_string((*encodings)[i], path + "[" + std::to_string(i) + "]", 1,
-                                              limits::delivery_encoding_bytes_max));
+      e.delivery_encodings.insert(read_string((*encodings)[i], path + "[" + std::to_string(i) + "]",
+                                              1, limits::delivery_encoding_bytes_max));
   }
   return e;
 }
@@ -831,11 +858,13 @@ ClientJoinAccepted read_client_join_accepted(const Fields& f) {
   e.client_identifier = read_client_id(f.required("ClientIdentifier"), f.path("ClientIdentifier"));
   e.fragment_size_bytes = read_fragment_size(f.required("FragmentSize"), f.path("FragmentSize"));
   e.add_file_infos = read_file_infos(f.required("AddFileInfos"), f.path("AddFileInfos"));
-  e.add_fragment_infos = read_fragment_infos(f.required("AddFragmentInfos"), f.path("AddFragmentInfos"));
-  e.remove_file_infos =
-      read_hash_set(f.required("RemoveFileInfos"), f.path("RemoveFileInfos"), limits::files_per_event_max);
+  e.add_fragment_infos =
+      read_fragment_infos(f.required("AddFragmentInfos"), f.path("AddFragmentInfos"));
+  e.remove_file_infos = read_hash_set(f.required("RemoveFileInfos"), f.path("RemoveFileInfos"),
+                                      limits::files_per_event_max);
   e.remove_fragment_infos =
-      read_hash_set(f.required("RemoveFragmentInfos"), f.path("RemoveFragmentInfos"), limits::fragments_per_event_max);
+      read_hash_set(f.required("RemoveFragmentInfos"), f.path("RemoveFragmentInfos"),
+                    limits::fragments_per_event_max);
   e.clients = read_clients(f.required("Clients"), f.path("Clients"));
   e.request_event_id = read_optional_request_event_id(f);
   e.revision = read_optional_revision(f);
@@ -883,7 +912,8 @@ FileInfoPublished read_file_info_published(const Fields& f) {
   e.event_id = read_event_id(f);
   e.hash = read_hash_field(f);
   e.size_bytes = read_int(f.required("Size"), f.path("Size"), 0, limits::file_size_bytes_max);
-  e.fragment_sequence = read_hash_sequence(f.required("FragmentSequence"), f.path("FragmentSequence"));
+  e.fragment_sequence =
+      read_hash_sequence(f.required("FragmentSequence"), f.path("FragmentSequence"));
   e.revision = read_optional_revision(f);
   return e;
 }
@@ -909,7 +939,8 @@ FragmentDistributionDelivered read_fragment_distribution_delivered(const Fields&
     if (!data.is_string()) reject(data_path, "must be a string");
     const auto& text = data.get_ref<const std::string&>();
     // Checked on the text first so an oversized fragment is never decoded.
-    if (text.size() > base64_encoded_size(data_bytes_max)) reject(data_path, exceeds(data_bytes_max, "bytes"));
+    if (text.size() > base64_encoded_size(data_bytes_max))
+      reject(data_path, exceeds(data_bytes_max, "bytes"));
     if (!base64_decode(text, e.data)) reject(data_path, "must be Base64");
   }
   if (e.data.empty()) reject(data_path, "must not be empty");
@@ -931,16 +962,11 @@ FragmentDistributionEnded read_fragment_distribution_ended(const Fields& f) {
 
 Event read_event(EventType type, const Fields& f) {
   switch (type) {
-    case EventType::tracker_hello:
-      return TrackerHello{read_event_id(f)};
-    case EventType::tracker_goodbye:
-      return TrackerGoodbye{read_event_id(f)};
-    case EventType::client_join_requested:
-      return read_client_join_requested(f);
-    case EventType::client_join_accepted:
-      return read_client_join_accepted(f);
-    case EventType::client_join_denied:
-      return read_client_join_denied(f);
+    case EventType::tracker_hello: return TrackerHello{read_event_id(f)};
+    case EventType::tracker_goodbye: return TrackerGoodbye{read_event_id(f)};
+    case EventType::client_join_requested: return read_client_join_requested(f);
+    case EventType::client_join_accepted: return read_client_join_accepted(f);
+    case EventType::client_join_denied: return read_client_join_denied(f);
     case EventType::client_join_succeeded: {
       ClientJoinSucceeded e;
       e.event_id = read_event_id(f);
@@ -954,22 +980,17 @@ Event read_event(EventType type, const Fields& f) {
       e.request_event_id = read_optional_request_event_id(f);
       return e;
     }
-    case EventType::client_registered:
-      return read_client_registered(f);
-    case EventType::client_goodbye:
-      return read_client_goodbye(f);
-    case EventType::file_info_published:
-      return read_file_info_published(f);
-    case EventType::fragment_distribution_started:
-      return read_fragment_distribution_started(f);
+    case EventType::client_registered: return read_client_registered(f);
+    case EventType::client_goodbye: return read_client_goodbye(f);
+    case EventType::file_info_published: return read_file_info_published(f);
+    case EventType::fragment_distribution_started: return read_fragment_distribution_started(f);
     case EventType::fragment_distribution_requested: {
       FragmentDistributionRequested e;
       e.event_id = read_event_id(f);
       e.hash = read_hash_field(f);
       return e;
     }
-    case EventType::fragment_distribution_delivered:
-      return read_fragment_distribution_delivered(f);
+    case EventType::fragment_distribution_delivered: return read_fragment_distribution_delivered(f);
     case EventType::fragment_distribution_obtained: {
       FragmentDistributionObtained e;
       e.event_id = read_event_id(f);
@@ -983,8 +1004,7 @@ Event read_event(EventType type, const Fields& f) {
       e.reason = read_optional_reason(f);
       return e;
     }
-    case EventType::fragment_distribution_ended:
-      return read_fragment_distribution_ended(f);
+    case EventType::fragment_distribution_ended: return read_fragment_distribution_ended(f);
     case EventType::tracker_revision: {
       TrackerRevision e;
       e.event_id = read_event_id(f);
@@ -1018,7 +1038,8 @@ void check_structure(std::string_view payload) {
     if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
-      if (++depth > nesting_depth_max) reject("", "nesting exceeds " + std::to_string(nesting_depth_max));
+      if (++depth > nesting_depth_max)
+        reject("", "nesting exceeds " + std::to_string(nesting_depth_max));
     } else if ((c == ']' || c == '}') && depth > 0) {
       --depth;
     }
@@ -1080,7 +1101,8 @@ class CborReader {
   }
 
   json item(std::size_t depth) {
-    if (depth > limits::cbor_depth_max) reject("", "nesting exceeds " + std::to_string(limits::cbor_depth_max));
+    if (depth > limits::cbor_depth_max)
+      reject("", "nesting exceeds " + std::to_string(limits::cbor_depth_max));
     const std::uint8_t head = byte();
     const auto major = static_cast<std::uint8_t>(head >> 5);
     const auto info = static_cast<std::uint8_t>(head & 0x1F);
@@ -1100,7 +1122,8 @@ class CborReader {
         return -1 - static_cast<std::int64_t>(arg);
       case 2: {
         const auto bytes = take(arg);
-        const auto* first = reinterpret_cast<const std::uint8_t*>(bytes.data());  // copied whole, not per byte
+        const auto* first =
+            reinterpret_cast<const std::uint8_t*>(bytes.data());  // copied whole, not per byte
         return json::binary(json::binary_t::container_type(first, first + bytes.size()));
       }
       case 3: {
@@ -1140,11 +1163,24 @@ class CborReader {
       std::size_t length = 0;
       std::uint32_t min = 0;
       std::uint32_t code = 0;
-      if (c < 0x80) { ++i; continue; }
-      if ((c & 0xE0) == 0xC0) { length = 2; min = 0x80; code = c & 0x1Fu; }
-      else if ((c & 0xF0) == 0xE0) { length = 3; min = 0x800; code = c & 0x0Fu; }
-      else if ((c & 0xF8) == 0xF0) { length = 4; min = 0x10000; code = c & 0x07u; }
-      else return false;
+      if (c < 0x80) {
+        ++i;
+        continue;
+      }
+      if ((c & 0xE0) == 0xC0) {
+        length = 2;
+        min = 0x80;
+        code = c & 0x1Fu;
+      } else if ((c & 0xF0) == 0xE0) {
+        length = 3;
+        min = 0x800;
+        code = c & 0x0Fu;
+      } else if ((c & 0xF8) == 0xF0) {
+        length = 4;
+        min = 0x10000;
+        code = c & 0x07u;
+      } else
+        return false;
       if (i + length > text.size()) return false;
       for (std::size_t k = 1; k < length; ++k) {
         const auto next = static_cast<std::uint8_t>(text[i + k]);
@@ -1203,26 +1239,29 @@ bool is_tracker_issued(EventType type) {
     case EventType::fragment_distribution_started:
     case EventType::fragment_distribution_delivered:
     case EventType::fragment_distribution_ended:
-    case EventType::tracker_revision:
-      return true;
+    case EventType::tracker_revision: return true;
     case EventType::client_join_requested:
     case EventType::client_join_succeeded:
     case EventType::client_join_failed:
     case EventType::client_goodbye:
     case EventType::fragment_distribution_requested:
     case EventType::fragment_distribution_obtained:
-    case EventType::fragment_distribution_failed:
-      return false;
+    case EventType::fragment_distribution_failed: return false;
   }
   return false;
 }
 
-std::span<const std::string_view> torrent_subscriptions() { return torrent_topic_list; }
+std::span<const std::string_view> torrent_subscriptions() {
+  return torrent_topic_list;
+}
 
-std::span<const std::string_view> tracker_subscriptions() { return tracker_topic_list; }
+std::span<const std::string_view> tracker_subscriptions() {
+  return tracker_topic_list;
+}
 
-std::size_t delivered_payload_size(const Uuid& event_id, const Hash& hash, std::size_t data_size_bytes,
-                                   const std::set<ClientId>& receivers, std::optional<std::uint64_t> revision) {
+std::size_t delivered_payload_size(const Uuid& event_id, const Hash& hash,
+                                   std::size_t data_size_bytes, const std::set<ClientId>& receivers,
+                                   std::optional<std::uint64_t> revision) {
   const auto frame = delivered_frame(event_id, hash, receivers, revision);
   return frame.head.size() + base64_encoded_size(data_size_bytes) + frame.tail.size();
 }
@@ -1232,9 +1271,10 @@ namespace {
 // Writes head, the `data_bytes` that `write_data` puts in place, then tail. A short buffer is the
 // caller's bug, not bad peer data: refused before anything is written.
 template <typename WriteData>
-void write_framed(const DeliveredFrame& frame, std::size_t data_bytes, char* out, std::size_t out_size_bytes,
-                  const char* refusal, WriteData&& write_data) {
-  if (out_size_bytes < frame.head.size() + data_bytes + frame.tail.size()) throw std::length_error(refusal);
+void write_framed(const DeliveredFrame& frame, std::size_t data_bytes, char* out,
+                  std::size_t out_size_bytes, const char* refusal, WriteData&& write_data) {
+  if (out_size_bytes < frame.head.size() + data_bytes + frame.tail.size())
+    throw std::length_error(refusal);
   std::memcpy(out, frame.head.data(), frame.head.size());
   write_data(out + frame.head.size());
   std::memcpy(out + frame.head.size() + data_bytes, frame.tail.data(), frame.tail.size());
@@ -1242,25 +1282,31 @@ void write_framed(const DeliveredFrame& frame, std::size_t data_bytes, char* out
 
 }  // namespace
 
-void encode_delivered_into(const Uuid& event_id, const Hash& hash, std::span<const std::uint8_t> data,
-                           const std::set<ClientId>& receivers, char* out, std::size_t out_size_bytes,
+void encode_delivered_into(const Uuid& event_id, const Hash& hash,
+                           std::span<const std::uint8_t> data, const std::set<ClientId>& receivers,
+                           char* out, std::size_t out_size_bytes,
                            std::optional<std::uint64_t> revision) {
-  write_framed(delivered_frame(event_id, hash, receivers, revision), base64_encoded_size(data.size()), out,
-               out_size_bytes, "encode_delivered_into: buffer smaller than delivered_payload_size()",
+  write_framed(delivered_frame(event_id, hash, receivers, revision),
+               base64_encoded_size(data.size()), out, out_size_bytes,
+               "encode_delivered_into: buffer smaller than delivered_payload_size()",
                [&](char* at) { base64_encode_into(data, at); });
 }
 
-std::size_t delivered_cbor_payload_size(const Uuid& event_id, const Hash& hash, std::size_t data_size_bytes,
-                                        const std::set<ClientId>& receivers, std::optional<std::uint64_t> revision) {
+std::size_t delivered_cbor_payload_size(const Uuid& event_id, const Hash& hash,
+                                        std::size_t data_size_bytes,
+                                        const std::set<ClientId>& receivers,
+                                        std::optional<std::uint64_t> revision) {
   const auto frame = delivered_cbor_frame(event_id, hash, data_size_bytes, receivers, revision);
   return frame.head.size() + data_size_bytes + frame.tail.size();
 }
 
-void encode_delivered_cbor_into(const Uuid& event_id, const Hash& hash, std::span<const std::uint8_t> data,
-                                const std::set<ClientId>& receivers, char* out, std::size_t out_size_bytes,
-                                std::optional<std::uint64_t> revision) {
-  write_framed(delivered_cbor_frame(event_id, hash, data.size(), receivers, revision), data.size(), out,
-               out_size_bytes, "encode_delivered_cbor_into: buffer smaller than delivered_cbor_payload_size()",
+void encode_delivered_cbor_into(const Uuid& event_id, const Hash& hash,
+                                std::span<const std::uint8_t> data,
+                                const std::set<ClientId>& receivers, char* out,
+                                std::size_t out_size_bytes, std::optional<std::uint64_t> revision) {
+  write_framed(delivered_cbor_frame(event_id, hash, data.size(), receivers, revision), data.size(),
+               out, out_size_bytes,
+               "encode_delivered_cbor_into: buffer smaller than delivered_cbor_payload_size()",
                [&](char* at) {
                  if (!data.empty()) std::memcpy(at, data.data(), data.size());
                });
@@ -1269,11 +1315,11 @@ void encode_delivered_cbor_into(const Uuid& event_id, const Hash& hash, std::spa
 std::string encode(const Event& event) {
   if (const auto* delivered = std::get_if<FragmentDistributionDelivered>(&event)) {
     std::string text(
-        delivered_payload_size(delivered->event_id, delivered->hash, delivered->data.size(), delivered->receivers,
-                               delivered->revision),
+        delivered_payload_size(delivered->event_id, delivered->hash, delivered->data.size(),
+                               delivered->receivers, delivered->revision),
         '\0');
-    encode_delivered_into(delivered->event_id, delivered->hash, delivered->data, delivered->receivers, text.data(),
-                          text.size(), delivered->revision);
+    encode_delivered_into(delivered->event_id, delivered->hash, delivered->data,
+                          delivered->receivers, text.data(), text.size(), delivered->revision);
     return text;
   }
   JsonWriter writer;
@@ -1307,7 +1353,8 @@ DecodeResult decode(std::string_view topic, std::string_view payload) noexcept {
       // The largest fragment, its fields and the most receivers fit well within this.
       constexpr std::size_t cbor_payload_bytes_max =
           static_cast<std::size_t>(limits::fragment_size_bytes_max) + (std::size_t{1} << 20);
-      if (payload.size() > cbor_payload_bytes_max) return DecodeError{"", exceeds(cbor_payload_bytes_max, "bytes")};
+      if (payload.size() > cbor_payload_bytes_max)
+        return DecodeError{"", exceeds(cbor_payload_bytes_max, "bytes")};
       document = CborReader(payload).document();
     } else {
       check_structure(payload);

@@ -25,20 +25,23 @@ std::optional<Status> parse_status(std::string_view name) {
 }
 
 std::string encode_request(const Request& request) {
-  return "{\"Hash\":\"" + request.hash.to_hex() + "\",\"Offset\":" + std::to_string(request.offset_bytes) +
+  return "{\"Hash\":\"" + request.hash.to_hex() +
+         "\",\"Offset\":" + std::to_string(request.offset_bytes) +
          ",\"Length\":" + std::to_string(request.length_bytes) + "}";
 }
 
 namespace {
 
 // An optional non-negative integer field; absent or null keeps `value`.
-std::optional<DecodeError> read_count(const nlohmann::json& object, const char* field, std::int64_t& value) {
+std::optional<DecodeError> read_count(const nlohmann::json& object, const char* field,
+                                      std::int64_t& value) {
   const auto it = object.find(field);
   if (it == object.end() || it->is_null()) return std::nullopt;
   if (!it->is_number_integer()) return DecodeError{field, "must be an integer"};
   if (it->is_number_unsigned()) {
     const auto v = it->get<std::uint64_t>();
-    if (v > static_cast<std::uint64_t>(limits::fragment_size_bytes_max)) return DecodeError{field, "is too large"};
+    if (v > static_cast<std::uint64_t>(limits::fragment_size_bytes_max))
+      return DecodeError{field, "is too large"};
     value = static_cast<std::int64_t>(v);
     return std::nullopt;
   }
@@ -53,7 +56,8 @@ std::optional<DecodeError> read_count(const nlohmann::json& object, const char* 
 
 std::variant<Request, DecodeError> decode_request(std::string_view payload) {
   if (payload.size() > request_payload_bytes_max)
-    return DecodeError{"", "is longer than " + std::to_string(request_payload_bytes_max) + " bytes"};
+    return DecodeError{"",
+                       "is longer than " + std::to_string(request_payload_bytes_max) + " bytes"};
   const auto json = nlohmann::json::parse(payload, nullptr, false);
   if (json.is_discarded()) return DecodeError{"", "is not JSON"};
   if (!json.is_object()) return DecodeError{"", "must be a JSON object"};
@@ -86,7 +90,9 @@ std::optional<std::string> request_topic_of_endpoint(std::string_view endpoint) 
 }
 
 namespace {
-bool has_wildcard(std::string_view s) { return s.find_first_of("+#") != std::string_view::npos; }
+bool has_wildcard(std::string_view s) {
+  return s.find_first_of("+#") != std::string_view::npos;
+}
 }  // namespace
 
 std::optional<std::string_view> edge_of_request_topic(std::string_view topic) {
@@ -105,7 +111,8 @@ std::string response_topic(std::string_view requester_client_id, std::string_vie
 }
 
 std::optional<std::string_view> requester_of_response_topic(std::string_view topic) {
-  if (topic.substr(0, response_prefix.size()) != response_prefix || has_wildcard(topic)) return std::nullopt;
+  if (topic.substr(0, response_prefix.size()) != response_prefix || has_wildcard(topic))
+    return std::nullopt;
   std::string_view rest = topic.substr(response_prefix.size());
   const std::string_view requester = rest.substr(0, rest.find('/'));
   if (requester.empty() || requester.size() > limits::client_id_bytes_max) return std::nullopt;

@@ -19,7 +19,8 @@ void emit(std::span<const std::uint8_t> data, Sha256& hasher, std::vector<Hash>&
           const Fragmenter::FragmentSink& sink) {
   // The sequence is what a file's metadata carries on the wire, so it is bounded like one.
   if (sequence.size() >= limits::fragments_per_file_max) {
-    throw std::length_error("Fragmenter: file needs more than " + std::to_string(limits::fragments_per_file_max) +
+    throw std::length_error("Fragmenter: file needs more than " +
+                            std::to_string(limits::fragments_per_file_max) +
                             " fragments (limits::fragments_per_file_max)");
   }
   hasher.update(data);
@@ -33,8 +34,9 @@ void emit(std::span<const std::uint8_t> data, Sha256& hasher, std::vector<Hash>&
 Fragmenter::Fragmenter(std::int64_t fragment_size_bytes, FragmentSink sink)
     : fragment_size_bytes_(fragment_size_bytes), sink_(std::move(sink)) {
   if (fragment_size_bytes < 1 || fragment_size_bytes > limits::fragment_size_bytes_max) {
-    throw std::invalid_argument("Fragmenter: fragment_size_bytes " + std::to_string(fragment_size_bytes) +
-                                " is outside [1, " + std::to_string(limits::fragment_size_bytes_max) + "]");
+    throw std::invalid_argument("Fragmenter: fragment_size_bytes " +
+                                std::to_string(fragment_size_bytes) + " is outside [1, " +
+                                std::to_string(limits::fragment_size_bytes_max) + "]");
   }
 }
 
@@ -53,8 +55,10 @@ void Fragmenter::feed(std::span<const std::uint8_t> bytes) {
       // Grow geometrically like the vector would, but never past one fragment: a small file
       // with a large fragment size should not cost a whole fragment of memory.
       const std::size_t needed = buffer_.size() + take;
-      if (needed > buffer_.capacity()) buffer_.reserve(std::min(fragment_size, std::max(needed, 2 * buffer_.capacity())));
-      buffer_.insert(buffer_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(take));
+      if (needed > buffer_.capacity())
+        buffer_.reserve(std::min(fragment_size, std::max(needed, 2 * buffer_.capacity())));
+      buffer_.insert(buffer_.end(), bytes.begin(),
+                     bytes.begin() + static_cast<std::ptrdiff_t>(take));
       bytes = bytes.subspan(take);
       if (buffer_.size() == fragment_size) emit_buffer();
     }

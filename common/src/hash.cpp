@@ -6,7 +6,9 @@ namespace mqds {
 
 namespace {
 
-constexpr char ascii_upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c; }
+constexpr char ascii_upper(char c) {
+  return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+}
 
 constexpr int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';

@@ -29,8 +29,8 @@ std::pair<std::size_t, std::size_t> page_of(std::size_t n, const Request& reques
   return {first, std::min(n, first + std::min(request.limit, page_max))};
 }
 
-FileSummary summarize(const Hash& hash, const FileMetadata& file, const std::map<Hash, std::size_t>& holders,
-                      std::size_t replicas) {
+FileSummary summarize(const Hash& hash, const FileMetadata& file,
+                      const std::map<Hash, std::size_t>& holders, std::size_t replicas) {
   FileSummary summary{hash, file.size_bytes, file.fragment_sequence.size(), 0, 0};
   bool first = true;
   for (const auto& fragment : file.fragment_sequence) {
@@ -103,8 +103,9 @@ struct Reader {
     return v;
   }
   FileSummary file(const json& f) {
-    return FileSummary{hash(f, "Hash"), number<std::int64_t>(f, "Size"), number<std::size_t>(f, "Fragments"),
-                       number<std::size_t>(f, "ReplicasMin"), number<std::size_t>(f, "UnderReplicated")};
+    return FileSummary{hash(f, "Hash"), number<std::int64_t>(f, "Size"),
+                       number<std::size_t>(f, "Fragments"), number<std::size_t>(f, "ReplicasMin"),
+                       number<std::size_t>(f, "UnderReplicated")};
   }
 };
 
@@ -127,18 +128,24 @@ std::string encode_request(const Request& request) {
 
 std::variant<Request, DecodeError> decode_request(std::string_view payload) {
   if (payload.size() > request_payload_bytes_max)
-    return DecodeError{"", "is longer than " + std::to_string(request_payload_bytes_max) + " bytes"};
+    return DecodeError{"",
+                       "is longer than " + std::to_string(request_payload_bytes_max) + " bytes"};
   const json j = json::parse(payload, nullptr, false);
   if (j.is_discarded()) return DecodeError{"", "is not JSON"};
   if (!j.is_object()) return DecodeError{"", "must be a JSON object"};
   Request request;
   const auto kind = j.find("Query");
-  if (kind == j.end() || !kind->is_string()) return DecodeError{"Query", "must be \"files\", \"clients\" or \"file\""};
+  if (kind == j.end() || !kind->is_string())
+    return DecodeError{"Query", "must be \"files\", \"clients\" or \"file\""};
   const auto& name = kind->get_ref<const std::string&>();
-  if (name == "files") request.kind = Kind::files;
-  else if (name == "clients") request.kind = Kind::clients;
-  else if (name == "file") request.kind = Kind::file;
-  else return DecodeError{"Query", "must be \"files\", \"clients\" or \"file\""};
+  if (name == "files")
+    request.kind = Kind::files;
+  else if (name == "clients")
+    request.kind = Kind::clients;
+  else if (name == "file")
+    request.kind = Kind::file;
+  else
+    return DecodeError{"Query", "must be \"files\", \"clients\" or \"file\""};
   if (request.kind == Kind::file) {
     const auto hash = j.find("Hash");
     if (hash == j.end() || !hash->is_string()) return DecodeError{"Hash", "missing"};
@@ -168,7 +175,8 @@ Answer answer(const DistributionView& view, std::size_t replicas, const Request&
       a.offset = first;
       auto it = view.files().begin();
       std::advance(it, static_cast<std::ptrdiff_t>(first));
-      for (std::size_t i = first; i < last; ++i, ++it) a.files.push_back(summarize(it->first, it->second, holders, replicas));
+      for (std::size_t i = first; i < last; ++i, ++it)
+        a.files.push_back(summarize(it->first, it->second, holders, replicas));
       break;
     }
     case Kind::clients: {
@@ -178,7 +186,8 @@ Answer answer(const DistributionView& view, std::size_t replicas, const Request&
       auto it = view.clients().begin();
       std::advance(it, static_cast<std::ptrdiff_t>(first));
       for (std::size_t i = first; i < last; ++i, ++it)
-        a.clients.push_back(ClientSummary{it->first, it->second.endpoints, it->second.stored_fragments.size(),
+        a.clients.push_back(ClientSummary{it->first, it->second.endpoints,
+                                          it->second.stored_fragments.size(),
                                           view.used_bytes(it->first), it->second.capacity_bytes});
       break;
     }
@@ -201,8 +210,9 @@ Answer answer(const DistributionView& view, std::size_t replicas, const Request&
           if (client.stored_fragments.count(hash)) ids.push_back(id);
       for (std::size_t i = first; i < last; ++i) {
         const auto fragment = view.fragments().find(sequence[i]);
-        a.fragments.push_back(FragmentHolders{sequence[i], fragment == view.fragments().end() ? 0 : fragment->second.size_bytes,
-                                              named[sequence[i]]});
+        a.fragments.push_back(FragmentHolders{
+            sequence[i], fragment == view.fragments().end() ? 0 : fragment->second.size_bytes,
+            named[sequence[i]]});
       }
       break;
     }
@@ -225,7 +235,10 @@ std::string encode_answer(const Answer& a) {
   if (!a.clients.empty()) {
     json clients = json::array();
     for (const auto& c : a.clients) {
-      json entry{{"ClientIdentifier", c.id}, {"Endpoints", c.endpoints}, {"Fragments", c.fragments}, {"Bytes", c.bytes}};
+      json entry{{"ClientIdentifier", c.id},
+                 {"Endpoints", c.endpoints},
+                 {"Fragments", c.fragments},
+                 {"Bytes", c.bytes}};
       if (c.capacity_bytes) entry["Capacity"] = *c.capacity_bytes;
       clients.push_back(std::move(entry));
     }
@@ -235,7 +248,8 @@ std::string encode_answer(const Answer& a) {
     j["File"] = file_json(*a.file);
     json fragments = json::array();
     for (const auto& f : a.fragments)
-      fragments.push_back(json{{"Hash", f.hash.to_hex()}, {"Size", f.size_bytes}, {"Holders", f.holders}});
+      fragments.push_back(
+          json{{"Hash", f.hash.to_hex()}, {"Size", f.size_bytes}, {"Holders", f.holders}});
     j["FragmentHolders"] = std::move(fragments);
   }
   return j.dump();
@@ -266,7 +280,8 @@ std::variant<Answer, DecodeError> decode_answer(std::string_view payload) {
       s.id = r.text(c, "ClientIdentifier");
       if (const json* endpoints = r.array(c, "Endpoints"))
         for (const auto& e : *endpoints)
-          if (e.is_string() && s.endpoints.size() < limits::endpoints_per_client_max) s.endpoints.insert(e.get<std::string>());
+          if (e.is_string() && s.endpoints.size() < limits::endpoints_per_client_max)
+            s.endpoints.insert(e.get<std::string>());
       s.fragments = r.number<std::size_t>(c, "Fragments");
       s.bytes = r.number<std::int64_t>(c, "Bytes");
       if (r.field(c, "Capacity", false)) s.capacity_bytes = r.number<std::int64_t>(c, "Capacity");
@@ -288,7 +303,8 @@ std::variant<Answer, DecodeError> decode_answer(std::string_view payload) {
 }
 
 std::optional<std::string_view> requester_of_response_topic(std::string_view topic) {
-  if (topic.substr(0, response_prefix.size()) != response_prefix || topic.find_first_of("+#") != std::string_view::npos)
+  if (topic.substr(0, response_prefix.size()) != response_prefix ||
+      topic.find_first_of("+#") != std::string_view::npos)
     return std::nullopt;
   const std::string_view rest = topic.substr(response_prefix.size());
   const std::string_view requester = rest.substr(0, rest.find('/'));

@@ -30,7 +30,8 @@ TorrentServer::TorrentServer(TorrentConfig config, TorrentSnapshot snapshot, Ran
       replicas_(config_.default_replicas),
       retry_backoff_ms_(config_.join_retry_min_ms) {
   if (config_.client_id.empty() || config_.client_id.size() > limits::client_id_bytes_max)
-    throw std::invalid_argument("client id must have 1 to " + std::to_string(limits::client_id_bytes_max) + " bytes");
+    throw std::invalid_argument("client id must have 1 to " +
+                                std::to_string(limits::client_id_bytes_max) + " bytes");
   for (auto& [hash, file] : snapshot.files) view_.put_file(hash, std::move(file));
   // Their fate is settled by the first join: the request reports them as obtained.
   for (const auto& [hash, fragment] : snapshot.temporary_fragments)
@@ -56,7 +57,8 @@ Output TorrentServer::on_disconnected(std::int64_t) {
 
 Output TorrentServer::goodbye(std::int64_t) {
   Output out;
-  if (phase_ != TorrentPhase::disconnected) out.publish(ClientGoodbye{random_.next_uuid(), std::nullopt, std::nullopt});
+  if (phase_ != TorrentPhase::disconnected)
+    out.publish(ClientGoodbye{random_.next_uuid(), std::nullopt, std::nullopt});
   leave_registration(out);
   phase_ = TorrentPhase::disconnected;
   return out;
@@ -66,7 +68,8 @@ Output TorrentServer::fragment_lost(std::int64_t now_ms, const Hash& hash) {
   Output out;
   if (!stored_.erase(hash) && !temporaries_.erase(hash)) return out;
   out.storage.push_back(store::DeleteFragment{hash});
-  out.log(LogLevel::warning, "lost the local copy of " + hash.to_hex() + "; joining again to report it");
+  out.log(LogLevel::warning,
+          "lost the local copy of " + hash.to_hex() + "; joining again to report it");
   // Disconnected or between attempts, the next join reports it anyway.
   if (phase_ == TorrentPhase::registered || phase_ == TorrentPhase::awaiting_registration ||
       phase_ == TorrentPhase::joining)
@@ -85,7 +88,8 @@ void TorrentServer::send_join(std::int64_t now_ms, Output& out) {
   request.event_id = random_.next_uuid();
   request.hash_algorithm = std::string(hash_algorithm_sha256);
   // A server with no data is not bound to a fragment size and lets the service choose.
-  if (!stored_.empty() || !view_.files().empty()) request.fragment_size_bytes = fragment_size_bytes_;
+  if (!stored_.empty() || !view_.files().empty())
+    request.fragment_size_bytes = fragment_size_bytes_;
   request.known_file_infos = view_.files();
   request.stored_fragments = stored_;
   request.obtained_fragments = temporary_infos();
@@ -103,21 +107,24 @@ void TorrentServer::send_join(std::int64_t now_ms, Output& out) {
 void TorrentServer::retry_later(std::int64_t now_ms, Output& out) {
   leave_registration(out);
   // Jitter spreads the rejoins of a whole fleet that lost the tracker at the same moment.
-  const auto jitter = static_cast<std::int64_t>(random_.below(static_cast<std::uint64_t>(retry_backoff_ms_ / 2 + 1)));
+  const auto jitter = static_cast<std::int64_t>(
+      random_.below(static_cast<std::uint64_t>(retry_backoff_ms_ / 2 + 1)));
   retry_at_ms_ = now_ms + retry_backoff_ms_ / 2 + jitter;
   retry_backoff_ms_ = std::min(retry_backoff_ms_ * 2, config_.join_retry_max_ms);
 }
 
 FragmentInfos TorrentServer::temporary_infos() const {
   FragmentInfos infos;
-  for (const auto& [hash, temporary] : temporaries_) infos.emplace(hash, FragmentMetadata{temporary.size_bytes});
+  for (const auto& [hash, temporary] : temporaries_)
+    infos.emplace(hash, FragmentMetadata{temporary.size_bytes});
   return infos;
 }
 
 std::optional<std::int64_t> TorrentServer::next_deadline_ms() const {
   std::optional<std::int64_t> next;
   auto consider = [&](std::int64_t t) { next = next ? std::min(*next, t) : t; };
-  if (phase_ == TorrentPhase::joining || phase_ == TorrentPhase::awaiting_registration) consider(phase_deadline_ms_);
+  if (phase_ == TorrentPhase::joining || phase_ == TorrentPhase::awaiting_registration)
+    consider(phase_deadline_ms_);
   if (phase_ == TorrentPhase::unregistered && retry_at_ms_) consider(*retry_at_ms_);
   for (const auto& [hash, t] : requested_) consider(t.deadline_ms);
   if (phase_ == TorrentPhase::registered)
@@ -128,13 +135,16 @@ std::optional<std::int64_t> TorrentServer::next_deadline_ms() const {
 Output TorrentServer::on_tick(std::int64_t now_ms) {
   Output out;
   if (phase_ == TorrentPhase::joining && now_ms >= phase_deadline_ms_) {
-    out.log(LogLevel::warning, "no answer to the join request within " + std::to_string(config_.join_timeout_ms) +
+    out.log(LogLevel::warning, "no answer to the join request within " +
+                                   std::to_string(config_.join_timeout_ms) +
                                    " ms; trying again later");
     retry_later(now_ms, out);
   } else if (phase_ == TorrentPhase::awaiting_registration && now_ms >= phase_deadline_ms_) {
-    out.log(LogLevel::warning, "not registered within " + std::to_string(config_.registration_timeout_ms) +
+    out.log(LogLevel::warning, "not registered within " +
+                                   std::to_string(config_.registration_timeout_ms) +
                                    " ms of ClientJoinSucceeded; trying again later");
-    out.publish(ClientJoinFailed{random_.next_uuid(), "no ClientRegistered in time", join_request_id_});
+    out.publish(
+        ClientJoinFailed{random_.next_uuid(), "no ClientRegistered in time", join_request_id_});
     retry_later(now_ms, out);
   } else if (phase_ == TorrentPhase::unregistered && retry_at_ms_ && now_ms >= *retry_at_ms_) {
     send_join(now_ms, out);
@@ -147,7 +157,8 @@ Output TorrentServer::on_tick(std::int64_t now_ms) {
       // Deleting could lose a replica the tracker counts on, keeping it could keep one it does not:
       // the join request reports it and the tracker's ledger decides.
       out.log(LogLevel::notice, "no FragmentDistributionEnded for " + hash.to_hex() + " in " +
-                                    std::to_string(config_.temporary_timeout_ms) + " ms; joining again to settle it");
+                                    std::to_string(config_.temporary_timeout_ms) +
+                                    " ms; joining again to settle it");
       send_join(now_ms, out);
       break;
     }
@@ -155,8 +166,10 @@ Output TorrentServer::on_tick(std::int64_t now_ms) {
   return out;
 }
 
-bool TorrentServer::next_in_sequence(std::int64_t now_ms, std::optional<std::uint64_t> revision, Output& out) {
-  if (phase_ != TorrentPhase::registered && phase_ != TorrentPhase::awaiting_registration) return false;
+bool TorrentServer::next_in_sequence(std::int64_t now_ms, std::optional<std::uint64_t> revision,
+                                     Output& out) {
+  if (phase_ != TorrentPhase::registered && phase_ != TorrentPhase::awaiting_registration)
+    return false;
   if (!revision) return true;  // a tracker that does not number its view changes
   if (*revision <= view_.revision()) return false;
   if (*revision == view_.revision() + 1) {
@@ -164,13 +177,14 @@ bool TorrentServer::next_in_sequence(std::int64_t now_ms, std::optional<std::uin
     return true;
   }
   ++metrics_.revision_gaps;
-  out.log(LogLevel::notice, "missed view changes (revision " + std::to_string(view_.revision()) + " then " +
-                                std::to_string(*revision) + "); joining again");
+  out.log(LogLevel::notice, "missed view changes (revision " + std::to_string(view_.revision()) +
+                                " then " + std::to_string(*revision) + "); joining again");
   send_join(now_ms, out);
   return false;
 }
 
-Output TorrentServer::on_message(std::int64_t now_ms, std::string_view topic, std::string_view payload) {
+Output TorrentServer::on_message(std::int64_t now_ms, std::string_view topic,
+                                 std::string_view payload) {
   Output out;
   const auto type = event_type_for_topic(topic);
   if (!type || phase_ == TorrentPhase::disconnected) return out;
@@ -209,13 +223,14 @@ Output TorrentServer::on_message(std::int64_t now_ms, std::string_view topic, st
       }
       // A confirmation of a resync that changed nothing: not a view change. Its Revision is the
       // tracker's at the time; being behind it means an event was missed on the way.
-      if (e.client_identifier != config_.client_id || phase_ != TorrentPhase::awaiting_registration ||
-          *e.request_event_id != join_request_id_)
+      if (e.client_identifier != config_.client_id ||
+          phase_ != TorrentPhase::awaiting_registration || *e.request_event_id != join_request_id_)
         break;
       if (e.revision && *e.revision > view_.revision()) {
         ++metrics_.revision_gaps;
-        out.log(LogLevel::notice, "registration confirmed at revision " + std::to_string(*e.revision) +
-                                      ", this server is at " + std::to_string(view_.revision()) + "; joining again");
+        out.log(LogLevel::notice, "registration confirmed at revision " +
+                                      std::to_string(*e.revision) + ", this server is at " +
+                                      std::to_string(view_.revision()) + "; joining again");
         send_join(now_ms, out);
         break;
       }
@@ -227,7 +242,8 @@ Output TorrentServer::on_message(std::int64_t now_ms, std::string_view topic, st
       // Without the tracker's stamp nobody can tell who left; the tracker's own view is unaffected.
       if (!e.client_identifier || !next_in_sequence(now_ms, e.revision, out)) break;
       if (*e.client_identifier == config_.client_id) {
-        out.log(LogLevel::notice, "the tracker no longer counts this server as registered; joining again");
+        out.log(LogLevel::notice,
+                "the tracker no longer counts this server as registered; joining again");
         send_join(now_ms, out);
       } else {
         view_.remove_client(*e.client_identifier);
@@ -258,14 +274,14 @@ Output TorrentServer::on_message(std::int64_t now_ms, std::string_view topic, st
       if ((phase_ == TorrentPhase::registered || phase_ == TorrentPhase::awaiting_registration) &&
           e.revision > view_.revision()) {
         ++metrics_.revision_gaps;
-        out.log(LogLevel::notice, "tracker is at revision " + std::to_string(e.revision) + ", this server at " +
-                                      std::to_string(view_.revision()) + "; joining again");
+        out.log(LogLevel::notice, "tracker is at revision " + std::to_string(e.revision) +
+                                      ", this server at " + std::to_string(view_.revision()) +
+                                      "; joining again");
         send_join(now_ms, out);
       }
       break;
     }
-    default:
-      break;  // events other clients send to the tracker
+    default: break;  // events other clients send to the tracker
   }
   return out;
 }
@@ -276,8 +292,9 @@ void TorrentServer::on_accepted(std::int64_t now_ms, const ClientJoinAccepted& e
   if (e.request_event_id && *e.request_event_id != join_request_id_) return;
   const bool has_data = !stored_.empty() || !view_.files().empty();
   if (has_data && fragment_size_bytes_ && *fragment_size_bytes_ != e.fragment_size_bytes) {
-    const std::string problem = "stored data uses FragmentSize " + std::to_string(*fragment_size_bytes_) +
-                                " but the service uses " + std::to_string(e.fragment_size_bytes);
+    const std::string problem = "stored data uses FragmentSize " +
+                                std::to_string(*fragment_size_bytes_) + " but the service uses " +
+                                std::to_string(e.fragment_size_bytes);
     out.publish(ClientJoinFailed{random_.next_uuid(), problem, join_request_id_});
     out.fatal = problem + ": move the data directory aside to join as a new server";
     leave_registration(out);
@@ -315,7 +332,8 @@ void TorrentServer::on_accepted(std::int64_t now_ms, const ClientJoinAccepted& e
   view.set_revision(e.revision.value_or(0));
   for (const auto& [hash, file] : view_.files()) view.put_file(hash, file);
   for (const auto& [hash, fragment] : stored_) view.put_fragment(hash, fragment.size_bytes);
-  for (const auto& [hash, fragment] : e.add_fragment_infos) view.put_fragment(hash, fragment.size_bytes);
+  for (const auto& [hash, fragment] : e.add_fragment_infos)
+    view.put_fragment(hash, fragment.size_bytes);
   for (const auto& [id, meta] : e.clients) view.put_client(id, meta);
   view_ = std::move(view);
   if (e.replicas && *e.replicas > 0) replicas_ = static_cast<std::size_t>(*e.replicas);
@@ -332,8 +350,11 @@ void TorrentServer::on_denied(std::int64_t now_ms, const ClientJoinDenied& e, Ou
   const std::string reason = e.reason.value_or("no reason given");
   std::string fix;
   if (e.reason_code & denial::wrong_fragment_size)
-    fix += " The stored data was cut at another FragmentSize: move the data directory aside to join afresh.";
-  if (e.reason_code & denial::wrong_hash_algorithm) fix += " The service hashes with another algorithm.";
+    fix +=
+        " The stored data was cut at another FragmentSize: move the data directory aside to join "
+        "afresh.";
+  if (e.reason_code & denial::wrong_hash_algorithm)
+    fix += " The service hashes with another algorithm.";
   if (e.reason_code & denial::endpoint_conflict)
     fix += " Another server announces the same endpoint: give this one its own --endpoint.";
   if (!fix.empty()) {
@@ -354,7 +375,8 @@ void TorrentServer::on_registered(std::int64_t now_ms, const ClientRegistered& e
     for (const auto& [hash, fragment] : stored_) held.insert(hash);
     if (held != e.info.stored_fragments) {
       // An Ended persisted a fragment after the request was sent: report the truth.
-      out.log(LogLevel::info, "registered with other fragments than this server holds; joining again");
+      out.log(LogLevel::info,
+              "registered with other fragments than this server holds; joining again");
       send_join(now_ms, out);
       return;
     }
@@ -362,7 +384,8 @@ void TorrentServer::on_registered(std::int64_t now_ms, const ClientRegistered& e
     retry_backoff_ms_ = config_.join_retry_min_ms;
     ++metrics_.registrations;
     out.log(LogLevel::notice, "registered with " + std::to_string(stored_.size()) + " fragments; " +
-                                  std::to_string(view_.clients().size()) + " clients in the service");
+                                  std::to_string(view_.clients().size()) +
+                                  " clients in the service");
   }
 }
 
@@ -373,10 +396,12 @@ void TorrentServer::on_ended(std::int64_t now_ms, const FragmentDistributionEnde
   auto temporary = temporaries_.find(e.hash);
   // An Ended at or below the Revision of our delivery closes an earlier round of this fragment
   // (it arrived late); ours is still open.
-  if (temporary != temporaries_.end() && e.revision && *e.revision <= temporary->second.delivered_at_revision)
+  if (temporary != temporaries_.end() && e.revision &&
+      *e.revision <= temporary->second.delivered_at_revision)
     temporary = temporaries_.end();
   if (temporary != temporaries_.end()) {
-    out.log(LogLevel::debug, std::string(named ? "persisting " : "deleting ") + e.hash.to_hex() + " at Ended");
+    out.log(LogLevel::debug,
+            std::string(named ? "persisting " : "deleting ") + e.hash.to_hex() + " at Ended");
     if (named) {
       out.storage.push_back(store::PersistFragment{e.hash});
       stored_[e.hash] = FragmentMetadata{temporary->second.size_bytes};
@@ -385,7 +410,8 @@ void TorrentServer::on_ended(std::int64_t now_ms, const FragmentDistributionEnde
       out.storage.push_back(store::DeleteFragment{e.hash});
     }
     temporaries_.erase(temporary);
-  } else if (named && !stored_.count(e.hash) && !temporaries_.count(e.hash) && phase_ == TorrentPhase::registered) {
+  } else if (named && !stored_.count(e.hash) && !temporaries_.count(e.hash) &&
+             phase_ == TorrentPhase::registered) {
     out.log(LogLevel::warning, "Ended names this server for " + e.hash.to_hex() +
                                    " which it does not hold; joining again to correct the view");
     send_join(now_ms, out);
@@ -401,18 +427,21 @@ bool TorrentServer::has_room_for(std::int64_t size_bytes) const {
   return used <= *config_.capacity_bytes;
 }
 
-void TorrentServer::on_started(std::int64_t now_ms, const FragmentDistributionStarted& e, Output& out) {
+void TorrentServer::on_started(std::int64_t now_ms, const FragmentDistributionStarted& e,
+                               Output& out) {
   if (phase_ != TorrentPhase::registered) return;  // no fragments for joining clients
   if (stored_.count(e.hash) || temporaries_.count(e.hash) || requested_.count(e.hash)) return;
   if (!fragment_size_bytes_ || e.size_bytes > *fragment_size_bytes_) return;
   const auto targets = distribution_targets(view_, e.hash, e.size_bytes, replicas_);
   if (std::find(targets.begin(), targets.end(), config_.client_id) == targets.end()) return;
   if (requested_.size() >= config_.pending_requests_max) {
-    out.publish(FragmentDistributionFailed{random_.next_uuid(), e.hash, "too many requests in progress"});
+    out.publish(
+        FragmentDistributionFailed{random_.next_uuid(), e.hash, "too many requests in progress"});
     return;
   }
   if (!has_room_for(e.size_bytes)) {
-    out.publish(FragmentDistributionFailed{random_.next_uuid(), e.hash, "not enough free capacity"});
+    out.publish(
+        FragmentDistributionFailed{random_.next_uuid(), e.hash, "not enough free capacity"});
     return;
   }
   requested_[e.hash] = Timed{e.size_bytes, now_ms + config_.request_timeout_ms};
@@ -420,7 +449,8 @@ void TorrentServer::on_started(std::int64_t now_ms, const FragmentDistributionSt
   out.publish(FragmentDistributionRequested{random_.next_uuid(), e.hash});
 }
 
-void TorrentServer::on_delivered(std::int64_t now_ms, FragmentDistributionDelivered& e, Output& out) {
+void TorrentServer::on_delivered(std::int64_t now_ms, FragmentDistributionDelivered& e,
+                                 Output& out) {
   if (!e.receivers.count(config_.client_id)) {
     ++metrics_.deliveries_unexpected;
     return;
@@ -435,7 +465,8 @@ void TorrentServer::on_delivered(std::int64_t now_ms, FragmentDistributionDelive
   const auto size = static_cast<std::int64_t>(e.data.size());
   std::string problem;
   if (size == 0 || !fragment_size_bytes_ || size > *fragment_size_bytes_)
-    problem = "Data has " + std::to_string(size) + " bytes, outside 1.." + std::to_string(fragment_size_bytes_.value_or(0));
+    problem = "Data has " + std::to_string(size) + " bytes, outside 1.." +
+              std::to_string(fragment_size_bytes_.value_or(0));
   else if (const Hash actual = sha256(e.data); actual != e.hash)
     problem = "Data hashes to " + actual.to_hex();
   else if (!has_room_for(size))
@@ -448,7 +479,8 @@ void TorrentServer::on_delivered(std::int64_t now_ms, FragmentDistributionDelive
   }
   out.log(LogLevel::debug, "obtained " + e.hash.to_hex());
   out.storage.push_back(store::PutTemporaryFragment{e.hash, std::move(e.data)});
-  temporaries_[e.hash] = Temporary{size, e.revision.value_or(0), now_ms + config_.temporary_timeout_ms};
+  temporaries_[e.hash] =
+      Temporary{size, e.revision.value_or(0), now_ms + config_.temporary_timeout_ms};
   ++metrics_.fragments_obtained;
   out.publish(FragmentDistributionObtained{random_.next_uuid(), e.hash});
 }

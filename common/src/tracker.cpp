@@ -20,13 +20,15 @@ bool contains_all(const std::set<T>& superset, const std::set<T>& subset) {
 
 Tracker::Tracker(TrackerConfig config, TrackerSnapshot snapshot, Random& random)
     : config_(config), random_(random), seen_(config.seen_events_max) {
-  if (config_.fragment_size_bytes <= 0 || config_.fragment_size_bytes > limits::fragment_size_bytes_max)
+  if (config_.fragment_size_bytes <= 0 ||
+      config_.fragment_size_bytes > limits::fragment_size_bytes_max)
     throw std::invalid_argument("fragment size out of range");
   if (config_.replicas == 0) throw std::invalid_argument("replicas must be at least 1");
   view_.set_fragment_size(config_.fragment_size_bytes);
   view_.set_revision(snapshot.revision);
   for (auto& [hash, file] : snapshot.files) view_.put_file(hash, std::move(file));
-  for (const auto& [hash, fragment] : snapshot.fragments) view_.put_fragment(hash, fragment.size_bytes);
+  for (const auto& [hash, fragment] : snapshot.fragments)
+    view_.put_fragment(hash, fragment.size_bytes);
   staged_ = std::move(snapshot.staged);
   holdings_ = std::move(snapshot.holdings);
 }
@@ -39,10 +41,10 @@ Output Tracker::start(std::int64_t now_ms) {
   bump_revision(now_ms, out);
   for (const auto& [hash, size] : staged_) schedule(hash, distribute_after_ms_);
   out.publish(TrackerHello{random_.next_uuid()});
-  out.log(LogLevel::notice, "tracker started: " + std::to_string(view_.files().size()) + " files, " +
-                                std::to_string(view_.fragments().size()) + " fragments, " +
-                                std::to_string(staged_.size()) + " staged, revision " +
-                                std::to_string(view_.revision()));
+  out.log(LogLevel::notice, "tracker started: " + std::to_string(view_.files().size()) +
+                                " files, " + std::to_string(view_.fragments().size()) +
+                                " fragments, " + std::to_string(staged_.size()) +
+                                " staged, revision " + std::to_string(view_.revision()));
   return out;
 }
 
@@ -59,8 +61,8 @@ Output Tracker::goodbye(std::int64_t now_ms) {
   return out;
 }
 
-MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender, std::string_view topic,
-                                  std::string_view payload) {
+MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender,
+                                  std::string_view topic, std::string_view payload) {
   MessageResult result;
   Output& out = result.output;
   const auto type = event_type_for_topic(topic);
@@ -75,7 +77,8 @@ MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender, s
   if (sender.empty() || sender.size() > limits::client_id_bytes_max) {
     ++metrics_.events_rejected;
     result.verdict = Verdict::drop;
-    out.log(LogLevel::warning, "dropped a message on " + std::string(topic) + ": client id empty or over " +
+    out.log(LogLevel::warning, "dropped a message on " + std::string(topic) +
+                                   ": client id empty or over " +
                                    std::to_string(limits::client_id_bytes_max) + " bytes");
     return result;
   }
@@ -84,9 +87,11 @@ MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender, s
   if (!decoded.ok()) {
     ++metrics_.events_rejected;
     result.verdict = Verdict::drop;
-    const std::string problem = "malformed " + std::string(event_name(*type)) + ": " + decoded.error().to_string();
+    const std::string problem =
+        "malformed " + std::string(event_name(*type)) + ": " + decoded.error().to_string();
     out.log(LogLevel::warning, "from '" + sender + "': " + problem);
-    if (*type == EventType::client_join_requested) deny(sender, denial::other, problem, std::nullopt, out);
+    if (*type == EventType::client_join_requested)
+      deny(sender, denial::other, problem, std::nullopt, out);
     return result;
   }
   const Event& event = decoded.event();
@@ -94,8 +99,8 @@ MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender, s
   if (!seen_.first_time(event_id)) {
     ++metrics_.events_duplicated;
     result.verdict = Verdict::drop;
-    out.log(LogLevel::debug, "dropped duplicate " + std::string(event_name(*type)) + " " + event_id.to_string() +
-                                 " from '" + sender + "'");
+    out.log(LogLevel::debug, "dropped duplicate " + std::string(event_name(*type)) + " " +
+                                 event_id.to_string() + " from '" + sender + "'");
     return result;
   }
 
@@ -126,38 +131,41 @@ MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender, s
       break;
     case EventType::fragment_distribution_failed: {
       const auto& failed = std::get<FragmentDistributionFailed>(event);
-      out.log(LogLevel::info, "client '" + sender + "' failed fragment " + failed.hash.to_hex() + ": " +
-                                  failed.reason.value_or("no reason given"));
+      out.log(LogLevel::info, "client '" + sender + "' failed fragment " + failed.hash.to_hex() +
+                                  ": " + failed.reason.value_or("no reason given"));
       on_obtained(now_ms, sender, failed.hash, false, out);
       break;
     }
-    default:
-      break;
+    default: break;
   }
   start_rounds(now_ms, out);
   return result;
 }
 
-void Tracker::deny(const ClientId& client, std::uint32_t code, std::string reason, std::optional<Uuid> request,
-                   Output& out) {
+void Tracker::deny(const ClientId& client, std::uint32_t code, std::string reason,
+                   std::optional<Uuid> request, Output& out) {
   ++metrics_.joins_denied;
-  out.log(LogLevel::notice, "denied join of '" + client + "' (code " + std::to_string(code) + "): " + reason);
-  out.publish(ClientJoinDenied{random_.next_uuid(), client, code, std::move(reason), request}, client);
+  out.log(LogLevel::notice,
+          "denied join of '" + client + "' (code " + std::to_string(code) + "): " + reason);
+  out.publish(ClientJoinDenied{random_.next_uuid(), client, code, std::move(reason), request},
+              client);
 }
 
-void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender, const ClientJoinRequested& e,
-                                Output& out) {
+void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
+                                const ClientJoinRequested& e, Output& out) {
   const bool resync = view_.is_registered(sender);
   if (resync) withdraw_from_rounds(now_ms, sender, false, out);
   joins_.erase(sender);  // a new request supersedes one in progress
   if (joins_.size() >= config_.joins_in_flight_max) {
     deny(sender, denial::other,
-         "too many joins in progress (" + std::to_string(joins_.size()) + "); join again later", e.event_id, out);
+         "too many joins in progress (" + std::to_string(joins_.size()) + "); join again later",
+         e.event_id, out);
     return;
   }
   if (!resync && view_.clients().size() >= config_.registered_clients_max) {
     deny(sender, denial::other,
-         "the service has its maximum of " + std::to_string(config_.registered_clients_max) + " clients",
+         "the service has its maximum of " + std::to_string(config_.registered_clients_max) +
+             " clients",
          e.event_id, out);
     return;
   }
@@ -165,7 +173,8 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender, con
   for (const auto& [id, join] : joins_) claimed.emplace(id, join.plan.client.endpoints);
   static const std::set<Hash> none;
   auto named = holdings_.find(sender);
-  JoinPlan plan = view_.plan_join(sender, e, claimed, named == holdings_.end() ? none : named->second);
+  JoinPlan plan =
+      view_.plan_join(sender, e, claimed, named == holdings_.end() ? none : named->second);
   if (auto* denied = std::get_if<JoinDenial>(&plan)) {
     deny(sender, denied->reason_code, std::move(denied->reason), e.event_id, out);
     return;
@@ -187,25 +196,29 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender, con
   // largest event of all: it goes to that client alone.
   out.publish(answer, sender);
   ++metrics_.joins_accepted;
-  out.log(LogLevel::info, "accepted join of '" + sender + "': " + std::to_string(accepted.new_files.size()) +
-                              " new files, " + std::to_string(accepted.new_fragments.size()) + " new fragments, " +
-                              std::to_string(accepted.remove_fragment_infos.size()) + " fragments to delete");
-  joins_[sender] = PendingJoin{e.event_id, std::move(accepted), now_ms + config_.join_timeout_ms,
-                               e.delivery_encodings.count(std::string(delivery_encoding_cbor)) != 0};
+  out.log(LogLevel::info,
+          "accepted join of '" + sender + "': " + std::to_string(accepted.new_files.size()) +
+              " new files, " + std::to_string(accepted.new_fragments.size()) + " new fragments, " +
+              std::to_string(accepted.remove_fragment_infos.size()) + " fragments to delete");
+  joins_[sender] =
+      PendingJoin{e.event_id, std::move(accepted), now_ms + config_.join_timeout_ms,
+                  e.delivery_encodings.count(std::string(delivery_encoding_cbor)) != 0};
 }
 
-void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender, const ClientJoinSucceeded& e,
-                                Output& out) {
+void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender,
+                                const ClientJoinSucceeded& e, Output& out) {
   auto it = joins_.find(sender);
-  if (it == joins_.end() || (e.request_event_id && *e.request_event_id != it->second.request_event_id)) {
-    out.log(LogLevel::debug, "ClientJoinSucceeded from '" + sender + "' answers no join in progress: ignored");
+  if (it == joins_.end() ||
+      (e.request_event_id && *e.request_event_id != it->second.request_event_id)) {
+    out.log(LogLevel::debug,
+            "ClientJoinSucceeded from '" + sender + "' answers no join in progress: ignored");
     return;
   }
   PendingJoin join = std::move(it->second);
   joins_.erase(it);
   if (!view_.still_consistent(join.plan)) {
-    deny(sender, denial::other, "the service's view changed during the join; join again", join.request_event_id,
-         out);
+    deny(sender, denial::other, "the service's view changed during the join; join again",
+         join.request_event_id, out);
     return;
   }
   if (join.cbor)
@@ -215,8 +228,9 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender, con
   const auto registered_now = view_.clients().find(sender);
   if (registered_now != view_.clients().end() && registered_now->second == join.plan.client &&
       join.plan.new_files.empty() && join.plan.new_fragments.empty()) {
-    const ClientRegistered confirmed{random_.next_uuid(), sender,           join.plan.client, {}, {},
-                                     view_.revision(),    join.request_event_id};
+    const ClientRegistered confirmed{
+        random_.next_uuid(),  sender, join.plan.client, {}, {}, view_.revision(),
+        join.request_event_id};
     out.publish(confirmed, sender);
     out.log(LogLevel::debug, "client '" + sender + "' resynchronised; nothing changed");
     return;
@@ -242,7 +256,8 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender, con
   out.publish(registered);
   ++metrics_.clients_registered;
   out.log(LogLevel::notice, "client '" + sender + "' registered with " +
-                                std::to_string(registered.info.stored_fragments.size()) + " fragments");
+                                std::to_string(registered.info.stored_fragments.size()) +
+                                " fragments");
   for (const auto& hash : registered.info.stored_fragments)
     if (staged_.count(hash) && !rounds_.count(hash)) release_if_replicated(hash, out);
   unpark_all(now_ms);
@@ -250,15 +265,19 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender, con
 
 void Tracker::on_join_failed(const ClientId& sender, const ClientJoinFailed& e, Output& out) {
   auto it = joins_.find(sender);
-  if (it == joins_.end() || (e.request_event_id && *e.request_event_id != it->second.request_event_id)) return;
+  if (it == joins_.end() ||
+      (e.request_event_id && *e.request_event_id != it->second.request_event_id))
+    return;
   joins_.erase(it);
-  out.log(LogLevel::notice, "client '" + sender + "' failed its join: " + e.reason.value_or("no reason given"));
+  out.log(LogLevel::notice,
+          "client '" + sender + "' failed its join: " + e.reason.value_or("no reason given"));
 }
 
-void Tracker::on_requested(std::int64_t now_ms, const ClientId& sender, const FragmentDistributionRequested& e,
-                           Output& out) {
+void Tracker::on_requested(std::int64_t now_ms, const ClientId& sender,
+                           const FragmentDistributionRequested& e, Output& out) {
   if (!view_.is_registered(sender)) {
-    out.log(LogLevel::debug, "request for " + e.hash.to_hex() + " from unregistered '" + sender + "': ignored");
+    out.log(LogLevel::debug,
+            "request for " + e.hash.to_hex() + " from unregistered '" + sender + "': ignored");
     return;
   }
   auto it = rounds_.find(e.hash);
@@ -272,7 +291,8 @@ void Tracker::on_requested(std::int64_t now_ms, const ClientId& sender, const Fr
   advance_round(now_ms, e.hash, out);
 }
 
-void Tracker::on_obtained(std::int64_t now_ms, const ClientId& sender, const Hash& hash, bool ok, Output& out) {
+void Tracker::on_obtained(std::int64_t now_ms, const ClientId& sender, const Hash& hash, bool ok,
+                          Output& out) {
   auto it = rounds_.find(hash);
   if (it == rounds_.end()) return;
   Round& round = it->second;
@@ -292,7 +312,8 @@ void Tracker::on_obtained(std::int64_t now_ms, const ClientId& sender, const Has
   advance_round(now_ms, hash, out);
 }
 
-std::uint64_t Tracker::unregister(std::int64_t now_ms, const ClientId& client, bool publish_goodbye, Output& out) {
+std::uint64_t Tracker::unregister(std::int64_t now_ms, const ClientId& client, bool publish_goodbye,
+                                  Output& out) {
   view_.remove_client(client);
   cbor_receivers_.erase(client);
   const std::uint64_t revision = bump_revision(now_ms, out);
@@ -301,12 +322,14 @@ std::uint64_t Tracker::unregister(std::int64_t now_ms, const ClientId& client, b
   return revision;
 }
 
-void Tracker::withdraw_from_rounds(std::int64_t now_ms, const ClientId& client, bool keep_obtained, Output& out) {
+void Tracker::withdraw_from_rounds(std::int64_t now_ms, const ClientId& client, bool keep_obtained,
+                                   Output& out) {
   std::vector<Hash> affected;
   for (auto& [hash, round] : rounds_) {
     if (keep_obtained && round.obtained.count(client)) continue;
-    bool member = round.targets.erase(client) + round.answered.erase(client) + round.receivers.erase(client) +
-                  round.obtained.erase(client) + round.settled.erase(client);
+    bool member = round.targets.erase(client) + round.answered.erase(client) +
+                  round.receivers.erase(client) + round.obtained.erase(client) +
+                  round.settled.erase(client);
     if (member) affected.push_back(hash);
   }
   for (const auto& hash : affected) advance_round(now_ms, hash, out);
@@ -314,7 +337,8 @@ void Tracker::withdraw_from_rounds(std::int64_t now_ms, const ClientId& client, 
 
 Output Tracker::on_disconnect(std::int64_t now_ms, const ClientId& client) {
   Output out;
-  if (joins_.erase(client)) out.log(LogLevel::info, "client '" + client + "' disconnected during its join");
+  if (joins_.erase(client))
+    out.log(LogLevel::info, "client '" + client + "' disconnected during its join");
   cbor_receivers_.erase(client);
   if (view_.is_registered(client)) {
     ++metrics_.clients_lost;
@@ -359,7 +383,8 @@ bool Tracker::release_if_replicated(const Hash& hash, Output& out) {
     queued_.erase(it);
   }
   out.storage.push_back(store::DropStaged{hash});
-  out.log(LogLevel::debug, "dropped staged " + hash.to_hex() + ": " + std::to_string(view_.holder_count(hash)) + " holders");
+  out.log(LogLevel::debug, "dropped staged " + hash.to_hex() + ": " +
+                               std::to_string(view_.holder_count(hash)) + " holders");
   return true;
 }
 
@@ -422,7 +447,8 @@ void Tracker::end_round(std::int64_t now_ms, const Hash& hash, Output& out) {
   for (const auto& receiver : round.receivers)
     if (!round.settled.count(receiver)) ++metrics_.deliveries_failed;  // never confirmed in time
 
-  FragmentDistributionEnded ended{random_.next_uuid(), hash, round.size_bytes, round.obtained, std::nullopt};
+  FragmentDistributionEnded ended{random_.next_uuid(), hash, round.size_bytes, round.obtained,
+                                  std::nullopt};
   ended.revision = bump_revision(now_ms, out);
   view_.apply_ended(ended);
   out.storage.push_back(store::PutFragmentInfo{hash, round.size_bytes});
@@ -430,11 +456,13 @@ void Tracker::end_round(std::int64_t now_ms, const Hash& hash, Output& out) {
     holdings_[receiver].insert(hash);
     out.storage.push_back(store::AddHolding{receiver, hash});
   }
-  out.log(LogLevel::debug, "ended " + hash.to_hex() + " with " + std::to_string(round.obtained.size()) + " of " +
+  out.log(LogLevel::debug, "ended " + hash.to_hex() + " with " +
+                               std::to_string(round.obtained.size()) + " of " +
                                std::to_string(round.receivers.size()) + " receivers");
   out.publish(ended);
   ++metrics_.distributions_ended;
-  metrics_.distributed_bytes += static_cast<std::uint64_t>(round.size_bytes) * round.obtained.size();
+  metrics_.distributed_bytes +=
+      static_cast<std::uint64_t>(round.size_bytes) * round.obtained.size();
   if (!release_if_replicated(hash, out))
     schedule(hash, round.obtained.empty() ? now_ms + config_.retry_delay_ms : now_ms);
 }
@@ -449,7 +477,8 @@ Output Tracker::on_tick(std::int64_t now_ms) {
     joins_.erase(id);
     ++metrics_.joins_timed_out;
     deny(id, denial::other,
-         "join timed out: no ClientJoinSucceeded within " + std::to_string(config_.join_timeout_ms) + " ms",
+         "join timed out: no ClientJoinSucceeded within " +
+             std::to_string(config_.join_timeout_ms) + " ms",
          join.request_event_id, out);
   }
   std::vector<Hash> expired_rounds;
@@ -474,27 +503,33 @@ IngestResult Tracker::add_file(std::int64_t now_ms, const Hash& hash, const File
                                const std::map<Hash, std::int64_t>& staged_sizes) {
   IngestResult result;
   Output& out = result.output;
-  const auto sizes = DistributionView::expected_fragment_sizes(metadata, view_.fragment_size_bytes());
+  const auto sizes =
+      DistributionView::expected_fragment_sizes(metadata, view_.fragment_size_bytes());
   if (!sizes) {
-    result.error = "file " + hash.to_hex() + ": " + std::to_string(metadata.fragment_sequence.size()) +
-                   " fragments do not make " + std::to_string(metadata.size_bytes) + " bytes at FragmentSize " +
+    result.error = "file " + hash.to_hex() + ": " +
+                   std::to_string(metadata.fragment_sequence.size()) + " fragments do not make " +
+                   std::to_string(metadata.size_bytes) + " bytes at FragmentSize " +
                    std::to_string(view_.fragment_size_bytes());
     return result;
   }
   for (std::size_t i = 0; i < sizes->size(); ++i) {
     const Hash& fragment = metadata.fragment_sequence[i];
     std::optional<std::int64_t> known;
-    if (auto s = staged_sizes.find(fragment); s != staged_sizes.end()) known = s->second;
-    else if (auto t = staged_.find(fragment); t != staged_.end()) known = t->second;
-    else if (auto f = view_.fragments().find(fragment); f != view_.fragments().end()) known = f->second.size_bytes;
+    if (auto s = staged_sizes.find(fragment); s != staged_sizes.end())
+      known = s->second;
+    else if (auto t = staged_.find(fragment); t != staged_.end())
+      known = t->second;
+    else if (auto f = view_.fragments().find(fragment); f != view_.fragments().end())
+      known = f->second.size_bytes;
     if (!known) {
-      result.error = "file " + hash.to_hex() + ": fragment " + std::to_string(i) + " (" + fragment.to_hex() +
-                     ") is neither staged nor known to the service";
+      result.error = "file " + hash.to_hex() + ": fragment " + std::to_string(i) + " (" +
+                     fragment.to_hex() + ") is neither staged nor known to the service";
       return result;
     }
     if (*known != (*sizes)[i]) {
       result.error = "file " + hash.to_hex() + ": fragment " + std::to_string(i) + " has " +
-                     std::to_string(*known) + " bytes where " + std::to_string((*sizes)[i]) + " are expected";
+                     std::to_string(*known) + " bytes where " + std::to_string((*sizes)[i]) +
+                     " are expected";
       return result;
     }
   }
@@ -506,14 +541,15 @@ IngestResult Tracker::add_file(std::int64_t now_ms, const Hash& hash, const File
   } else {
     view_.put_file(hash, metadata);
     out.storage.push_back(store::PutFile{hash, metadata});
-    FileInfoPublished published{random_.next_uuid(), hash, metadata.size_bytes, metadata.fragment_sequence,
-                                std::nullopt};
+    FileInfoPublished published{random_.next_uuid(), hash, metadata.size_bytes,
+                                metadata.fragment_sequence, std::nullopt};
     published.revision = bump_revision(now_ms, out);
     out.publish(published);
     ++metrics_.files_published;
     metrics_.ingested_bytes += static_cast<std::uint64_t>(metadata.size_bytes);
-    out.log(LogLevel::notice, "published file " + hash.to_hex() + " (" + std::to_string(metadata.size_bytes) +
-                                  " bytes, " + std::to_string(metadata.fragment_sequence.size()) + " fragments)");
+    out.log(LogLevel::notice,
+            "published file " + hash.to_hex() + " (" + std::to_string(metadata.size_bytes) +
+                " bytes, " + std::to_string(metadata.fragment_sequence.size()) + " fragments)");
   }
   for (const auto& [fragment, size] : staged_sizes) {
     staged_[fragment] = size;
@@ -547,7 +583,8 @@ TrackerGauges Tracker::gauges() const {
     auto it = holders.find(hash);
     return it == holders.end() || it->second < config_.replicas;
   };
-  for (const auto& [hash, fragment] : view_.fragments()) g.under_replicated_fragments += short_of_replicas(hash);
+  for (const auto& [hash, fragment] : view_.fragments())
+    g.under_replicated_fragments += short_of_replicas(hash);
   for (const auto& [hash, size] : staged_)
     if (!view_.fragments().count(hash)) g.under_replicated_fragments += short_of_replicas(hash);
   return g;

@@ -8,7 +8,9 @@ namespace {
 
 constexpr std::size_t text_size = 36;
 
-constexpr bool is_dash_position(std::size_t i) { return i == 8 || i == 13 || i == 18 || i == 23; }
+constexpr bool is_dash_position(std::size_t i) {
+  return i == 8 || i == 13 || i == 18 || i == 23;
+}
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';

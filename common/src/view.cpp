@@ -5,9 +5,13 @@
 
 namespace mqds {
 
-void DistributionView::put_file(const Hash& hash, FileMetadata metadata) { files_[hash] = std::move(metadata); }
+void DistributionView::put_file(const Hash& hash, FileMetadata metadata) {
+  files_[hash] = std::move(metadata);
+}
 
-void DistributionView::remove_file(const Hash& hash) { files_.erase(hash); }
+void DistributionView::remove_file(const Hash& hash) {
+  files_.erase(hash);
+}
 
 void DistributionView::put_fragment(const Hash& hash, std::int64_t size_bytes) {
   auto [it, inserted] = fragments_.try_emplace(hash, FragmentMetadata{size_bytes});
@@ -50,7 +54,8 @@ void DistributionView::remove_client(const ClientId& id) {
 
 void DistributionView::apply_registered(const ClientRegistered& event) {
   for (const auto& [hash, file] : event.added_files) put_file(hash, file);
-  for (const auto& [hash, fragment] : event.added_fragments) put_fragment(hash, fragment.size_bytes);
+  for (const auto& [hash, fragment] : event.added_fragments)
+    put_fragment(hash, fragment.size_bytes);
   put_client(event.client_identifier, event.info);
 }
 
@@ -59,7 +64,8 @@ void DistributionView::apply_ended(const FragmentDistributionEnded& event) {
   for (const auto& receiver : event.receivers) {
     auto client = clients_.find(receiver);
     if (client == clients_.end()) continue;  // left before Ended: it does not store the fragment
-    if (client->second.stored_fragments.insert(event.hash).second) used_bytes_[receiver] += event.size_bytes;
+    if (client->second.stored_fragments.insert(event.hash).second)
+      used_bytes_[receiver] += event.size_bytes;
   }
 }
 
@@ -92,8 +98,8 @@ std::vector<ClientId> DistributionView::holders(const Hash& fragment) const {
   return result;
 }
 
-std::optional<std::vector<std::int64_t>> DistributionView::expected_fragment_sizes(const FileMetadata& file,
-                                                                                   std::int64_t fragment_size_bytes) {
+std::optional<std::vector<std::int64_t>> DistributionView::expected_fragment_sizes(
+    const FileMetadata& file, std::int64_t fragment_size_bytes) {
   if (fragment_size_bytes <= 0 || file.size_bytes < 0) return std::nullopt;
   const std::int64_t count = (file.size_bytes + fragment_size_bytes - 1) / fragment_size_bytes;
   if (count != static_cast<std::int64_t>(file.fragment_sequence.size())) return std::nullopt;
@@ -115,8 +121,8 @@ std::string join_names(const std::vector<std::string>& names) {
 
 // Records the size every fragment of `file` must have; false if that contradicts what is already
 // recorded (the same hash at two sizes cannot be the same content).
-bool expect_sizes(const FileMetadata& file, std::int64_t fragment_size_bytes, std::map<Hash, std::int64_t>& expected,
-                  bool commit) {
+bool expect_sizes(const FileMetadata& file, std::int64_t fragment_size_bytes,
+                  std::map<Hash, std::int64_t>& expected, bool commit) {
   auto sizes = DistributionView::expected_fragment_sizes(file, fragment_size_bytes);
   if (!sizes) return false;
   for (std::size_t i = 0; i < sizes->size(); ++i) {
@@ -124,15 +130,17 @@ bool expect_sizes(const FileMetadata& file, std::int64_t fragment_size_bytes, st
     if (it != expected.end() && it->second != (*sizes)[i]) return false;
   }
   if (commit)
-    for (std::size_t i = 0; i < sizes->size(); ++i) expected.emplace(file.fragment_sequence[i], (*sizes)[i]);
+    for (std::size_t i = 0; i < sizes->size(); ++i)
+      expected.emplace(file.fragment_sequence[i], (*sizes)[i]);
   return true;
 }
 
 }  // namespace
 
-JoinPlan DistributionView::plan_join(const ClientId& id, const ClientJoinRequested& request,
-                                     const std::map<ClientId, std::set<std::string>>& endpoints_claimed,
-                                     const std::set<Hash>& named_for_client) const {
+JoinPlan DistributionView::plan_join(
+    const ClientId& id, const ClientJoinRequested& request,
+    const std::map<ClientId, std::set<std::string>>& endpoints_claimed,
+    const std::set<Hash>& named_for_client) const {
   JoinDenial denied{0, {}};
   std::vector<std::string> reasons;
   if (!is_sha256_name(request.hash_algorithm)) {
@@ -141,14 +149,15 @@ JoinPlan DistributionView::plan_join(const ClientId& id, const ClientJoinRequest
   }
   if (request.fragment_size_bytes && *request.fragment_size_bytes != fragment_size_bytes_) {
     denied.reason_code |= denial::wrong_fragment_size;
-    reasons.push_back("FragmentSize " + std::to_string(*request.fragment_size_bytes) + " differs from the service's " +
-                      std::to_string(fragment_size_bytes_));
+    reasons.push_back("FragmentSize " + std::to_string(*request.fragment_size_bytes) +
+                      " differs from the service's " + std::to_string(fragment_size_bytes_));
   }
   std::vector<std::string> conflicting;
   auto check_endpoints = [&](const ClientId& other, const std::set<std::string>& endpoints) {
     if (other == id) return;
     for (const auto& endpoint : endpoints)
-      if (request.endpoints.count(endpoint)) conflicting.push_back(endpoint + " (used by " + other + ")");
+      if (request.endpoints.count(endpoint))
+        conflicting.push_back(endpoint + " (used by " + other + ")");
   };
   for (const auto& [other, meta] : clients_) check_endpoints(other, meta.endpoints);
   for (const auto& [other, endpoints] : endpoints_claimed) check_endpoints(other, endpoints);

@@ -29,17 +29,22 @@ CliSession::CliSession(runtime::ConnectionOptions options) : options_(std::move(
     inbox_.push_back(std::move(m));
   };
   handlers.published = [this](int mid, int rc) { acks_[mid] = rc; };
-  handlers.subscribed = [this](int mid, const std::vector<int>& granted) { subacks_[mid] = granted; };
+  handlers.subscribed = [this](int mid, const std::vector<int>& granted) {
+    subacks_[mid] = granted;
+  };
   // Answers to our own requests are what arrives in flight: a few hundred is plenty.
   session_ = std::make_unique<runtime::MqttSession>(options_, 1024, std::move(handlers));
 }
 
 void CliSession::connect(std::chrono::milliseconds timeout) {
   std::string why;
-  if (!session_->connect(why)) throw CliError("cannot reach the broker at " + options_.describe() + ": " + why);
+  if (!session_->connect(why))
+    throw CliError("cannot reach the broker at " + options_.describe() + ": " + why);
   const auto deadline = Clock::now() + timeout;
   while (!connected_ && !refused_ && !lost_ && Clock::now() < deadline) session_->step(20);
-  if (refused_) throw CliError("the broker at " + options_.describe() + " refused the connection: " + *refused_);
+  if (refused_)
+    throw CliError("the broker at " + options_.describe() +
+                   " refused the connection: " + *refused_);
   if (!connected_) throw CliError("no answer from the broker at " + options_.describe());
 }
 
@@ -48,19 +53,23 @@ void CliSession::step(int timeout_ms) {
   if (lost_) throw CliError("lost the connection to the broker: " + *lost_);
 }
 
-void CliSession::subscribe(const std::vector<std::string>& topics, std::chrono::milliseconds timeout) {
+void CliSession::subscribe(const std::vector<std::string>& topics,
+                           std::chrono::milliseconds timeout) {
   const int mid = session_->subscribe(topics, 1);
   if (mid < 0) throw CliError("cannot subscribe: " + runtime::describe_error(-mid));
   const auto deadline = Clock::now() + timeout;
   while (!subacks_.count(mid) && Clock::now() < deadline) step(20);
   if (!subacks_.count(mid)) throw CliError("the broker did not answer a subscription");
   for (std::size_t i = 0; i < subacks_[mid].size(); ++i)
-    if (subacks_[mid][i] >= 128) throw CliError("the broker refused the subscription to " + topics[i]);
+    if (subacks_[mid][i] >= 128)
+      throw CliError("the broker refused the subscription to " + topics[i]);
 }
 
 int CliSession::publish(const runtime::Outgoing& message) {
   const int mid = session_->publish(message);
-  if (mid < 0) throw CliError("cannot publish on " + std::string(message.topic) + ": " + runtime::describe_error(-mid));
+  if (mid < 0)
+    throw CliError("cannot publish on " + std::string(message.topic) + ": " +
+                   runtime::describe_error(-mid));
   return mid;
 }
 
@@ -70,8 +79,8 @@ std::optional<int> CliSession::acknowledgement(int mid) const {
   return it->second;
 }
 
-std::optional<runtime::Received> CliSession::wait_for(const std::function<bool(const runtime::Received&)>& match,
-                                                      std::chrono::milliseconds timeout) {
+std::optional<runtime::Received> CliSession::wait_for(
+    const std::function<bool(const runtime::Received&)>& match, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (true) {
     for (auto it = inbox_.begin(); it != inbox_.end(); ++it) {
@@ -98,18 +107,21 @@ std::optional<runtime::Received> CliSession::take_answer(const std::string& corr
 query::Answer CliSession::ask(const query::Request& request, std::chrono::milliseconds timeout) {
   const std::string payload = query::encode_request(request);
   const std::string correlation = "q" + next_correlation();
-  const std::string response_topic = std::string(query::response_prefix) + options_.client_id + "/query";
+  const std::string response_topic =
+      std::string(query::response_prefix) + options_.client_id + "/query";
   runtime::Outgoing out(query::request_topic, payload, 1);
   out.response_topic = response_topic;
   out.correlation_data = correlation;
   const int mid = publish(out);
-  const auto answer = wait_for([&](const runtime::Received& m) { return m.correlation_data == correlation; }, timeout);
+  const auto answer = wait_for(
+      [&](const runtime::Received& m) { return m.correlation_data == correlation; }, timeout);
   if (!answer) {
     if (auto rc = acknowledgement(mid); rc && *rc >= 128)
       throw CliError("the broker refused the query (reason " + std::to_string(*rc) +
                      "): is the mqds tracker plugin loaded, and this user allowed to query?");
-    throw CliError("no answer from the tracker: is the mqds tracker plugin loaded in the broker at " +
-                   options_.describe() + "?");
+    throw CliError(
+        "no answer from the tracker: is the mqds tracker plugin loaded in the broker at " +
+        options_.describe() + "?");
   }
   forget_acknowledgement(mid);
   auto decoded = query::decode_answer(answer->payload);

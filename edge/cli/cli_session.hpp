@@ -31,7 +31,8 @@ class CliSession {
   // Connects and waits for the broker's answer; throws CliError saying why it failed.
   void connect(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // Subscribes and waits for the grant; throws CliError when refused.
-  void subscribe(const std::vector<std::string>& topics, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  void subscribe(const std::vector<std::string>& topics,
+                 std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // Network I/O for at most timeout_ms; throws CliError once the connection is lost.
   void step(int timeout_ms);
 
@@ -42,14 +43,16 @@ class CliSession {
   void forget_acknowledgement(int mid) { acks_.erase(mid); }
 
   // Takes the first received message `match` accepts, stepping up to `timeout` for it.
-  std::optional<runtime::Received> wait_for(const std::function<bool(const runtime::Received&)>& match,
-                                            std::chrono::milliseconds timeout);
+  std::optional<runtime::Received> wait_for(
+      const std::function<bool(const runtime::Received&)>& match,
+      std::chrono::milliseconds timeout);
   // Takes the received message answering `correlation`, if it arrived.
   std::optional<runtime::Received> take_answer(const std::string& correlation);
 
   // One query to the tracker (common/include/mqds/query.hpp); throws CliError on no answer or an
   // error answer.
-  query::Answer ask(const query::Request& request, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  query::Answer ask(const query::Request& request,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
   const std::string& client_id() const { return options_.client_id; }
   std::string next_correlation() { return std::to_string(++correlations_); }

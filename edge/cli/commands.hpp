@@ -13,7 +13,8 @@ namespace mqds::cli {
 namespace exit_status {
 inline constexpr int ok = 0;
 inline constexpr int usage = 1;
-inline constexpr int failed = 2;  // the message says what: unknown file, missing fragments, no broker...
+inline constexpr int failed =
+    2;  // the message says what: unknown file, missing fragments, no broker...
 }  // namespace exit_status
 
 struct PutOptions {

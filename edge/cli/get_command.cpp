@@ -35,7 +35,8 @@ class PartFile {
     if (fd_ < 0) throw CliError("cannot open " + path + ": " + std::strerror(errno));
     struct stat st {};
     existed_ = ::fstat(fd_, &st) == 0 && st.st_size > 0;
-    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) throw CliError("cannot size " + path + ": " + std::strerror(errno));
+    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0)
+      throw CliError("cannot size " + path + ": " + std::strerror(errno));
   }
   ~PartFile() {
     if (fd_ >= 0) ::close(fd_);
@@ -44,7 +45,8 @@ class PartFile {
   void write(std::int64_t offset, const std::string& data) {
     std::size_t done = 0;
     while (done < data.size()) {
-      const ssize_t w = ::pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset) + static_cast<off_t>(done));
+      const ssize_t w = ::pwrite(fd_, data.data() + done, data.size() - done,
+                                 static_cast<off_t>(offset) + static_cast<off_t>(done));
       if (w < 0 && errno == EINTR) continue;
       if (w <= 0) throw CliError("cannot write " + path_ + ": " + std::strerror(errno));
       done += static_cast<std::size_t>(w);
@@ -54,7 +56,8 @@ class PartFile {
     std::string data(n, '\0');
     std::size_t done = 0;
     while (done < n) {
-      const ssize_t r = ::pread(fd_, data.data() + done, n - done, static_cast<off_t>(offset) + static_cast<off_t>(done));
+      const ssize_t r = ::pread(fd_, data.data() + done, n - done,
+                                static_cast<off_t>(offset) + static_cast<off_t>(done));
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) break;
       done += static_cast<std::size_t>(r);
@@ -77,8 +80,8 @@ struct Fragment {
   std::int64_t offset = 0;  // in the file
   std::int64_t size = 0;
   std::vector<ClientId> holders;
-  std::size_t holder = 0;   // the one being asked
-  std::string data;         // received so far
+  std::size_t holder = 0;  // the one being asked
+  std::string data;        // received so far
   std::vector<std::string> problems;
   int busy_retries = 0;
   bool done = false;
@@ -90,27 +93,33 @@ struct InFlight {
   Clock::time_point deadline;
 };
 
-std::string hash_of_text(const std::string& data) { return sha256(std::string_view(data)).to_hex(); }
+std::string hash_of_text(const std::string& data) {
+  return sha256(std::string_view(data)).to_hex();
+}
 
 }  // namespace
 
 int get(CliSession& session, const GetOptions& options) {
   const auto hash = Hash::from_hex(options.hash);
-  if (!hash) throw CliError("'" + options.hash + "' is not a file hash (64 hexadecimal characters)");
+  if (!hash)
+    throw CliError("'" + options.hash + "' is not a file hash (64 hexadecimal characters)");
 
   // What the tracker knows: the fragments in order, who holds each, and how to reach them.
   std::vector<Fragment> fragments;
   query::FileSummary file;
   for (std::size_t offset = 0;;) {
-    const query::Answer a = session.ask(query::Request{query::Kind::file, *hash, offset, query::page_max});
+    const query::Answer a =
+        session.ask(query::Request{query::Kind::file, *hash, offset, query::page_max});
     file = *a.file;
-    for (const auto& f : a.fragments) fragments.push_back(Fragment{f.hash, 0, f.size_bytes, f.holders, 0, {}, {}, 0, false});
+    for (const auto& f : a.fragments)
+      fragments.push_back(Fragment{f.hash, 0, f.size_bytes, f.holders, 0, {}, {}, 0, false});
     offset = a.offset + a.fragments.size();
     if (a.fragments.empty() || offset >= a.total) break;
   }
   std::map<ClientId, std::string> request_topic;
   for (std::size_t offset = 0;;) {
-    const query::Answer a = session.ask(query::Request{query::Kind::clients, std::nullopt, offset, query::page_max});
+    const query::Answer a =
+        session.ask(query::Request{query::Kind::clients, std::nullopt, offset, query::page_max});
     for (const auto& c : a.clients) {
       std::string topic = fetch::request_topic(c.id);
       for (const auto& e : c.endpoints)
@@ -127,16 +136,20 @@ int get(CliSession& session, const GetOptions& options) {
     at += f.size;
     // Spread the load: each fragment starts with another of its holders.
     if (!f.holders.empty())
-      std::rotate(f.holders.begin(), f.holders.begin() + static_cast<std::ptrdiff_t>(i % f.holders.size()), f.holders.end());
+      std::rotate(f.holders.begin(),
+                  f.holders.begin() + static_cast<std::ptrdiff_t>(i % f.holders.size()),
+                  f.holders.end());
   }
-  if (at != file.size_bytes) throw CliError("the tracker's fragments of " + options.hash + " do not add up to its size");
+  if (at != file.size_bytes)
+    throw CliError("the tracker's fragments of " + options.hash + " do not add up to its size");
 
   const std::string part_path = options.output + ".part";
   PartFile part(part_path, file.size_bytes);
   std::int64_t done_bytes = 0;
   if (part.existed()) {
     for (auto& f : fragments)
-      if (sha256(std::string_view(part.read(f.offset, static_cast<std::size_t>(f.size)))) == f.hash) {
+      if (sha256(std::string_view(part.read(f.offset, static_cast<std::size_t>(f.size)))) ==
+          f.hash) {
         f.done = true;
         done_bytes += f.size;
       }
@@ -163,11 +176,12 @@ int get(CliSession& session, const GetOptions& options) {
       return;
     }
     const auto offset = static_cast<std::int64_t>(f.data.size());
-    const std::string payload =
-        fetch::encode_request(fetch::Request{f.hash, offset, std::min(fetch::chunk_bytes_max, f.size - offset)});
+    const std::string payload = fetch::encode_request(
+        fetch::Request{f.hash, offset, std::min(fetch::chunk_bytes_max, f.size - offset)});
     const std::string correlation = "g" + session.next_correlation();
-    const auto topic = request_topic.count(f.holders[f.holder]) ? request_topic[f.holders[f.holder]]
-                                                                 : fetch::request_topic(f.holders[f.holder]);
+    const auto topic = request_topic.count(f.holders[f.holder])
+                           ? request_topic[f.holders[f.holder]]
+                           : fetch::request_topic(f.holders[f.holder]);
     runtime::Outgoing out(topic, payload, 1);
     out.response_topic = response_topic;
     out.correlation_data = correlation;
@@ -208,24 +222,28 @@ int get(CliSession& session, const GetOptions& options) {
         }
         const std::size_t index = it->second.fragment;
         it = in_flight.erase(it);
-        next_holder(index, "no answer within " + std::to_string(options.request_timeout.count()) + " ms");
+        next_holder(index,
+                    "no answer within " + std::to_string(options.request_timeout.count()) + " ms");
         continue;
       }
       const InFlight request = it->second;
       it = in_flight.erase(it);
       Fragment& f = fragments[request.fragment];
       const std::string status = answer->user_property(fetch::property_status).value_or("");
-      if (status == fetch::status_name(fetch::Status::busy) && ++f.busy_retries <= busy_retries_max) {
+      if (status == fetch::status_name(fetch::Status::busy) &&
+          ++f.busy_retries <= busy_retries_max) {
         retry_at[request.fragment] = now + busy_retry;
         continue;
       }
       if (status != fetch::status_name(fetch::Status::ok)) {
-        next_holder(request.fragment, (status.empty() ? std::string("no status") : status) + " (" +
-                                          answer->user_property(fetch::property_reason).value_or("") + ")");
+        next_holder(request.fragment,
+                    (status.empty() ? std::string("no status") : status) + " (" +
+                        answer->user_property(fetch::property_reason).value_or("") + ")");
         continue;
       }
       if (answer->user_property(fetch::property_offset) != std::to_string(request.offset) ||
-          answer->user_property(fetch::property_size) != std::to_string(f.size) || answer->payload.empty()) {
+          answer->user_property(fetch::property_size) != std::to_string(f.size) ||
+          answer->payload.empty()) {
         next_holder(request.fragment, "an answer that does not fit the fragment");
         continue;
       }
@@ -234,7 +252,8 @@ int get(CliSession& session, const GetOptions& options) {
         ask_for(request.fragment);  // the next chunk of a large fragment
         continue;
       }
-      if (static_cast<std::int64_t>(f.data.size()) != f.size || sha256(std::string_view(f.data)) != f.hash) {
+      if (static_cast<std::int64_t>(f.data.size()) != f.size ||
+          sha256(std::string_view(f.data)) != f.hash) {
         next_holder(request.fragment, "bad data (hashes to " + hash_of_text(f.data) + ")");
         continue;
       }
@@ -248,8 +267,9 @@ int get(CliSession& session, const GetOptions& options) {
   }
 
   if (!missing.empty()) {
-    std::string why = std::to_string(missing.size()) + " of " + std::to_string(fragments.size()) + " fragments of " +
-                      options.hash + " could not be fetched; what was fetched is kept in " + part_path +
+    std::string why = std::to_string(missing.size()) + " of " + std::to_string(fragments.size()) +
+                      " fragments of " + options.hash +
+                      " could not be fetched; what was fetched is kept in " + part_path +
                       " and a new get resumes from it:";
     for (std::size_t i = 0; i < missing.size() && i < 10; ++i) {
       const Fragment& f = fragments[missing[i]];
@@ -267,11 +287,14 @@ int get(CliSession& session, const GetOptions& options) {
     whole.update(std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size()));
   }
   if (const Hash actual = whole.finish(); actual != *hash)
-    throw CliError("the assembled file hashes to " + actual.to_hex() + ", not " + options.hash + "; " + part_path + " is kept");
+    throw CliError("the assembled file hashes to " + actual.to_hex() + ", not " + options.hash +
+                   "; " + part_path + " is kept");
   part.sync();
   if (::rename(part_path.c_str(), options.output.c_str()) != 0)
-    throw CliError("cannot rename " + part_path + " to " + options.output + ": " + std::strerror(errno));
-  progress.finish("verified " + human_bytes(file.size_bytes) + " in " + std::to_string(fragments.size()) + " fragments");
+    throw CliError("cannot rename " + part_path + " to " + options.output + ": " +
+                   std::strerror(errno));
+  progress.finish("verified " + human_bytes(file.size_bytes) + " in " +
+                  std::to_string(fragments.size()) + " fragments");
   return exit_status::ok;
 }
 

@@ -24,27 +24,37 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", quiet, "no progress on stderr");
 
   PutOptions put_options;
-  auto* put_command = app.add_subcommand("put", "upload a file; prints its hash (uppercase hex) as the last line");
-  put_command->add_option("FILE", put_options.path, "the file to upload")->required()->check(CLI::ExistingFile);
+  auto* put_command =
+      app.add_subcommand("put", "upload a file; prints its hash (uppercase hex) as the last line");
+  put_command->add_option("FILE", put_options.path, "the file to upload")
+      ->required()
+      ->check(CLI::ExistingFile);
   bool no_wait = false;
-  put_command->add_flag("--no-wait", no_wait, "return once the tracker published the file, before it is replicated");
+  put_command->add_flag("--no-wait", no_wait,
+                        "return once the tracker published the file, before it is replicated");
   int wait_seconds = 600;
-  put_command->add_option("--wait-timeout", wait_seconds, "seconds to wait for every fragment's k replicas")
+  put_command
+      ->add_option("--wait-timeout", wait_seconds,
+                   "seconds to wait for every fragment's k replicas")
       ->capture_default_str()
       ->check(CLI::Range(1, 86400));
 
   GetOptions get_options;
-  auto* get_command = app.add_subcommand("get", "download a file by its hash, verified, written atomically");
-  get_command->add_option("HASH", get_options.hash, "the file's hash (64 hexadecimal characters)")->required();
+  auto* get_command =
+      app.add_subcommand("get", "download a file by its hash, verified, written atomically");
+  get_command->add_option("HASH", get_options.hash, "the file's hash (64 hexadecimal characters)")
+      ->required();
   get_command->add_option("-o,--output", get_options.output, "where to write it")->required();
   get_command->add_option("--parallel", get_options.parallel, "fragments fetched at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
 
   bool ls_json = false, status_json = false;
-  auto* ls_command = app.add_subcommand("ls", "the files: hash, size, fragments, replicas present and desired");
+  auto* ls_command =
+      app.add_subcommand("ls", "the files: hash, size, fragments, replicas present and desired");
   ls_command->add_flag("--json", ls_json, "JSON for scripts");
-  auto* status_command = app.add_subcommand("status", "the edges: fragments and bytes stored, capacity, balance");
+  auto* status_command =
+      app.add_subcommand("status", "the edges: fragments and bytes stored, capacity, balance");
   status_command->add_flag("--json", status_json, "JSON for scripts");
 
   try {

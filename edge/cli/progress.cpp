@@ -6,7 +6,6 @@
 
 namespace mqds::cli {
 
-
 Progress::Progress(std::string label, std::int64_t total_bytes, bool quiet)
     : label_(std::move(label)),
       total_(total_bytes),
@@ -31,9 +30,11 @@ void Progress::update(std::int64_t done_bytes) {
 }
 
 void Progress::draw(bool final) {
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   const double rate = seconds > 0 ? static_cast<double>(done_) / seconds : 0;
-  const double fraction = total_ > 0 ? static_cast<double>(done_) / static_cast<double>(total_) : 1.0;
+  const double fraction =
+      total_ > 0 ? static_cast<double>(done_) / static_cast<double>(total_) : 1.0;
   char eta[32] = "";
   if (!final && rate > 0 && done_ < total_)
     std::snprintf(eta, sizeof eta, "  %.0f s left", static_cast<double>(total_ - done_) / rate);
@@ -42,11 +43,13 @@ void Progress::draw(bool final) {
     const int filled = static_cast<int>(fraction * width);
     std::string bar(static_cast<std::size_t>(filled), '#');
     bar.resize(width, '.');
-    std::fprintf(stderr, "\r%s [%s] %s / %s  %s/s%s\033[K", label_.c_str(), bar.c_str(), human_bytes(done_).c_str(),
-                 human_bytes(total_).c_str(), human_bytes(static_cast<std::int64_t>(rate)).c_str(), eta);
+    std::fprintf(stderr, "\r%s [%s] %s / %s  %s/s%s\033[K", label_.c_str(), bar.c_str(),
+                 human_bytes(done_).c_str(), human_bytes(total_).c_str(),
+                 human_bytes(static_cast<std::int64_t>(rate)).c_str(), eta);
   } else {
-    std::fprintf(stderr, "%s: %3.0f %%  %s / %s  %s/s%s\n", label_.c_str(), fraction * 100, human_bytes(done_).c_str(),
-                 human_bytes(total_).c_str(), human_bytes(static_cast<std::int64_t>(rate)).c_str(), eta);
+    std::fprintf(stderr, "%s: %3.0f %%  %s / %s  %s/s%s\n", label_.c_str(), fraction * 100,
+                 human_bytes(done_).c_str(), human_bytes(total_).c_str(),
+                 human_bytes(static_cast<std::int64_t>(rate)).c_str(), eta);
   }
   std::fflush(stderr);
 }

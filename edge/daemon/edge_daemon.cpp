@@ -15,7 +15,8 @@
 namespace mqds::edge {
 
 std::int64_t monotonic_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -60,15 +61,19 @@ EdgeDaemon::EdgeDaemon(EdgeOptions options, const runtime::Log& log)
 
 void EdgeDaemon::verify_store() {
   IntegrityReport report;
-  TorrentSnapshot snapshot = store_.verify_and_load(report, [&](const std::string& name, const std::string& why) {
-    log_(LogLevel::warning, "integrity: dropped fragment " + name + ": " + why);
-  });
-  const double rate = report.seconds > 0 ? static_cast<double>(report.bytes_checked) / 1e6 / report.seconds : 0;
+  TorrentSnapshot snapshot =
+      store_.verify_and_load(report, [&](const std::string& name, const std::string& why) {
+        log_(LogLevel::warning, "integrity: dropped fragment " + name + ": " + why);
+      });
+  const double rate =
+      report.seconds > 0 ? static_cast<double>(report.bytes_checked) / 1e6 / report.seconds : 0;
   char line[256];
   std::snprintf(line, sizeof line,
-                "integrity: %zu fragments and %zu temporary intact, %s verified in %.2f s (%.0f MB/s); dropped %zu "
+                "integrity: %zu fragments and %zu temporary intact, %s verified in %.2f s (%.0f "
+                "MB/s); dropped %zu "
                 "corrupt, %zu unknown",
-                report.fragments_intact, report.temporary_intact, human_bytes(report.bytes_checked).c_str(), report.seconds, rate,
+                report.fragments_intact, report.temporary_intact,
+                human_bytes(report.bytes_checked).c_str(), report.seconds, rate,
                 report.dropped_corrupt, report.dropped_unknown);
   log_(report.dropped_corrupt + report.dropped_unknown ? LogLevel::warning : LogLevel::info, line);
 
@@ -88,17 +93,23 @@ int EdgeDaemon::run(const volatile std::sig_atomic_t& stop) {
   handlers.lost = [this](const std::string& why) { on_lost(why); };
   handlers.message = [this](runtime::Received&& m) { on_message(std::move(m)); };
   handlers.published = [this](int mid, int rc) { on_published(mid, rc); };
-  handlers.subscribed = [this](int mid, const std::vector<int>& granted) { on_subscribed(mid, granted); };
-  session_ = std::make_unique<runtime::MqttSession>(options_.connection, receive_maximum, std::move(handlers));
-  log_(LogLevel::info, "client " + options_.connection.client_id + ", broker " + options_.connection.describe() +
-                           ", data in " + options_.data_dir +
-                           (options_.capacity_bytes ? ", capacity " + human_bytes(*options_.capacity_bytes) : ", no capacity limit"));
+  handlers.subscribed = [this](int mid, const std::vector<int>& granted) {
+    on_subscribed(mid, granted);
+  };
+  session_ = std::make_unique<runtime::MqttSession>(options_.connection, receive_maximum,
+                                                    std::move(handlers));
+  log_(LogLevel::info,
+       "client " + options_.connection.client_id + ", broker " + options_.connection.describe() +
+           ", data in " + options_.data_dir +
+           (options_.capacity_bytes ? ", capacity " + human_bytes(*options_.capacity_bytes)
+                                    : ", no capacity limit"));
 
   while (!stop && !fatal_) {
     const std::int64_t now = monotonic_ms();
     if (link_ == Link::down && now >= reconnect_at_ms_) connect(now);
     std::int64_t wait = step_max_ms;
-    if (auto deadline = machine_->next_deadline_ms()) wait = std::clamp<std::int64_t>(*deadline - now, 0, wait);
+    if (auto deadline = machine_->next_deadline_ms())
+      wait = std::clamp<std::int64_t>(*deadline - now, 0, wait);
     if (link_ == Link::down) {
       wait = std::clamp<std::int64_t>(std::min(wait, reconnect_at_ms_ - now), 0, step_max_ms);
       ::poll(nullptr, 0, static_cast<int>(wait));  // a signal ends it early
@@ -106,7 +117,8 @@ int EdgeDaemon::run(const volatile std::sig_atomic_t& stop) {
       session_->step(static_cast<int>(wait));
     }
     const std::int64_t after = monotonic_ms();
-    if (auto deadline = machine_->next_deadline_ms(); deadline && *deadline <= after) take(machine_->on_tick(after));
+    if (auto deadline = machine_->next_deadline_ms(); deadline && *deadline <= after)
+      take(machine_->on_tick(after));
     flush();
     serve_fetches();
   }
@@ -122,7 +134,8 @@ int EdgeDaemon::run(const volatile std::sig_atomic_t& stop) {
 void EdgeDaemon::connect(std::int64_t now_ms) {
   std::string why;
   if (!session_->connect(why)) {
-    log_(LogLevel::warning, "cannot reach the broker at " + options_.connection.describe() + ": " + why);
+    log_(LogLevel::warning,
+         "cannot reach the broker at " + options_.connection.describe() + ": " + why);
     schedule_reconnect(now_ms);
     return;
   }
@@ -131,7 +144,8 @@ void EdgeDaemon::connect(std::int64_t now_ms) {
 
 void EdgeDaemon::schedule_reconnect(std::int64_t now_ms) {
   link_ = Link::down;
-  const auto jitter = static_cast<std::int64_t>(random_.below(static_cast<std::uint64_t>(backoff_ms_ / 2 + 1)));
+  const auto jitter =
+      static_cast<std::int64_t>(random_.below(static_cast<std::uint64_t>(backoff_ms_ / 2 + 1)));
   reconnect_at_ms_ = now_ms + backoff_ms_ / 2 + jitter;
   log_(LogLevel::info, "connecting again in " + std::to_string(reconnect_at_ms_ - now_ms) + " ms");
   backoff_ms_ = std::min(backoff_ms_ * 2, reconnect_max_ms);
@@ -156,7 +170,8 @@ void EdgeDaemon::on_refused(const std::string& why) {
 
 void EdgeDaemon::on_lost(const std::string& why) {
   const bool was_up = link_ == Link::up;
-  log_(LogLevel::warning, "connection to the broker lost (" + why + "); the tracker is gone with it");
+  log_(LogLevel::warning,
+       "connection to the broker lost (" + why + "); the tracker is gone with it");
   // What was decided but not yet published is stale once the connection is gone: the join after
   // the reconnect reports the truth. What it stored is still committed.
   pending_publishes_.clear();
@@ -202,8 +217,8 @@ void EdgeDaemon::on_published(int mid, int reason_code) {
   }
   if (goodbye_mid_ && mid == *goodbye_mid_) goodbye_acknowledged_ = true;
   if (reason_code >= 128)
-    log_(LogLevel::warning, "the broker refused an event (reason " + std::to_string(reason_code) + ": " +
-                                runtime::describe_error(reason_code) + ")");
+    log_(LogLevel::warning, "the broker refused an event (reason " + std::to_string(reason_code) +
+                                ": " + runtime::describe_error(reason_code) + ")");
 }
 
 void EdgeDaemon::take(Output out) {
@@ -237,7 +252,8 @@ void EdgeDaemon::flush() {
     pending_storage_.clear();
     untrimmed_bytes_ += std::exchange(pending_bytes_, 0);
     last_commit_ms_ = monotonic_ms();
-  } else if (untrimmed_bytes_ >= batch_bytes_max / 4 && monotonic_ms() - last_commit_ms_ >= trim_after_idle_ms) {
+  } else if (untrimmed_bytes_ >= batch_bytes_max / 4 &&
+             monotonic_ms() - last_commit_ms_ >= trim_after_idle_ms) {
     // LMDB's dirty pages and the fragments of large batches are freed in pieces glibc keeps; give
     // them back once a burst is over, so a board's resident memory returns to its idle size. Not
     // during the burst: memory given back is faulted in and zeroed again by the next batch, which
@@ -263,10 +279,12 @@ void EdgeDaemon::serve_fetches() {
 }
 
 void EdgeDaemon::serve(const runtime::Received& request) {
-  if (request.response_topic.empty() || !fetch::requester_of_response_topic(request.response_topic)) {
+  if (request.response_topic.empty() ||
+      !fetch::requester_of_response_topic(request.response_topic)) {
     // Answering on any topic a request names would let anyone make this board publish there.
     log_(LogLevel::warning, "ignored a fetch request whose Response Topic is not under " +
-                                std::string(fetch::response_prefix) + ": '" + request.response_topic.substr(0, 200) + "'");
+                                std::string(fetch::response_prefix) + ": '" +
+                                request.response_topic.substr(0, 200) + "'");
     return;
   }
   const auto decoded = fetch::decode_request(request.payload);
@@ -283,7 +301,8 @@ void EdgeDaemon::serve(const runtime::Received& request) {
   const auto result = store_.read_fragment(wanted.hash, [&](std::span<const std::uint8_t> content) {
     const auto size = static_cast<std::int64_t>(content.size());
     if (wanted.offset_bytes > size) {
-      respond(request, fetch::Status::bad_request, "Offset is beyond the fragment's " + std::to_string(size) + " bytes");
+      respond(request, fetch::Status::bad_request,
+              "Offset is beyond the fragment's " + std::to_string(size) + " bytes");
     } else {
       const auto length = std::min(wanted.length_bytes, size - wanted.offset_bytes);
       respond(request, fetch::Status::ok, {},
@@ -302,15 +321,18 @@ void EdgeDaemon::serve(const runtime::Received& request) {
   respond(request, fetch::Status::not_found, "not stored here");
 }
 
-void EdgeDaemon::respond(const runtime::Received& request, fetch::Status status, std::string_view reason,
-                         std::string_view data, std::int64_t size_bytes, std::int64_t offset_bytes) {
-  runtime::UserProperties properties{{std::string(fetch::property_status), std::string(fetch::status_name(status))}};
+void EdgeDaemon::respond(const runtime::Received& request, fetch::Status status,
+                         std::string_view reason, std::string_view data, std::int64_t size_bytes,
+                         std::int64_t offset_bytes) {
+  runtime::UserProperties properties{
+      {std::string(fetch::property_status), std::string(fetch::status_name(status))}};
   if (status == fetch::Status::ok) {
     properties.emplace_back(fetch::property_size, std::to_string(size_bytes));
     properties.emplace_back(fetch::property_offset, std::to_string(offset_bytes));
   } else {
     properties.emplace_back(fetch::property_reason, std::string(reason));
-    log_(LogLevel::debug, "fetch answered " + std::string(fetch::status_name(status)) + ": " + std::string(reason));
+    log_(LogLevel::debug,
+         "fetch answered " + std::string(fetch::status_name(status)) + ": " + std::string(reason));
   }
   const std::string_view correlation =
       std::string_view(request.correlation_data).substr(0, fetch::correlation_bytes_max);
@@ -342,7 +364,8 @@ void EdgeDaemon::say_goodbye(const volatile std::sig_atomic_t&) {
          monotonic_ms() < deadline)
     session_->step(50);
   log_(goodbye_acknowledged_ ? LogLevel::info : LogLevel::warning,
-       goodbye_acknowledged_ ? "said goodbye; stopped" : "goodbye not acknowledged in time; stopped");
+       goodbye_acknowledged_ ? "said goodbye; stopped"
+                             : "goodbye not acknowledged in time; stopped");
   session_->disconnect(1'000);
 }
 

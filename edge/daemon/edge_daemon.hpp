@@ -17,7 +17,8 @@
 //   hash first. A corrupt copy is handed to the machine as lost (deleted, and a rejoin reports it).
 //   Responses in flight are bounded in bytes; beyond the bound the answer is "busy".
 // - SIGTERM/SIGINT: ClientGoodbye is published and acknowledged (bounded wait), then a clean
-//   DISCONNECT. A denial the operator must fix ends the process with exit_status::operator_must_act.
+//   DISCONNECT. A denial the operator must fix ends the process with
+//   exit_status::operator_must_act.
 #pragma once
 
 #include <csignal>
@@ -75,7 +76,8 @@ class EdgeDaemon {
   void serve_fetches();
   void serve(const runtime::Received& request);
   void respond(const runtime::Received& request, fetch::Status status, std::string_view reason,
-               std::string_view data = {}, std::int64_t size_bytes = 0, std::int64_t offset_bytes = 0);
+               std::string_view data = {}, std::int64_t size_bytes = 0,
+               std::int64_t offset_bytes = 0);
   void say_goodbye(const volatile std::sig_atomic_t& stop);
 
   EdgeOptions options_;

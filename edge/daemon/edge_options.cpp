@@ -28,17 +28,21 @@ std::string default_client_id() {
 std::variant<EdgeOptions, int> parse_edge_options(int argc, const char* const* argv) {
   EdgeOptions options;
   CLI::App app{
-      "mqds-edge: an mqds torrent server. Joins the service run by the tracker inside the MQTT broker, stores the "
+      "mqds-edge: an mqds torrent server. Joins the service run by the tracker inside the MQTT "
+      "broker, stores the "
       "fragments the tracker places on it, and serves them back.",
       "mqds-edge"};
   app.set_help_flag("--help", "print this help and exit");
-  app.set_config("-c,--config", "", "config file: the long option names as keys, `key = value` per line");
+  app.set_config("-c,--config", "",
+                 "config file: the long option names as keys, `key = value` per line");
   app.allow_config_extras(false);
   runtime::add_connection_options(app, options.connection);
-  app.add_option("--data-dir", options.data_dir, "directory of the LMDB store (created if missing)")->required();
+  app.add_option("--data-dir", options.data_dir, "directory of the LMDB store (created if missing)")
+      ->required();
   std::uint64_t capacity = 0;
   auto* capacity_option =
-      app.add_option("--capacity", capacity, "bytes this server may store: 500M, 20G, 1T (binary units); default no limit")
+      app.add_option("--capacity", capacity,
+                     "bytes this server may store: 500M, 20G, 1T (binary units); default no limit")
           ->transform(CLI::AsSizeValue(false));
   app.add_option("--endpoint", options.endpoints,
                  "a URI announced to the service besides mqtt:mqds/fetch/request/<id> (repeatable)")

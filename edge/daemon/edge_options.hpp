@@ -1,5 +1,6 @@
 // mqds-edge's command line and config file. Every flag has a config-file key of the same long
-// name (`data-dir = /var/lib/mqds-edge`, `endpoint = ...` once per endpoint); flags win over the file.
+// name (`data-dir = /var/lib/mqds-edge`, `endpoint = ...` once per endpoint); flags win over the
+// file.
 #pragma once
 
 #include <cstdint>
@@ -23,10 +24,11 @@ struct EdgeOptions {
 
 // Exit statuses, documented in the README and the systemd unit.
 namespace exit_status {
-inline constexpr int stopped = 0;         // SIGTERM or SIGINT: said goodbye
-inline constexpr int usage = 1;           // a bad flag, value or config file
-inline constexpr int operator_must_act = 2;  // the tracker denied this server for a reason only a person can fix
-inline constexpr int storage = 3;         // the data directory cannot be opened or written
+inline constexpr int stopped = 0;  // SIGTERM or SIGINT: said goodbye
+inline constexpr int usage = 1;    // a bad flag, value or config file
+inline constexpr int operator_must_act =
+    2;  // the tracker denied this server for a reason only a person can fix
+inline constexpr int storage = 3;  // the data directory cannot be opened or written
 }  // namespace exit_status
 
 // The options, or the exit status to leave with (0 after --help, usage after an error, which has

@@ -32,7 +32,8 @@ struct ConnectionOptions {
 
 // Registers the flags on `app`, writing into `options` (which must outlive the parse).
 void add_connection_options(CLI::App& app, ConnectionOptions& options);
-// What is wrong with a combination the flags alone cannot check ("--cert needs --key"), if anything.
+// What is wrong with a combination the flags alone cannot check ("--cert needs --key"), if
+// anything.
 std::optional<std::string> check_connection_options(const ConnectionOptions& options);
 
 }  // namespace mqds::runtime

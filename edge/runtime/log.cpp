@@ -19,8 +19,8 @@ std::string_view level_name(LogLevel level) {
 void Log::write(LogLevel level, std::string_view text) const {
   if (!enabled(level)) return;
   std::fprintf(stderr, "%.*s: %.*s: %.*s\n", static_cast<int>(program_.size()), program_.data(),
-               static_cast<int>(level_name(level).size()), level_name(level).data(), static_cast<int>(text.size()),
-               text.data());
+               static_cast<int>(level_name(level).size()), level_name(level).data(),
+               static_cast<int>(text.size()), text.data());
   std::fflush(stderr);
 }
 
@@ -33,8 +33,10 @@ std::string human_bytes(std::int64_t bytes) {
     ++unit;
   }
   char text[32];
-  if (unit == 0) std::snprintf(text, sizeof text, "%lld B", static_cast<long long>(bytes));
-  else std::snprintf(text, sizeof text, "%.1f %s", value, units[unit]);
+  if (unit == 0)
+    std::snprintf(text, sizeof text, "%lld B", static_cast<long long>(bytes));
+  else
+    std::snprintf(text, sizeof text, "%.1f %s", value, units[unit]);
   return text;
 }
 

@@ -12,7 +12,8 @@ namespace mqds::runtime {
 
 class Log {
  public:
-  explicit Log(std::string_view program, LogLevel threshold = LogLevel::info) : program_(program), threshold_(threshold) {}
+  explicit Log(std::string_view program, LogLevel threshold = LogLevel::info)
+      : program_(program), threshold_(threshold) {}
   void set_threshold(LogLevel level) { threshold_ = level; }
   bool enabled(LogLevel level) const { return level >= threshold_; }
   void write(LogLevel level, std::string_view text) const;

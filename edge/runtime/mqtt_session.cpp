@@ -15,9 +15,13 @@ struct Library {
   ~Library() { mosquitto_lib_cleanup(); }
 };
 
-void use_library() { static Library library; }
+void use_library() {
+  static Library library;
+}
 
-const char* or_null(const std::string& s) { return s.empty() ? nullptr : s.c_str(); }
+const char* or_null(const std::string& s) {
+  return s.empty() ? nullptr : s.c_str();
+}
 
 constexpr std::size_t user_properties_max = 32;
 
@@ -41,20 +45,23 @@ MqttSession::MqttSession(const ConnectionOptions& options, int receive_maximum, 
   if (!mosq_) throw std::runtime_error("cannot create an MQTT client (out of memory?)");
   try {
     auto check = [](int rc, const char* what) {
-      if (rc != MOSQ_ERR_SUCCESS) throw std::runtime_error(std::string(what) + ": " + describe_error(rc));
+      if (rc != MOSQ_ERR_SUCCESS)
+        throw std::runtime_error(std::string(what) + ": " + describe_error(rc));
     };
     check(mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5), "MQTT 5");
-    check(mosquitto_int_option(mosq_, MOSQ_OPT_RECEIVE_MAXIMUM, receive_maximum), "receive maximum");
+    check(mosquitto_int_option(mosq_, MOSQ_OPT_RECEIVE_MAXIMUM, receive_maximum),
+          "receive maximum");
     // Acknowledgements and events are small packets that the other side waits for: with Nagle's
     // algorithm each can sit behind a delayed ACK for 40 ms, which throttled uploads to a tenth
     // of what the broker can take (seen with strace).
     check(mosquitto_int_option(mosq_, MOSQ_OPT_TCP_NODELAY, 1), "TCP_NODELAY");
     if (options_.username)
-      check(mosquitto_username_pw_set(mosq_, options_.username->c_str(), options_.password ? options_.password->c_str() : nullptr),
+      check(mosquitto_username_pw_set(mosq_, options_.username->c_str(),
+                                      options_.password ? options_.password->c_str() : nullptr),
             "username");
     if (options_.tls())
-      check(mosquitto_tls_set(mosq_, or_null(options_.cafile), or_null(options_.capath), or_null(options_.cert),
-                              or_null(options_.key), nullptr),
+      check(mosquitto_tls_set(mosq_, or_null(options_.cafile), or_null(options_.capath),
+                              or_null(options_.cert), or_null(options_.key), nullptr),
             "TLS set-up");
   } catch (...) {
     mosquitto_destroy(mosq_);
@@ -85,7 +92,8 @@ void MqttSession::guarded(F&& body) noexcept {
 bool MqttSession::connect(std::string& why) {
   disconnecting_ = false;
   const int rc = socket_open_ ? mosquitto_reconnect(mosq_)
-                              : mosquitto_connect_bind_v5(mosq_, options_.host.c_str(), options_.effective_port(),
+                              : mosquitto_connect_bind_v5(mosq_, options_.host.c_str(),
+                                                          options_.effective_port(),
                                                           options_.keepalive_s, nullptr, nullptr);
   if (rc != MOSQ_ERR_SUCCESS) {
     why = describe_error(rc);
@@ -114,19 +122,23 @@ int MqttSession::publish(const Outgoing& message) {
   mosquitto_property* properties = nullptr;
   int rc = MOSQ_ERR_SUCCESS;
   if (!message.response_topic.empty())
-    rc = mosquitto_property_add_string(&properties, MQTT_PROP_RESPONSE_TOPIC, std::string(message.response_topic).c_str());
+    rc = mosquitto_property_add_string(&properties, MQTT_PROP_RESPONSE_TOPIC,
+                                       std::string(message.response_topic).c_str());
   if (rc == MOSQ_ERR_SUCCESS && !message.correlation_data.empty())
-    rc = mosquitto_property_add_binary(&properties, MQTT_PROP_CORRELATION_DATA, message.correlation_data.data(),
+    rc = mosquitto_property_add_binary(&properties, MQTT_PROP_CORRELATION_DATA,
+                                       message.correlation_data.data(),
                                        static_cast<std::uint16_t>(message.correlation_data.size()));
   if (rc == MOSQ_ERR_SUCCESS && message.user_properties)
     for (const auto& [name, value] : *message.user_properties) {
-      rc = mosquitto_property_add_string_pair(&properties, MQTT_PROP_USER_PROPERTY, name.c_str(), value.c_str());
+      rc = mosquitto_property_add_string_pair(&properties, MQTT_PROP_USER_PROPERTY, name.c_str(),
+                                              value.c_str());
       if (rc != MOSQ_ERR_SUCCESS) break;
     }
   int mid = 0;
   if (rc == MOSQ_ERR_SUCCESS)
-    rc = mosquitto_publish_v5(mosq_, &mid, std::string(message.topic).c_str(), static_cast<int>(message.payload.size()),
-                              message.payload.data(), message.qos, false, properties);
+    rc = mosquitto_publish_v5(mosq_, &mid, std::string(message.topic).c_str(),
+                              static_cast<int>(message.payload.size()), message.payload.data(),
+                              message.qos, false, properties);
   mosquitto_property_free_all(&properties);
   return rc == MOSQ_ERR_SUCCESS ? mid : -rc;
 }
@@ -135,7 +147,8 @@ int MqttSession::subscribe(const std::vector<std::string>& topics, int qos) {
   std::vector<char*> pointers;
   for (const auto& topic : topics) pointers.push_back(const_cast<char*>(topic.c_str()));
   int mid = 0;
-  const int rc = mosquitto_subscribe_multiple(mosq_, &mid, static_cast<int>(pointers.size()), pointers.data(), qos, 0, nullptr);
+  const int rc = mosquitto_subscribe_multiple(mosq_, &mid, static_cast<int>(pointers.size()),
+                                              pointers.data(), qos, 0, nullptr);
   return rc == MOSQ_ERR_SUCCESS ? mid : -rc;
 }
 
@@ -144,7 +157,8 @@ void MqttSession::disconnect(int timeout_ms) {
   disconnecting_ = true;
   mosquitto_disconnect_v5(mosq_, MQTT_RC_NORMAL_DISCONNECTION, nullptr);
   // The DISCONNECT is written by the loop; a few short steps are enough on a live connection.
-  for (int waited = 0; connected_ && waited < timeout_ms; waited += 10) mosquitto_loop(mosq_, 10, 1);
+  for (int waited = 0; connected_ && waited < timeout_ms; waited += 10)
+    mosquitto_loop(mosq_, 10, 1);
   connected_ = false;
   failure_ = nullptr;
 }
@@ -166,27 +180,32 @@ void MqttSession::on_disconnect(mosquitto*, void* self, int rc, const mosquitto_
   s->mark_lost(rc == 0 ? "disconnected" : describe_error(rc));
 }
 
-void MqttSession::on_publish(mosquitto*, void* self, int mid, int reason_code, const mosquitto_property*) {
+void MqttSession::on_publish(mosquitto*, void* self, int mid, int reason_code,
+                             const mosquitto_property*) {
   auto* s = static_cast<MqttSession*>(self);
   s->guarded([&] {
     if (s->handlers_.published) s->handlers_.published(mid, reason_code);
   });
 }
 
-void MqttSession::on_subscribe(mosquitto*, void* self, int mid, int count, const int* granted, const mosquitto_property*) {
+void MqttSession::on_subscribe(mosquitto*, void* self, int mid, int count, const int* granted,
+                               const mosquitto_property*) {
   auto* s = static_cast<MqttSession*>(self);
   s->guarded([&] {
-    if (s->handlers_.subscribed) s->handlers_.subscribed(mid, std::vector<int>(granted, granted + count));
+    if (s->handlers_.subscribed)
+      s->handlers_.subscribed(mid, std::vector<int>(granted, granted + count));
   });
 }
 
-void MqttSession::on_message(mosquitto*, void* self, const mosquitto_message* message, const mosquitto_property* props) {
+void MqttSession::on_message(mosquitto*, void* self, const mosquitto_message* message,
+                             const mosquitto_property* props) {
   auto* s = static_cast<MqttSession*>(self);
   s->guarded([&] {
     if (!s->handlers_.message || !message->topic) return;
     Received received;
     received.topic = message->topic;
-    received.payload.assign(static_cast<const char*>(message->payload), message->payload ? static_cast<std::size_t>(message->payloadlen) : 0);
+    received.payload.assign(static_cast<const char*>(message->payload),
+                            message->payload ? static_cast<std::size_t>(message->payloadlen) : 0);
     received.qos = message->qos;
     char* text = nullptr;
     if (mosquitto_property_read_string(props, MQTT_PROP_RESPONSE_TOPIC, &text, false) && text) {
@@ -195,16 +214,20 @@ void MqttSession::on_message(mosquitto*, void* self, const mosquitto_message* me
     }
     void* binary = nullptr;
     std::uint16_t length = 0;
-    if (mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &binary, &length, false) && binary) {
+    if (mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &binary, &length,
+                                       false) &&
+        binary) {
       received.correlation_data.assign(static_cast<const char*>(binary), length);
       std::free(binary);
     }
     bool skip_first = false;
     // Bounded: a message can carry any number of them, and only a few names mean anything here.
-    for (const mosquitto_property* p = props; received.user_properties.size() < user_properties_max; skip_first = true) {
+    for (const mosquitto_property* p = props; received.user_properties.size() < user_properties_max;
+         skip_first = true) {
       char* name = nullptr;
       char* value = nullptr;
-      p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, skip_first);
+      p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value,
+                                              skip_first);
       if (!p) break;
       received.user_properties.emplace_back(name ? name : "", value ? value : "");
       std::free(name);

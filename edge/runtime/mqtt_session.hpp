@@ -41,7 +41,8 @@ struct Received {
 // A message to publish. Its fields are views: what they point to must live until publish() returns
 // (libmosquitto copies it).
 struct Outgoing {
-  Outgoing(std::string_view topic_, std::string_view payload_, int qos_) : topic(topic_), payload(payload_), qos(qos_) {}
+  Outgoing(std::string_view topic_, std::string_view payload_, int qos_)
+      : topic(topic_), payload(payload_), qos(qos_) {}
   std::string_view topic;
   std::string_view payload;
   int qos = 2;
@@ -53,9 +54,9 @@ struct Outgoing {
 class MqttSession {
  public:
   struct Handlers {
-    std::function<void()> connected;                        // CONNACK accepted
-    std::function<void(const std::string& why)> refused;    // CONNACK refused (bad credentials...)
-    std::function<void(const std::string& why)> lost;       // an established connection ended
+    std::function<void()> connected;                      // CONNACK accepted
+    std::function<void(const std::string& why)> refused;  // CONNACK refused (bad credentials...)
+    std::function<void(const std::string& why)> lost;     // an established connection ended
     std::function<void(Received&&)> message;
     std::function<void(int mid, int reason_code)> published;  // QoS 1 PUBACK / QoS 2 PUBCOMP
     std::function<void(int mid, const std::vector<int>& granted)> subscribed;
@@ -86,9 +87,12 @@ class MqttSession {
  private:
   static void on_connect(mosquitto*, void* self, int rc, int flags, const mosquitto_property*);
   static void on_disconnect(mosquitto*, void* self, int rc, const mosquitto_property*);
-  static void on_publish(mosquitto*, void* self, int mid, int reason_code, const mosquitto_property*);
-  static void on_subscribe(mosquitto*, void* self, int mid, int count, const int* granted, const mosquitto_property*);
-  static void on_message(mosquitto*, void* self, const mosquitto_message* message, const mosquitto_property* props);
+  static void on_publish(mosquitto*, void* self, int mid, int reason_code,
+                         const mosquitto_property*);
+  static void on_subscribe(mosquitto*, void* self, int mid, int count, const int* granted,
+                           const mosquitto_property*);
+  static void on_message(mosquitto*, void* self, const mosquitto_message* message,
+                         const mosquitto_property* props);
   template <class F>
   void guarded(F&& body) noexcept;
   void mark_lost(const std::string& why);

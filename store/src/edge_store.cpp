@@ -38,11 +38,13 @@ MappedRange map_of(const lmdb::Env& env) {
     unsigned long long begin = 0, end = 0, offset = 0, inode = 0;
     unsigned major_dev = 0, minor_dev = 0;
     char perms[8] = {};
-    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu", &begin, &end, perms, &offset, &major_dev, &minor_dev,
-                    &inode) != 7)
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu", &begin, &end, perms, &offset,
+                    &major_dev, &minor_dev, &inode) != 7)
       continue;
-    if (inode != file.st_ino || major_dev != major(file.st_dev) || minor_dev != minor(file.st_dev)) continue;
-    if (end - begin > found.end - found.begin) found = {static_cast<std::uintptr_t>(begin), static_cast<std::uintptr_t>(end)};
+    if (inode != file.st_ino || major_dev != major(file.st_dev) || minor_dev != minor(file.st_dev))
+      continue;
+    if (end - begin > found.end - found.begin)
+      found = {static_cast<std::uintptr_t>(begin), static_cast<std::uintptr_t>(end)};
   }
   return found;
 }
@@ -92,21 +94,24 @@ std::optional<std::int64_t> EdgeStore::fragment_size_bytes() const {
   return static_cast<std::int64_t>(u64_of(*value));
 }
 
-TorrentSnapshot EdgeStore::verify_and_load(IntegrityReport& report,
-                                           const std::function<void(const std::string&, const std::string&)>& on_drop) {
+TorrentSnapshot EdgeStore::verify_and_load(
+    IntegrityReport& report,
+    const std::function<void(const std::string&, const std::string&)>& on_drop) {
   const auto started = std::chrono::steady_clock::now();
   report = IntegrityReport{};
   TorrentSnapshot snapshot;
   std::vector<std::pair<MDB_dbi, std::string>> drops;  // keys to delete
-  std::vector<std::string> migrations;                  // temporary content in the earlier layout, intact
+  std::vector<std::string> migrations;  // temporary content in the earlier layout, intact
   {
     lmdb::Txn txn(env_, true);
-    if (auto size = txn.get(meta_, "fragment_size")) snapshot.fragment_size_bytes = static_cast<std::int64_t>(u64_of(*size));
+    if (auto size = txn.get(meta_, "fragment_size"))
+      snapshot.fragment_size_bytes = static_cast<std::int64_t>(u64_of(*size));
     txn.for_each(files_, {}, [&](std::string_view key, std::string_view value) {
       snapshot.files.emplace(hash_of(key), file_of(value));
     });
     auto name_of = [](std::string_view key) {
-      return key.size() == Hash::size_bytes ? hash_of(key).to_hex() : "a key of " + std::to_string(key.size()) + " bytes";
+      return key.size() == Hash::size_bytes ? hash_of(key).to_hex()
+                                            : "a key of " + std::to_string(key.size()) + " bytes";
     };
     auto drop = [&](MDB_dbi dbi, std::string_view key, const std::string& why) {
       ++report.dropped_unknown;
@@ -157,17 +162,20 @@ TorrentSnapshot EdgeStore::verify_and_load(IntegrityReport& report,
         return;
       }
       if (temporary) {
-        snapshot.temporary_fragments.emplace(hash_of(key), FragmentMetadata{static_cast<std::int64_t>(value.size())});
+        snapshot.temporary_fragments.emplace(
+            hash_of(key), FragmentMetadata{static_cast<std::int64_t>(value.size())});
         ++report.temporary_intact;
       } else {
-        snapshot.stored_fragments.emplace(hash_of(key), FragmentMetadata{static_cast<std::int64_t>(value.size())});
+        snapshot.stored_fragments.emplace(
+            hash_of(key), FragmentMetadata{static_cast<std::int64_t>(value.size())});
         ++report.fragments_intact;
       }
     });
     for (const auto& key : markers) drop(temporary_, key, "its content is missing");
     // Stores written before temporary copies moved into `fragments` keep their content here.
     for (const auto& [key, value] : legacy) {
-      if (snapshot.stored_fragments.count(hash_of(key)) || snapshot.temporary_fragments.count(hash_of(key))) {
+      if (snapshot.stored_fragments.count(hash_of(key)) ||
+          snapshot.temporary_fragments.count(hash_of(key))) {
         drop(temporary_, key, "it is also in fragments");
         continue;
       }
@@ -177,7 +185,8 @@ TorrentSnapshot EdgeStore::verify_and_load(IntegrityReport& report,
       }
       if (!intact(temporary_, key, value)) continue;
       migrations.push_back(key);
-      snapshot.temporary_fragments.emplace(hash_of(key), FragmentMetadata{static_cast<std::int64_t>(value.size())});
+      snapshot.temporary_fragments.emplace(
+          hash_of(key), FragmentMetadata{static_cast<std::int64_t>(value.size())});
       ++report.temporary_intact;
     }
   }
@@ -187,14 +196,16 @@ TorrentSnapshot EdgeStore::verify_and_load(IntegrityReport& report,
     for (const auto& key : migrations) {
       auto content = txn.get(temporary_, key);
       if (!content) continue;
-      const std::string copy(*content);  // put may move pages: the value read must not be used after it
+      const std::string copy(
+          *content);  // put may move pages: the value read must not be used after it
       txn.put(fragments_, key, copy);
       delete_fragment(map_, txn, temporary_, key);
       txn.put(temporary_, key, std::string_view{});
     }
     txn.commit();
   }
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  report.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return snapshot;
 }
 
@@ -202,41 +213,46 @@ void EdgeStore::apply(const std::vector<StorageEffect>& effects) {
   if (effects.empty()) return;
   lmdb::Txn txn(env_, false);
   for (const auto& effect : effects) {
-    std::visit(Overloaded{
-                   [&](const store::PutFile& e) { txn.put(files_, key_of(e.hash), file_bytes(e.metadata)); },
-                   [&](const store::DeleteFile& e) { txn.del(files_, key_of(e.hash)); },
-                   [&](const store::PutFragmentSize& e) {
-                     txn.put(meta_, "fragment_size", u64_bytes(static_cast<std::uint64_t>(e.size_bytes)));
-                   },
-                   [&](const store::PutTemporaryFragment& e) {
-                     const auto key = key_of(e.hash);
-                     // Content is addressed by its hash: content already here is the same bytes
-                     // and is not written again. The mark follows the core, which now holds it
-                     // as temporary (persisted at Ended, deleted otherwise).
-                     if (!txn.get(fragments_, key)) txn.put(fragments_, key, std::span<const std::uint8_t>(e.data));
-                     txn.put(temporary_, key, std::string_view{});
-                   },
-                   [&](const store::PersistFragment& e) {
-                     // The content stays where it is: persisting writes no fragment twice.
-                     const auto key = key_of(e.hash);
-                     if (!txn.get(temporary_, key))
-                       throw std::logic_error("persist of " + e.hash.to_hex() + ", which is not held temporarily");
-                     txn.del(temporary_, key);
-                   },
-                   [&](const store::DeleteFragment& e) {
-                     const auto key = key_of(e.hash);
-                     if (txn.get(temporary_, key)) txn.del(temporary_, key);
-                     delete_fragment(map_, txn, fragments_, key);
-                   },
-                   [&](const auto&) { throw std::logic_error("a tracker effect reached the edge store"); },
-               },
-               effect);
+    std::visit(
+        Overloaded{
+            [&](const store::PutFile& e) {
+              txn.put(files_, key_of(e.hash), file_bytes(e.metadata));
+            },
+            [&](const store::DeleteFile& e) { txn.del(files_, key_of(e.hash)); },
+            [&](const store::PutFragmentSize& e) {
+              txn.put(meta_, "fragment_size", u64_bytes(static_cast<std::uint64_t>(e.size_bytes)));
+            },
+            [&](const store::PutTemporaryFragment& e) {
+              const auto key = key_of(e.hash);
+              // Content is addressed by its hash: content already here is the same bytes
+              // and is not written again. The mark follows the core, which now holds it
+              // as temporary (persisted at Ended, deleted otherwise).
+              if (!txn.get(fragments_, key))
+                txn.put(fragments_, key, std::span<const std::uint8_t>(e.data));
+              txn.put(temporary_, key, std::string_view{});
+            },
+            [&](const store::PersistFragment& e) {
+              // The content stays where it is: persisting writes no fragment twice.
+              const auto key = key_of(e.hash);
+              if (!txn.get(temporary_, key))
+                throw std::logic_error("persist of " + e.hash.to_hex() +
+                                       ", which is not held temporarily");
+              txn.del(temporary_, key);
+            },
+            [&](const store::DeleteFragment& e) {
+              const auto key = key_of(e.hash);
+              if (txn.get(temporary_, key)) txn.del(temporary_, key);
+              delete_fragment(map_, txn, fragments_, key);
+            },
+            [&](const auto&) { throw std::logic_error("a tracker effect reached the edge store"); },
+        },
+        effect);
   }
   txn.commit();
 }
 
-EdgeStore::ReadResult EdgeStore::read_fragment(const Hash& hash,
-                                               const std::function<void(std::span<const std::uint8_t>)>& fn) const {
+EdgeStore::ReadResult EdgeStore::read_fragment(
+    const Hash& hash, const std::function<void(std::span<const std::uint8_t>)>& fn) const {
   lmdb::Txn txn(env_, true);
   const auto key = key_of(hash);
   auto value = txn.get(fragments_, key);
@@ -258,7 +274,8 @@ EdgeUsage EdgeStore::usage() const {
   lmdb::check(mdb_stat(txn.get(), files_, &stat), "mdb_stat");
   usage.files = stat.ms_entries;
   std::set<std::string, std::less<>> temporary;
-  txn.for_each(temporary_, {}, [&](std::string_view key, std::string_view) { temporary.emplace(key); });
+  txn.for_each(temporary_, {},
+               [&](std::string_view key, std::string_view) { temporary.emplace(key); });
   // Sizes are in the values' headers: walking the keys touches no content page.
   txn.for_each(fragments_, {}, [&](std::string_view key, std::string_view value) {
     if (temporary.count(key)) {

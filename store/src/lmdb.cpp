@@ -7,7 +7,8 @@
 
 namespace mqds::lmdb {
 
-Error::Error(const char* what, int code) : std::runtime_error(std::string(what) + ": " + mdb_strerror(code)), code_(code) {}
+Error::Error(const char* what, int code)
+    : std::runtime_error(std::string(what) + ": " + mdb_strerror(code)), code_(code) {}
 
 void check(int rc, const char* what) {
   if (rc != MDB_SUCCESS) throw Error(what, rc);
@@ -79,11 +80,14 @@ bool Txn::del(MDB_dbi dbi, std::string_view key) {
   return true;
 }
 
-Cursor::Cursor(const Txn& txn, MDB_dbi dbi) { check(mdb_cursor_open(txn.get(), dbi, &cursor_), "mdb_cursor_open"); }
+Cursor::Cursor(const Txn& txn, MDB_dbi dbi) {
+  check(mdb_cursor_open(txn.get(), dbi, &cursor_), "mdb_cursor_open");
+}
 
 bool Cursor::seek(std::string_view key, MDB_val& k, MDB_val& v) {
   k = val(key);
-  const int rc = key.empty() ? mdb_cursor_get(cursor_, &k, &v, MDB_FIRST) : mdb_cursor_get(cursor_, &k, &v, MDB_SET_RANGE);
+  const int rc = key.empty() ? mdb_cursor_get(cursor_, &k, &v, MDB_FIRST)
+                             : mdb_cursor_get(cursor_, &k, &v, MDB_SET_RANGE);
   if (rc == MDB_NOTFOUND) return false;
   check(rc, "mdb_cursor_get");
   return true;

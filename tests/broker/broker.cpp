@@ -139,7 +139,8 @@ std::optional<std::string> find_mosquitto() {
 Broker::Broker(BrokerConfig config) : config_(std::move(config)) {
   char pattern[] = "/tmp/mqds-broker-XXXXXX";
   if (!::mkdtemp(pattern)) {
-    ADD_FAILURE() << "mkdtemp under /tmp failed: " << std::strerror(errno) << "; check that /tmp is writable";
+    ADD_FAILURE() << "mkdtemp under /tmp failed: " << std::strerror(errno)
+                  << "; check that /tmp is writable";
     return;
   }
   dir_ = pattern;
@@ -165,7 +166,8 @@ Broker::~Broker() {
   const bool keep = failed || (keep_env && *keep_env && std::string(keep_env) != "0");
   if (failed) {
     std::cerr << "[ broker   ] the test failed; the broker's directory is kept: " << dir_ << "\n"
-              << "[ broker   ] log: " << log_path() << " (stdout/stderr: " << out_path() << "); its last lines:\n"
+              << "[ broker   ] log: " << log_path() << " (stdout/stderr: " << out_path()
+              << "); its last lines:\n"
               << log_tail(30) << "\n";
   }
   if (!keep) {
@@ -186,7 +188,9 @@ std::string Broker::log() const {
   return text;
 }
 
-std::string Broker::log_tail(std::size_t lines) const { return last_lines(log(), lines); }
+std::string Broker::log_tail(std::size_t lines) const {
+  return last_lines(log(), lines);
+}
 
 void Broker::write_config() const {
   std::ofstream conf(dir_ + "/mosquitto.conf", std::ios::trunc);
@@ -203,23 +207,23 @@ void Broker::write_config() const {
       conf << "plugin_opt_" << key << " " << value << "\n";
       names_data_dir = names_data_dir || key == "data_dir";
     }
-    if (config_.default_data_dir && !names_data_dir) conf << "plugin_opt_data_dir " << data_dir() << "\n";
+    if (config_.default_data_dir && !names_data_dir)
+      conf << "plugin_opt_data_dir " << data_dir() << "\n";
   }
   for (const auto& line : config_.extra_config_lines) conf << line << "\n";
 }
 
 ::testing::AssertionResult Broker::start() {
-  if (dir_.empty()) return ::testing::AssertionFailure() << "the broker has no directory (mkdtemp failed)";
-  if (pid_ > 0) return ::testing::AssertionFailure() << "the broker already runs (pid " << pid_ << ")";
+  if (dir_.empty())
+    return ::testing::AssertionFailure() << "the broker has no directory (mkdtemp failed)";
+  if (pid_ > 0)
+    return ::testing::AssertionFailure() << "the broker already runs (pid " << pid_ << ")";
   const bool keep_port = port_fixed_;
   std::string failure;
   for (int attempt = 1; attempt <= start_attempts_max; ++attempt) {
     switch (spawn_and_wait(failure)) {
-      case Spawned::ready:
-        port_fixed_ = true;
-        return ::testing::AssertionSuccess();
-      case Spawned::failed:
-        return ::testing::AssertionFailure() << failure;
+      case Spawned::ready: port_fixed_ = true; return ::testing::AssertionSuccess();
+      case Spawned::failed: return ::testing::AssertionFailure() << failure;
       case Spawned::port_taken:
         if (keep_port) {
           std::this_thread::sleep_for(200ms);  // a restart keeps its port: wait for it to be free
@@ -236,8 +240,10 @@ void Broker::write_config() const {
 Broker::Spawned Broker::spawn_and_wait(std::string& failure) {
   const auto mosquitto = find_mosquitto();
   if (!mosquitto) {
-    failure = "the mosquitto broker is not installed (looked at $MQDS_MOSQUITTO, PATH, /usr/sbin, /usr/local/sbin): "
-              "run scripts/setup.sh to install Debian's mosquitto";
+    failure =
+        "the mosquitto broker is not installed (looked at $MQDS_MOSQUITTO, PATH, /usr/sbin, "
+        "/usr/local/sbin): "
+        "run scripts/setup.sh to install Debian's mosquitto";
     return Spawned::failed;
   }
   write_config();
@@ -257,11 +263,13 @@ Broker::Spawned Broker::spawn_and_wait(std::string& failure) {
   }
 #ifdef MQDS_BROKER_PRELOAD
   // A sanitized plugin in Debian's unsanitized broker: the ASan runtime (and libstdc++, see
-  // CMakeLists.txt) must be loaded first, and the broker's own allocations at exit are not ours to judge.
+  // CMakeLists.txt) must be loaded first, and the broker's own allocations at exit are not ours to
+  // judge.
   env_text.push_back(std::string("LD_PRELOAD=") + MQDS_BROKER_PRELOAD);
   const char* asan_options = std::getenv("ASAN_OPTIONS");
-  env_text.push_back(std::string("ASAN_OPTIONS=detect_leaks=0") +
-                     (asan_options && *asan_options ? std::string(":") + asan_options : std::string()));
+  env_text.push_back(
+      std::string("ASAN_OPTIONS=detect_leaks=0") +
+      (asan_options && *asan_options ? std::string(":") + asan_options : std::string()));
 #endif
   std::vector<char*> envp;
   for (auto& entry : env_text) envp.push_back(entry.data());
@@ -324,8 +332,8 @@ Broker::Spawned Broker::spawn_and_wait(std::string& failure) {
   }
   kill9();
   failure = "mosquitto did not come up on port " + std::to_string(port_) + " within " +
-            std::to_string(startup_timeout.count()) + " ms (killed); " + where() + "; its last lines:\n" +
-            log_tail(25);
+            std::to_string(startup_timeout.count()) + " ms (killed); " + where() +
+            "; its last lines:\n" + log_tail(25);
   return Spawned::failed;
 }
 
@@ -353,31 +361,32 @@ std::optional<int> Broker::wait_exit(std::chrono::milliseconds timeout) {
   if (pid_ <= 0) return ::testing::AssertionSuccess();
   const pid_t stopping = pid_;
   if (!running()) {
-    return ::testing::AssertionFailure() << "mosquitto (pid " << stopping << ") had already "
-                                         << describe_status(last_status_)
-                                         << " before the test stopped it: it crashed or was killed; " << where()
-                                         << "; its last lines:\n"
-                                         << log_tail(25);
+    return ::testing::AssertionFailure()
+           << "mosquitto (pid " << stopping << ") had already " << describe_status(last_status_)
+           << " before the test stopped it: it crashed or was killed; " << where()
+           << "; its last lines:\n"
+           << log_tail(25);
   }
   ::kill(stopping, SIGTERM);
   if (const auto status = wait_exit(stop_timeout)) {
     if (WIFEXITED(*status) && WEXITSTATUS(*status) == 0) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "mosquitto (pid " << stopping << ") " << describe_status(*status)
-                                         << " on SIGTERM instead of exiting cleanly; " << where()
-                                         << "; its last lines:\n"
-                                         << log_tail(25);
+    return ::testing::AssertionFailure()
+           << "mosquitto (pid " << stopping << ") " << describe_status(*status)
+           << " on SIGTERM instead of exiting cleanly; " << where() << "; its last lines:\n"
+           << log_tail(25);
   }
   kill9();
-  return ::testing::AssertionFailure() << "mosquitto (pid " << stopping << ") did not stop within "
-                                       << stop_timeout.count() << " ms of SIGTERM and was killed; " << where()
-                                       << "; its last lines:\n"
-                                       << log_tail(25);
+  return ::testing::AssertionFailure()
+         << "mosquitto (pid " << stopping << ") did not stop within " << stop_timeout.count()
+         << " ms of SIGTERM and was killed; " << where() << "; its last lines:\n"
+         << log_tail(25);
 }
 
 void Broker::kill9() {
   if (pid_ <= 0) return;
   ::kill(pid_, SIGKILL);
-  if (!wait_exit(stop_timeout)) ADD_FAILURE() << "mosquitto (pid " << pid_ << ") survived SIGKILL for 5 s";
+  if (!wait_exit(stop_timeout))
+    ADD_FAILURE() << "mosquitto (pid " << pid_ << ") survived SIGKILL for 5 s";
 }
 
 ::testing::AssertionResult Broker::restart() {
@@ -387,7 +396,8 @@ void Broker::kill9() {
 
 std::optional<int> Broker::start_expecting_exit(std::chrono::milliseconds timeout) {
   if (!find_mosquitto()) {
-    ADD_FAILURE() << "the mosquitto broker is not installed: run scripts/setup.sh to install Debian's mosquitto";
+    ADD_FAILURE() << "the mosquitto broker is not installed: run scripts/setup.sh to install "
+                     "Debian's mosquitto";
     return std::nullopt;
   }
   auto started = start();

@@ -35,17 +35,21 @@ void read_properties(const mosquitto_property* properties, Message& message) {
   }
   void* bytes = nullptr;
   std::uint16_t length = 0;
-  if (mosquitto_property_read_binary(properties, MQTT_PROP_CORRELATION_DATA, &bytes, &length, false)) {
+  if (mosquitto_property_read_binary(properties, MQTT_PROP_CORRELATION_DATA, &bytes, &length,
+                                     false)) {
     CopiedBytes owned(bytes);
-    message.correlation_data = owned ? std::string(static_cast<const char*>(owned.get()), length) : std::string();
+    message.correlation_data =
+        owned ? std::string(static_cast<const char*>(owned.get()), length) : std::string();
   }
   for (const mosquitto_property* p = properties; p; p = mosquitto_property_next(p)) {
     if (mosquitto_property_identifier(p) != MQTT_PROP_USER_PROPERTY) continue;
     char* name = nullptr;
     char* value = nullptr;
-    if (!mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, false)) continue;
+    if (!mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, false))
+      continue;
     CopiedString owned_name(name), owned_value(value);
-    message.user_properties.emplace_back(owned_name ? owned_name.get() : "", owned_value ? owned_value.get() : "");
+    message.user_properties.emplace_back(owned_name ? owned_name.get() : "",
+                                         owned_value ? owned_value.get() : "");
   }
 }
 
@@ -62,15 +66,18 @@ struct PropertyList {
 int build_properties(const PublishProperties& properties, PropertyList& out) {
   int rc = MOSQ_ERR_SUCCESS;
   if (properties.response_topic)
-    rc = mosquitto_property_add_string(&out.list, MQTT_PROP_RESPONSE_TOPIC, properties.response_topic->c_str());
+    rc = mosquitto_property_add_string(&out.list, MQTT_PROP_RESPONSE_TOPIC,
+                                       properties.response_topic->c_str());
   if (rc == MOSQ_ERR_SUCCESS && properties.correlation_data) {
     if (properties.correlation_data->size() > 65535) return MOSQ_ERR_INVAL;
-    rc = mosquitto_property_add_binary(&out.list, MQTT_PROP_CORRELATION_DATA, properties.correlation_data->data(),
-                                       static_cast<std::uint16_t>(properties.correlation_data->size()));
+    rc = mosquitto_property_add_binary(
+        &out.list, MQTT_PROP_CORRELATION_DATA, properties.correlation_data->data(),
+        static_cast<std::uint16_t>(properties.correlation_data->size()));
   }
   for (const auto& [name, value] : properties.user_properties) {
     if (rc != MOSQ_ERR_SUCCESS) break;
-    rc = mosquitto_property_add_string_pair(&out.list, MQTT_PROP_USER_PROPERTY, name.c_str(), value.c_str());
+    rc = mosquitto_property_add_string_pair(&out.list, MQTT_PROP_USER_PROPERTY, name.c_str(),
+                                            value.c_str());
   }
   return rc;
 }
@@ -81,7 +88,8 @@ std::string describe_reason(int code) {
   if (code == reason::timed_out) return "no acknowledgement (timed out)";
   if (code < 0) return std::string("not sent: ") + mosquitto_strerror(-code);
   static const char hex[] = "0123456789abcdef";
-  return std::string("0x") + hex[(code >> 4) & 0xf] + hex[code & 0xf] + " " + mosquitto_reason_string(code);
+  return std::string("0x") + hex[(code >> 4) & 0xf] + hex[code & 0xf] + " " +
+         mosquitto_reason_string(code);
 }
 
 Client::Client(std::string id, Protocol protocol) : id_(std::move(id)), protocol_(protocol) {
@@ -130,7 +138,8 @@ void Client::on_disconnect(mosquitto*, void* self, int rc, const mosquitto_prope
   client->changed_.notify_all();
 }
 
-void Client::on_subscribe(mosquitto*, void* self, int mid, int count, const int* granted, const mosquitto_property*) {
+void Client::on_subscribe(mosquitto*, void* self, int mid, int count, const int* granted,
+                          const mosquitto_property*) {
   auto* client = static_cast<Client*>(self);
   {
     std::lock_guard lock(client->mutex_);
@@ -139,7 +148,8 @@ void Client::on_subscribe(mosquitto*, void* self, int mid, int count, const int*
   client->changed_.notify_all();
 }
 
-void Client::on_publish(mosquitto*, void* self, int mid, int reason_code, const mosquitto_property*) {
+void Client::on_publish(mosquitto*, void* self, int mid, int reason_code,
+                        const mosquitto_property*) {
   auto* client = static_cast<Client*>(self);
   {
     std::lock_guard lock(client->mutex_);
@@ -148,12 +158,14 @@ void Client::on_publish(mosquitto*, void* self, int mid, int reason_code, const 
   client->changed_.notify_all();
 }
 
-void Client::on_message(mosquitto*, void* self, const mosquitto_message* message, const mosquitto_property* properties) {
+void Client::on_message(mosquitto*, void* self, const mosquitto_message* message,
+                        const mosquitto_property* properties) {
   auto* client = static_cast<Client*>(self);
   Message copy;
   copy.topic = message->topic ? message->topic : "";
   if (message->payload && message->payloadlen > 0)
-    copy.payload.assign(static_cast<const char*>(message->payload), static_cast<std::size_t>(message->payloadlen));
+    copy.payload.assign(static_cast<const char*>(message->payload),
+                        static_cast<std::size_t>(message->payloadlen));
   copy.qos = message->qos;
   copy.retain = message->retain;
   read_properties(properties, copy);
@@ -184,14 +196,18 @@ void Client::set_receive_maximum(int messages) {
   if (mosq_) mosquitto_int_option(mosq_, MOSQ_OPT_RECEIVE_MAXIMUM, messages);
 }
 
-void Client::set_credentials(const std::string& username, const std::optional<std::string>& password) {
+void Client::set_credentials(const std::string& username,
+                             const std::optional<std::string>& password) {
   if (!mosq_) return;
-  const int rc = mosquitto_username_pw_set(mosq_, username.c_str(), password ? password->c_str() : nullptr);
+  const int rc =
+      mosquitto_username_pw_set(mosq_, username.c_str(), password ? password->c_str() : nullptr);
   if (rc != MOSQ_ERR_SUCCESS)
-    ADD_FAILURE() << "client " << id_ << ": mosquitto_username_pw_set(" << username << "): " << mosquitto_strerror(rc);
+    ADD_FAILURE() << "client " << id_ << ": mosquitto_username_pw_set(" << username
+                  << "): " << mosquitto_strerror(rc);
 }
 
-::testing::AssertionResult Client::connect(int port, int keepalive_s, std::chrono::milliseconds timeout) {
+::testing::AssertionResult Client::connect(int port, int keepalive_s,
+                                           std::chrono::milliseconds timeout) {
   if (!mosq_) return ::testing::AssertionFailure() << "client " << id_ << " was not created";
   stop_network_thread();
   {
@@ -200,15 +216,18 @@ void Client::set_credentials(const std::string& username, const std::optional<st
   }
   const int rc = mosquitto_connect(mosq_, "127.0.0.1", port, keepalive_s);
   if (rc != MOSQ_ERR_SUCCESS)
-    return ::testing::AssertionFailure() << "client " << id_ << " cannot connect to 127.0.0.1:" << port << ": "
-                                         << mosquitto_strerror(rc) << " (is the broker running?)";
+    return ::testing::AssertionFailure()
+           << "client " << id_ << " cannot connect to 127.0.0.1:" << port << ": "
+           << mosquitto_strerror(rc) << " (is the broker running?)";
   start_network_thread();
   std::unique_lock lock(mutex_);
   if (!changed_.wait_for(lock, timeout, [&] { return connack_.has_value(); }))
-    return ::testing::AssertionFailure() << "client " << id_ << ": no CONNACK within " << timeout.count() << " ms";
+    return ::testing::AssertionFailure()
+           << "client " << id_ << ": no CONNACK within " << timeout.count() << " ms";
   if (*connack_ != 0)
-    return ::testing::AssertionFailure() << "client " << id_ << ": CONNACK refused: "
-                                         << mosquitto_reason_string(*connack_) << " (" << *connack_ << ")";
+    return ::testing::AssertionFailure()
+           << "client " << id_ << ": CONNACK refused: " << mosquitto_reason_string(*connack_)
+           << " (" << *connack_ << ")";
   return ::testing::AssertionSuccess();
 }
 
@@ -218,13 +237,15 @@ void Client::set_credentials(const std::string& username, const std::optional<st
   std::vector<std::string> copies = topics;
   for (auto& t : copies) pointers.push_back(t.data());
   int mid = 0;
-  const int rc = mosquitto_subscribe_multiple(mosq_, &mid, static_cast<int>(pointers.size()), pointers.data(), qos, 0,
-                                              nullptr);
+  const int rc = mosquitto_subscribe_multiple(mosq_, &mid, static_cast<int>(pointers.size()),
+                                              pointers.data(), qos, 0, nullptr);
   if (rc != MOSQ_ERR_SUCCESS)
-    return ::testing::AssertionFailure() << "client " << id_ << ": subscribe failed: " << mosquitto_strerror(rc);
+    return ::testing::AssertionFailure()
+           << "client " << id_ << ": subscribe failed: " << mosquitto_strerror(rc);
   std::unique_lock lock(mutex_);
   if (!changed_.wait_for(lock, timeout, [&] { return subacks_.count(mid) != 0; }))
-    return ::testing::AssertionFailure() << "client " << id_ << ": no SUBACK within " << timeout.count() << " ms";
+    return ::testing::AssertionFailure()
+           << "client " << id_ << ": no SUBACK within " << timeout.count() << " ms";
   const auto granted = subacks_[mid];
   subacks_.erase(mid);
   for (std::size_t i = 0; i < granted.size() && i < topics.size(); ++i) {
@@ -243,8 +264,9 @@ void Client::set_credentials(const std::string& username, const std::optional<st
 int Client::publish_async(std::string_view topic, std::string_view payload, int qos) {
   const std::string topic_text(topic);
   int mid = 0;
-  const int rc = mosquitto_publish_v5(mosq_, &mid, topic_text.c_str(), static_cast<int>(payload.size()),
-                                      payload.data(), qos, false, nullptr);
+  const int rc =
+      mosquitto_publish_v5(mosq_, &mid, topic_text.c_str(), static_cast<int>(payload.size()),
+                           payload.data(), qos, false, nullptr);
   return rc == MOSQ_ERR_SUCCESS ? mid : -rc;
 }
 
@@ -254,8 +276,9 @@ int Client::publish_async(std::string_view topic, std::string_view payload, int 
   if (const int rc = build_properties(properties, list); rc != MOSQ_ERR_SUCCESS) return -rc;
   const std::string topic_text(topic);
   int mid = 0;
-  const int rc = mosquitto_publish_v5(mosq_, &mid, topic_text.c_str(), static_cast<int>(payload.size()),
-                                      payload.data(), qos, retain, list.list);
+  const int rc =
+      mosquitto_publish_v5(mosq_, &mid, topic_text.c_str(), static_cast<int>(payload.size()),
+                           payload.data(), qos, retain, list.list);
   return rc == MOSQ_ERR_SUCCESS ? mid : -rc;
 }
 
@@ -267,14 +290,16 @@ std::optional<int> Client::wait_published(int mid, std::chrono::milliseconds tim
   return code;
 }
 
-int Client::publish(std::string_view topic, std::string_view payload, int qos, std::chrono::milliseconds timeout) {
+int Client::publish(std::string_view topic, std::string_view payload, int qos,
+                    std::chrono::milliseconds timeout) {
   const int mid = publish_async(topic, payload, qos);
   if (mid <= 0) return mid == 0 ? reason::timed_out : mid;
   return wait_published(mid, timeout).value_or(reason::timed_out);
 }
 
-int Client::publish(std::string_view topic, std::string_view payload, int qos, const PublishProperties& properties,
-                    std::chrono::milliseconds timeout, bool retain) {
+int Client::publish(std::string_view topic, std::string_view payload, int qos,
+                    const PublishProperties& properties, std::chrono::milliseconds timeout,
+                    bool retain) {
   const int mid = publish_async(topic, payload, qos, properties, retain);
   if (mid <= 0) return mid == 0 ? reason::timed_out : mid;
   return wait_published(mid, timeout).value_or(reason::timed_out);
@@ -293,7 +318,8 @@ std::optional<Message> Client::wait_for(const std::function<bool(const Message&)
         return found;
       }
     }
-    if (changed_.wait_until(lock, deadline) == std::cv_status::timeout && checked == messages_.size())
+    if (changed_.wait_until(lock, deadline) == std::cv_status::timeout &&
+        checked == messages_.size())
       return std::nullopt;
   }
 }
@@ -304,7 +330,8 @@ std::optional<Message> Client::wait_for(std::string_view topic, std::chrono::mil
 
 std::vector<Message> Client::drain() {
   std::lock_guard lock(mutex_);
-  std::vector<Message> all(std::make_move_iterator(messages_.begin()), std::make_move_iterator(messages_.end()));
+  std::vector<Message> all(std::make_move_iterator(messages_.begin()),
+                           std::make_move_iterator(messages_.end()));
   messages_.clear();
   return all;
 }
@@ -325,7 +352,8 @@ std::size_t Client::queued() const {
 ::testing::AssertionResult Client::sync(std::chrono::milliseconds timeout) {
   const std::string topic = "mqds-test/sync/" + id_;
   if (!sync_subscribed_) {
-    if (auto subscribed = subscribe(std::vector<std::string>{topic}, 1, timeout); !subscribed) return subscribed;
+    if (auto subscribed = subscribe(std::vector<std::string>{topic}, 1, timeout); !subscribed)
+      return subscribed;
     sync_subscribed_ = true;
   }
   const std::string token = "sync " + std::to_string(++sync_count_);
@@ -333,8 +361,9 @@ std::size_t Client::queued() const {
   if (rc != reason::success)
     return ::testing::AssertionFailure() << "client " << id_ << ": sync publish answered " << rc;
   if (!wait_for([&](const Message& m) { return m.topic == topic && m.payload == token; }, timeout))
-    return ::testing::AssertionFailure() << "client " << id_ << ": its own sync message did not come back within "
-                                         << timeout.count() << " ms";
+    return ::testing::AssertionFailure()
+           << "client " << id_ << ": its own sync message did not come back within "
+           << timeout.count() << " ms";
   return ::testing::AssertionSuccess();
 }
 

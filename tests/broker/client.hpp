@@ -82,27 +82,32 @@ class Client {
   // MQTT 5 Receive Maximum sent in CONNECT (libmosquitto's default is 20); call before connect().
   void set_receive_maximum(int messages);
   // Username (and password) sent in CONNECT; call before connect(). Without, the client has none.
-  void set_credentials(const std::string& username, const std::optional<std::string>& password = std::nullopt);
+  void set_credentials(const std::string& username,
+                       const std::optional<std::string>& password = std::nullopt);
   // Connects and waits for a successful CONNACK.
   [[nodiscard]] ::testing::AssertionResult connect(int port, int keepalive_s = 60,
                                                    std::chrono::milliseconds timeout = 5s);
   // Subscribes and waits for the SUBACK; a refused topic is a failure.
-  [[nodiscard]] ::testing::AssertionResult subscribe(const std::vector<std::string>& topics, int qos = 2,
+  [[nodiscard]] ::testing::AssertionResult subscribe(const std::vector<std::string>& topics,
+                                                     int qos = 2,
                                                      std::chrono::milliseconds timeout = 5s);
-  [[nodiscard]] ::testing::AssertionResult subscribe(std::span<const std::string_view> topics, int qos = 2,
+  [[nodiscard]] ::testing::AssertionResult subscribe(std::span<const std::string_view> topics,
+                                                     int qos = 2,
                                                      std::chrono::milliseconds timeout = 5s);
 
   // Publishes and waits for the acknowledgement: the reason code (reason::*), reason::timed_out if
   // none came, or the negated libmosquitto error if the publish could not be sent. QoS 0 has no
   // acknowledgement: it returns success once the message is written.
-  int publish(std::string_view topic, std::string_view payload, int qos = 2, std::chrono::milliseconds timeout = 5s);
+  int publish(std::string_view topic, std::string_view payload, int qos = 2,
+              std::chrono::milliseconds timeout = 5s);
   // The same with MQTT 5 properties (on an MQTT 3.1.1 client: -MOSQ_ERR_NOT_SUPPORTED).
-  int publish(std::string_view topic, std::string_view payload, int qos, const PublishProperties& properties,
-              std::chrono::milliseconds timeout = 5s, bool retain = false);
+  int publish(std::string_view topic, std::string_view payload, int qos,
+              const PublishProperties& properties, std::chrono::milliseconds timeout = 5s,
+              bool retain = false);
   // Sends without waiting; the message id for wait_published, or a negated libmosquitto error.
   int publish_async(std::string_view topic, std::string_view payload, int qos);
-  int publish_async(std::string_view topic, std::string_view payload, int qos, const PublishProperties& properties,
-                    bool retain = false);
+  int publish_async(std::string_view topic, std::string_view payload, int qos,
+                    const PublishProperties& properties, bool retain = false);
   std::optional<int> wait_published(int mid, std::chrono::milliseconds timeout = 5s);
 
   // Takes the first queued message that `match` accepts, waiting up to `timeout` for one.
@@ -131,9 +136,12 @@ class Client {
  private:
   static void on_connect(mosquitto*, void* self, int rc, int flags, const mosquitto_property*);
   static void on_disconnect(mosquitto*, void* self, int rc, const mosquitto_property*);
-  static void on_subscribe(mosquitto*, void* self, int mid, int count, const int* granted, const mosquitto_property*);
-  static void on_publish(mosquitto*, void* self, int mid, int reason_code, const mosquitto_property*);
-  static void on_message(mosquitto*, void* self, const mosquitto_message* message, const mosquitto_property*);
+  static void on_subscribe(mosquitto*, void* self, int mid, int count, const int* granted,
+                           const mosquitto_property*);
+  static void on_publish(mosquitto*, void* self, int mid, int reason_code,
+                         const mosquitto_property*);
+  static void on_message(mosquitto*, void* self, const mosquitto_message* message,
+                         const mosquitto_property*);
   void start_network_thread();
   void stop_network_thread();
 

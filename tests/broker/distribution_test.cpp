@@ -26,7 +26,8 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+      .count();
 }
 
 constexpr std::int64_t fragment_size = 1024;
@@ -35,16 +36,16 @@ BrokerConfig distribution_config(std::string ingest_users = "*") {
   BrokerConfig config;
   config.plugin_options = {{"fragment_size", std::to_string(fragment_size)},
                            {"replicas", "2"},
-                       {"startup_settle_ms", "0"},
-                       {"join_timeout_ms", "3000"},
-                       {"request_timeout_ms", "1500"},
-                       {"delivery_timeout_ms", "3000"},
-                       {"retry_delay_ms", "500"},
-                       {"revision_beacon_ms", "1000"},
-                       {"metrics_interval_ms", "200"},
-                       {"ingest_users", std::move(ingest_users)},
-                       {"ingest_chunk_size", "4096"},
-                       {"ingest_window", "16384"}};
+                           {"startup_settle_ms", "0"},
+                           {"join_timeout_ms", "3000"},
+                           {"request_timeout_ms", "1500"},
+                           {"delivery_timeout_ms", "3000"},
+                           {"retry_delay_ms", "500"},
+                           {"revision_beacon_ms", "1000"},
+                           {"metrics_interval_ms", "200"},
+                           {"ingest_users", std::move(ingest_users)},
+                           {"ingest_chunk_size", "4096"},
+                           {"ingest_window", "16384"}};
   return config;
 }
 
@@ -103,7 +104,8 @@ class TorrentNode {
 };
 
 template <class Done>
-bool pump_until(std::vector<std::unique_ptr<TorrentNode>>& nodes, Done done, std::chrono::milliseconds limit) {
+bool pump_until(std::vector<std::unique_ptr<TorrentNode>>& nodes, Done done,
+                std::chrono::milliseconds limit) {
   const auto deadline = Clock::now() + limit;
   while (Clock::now() < deadline) {
     for (auto& node : nodes) node->pump();
@@ -120,7 +122,6 @@ Bytes random_content(std::size_t size, std::uint64_t seed) {
   return data;
 }
 
-
 TEST(PluginDistribution, AnUploadedFileReachesExactlyKTorrentServersWithItsDeliveriesTargeted) {
   Broker broker(distribution_config());
   ASSERT_TRUE(broker.start());
@@ -129,11 +130,15 @@ TEST(PluginDistribution, AnUploadedFileReachesExactlyKTorrentServersWithItsDeliv
     nodes.push_back(std::make_unique<TorrentNode>(id, std::string(id) != "edge-c"));
     ASSERT_TRUE(nodes.back()->connect(broker.port())) << broker.where();
   }
-  ASSERT_TRUE(pump_until(nodes, [&] {
-    for (auto& n : nodes)
-      if (n->machine().phase() != TorrentPhase::registered) return false;
-    return true;
-  }, 10s)) << "torrent servers did not register; " << broker.where();
+  ASSERT_TRUE(pump_until(
+      nodes,
+      [&] {
+        for (auto& n : nodes)
+          if (n->machine().phase() != TorrentPhase::registered) return false;
+        return true;
+      },
+      10s))
+      << "torrent servers did not register; " << broker.where();
 
   Client monitor("monitor");
   ASSERT_TRUE(monitor.connect(broker.port()));
@@ -142,35 +147,43 @@ TEST(PluginDistribution, AnUploadedFileReachesExactlyKTorrentServersWithItsDeliv
   // Someone who only listens must not see fragment data.
   Client eavesdropper("eavesdropper");
   ASSERT_TRUE(eavesdropper.connect(broker.port()));
-  ASSERT_TRUE(eavesdropper.subscribe(std::vector<std::string>{std::string(topics::fragment_distribution_delivered), "mqds/ingest/#"}));
+  ASSERT_TRUE(eavesdropper.subscribe(std::vector<std::string>{
+      std::string(topics::fragment_distribution_delivered), "mqds/ingest/#"}));
 
-  const Bytes content = random_content(10 * fragment_size + 123, 42);  // 11 fragments, the last of 123 bytes
+  const Bytes content =
+      random_content(10 * fragment_size + 123, 42);  // 11 fragments, the last of 123 bytes
   const Hash file_hash = sha256(content);
   Uploader uploader("uploader");
   ASSERT_TRUE(uploader.connect(broker.port()));
   const Uuid upload = Uuid::v4_from(1, 2);
   const auto begun = uploader.begin(upload, file_hash, content.size());
-  ASSERT_TRUE(begun && begun->value("State", "") == "receiving") << (begun ? begun->dump() : "no answer") << broker.where();
+  ASSERT_TRUE(begun && begun->value("State", "") == "receiving")
+      << (begun ? begun->dump() : "no answer") << broker.where();
   EXPECT_EQ(begun->value("Offset", -1), 0);
-  const auto result = uploader.send(upload, content, 0, content.size(), begun->value("ChunkSize", std::size_t{0}),
-                                    begun->value("Window", std::size_t{0}));
-  ASSERT_TRUE(result && result->value("State", "") == "published") << (result ? result->dump() : "no answer") << broker.where();
+  const auto result =
+      uploader.send(upload, content, 0, content.size(), begun->value("ChunkSize", std::size_t{0}),
+                    begun->value("Window", std::size_t{0}));
+  ASSERT_TRUE(result && result->value("State", "") == "published")
+      << (result ? result->dump() : "no answer") << broker.where();
   EXPECT_EQ(result->value("Hash", ""), file_hash.to_hex());
   EXPECT_EQ(result->value("Fragments", 0), 11);
 
   // Distribution: every fragment persisted on exactly two of the three.
   std::map<Hash, int> holders;
-  const bool distributed = pump_until(nodes, [&] {
-    holders.clear();
-    for (auto& n : nodes)
-      for (const auto& [hash, data] : n->store().persisted) ++holders[hash];
-    if (holders.size() != 11) return false;
-    for (const auto& [hash, count] : holders)
-      if (count != 2) return false;
-    for (auto& n : nodes)
-      if (!n->store().temporary.empty()) return false;
-    return true;
-  }, 20s);
+  const bool distributed = pump_until(
+      nodes,
+      [&] {
+        holders.clear();
+        for (auto& n : nodes)
+          for (const auto& [hash, data] : n->store().persisted) ++holders[hash];
+        if (holders.size() != 11) return false;
+        for (const auto& [hash, count] : holders)
+          if (count != 2) return false;
+        for (auto& n : nodes)
+          if (!n->store().temporary.empty()) return false;
+        return true;
+      },
+      20s);
   ASSERT_TRUE(distributed) << holders.size() << " fragments persisted; " << broker.where();
 
   // Every copy is intact, the views agree, and nobody got a fragment it was not a receiver of.
@@ -202,7 +215,8 @@ TEST(PluginDistribution, AnUploadedFileReachesExactlyKTorrentServersWithItsDeliv
   }
   ASSERT_TRUE(eavesdropper.sync());
   for (const auto& m : eavesdropper.drain()) {
-    EXPECT_NE(m.topic, topics::fragment_distribution_delivered) << "a Delivered reached a client that is no receiver";
+    EXPECT_NE(m.topic, topics::fragment_distribution_delivered)
+        << "a Delivered reached a client that is no receiver";
     if (m.topic.rfind("mqds/ingest/chunk/", 0) == 0) {
       EXPECT_TRUE(m.payload.empty()) << "chunk content leaked";
     }
@@ -210,12 +224,13 @@ TEST(PluginDistribution, AnUploadedFileReachesExactlyKTorrentServersWithItsDeliv
 
   // The figures agree: one file, nothing under-replicated, nothing left in staging.
   std::map<std::string, std::string> figures;
-  const std::map<std::string, std::string> expected{{"files", "1"},
-                                                    {"fragments", "11"},
-                                                    {"fragments/staged", "0"},
-                                                    {"fragments/under_replicated", "0"},
-                                                    {"bytes/ingested", std::to_string(content.size())},
-                                                    {"clients/registered", "3"}};
+  const std::map<std::string, std::string> expected{
+      {"files", "1"},
+      {"fragments", "11"},
+      {"fragments/staged", "0"},
+      {"fragments/under_replicated", "0"},
+      {"bytes/ingested", std::to_string(content.size())},
+      {"clients/registered", "3"}};
   auto all_expected = [&] {
     for (const auto& [name, value] : expected)
       if (figures[name] != value) return false;
@@ -245,8 +260,8 @@ TEST(PluginIngest, AnUploadCompletesWithoutTick) {
   BrokerConfig config = distribution_config();
   config.first_config_lines = {"per_listener_settings true"};
   for (auto& [key, value] : config.plugin_options) {
-    if (key == "ingest_window") value = "10000";     // 2 chunks of 4096 and a remainder
-    if (key == "fragment_size") value = "65536";     // no fragment completes within one window
+    if (key == "ingest_window") value = "10000";  // 2 chunks of 4096 and a remainder
+    if (key == "fragment_size") value = "65536";  // no fragment completes within one window
   }
   Broker broker(config);
   ASSERT_TRUE(broker.start());
@@ -257,12 +272,14 @@ TEST(PluginIngest, AnUploadCompletesWithoutTick) {
   const Bytes content = random_content(20 * 4096 + 77, 11);
   const Uuid id = Uuid::v4_from(9, 9);
   const auto begun = uploader.begin(id, sha256(content), content.size());
-  ASSERT_TRUE(begun && begun->value("State", "") == "receiving") << (begun ? begun->dump() : "no answer") << broker.where();
+  ASSERT_TRUE(begun && begun->value("State", "") == "receiving")
+      << (begun ? begun->dump() : "no answer") << broker.where();
   EXPECT_EQ(begun->value("Window", 0), 10000);
   const auto result = uploader.send(id, content, 0, content.size(), 4096, 10000);
-  ASSERT_TRUE(result && result->value("State", "") == "published") << (result ? result->dump() : "no answer")
-                                                                     << broker.where();
-  EXPECT_NE(broker.log().find("sends no TICK"), std::string::npos) << "the broker did tick: this tests nothing";
+  ASSERT_TRUE(result && result->value("State", "") == "published")
+      << (result ? result->dump() : "no answer") << broker.where();
+  EXPECT_NE(broker.log().find("sends no TICK"), std::string::npos)
+      << "the broker did tick: this tests nothing";
 }
 
 TEST(PluginIngest, AFileThatDoesNotMatchItsDeclaredHashIsRefused) {
@@ -278,7 +295,9 @@ TEST(PluginIngest, AFileThatDoesNotMatchItsDeclaredHashIsRefused) {
   const auto result = uploader.send(Uuid::v4_from(3, 4), content, 0, content.size(), 4096, 16384);
   ASSERT_TRUE(result) << broker.where();
   EXPECT_EQ(result->value("State", ""), "failed");
-  EXPECT_NE(result->value("Reason", "").find("not the declared " + wrong.to_hex()), std::string::npos) << result->dump();
+  EXPECT_NE(result->value("Reason", "").find("not the declared " + wrong.to_hex()),
+            std::string::npos)
+      << result->dump();
 }
 
 TEST(PluginIngest, OnlyUsersNamedInTheOptionMayUpload) {
@@ -287,14 +306,18 @@ TEST(PluginIngest, OnlyUsersNamedInTheOptionMayUpload) {
   Uploader anonymous("anonymous-uploader");
   ASSERT_TRUE(anonymous.connect(broker.port()));
   const Bytes content = random_content(100, 9);
-  const int rc = anonymous.client().publish(
-      Uploader::ingest_begin,
-      json{{"UploadId", Uuid::v4_from(5, 6).to_string()}, {"Hash", sha256(content).to_hex()}, {"Size", 100}}.dump(), 1);
+  const int rc = anonymous.client().publish(Uploader::ingest_begin,
+                                            json{{"UploadId", Uuid::v4_from(5, 6).to_string()},
+                                                 {"Hash", sha256(content).to_hex()},
+                                                 {"Size", 100}}
+                                                .dump(),
+                                            1);
   EXPECT_EQ(rc, reason::not_authorized) << describe_reason(rc);
   const auto answer = anonymous.any_status(3s);
   ASSERT_TRUE(answer) << broker.where();
   EXPECT_EQ(answer->value("State", ""), "failed");
-  EXPECT_NE(answer->value("Reason", "").find("may not upload"), std::string::npos) << answer->dump();
+  EXPECT_NE(answer->value("Reason", "").find("may not upload"), std::string::npos)
+      << answer->dump();
 }
 
 TEST(PluginIngest, AnUploadResumesAfterABrokerRestartFromWhatWasDurable) {
@@ -308,7 +331,8 @@ TEST(PluginIngest, AnUploadResumesAfterABrokerRestartFromWhatWasDurable) {
     ASSERT_TRUE(uploader.connect(broker.port()));
     ASSERT_TRUE(uploader.begin(id, hash, content.size()));
     const auto half = uploader.send(id, content, 0, 20 * 1024, 4096, 16384);
-    ASSERT_TRUE(half && half->value("State", "") == "receiving") << (half ? half->dump() : "no answer") << broker.where();
+    ASSERT_TRUE(half && half->value("State", "") == "receiving")
+        << (half ? half->dump() : "no answer") << broker.where();
     uploader.client().disconnect();
   }
   std::this_thread::sleep_for(300ms);  // a TICK or two: what arrived is committed
@@ -318,15 +342,15 @@ TEST(PluginIngest, AnUploadResumesAfterABrokerRestartFromWhatWasDurable) {
   Uploader uploader("uploader");
   ASSERT_TRUE(uploader.connect(broker.port()));
   const auto resumed = uploader.begin(id, hash, content.size());
-  ASSERT_TRUE(resumed && resumed->value("State", "") == "receiving") << (resumed ? resumed->dump() : "no answer")
-                                                                    << broker.where();
+  ASSERT_TRUE(resumed && resumed->value("State", "") == "receiving")
+      << (resumed ? resumed->dump() : "no answer") << broker.where();
   const auto offset = resumed->value("Offset", std::size_t{0});
   EXPECT_EQ(offset % fragment_size, 0u) << "resumes at a fragment boundary";
   EXPECT_GT(offset, 0u) << "what was durable before the kill was kept";
   EXPECT_LE(offset, 20u * 1024);
   const auto result = uploader.send(id, content, offset, content.size(), 4096, 16384);
-  ASSERT_TRUE(result && result->value("State", "") == "published") << (result ? result->dump() : "no answer")
-                                                                   << broker.where();
+  ASSERT_TRUE(result && result->value("State", "") == "published")
+      << (result ? result->dump() : "no answer") << broker.where();
   EXPECT_EQ(result->value("Hash", ""), hash.to_hex());
 
   // Uploading the same file again is answered at once.
@@ -351,7 +375,8 @@ TEST(PluginDistribution, FragmentsStagedBeforeARestartAreDistributedAfterIt) {
     Uploader uploader("uploader");
     ASSERT_TRUE(uploader.connect(broker.port()));
     ASSERT_TRUE(uploader.begin(Uuid::v4_from(11, 12), hash, content.size()));
-    const auto result = uploader.send(Uuid::v4_from(11, 12), content, 0, content.size(), 4096, 16384);
+    const auto result =
+        uploader.send(Uuid::v4_from(11, 12), content, 0, content.size(), 4096, 16384);
     ASSERT_TRUE(result && result->value("State", "") == "published") << broker.where();
   }
   broker.kill9();
@@ -363,15 +388,18 @@ TEST(PluginDistribution, FragmentsStagedBeforeARestartAreDistributedAfterIt) {
     ASSERT_TRUE(nodes.back()->connect(broker.port())) << broker.where();
   }
   std::map<Hash, int> holders;
-  const bool distributed = pump_until(nodes, [&] {
-    holders.clear();
-    for (auto& n : nodes)
-      for (const auto& [fragment, data] : n->store().persisted) ++holders[fragment];
-    if (holders.size() != 5) return false;
-    for (const auto& [fragment, count] : holders)
-      if (count != 2) return false;
-    return true;
-  }, 20s);
+  const bool distributed = pump_until(
+      nodes,
+      [&] {
+        holders.clear();
+        for (auto& n : nodes)
+          for (const auto& [fragment, data] : n->store().persisted) ++holders[fragment];
+        if (holders.size() != 5) return false;
+        for (const auto& [fragment, count] : holders)
+          if (count != 2) return false;
+        return true;
+      },
+      20s);
   ASSERT_TRUE(distributed) << holders.size() << " fragments persisted; " << broker.where();
   // They learned the file from their join, and can put it back together.
   const auto& file = nodes[0]->machine().view().files().at(hash);

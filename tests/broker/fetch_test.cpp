@@ -77,7 +77,8 @@ std::string describe_message(const Message& m) {
 }
 
 // Every queued message that `match` accepts, after a sync: what the broker ever sent it so far.
-std::vector<Message> received_after_sync(Client& client, const std::function<bool(const Message&)>& match) {
+std::vector<Message> received_after_sync(Client& client,
+                                         const std::function<bool(const Message&)>& match) {
   EXPECT_TRUE(client.sync());
   std::vector<Message> found;
   while (auto m = client.wait_for(match, 0ms)) found.push_back(std::move(*m));
@@ -109,16 +110,19 @@ class FetchTest : public ::testing::Test {
   }
 
   // The $SYS/broker/mqds/fetch/* figures, once they all equal `expected` (or the last seen).
-  std::map<std::string, std::string> wait_for_figures(const std::map<std::string, std::string>& expected) {
+  std::map<std::string, std::string> wait_for_figures(
+      const std::map<std::string, std::string>& expected) {
     Client monitor("metrics-monitor");
     EXPECT_TRUE(monitor.connect(broker->port()));
     EXPECT_TRUE(monitor.subscribe(std::vector<std::string>{"$SYS/broker/mqds/fetch/#"}, 0));
     std::map<std::string, std::string> figures;
     const auto deadline = Clock::now() + delivery_timeout;
     while (Clock::now() < deadline) {
-      for (const auto& m : monitor.drain()) figures[m.topic.substr(std::string("$SYS/broker/mqds/").size())] = m.payload;
+      for (const auto& m : monitor.drain())
+        figures[m.topic.substr(std::string("$SYS/broker/mqds/").size())] = m.payload;
       bool all = true;
-      for (const auto& [name, value] : expected) all = all && figures.count(name) && figures[name] == value;
+      for (const auto& [name, value] : expected)
+        all = all && figures.count(name) && figures[name] == value;
       if (all) break;
       std::this_thread::sleep_for(50ms);
     }
@@ -138,16 +142,22 @@ TEST_F(FetchTest, OffByDefaultRequestsAndResponsesAreRefused) {
   auto eve = connected("eve");
   ASSERT_TRUE(eve->subscribe(std::vector<std::string>{"#"}, 1));
 
-  const int rc = getter->publish(request_topic, request_payload(), 1, request_properties("mqds/fetch/response/getter"));
+  const int rc = getter->publish(request_topic, request_payload(), 1,
+                                 request_properties("mqds/fetch/response/getter"));
   EXPECT_EQ(rc, reason::not_authorized) << describe_reason(rc);
-  const int answered = edge_client->publish("mqds/fetch/response/getter", "data", 1, ok_response_properties("c", 4));
+  const int answered =
+      edge_client->publish("mqds/fetch/response/getter", "data", 1, ok_response_properties("c", 4));
   EXPECT_EQ(answered, reason::not_authorized) << describe_reason(answered);
 
   const auto fetch_topic = [](const Message& m) { return m.topic.rfind("mqds/fetch/", 0) == 0; };
-  EXPECT_TRUE(received_after_sync(*edge_client, fetch_topic).empty()) << "the edge received a request";
-  EXPECT_TRUE(received_after_sync(*getter, fetch_topic).empty()) << "the getter received a response";
-  EXPECT_TRUE(received_after_sync(*eve, fetch_topic).empty()) << "a subscriber of # received fetch traffic";
-  EXPECT_NE(broker->log().find("fetching is disabled; allow it with plugin_opt_fetch_users"), std::string::npos);
+  EXPECT_TRUE(received_after_sync(*edge_client, fetch_topic).empty())
+      << "the edge received a request";
+  EXPECT_TRUE(received_after_sync(*getter, fetch_topic).empty())
+      << "the getter received a response";
+  EXPECT_TRUE(received_after_sync(*eve, fetch_topic).empty())
+      << "a subscriber of # received fetch traffic";
+  EXPECT_NE(broker->log().find("fetching is disabled; allow it with plugin_opt_fetch_users"),
+            std::string::npos);
   EXPECT_NE(broker->log().find("fetching is off (no plugin_opt_fetch_users)"), std::string::npos)
       << "the refusal is logged with its reason";
 }
@@ -179,7 +189,8 @@ TEST_F(FetchTest, ARequestReachesItsEdgeAndTheResponseOnlyItsRequester) {
   // The edge answers as mqds-edge does: a full chunk of binary data.
   const std::string data = random_bytes(static_cast<std::size_t>(fetch::chunk_bytes_max), 42);
   const auto response_properties = ok_response_properties(*request->correlation_data, data.size());
-  const int answered = edge_client->publish(*request->response_topic, data, 1, response_properties, delivery_timeout);
+  const int answered = edge_client->publish(*request->response_topic, data, 1, response_properties,
+                                            delivery_timeout);
   // The plugin delivers its own copy and refuses the original: the edge sees 0x87 (it expects it).
   EXPECT_EQ(answered, reason::not_authorized) << describe_reason(answered);
 
@@ -193,13 +204,19 @@ TEST_F(FetchTest, ARequestReachesItsEdgeAndTheResponseOnlyItsRequester) {
   EXPECT_EQ(*response->correlation_data, correlation);
   EXPECT_EQ(response->user_properties, response_properties.user_properties);
 
-  const auto more = received_after_sync(*getter, [&](const Message& m) { return m.topic == response_topic; });
-  EXPECT_TRUE(more.empty()) << "the requester received " << more.size() + 1 << " copies of the response";
+  const auto more =
+      received_after_sync(*getter, [&](const Message& m) { return m.topic == response_topic; });
+  EXPECT_TRUE(more.empty()) << "the requester received " << more.size() + 1
+                            << " copies of the response";
   const auto leaked = received_after_sync(*eve, [&](const Message& m) {
-    return m.topic == response_topic || m.payload.size() >= 1024 || m.payload.find(data.substr(0, 64)) != std::string::npos;
+    return m.topic == response_topic || m.payload.size() >= 1024 ||
+           m.payload.find(data.substr(0, 64)) != std::string::npos;
   });
-  for (const auto& m : leaked) ADD_FAILURE() << "a subscriber of # received " << describe_message(m);
-  EXPECT_TRUE(received_after_sync(*edge_client, [&](const Message& m) { return m.topic == response_topic; }).empty())
+  for (const auto& m : leaked)
+    ADD_FAILURE() << "a subscriber of # received " << describe_message(m);
+  EXPECT_TRUE(
+      received_after_sync(*edge_client, [&](const Message& m) { return m.topic == response_topic; })
+          .empty())
       << "the edge received its own response";
   EXPECT_TRUE(broker->running());
 }
@@ -210,13 +227,16 @@ TEST_F(FetchTest, AResponseForARequesterThatIsNotConnectedReachesNobody) {
   auto eve = connected("eve");
   ASSERT_TRUE(eve->subscribe(std::vector<std::string>{"#"}, 1));
   const std::string topic = fetch::response_topic("gone");
-  const int answered = edge_client->publish(topic, random_bytes(4096, 1), 1, ok_response_properties("c", 4096));
+  const int answered =
+      edge_client->publish(topic, random_bytes(4096, 1), 1, ok_response_properties("c", 4096));
   EXPECT_EQ(answered, reason::not_authorized) << describe_reason(answered);
-  EXPECT_TRUE(received_after_sync(*eve, [&](const Message& m) { return m.topic == topic; }).empty());
+  EXPECT_TRUE(
+      received_after_sync(*eve, [&](const Message& m) { return m.topic == topic; }).empty());
   // The one it names connects afterwards: nothing was kept for it (a clean session).
   auto gone = connected("gone");
   ASSERT_TRUE(gone->subscribe(std::vector<std::string>{topic}, 1));
-  EXPECT_TRUE(received_after_sync(*gone, [&](const Message& m) { return m.topic == topic; }).empty());
+  EXPECT_TRUE(
+      received_after_sync(*gone, [&](const Message& m) { return m.topic == topic; }).empty());
 }
 
 // --- Refusals ------------------------------------------------------------------------------------
@@ -236,12 +256,15 @@ class FetchRefusalTest : public FetchTest {
 
   // The request is refused with 0x87 and no subscriber of request topics sees it.
   void expect_refused(Client& sender, const std::string& topic, const std::string& payload,
-                      const PublishProperties& properties, const std::string& why, bool retain = false) {
+                      const PublishProperties& properties, const std::string& why,
+                      bool retain = false) {
     SCOPED_TRACE(why);
     const int rc = sender.publish(topic, payload, 1, properties, 5s, retain);
     EXPECT_EQ(rc, reason::not_authorized) << why << ": " << describe_reason(rc);
-    const auto seen = received_after_sync(*edge_client, [&](const Message& m) { return m.topic.rfind("mqds/fetch/", 0) == 0; });
-    for (const auto& m : seen) ADD_FAILURE() << why << ": the edge received " << describe_message(m);
+    const auto seen = received_after_sync(
+        *edge_client, [&](const Message& m) { return m.topic.rfind("mqds/fetch/", 0) == 0; });
+    for (const auto& m : seen)
+      ADD_FAILURE() << why << ": the edge received " << describe_message(m);
   }
 
   std::unique_ptr<Client> edge_client;
@@ -250,7 +273,8 @@ class FetchRefusalTest : public FetchTest {
 
 TEST_F(FetchRefusalTest, AProperRequestFromAFetchUserPasses) {
   const std::string response_topic = fetch::response_topic("getter", "1");
-  const int rc = getter->publish(request_topic, request_payload(), 1, request_properties(response_topic));
+  const int rc =
+      getter->publish(request_topic, request_payload(), 1, request_properties(response_topic));
   EXPECT_EQ(rc, reason::success) << describe_reason(rc);
   const auto request = edge_client->wait_for(request_topic, delivery_timeout);
   ASSERT_TRUE(request) << broker->where();
@@ -270,10 +294,13 @@ TEST_F(FetchRefusalTest, RequestsBreakingARuleAreRefused) {
   expect_refused(*getter, request_topic, request_payload(), {}, "no Response Topic");
   PublishProperties correlation_only;
   correlation_only.correlation_data = "c";
-  expect_refused(*getter, request_topic, request_payload(), correlation_only, "Correlation Data without Response Topic");
-  expect_refused(*getter, request_topic, request_payload(), request_properties(fetch::response_topic("victim")),
+  expect_refused(*getter, request_topic, request_payload(), correlation_only,
+                 "Correlation Data without Response Topic");
+  expect_refused(*getter, request_topic, request_payload(),
+                 request_properties(fetch::response_topic("victim")),
                  "someone else's response topic");
-  expect_refused(*getter, request_topic, request_payload(), request_properties(fetch::response_topic("getter2")),
+  expect_refused(*getter, request_topic, request_payload(),
+                 request_properties(fetch::response_topic("getter2")),
                  "a response topic of a client whose id starts with the requester's");
   expect_refused(*getter, request_topic, request_payload(), request_properties("replies/getter"),
                  "a Response Topic outside mqds/fetch/response/");
@@ -281,37 +308,47 @@ TEST_F(FetchRefusalTest, RequestsBreakingARuleAreRefused) {
                  request_properties(own), "a payload over request_payload_bytes_max");
   PublishProperties long_correlation = request_properties(own);
   long_correlation.correlation_data = std::string(fetch::correlation_bytes_max + 1, 'c');
-  expect_refused(*getter, request_topic, request_payload(), long_correlation, "Correlation Data over correlation_bytes_max");
-  expect_refused(*getter, "mqds/fetch/request/edge-1/extra", request_payload(), request_properties(own),
-                 "a request topic naming more than one level");
-  expect_refused(*getter, "mqds/fetch/request/", request_payload(), request_properties(own), "a request topic naming no edge");
-  expect_refused(*getter, request_topic, request_payload(), request_properties(own), "a retained request", true);
-  expect_refused(*getter, "mqds/fetch/other", request_payload(), request_properties(own), "a topic that is not a fetch topic");
+  expect_refused(*getter, request_topic, request_payload(), long_correlation,
+                 "Correlation Data over correlation_bytes_max");
+  expect_refused(*getter, "mqds/fetch/request/edge-1/extra", request_payload(),
+                 request_properties(own), "a request topic naming more than one level");
+  expect_refused(*getter, "mqds/fetch/request/", request_payload(), request_properties(own),
+                 "a request topic naming no edge");
+  expect_refused(*getter, request_topic, request_payload(), request_properties(own),
+                 "a retained request", true);
+  expect_refused(*getter, "mqds/fetch/other", request_payload(), request_properties(own),
+                 "a topic that is not a fetch topic");
 
   auto mallory = connected("mallory", "mallory");
-  expect_refused(*mallory, request_topic, request_payload(), request_properties(fetch::response_topic("mallory")),
-                 "a user not in fetch_users");
+  expect_refused(*mallory, request_topic, request_payload(),
+                 request_properties(fetch::response_topic("mallory")), "a user not in fetch_users");
   auto anonymous = connected("anonymous");
-  expect_refused(*anonymous, request_topic, request_payload(), request_properties(fetch::response_topic("anonymous")),
+  expect_refused(*anonymous, request_topic, request_payload(),
+                 request_properties(fetch::response_topic("anonymous")),
                  "a client without a username");
 
   // Each reason is logged in words (once: the log is rate-limited per reason).
   const std::string log = broker->log();
-  for (const char* words : {"(user 'alice'): the request has no Response Topic",
-                            "(user 'alice'): its Response Topic names another client",
-                            "(user 'alice'): its Response Topic is not mqds/fetch/response/<its own client id>[/...]",
-                            "(user 'alice'): the request payload is longer than 512 bytes",
-                            "(user 'alice'): its Correlation Data is longer than 256 bytes",
-                            "(user 'alice'): a request topic must name one edge",
-                            "(user 'alice'): a request must not be retained",
-                            "(user 'alice'): the topic is neither mqds/fetch/request/<edge> nor",
-                            "from client 'mallory' (user 'mallory'): its username is not in plugin_opt_fetch_users"})
-    EXPECT_NE(log.find(words), std::string::npos) << "no log line with: " << words << "; " << broker->where();
+  for (const char* words :
+       {"(user 'alice'): the request has no Response Topic",
+        "(user 'alice'): its Response Topic names another client",
+        "(user 'alice'): its Response Topic is not mqds/fetch/response/<its own client id>[/...]",
+        "(user 'alice'): the request payload is longer than 512 bytes",
+        "(user 'alice'): its Correlation Data is longer than 256 bytes",
+        "(user 'alice'): a request topic must name one edge",
+        "(user 'alice'): a request must not be retained",
+        "(user 'alice'): the topic is neither mqds/fetch/request/<edge> nor",
+        "from client 'mallory' (user 'mallory'): its username is not in plugin_opt_fetch_users"})
+    EXPECT_NE(log.find(words), std::string::npos)
+        << "no log line with: " << words << "; " << broker->where();
 
   // The victim whose topic was named got nothing either.
   auto victim = connected("victim", "carol");
-  ASSERT_TRUE(victim->subscribe(std::vector<std::string>{"mqds/fetch/response/victim/#", "mqds/fetch/response/victim"}, 1));
-  EXPECT_TRUE(received_after_sync(*victim, [](const Message& m) { return m.topic.rfind("mqds/fetch/", 0) == 0; }).empty());
+  ASSERT_TRUE(victim->subscribe(
+      std::vector<std::string>{"mqds/fetch/response/victim/#", "mqds/fetch/response/victim"}, 1));
+  EXPECT_TRUE(received_after_sync(*victim, [](const Message& m) {
+                return m.topic.rfind("mqds/fetch/", 0) == 0;
+              }).empty());
   EXPECT_TRUE(broker->running());
 }
 
@@ -320,11 +357,15 @@ TEST_F(FetchRefusalTest, AnMqtt311RequestIsRefused) {
   // request must not reach the edge.
   auto old = connected("old-getter", "alice", Protocol::mqtt311);
   const int rc = old->publish(request_topic, request_payload(), 1);
-  EXPECT_EQ(rc, reason::success) << "an MQTT 3.1.1 PUBACK has no reason code: " << describe_reason(rc);
-  const auto seen = received_after_sync(*edge_client, [](const Message& m) { return m.topic.rfind("mqds/fetch/", 0) == 0; });
+  EXPECT_EQ(rc, reason::success) << "an MQTT 3.1.1 PUBACK has no reason code: "
+                                 << describe_reason(rc);
+  const auto seen = received_after_sync(
+      *edge_client, [](const Message& m) { return m.topic.rfind("mqds/fetch/", 0) == 0; });
   EXPECT_TRUE(seen.empty()) << "the edge received an MQTT 3.1.1 request";
-  EXPECT_NE(broker->log().find("requests need MQTT 5 (a Response Topic)"), std::string::npos) << broker->where();
-  EXPECT_TRUE(old->connected()) << "a refused publish must not disconnect its client: " << old->disconnect_reason();
+  EXPECT_NE(broker->log().find("requests need MQTT 5 (a Response Topic)"), std::string::npos)
+      << broker->where();
+  EXPECT_TRUE(old->connected()) << "a refused publish must not disconnect its client: "
+                                << old->disconnect_reason();
 }
 
 TEST_F(FetchRefusalTest, MalformedAndOversizedResponsesAreRefusedAndReachNobody) {
@@ -340,11 +381,16 @@ TEST_F(FetchRefusalTest, MalformedAndOversizedResponsesAreRefusedAndReachNobody)
     const int rc = edge_client->publish(topic, "data", 1, props);
     EXPECT_EQ(rc, reason::not_authorized) << describe_reason(rc);
   }
-  const int too_large = edge_client->publish(own, random_bytes(response_bytes_max + 1, 5), 1, props, delivery_timeout);
+  const int too_large = edge_client->publish(own, random_bytes(response_bytes_max + 1, 5), 1, props,
+                                             delivery_timeout);
   EXPECT_EQ(too_large, reason::not_authorized) << describe_reason(too_large);
-  const auto fetch_topic = [](const Message& m) { return m.topic.rfind("mqds/fetch/response", 0) == 0; };
-  EXPECT_TRUE(received_after_sync(*getter, fetch_topic).empty()) << "the requester received a refused response";
-  EXPECT_TRUE(received_after_sync(*eve, fetch_topic).empty()) << "a subscriber of # received a refused response";
+  const auto fetch_topic = [](const Message& m) {
+    return m.topic.rfind("mqds/fetch/response", 0) == 0;
+  };
+  EXPECT_TRUE(received_after_sync(*getter, fetch_topic).empty())
+      << "the requester received a refused response";
+  EXPECT_TRUE(received_after_sync(*eve, fetch_topic).empty())
+      << "a subscriber of # received a refused response";
 
   // At the bound it goes through, to the requester only.
   const std::string largest = random_bytes(response_bytes_max, 6);
@@ -352,7 +398,8 @@ TEST_F(FetchRefusalTest, MalformedAndOversizedResponsesAreRefusedAndReachNobody)
   const auto delivered = getter->wait_for(own, delivery_timeout);
   ASSERT_TRUE(delivered) << broker->where();
   EXPECT_TRUE(delivered->payload == largest);
-  EXPECT_TRUE(received_after_sync(*eve, fetch_topic).empty()) << "a subscriber of # received the response";
+  EXPECT_TRUE(received_after_sync(*eve, fetch_topic).empty())
+      << "a subscriber of # received the response";
   EXPECT_TRUE(broker->running());
 }
 
@@ -361,30 +408,42 @@ TEST_F(FetchRefusalTest, MalformedAndOversizedResponsesAreRefusedAndReachNobody)
 TEST_F(FetchTest, FiguresCountRequestsRefusalsResponsesAndBytes) {
   start(fetch_config("*"));
   // All four are published at start, as zeros.
-  auto initial = wait_for_figures({{"fetch/requests", "0"}, {"fetch/refused", "0"}, {"fetch/responses", "0"}, {"fetch/bytes", "0"}});
+  auto initial = wait_for_figures({{"fetch/requests", "0"},
+                                   {"fetch/refused", "0"},
+                                   {"fetch/responses", "0"},
+                                   {"fetch/bytes", "0"}});
   EXPECT_EQ(initial["fetch/requests"], "0");
   EXPECT_EQ(initial["fetch/bytes"], "0");
 
   auto edge_client = edge();
   auto getter = connected("getter");
   const std::string own = fetch::response_topic("getter");
-  for (int i = 0; i < 2; ++i) ASSERT_EQ(getter->publish(request_topic, request_payload(), 1, request_properties(own)), reason::success);
-  EXPECT_EQ(getter->publish(request_topic, request_payload(), 1, PublishProperties{}), reason::not_authorized);
-  EXPECT_EQ(getter->publish(request_topic, request_payload(), 1, request_properties(fetch::response_topic("x"))),
+  for (int i = 0; i < 2; ++i)
+    ASSERT_EQ(getter->publish(request_topic, request_payload(), 1, request_properties(own)),
+              reason::success);
+  EXPECT_EQ(getter->publish(request_topic, request_payload(), 1, PublishProperties{}),
             reason::not_authorized);
-  EXPECT_EQ(edge_client->publish("mqds/fetch/response/", "x", 1, PublishProperties{}), reason::not_authorized);
+  EXPECT_EQ(getter->publish(request_topic, request_payload(), 1,
+                            request_properties(fetch::response_topic("x"))),
+            reason::not_authorized);
+  EXPECT_EQ(edge_client->publish("mqds/fetch/response/", "x", 1, PublishProperties{}),
+            reason::not_authorized);
   for (std::size_t size : {1000u, 2345u, 0u})
-    EXPECT_EQ(edge_client->publish(own, random_bytes(size, size), 1, ok_response_properties("c", size)), reason::not_authorized);
+    EXPECT_EQ(
+        edge_client->publish(own, random_bytes(size, size), 1, ok_response_properties("c", size)),
+        reason::not_authorized);
   ASSERT_TRUE(getter->wait_for(own, delivery_timeout));
 
-  const std::map<std::string, std::string> expected{
-      {"fetch/requests", "2"}, {"fetch/refused", "3"}, {"fetch/responses", "3"}, {"fetch/bytes", "3345"}};
+  const std::map<std::string, std::string> expected{{"fetch/requests", "2"},
+                                                    {"fetch/refused", "3"},
+                                                    {"fetch/responses", "3"},
+                                                    {"fetch/bytes", "3345"}};
   const auto figures = wait_for_figures(expected);
   for (const auto& [name, value] : expected) {
     const auto it = figures.find(name);
     EXPECT_TRUE(it != figures.end() && it->second == value)
-        << "$SYS/broker/mqds/" << name << " is " << (it == figures.end() ? "missing" : it->second) << ", expected "
-        << value << "; " << broker->where();
+        << "$SYS/broker/mqds/" << name << " is " << (it == figures.end() ? "missing" : it->second)
+        << ", expected " << value << "; " << broker->where();
   }
 }
 
@@ -393,20 +452,26 @@ TEST_F(FetchTest, RefusalsCannotFloodTheLog) {
   auto flooder = connected("flooder");
   constexpr int refusals = 300;
   std::vector<int> mids;
-  for (int i = 0; i < refusals; ++i) mids.push_back(flooder->publish_async(request_topic, request_payload(), 1));
+  for (int i = 0; i < refusals; ++i)
+    mids.push_back(flooder->publish_async(request_topic, request_payload(), 1));
   for (int mid : mids) {
     ASSERT_GT(mid, 0) << describe_reason(mid);
     EXPECT_EQ(flooder->wait_published(mid), reason::not_authorized);
   }
   const auto figures = wait_for_figures({{"fetch/refused", std::to_string(refusals)}});
-  EXPECT_EQ(figures.count("fetch/refused") ? figures.at("fetch/refused") : "", std::to_string(refusals))
+  EXPECT_EQ(figures.count("fetch/refused") ? figures.at("fetch/refused") : "",
+            std::to_string(refusals))
       << "every refusal is counted";
   const std::string log = broker->log();
   std::size_t lines = 0;
-  for (auto at = log.find("fetch: refused"); at != std::string::npos; at = log.find("fetch: refused", at + 1)) ++lines;
+  for (auto at = log.find("fetch: refused"); at != std::string::npos;
+       at = log.find("fetch: refused", at + 1))
+    ++lines;
   EXPECT_EQ(lines, 1u) << "one line per reason per 10 s; " << broker->where();
-  EXPECT_NE(log.find("from client 'flooder' (no username): its username is not in plugin_opt_fetch_users"),
-            std::string::npos)
+  EXPECT_NE(
+      log.find(
+          "from client 'flooder' (no username): its username is not in plugin_opt_fetch_users"),
+      std::string::npos)
       << "the line says who and why; " << broker->where();
 }
 
@@ -443,28 +508,32 @@ class HeapMonitor {
 
 // Sends `count` messages from `from` on `topic` (at most `window` unacknowledged) and waits until
 // `to` received them all.
-::testing::AssertionResult send_and_receive(Client& from, Client& to, const std::string& topic, int count,
-                                            const std::string& payload, const PublishProperties& properties,
+::testing::AssertionResult send_and_receive(Client& from, Client& to, const std::string& topic,
+                                            int count, const std::string& payload,
+                                            const PublishProperties& properties,
                                             int expected_code) {
   constexpr int window = 100;
   for (int done = 0; done < count; done += window) {
     std::vector<int> mids;
-    for (int i = 0; i < window && done + i < count; ++i) mids.push_back(from.publish_async(topic, payload, 1, properties));
+    for (int i = 0; i < window && done + i < count; ++i)
+      mids.push_back(from.publish_async(topic, payload, 1, properties));
     for (int mid : mids) {
       const auto code = mid > 0 ? from.wait_published(mid) : std::optional<int>(mid);
       if (code != expected_code)
-        return ::testing::AssertionFailure() << "message " << done << " answered " << describe_reason(code.value_or(-1));
+        return ::testing::AssertionFailure()
+               << "message " << done << " answered " << describe_reason(code.value_or(-1));
     }
     for (std::size_t i = 0; i < mids.size(); ++i)
       if (!to.wait_for(topic, 5s))
-        return ::testing::AssertionFailure() << "only " << done + static_cast<int>(i) << " of " << count << " arrived";
+        return ::testing::AssertionFailure()
+               << "only " << done + static_cast<int>(i) << " of " << count << " arrived";
   }
   return ::testing::AssertionSuccess();
 }
 
 // Fetch traffic against the same messages on an ordinary topic: the plugin's requests and responses
-// must move the broker's heap count exactly as much (Debian's 2.0.11 broker itself counts about 56 B
-// per MQTT 5 property it receives and never uncounts them: the ordinary messages show it too).
+// must move the broker's heap count exactly as much (Debian's 2.0.11 broker itself counts about 56
+// B per MQTT 5 property it receives and never uncounts them: the ordinary messages show it too).
 TEST(FetchHeapTest, RequestsAndResponsesMoveTheBrokerHeapAsOrdinaryMessagesDo) {
   constexpr int messages = 5'000;
   constexpr std::int64_t tolerance_bytes = 64 * 1024;  // 13 B a message
@@ -495,19 +564,26 @@ TEST(FetchHeapTest, RequestsAndResponsesMoveTheBrokerHeapAsOrdinaryMessagesDo) {
     int code;
   };
   const Phase phases[] = {
-      {"ordinary publishes like requests", getter, edge_client, "control/edge", request, request_props, reason::success},
-      {"fetch requests", getter, edge_client, request_topic, request, request_props, reason::success},
-      {"ordinary publishes like responses", edge_client, getter, "control/getter", data, response_props, reason::success},
-      {"fetch responses", edge_client, getter, response_topic, data, response_props, reason::not_authorized},
+      {"ordinary publishes like requests", getter, edge_client, "control/edge", request,
+       request_props, reason::success},
+      {"fetch requests", getter, edge_client, request_topic, request, request_props,
+       reason::success},
+      {"ordinary publishes like responses", edge_client, getter, "control/getter", data,
+       response_props, reason::success},
+      {"fetch responses", edge_client, getter, response_topic, data, response_props,
+       reason::not_authorized},
   };
   // Warm-up: the broker and the plugin reach their working sizes.
-  for (const auto& p : phases) ASSERT_TRUE(send_and_receive(p.from, p.to, p.topic, 500, p.payload, p.properties, p.code)) << p.what;
+  for (const auto& p : phases)
+    ASSERT_TRUE(send_and_receive(p.from, p.to, p.topic, 500, p.payload, p.properties, p.code))
+        << p.what;
 
   std::int64_t before = heap.settled();
   ASSERT_GT(before, 0) << "no $SYS/broker/heap/current value arrived";
   std::vector<std::int64_t> growth;
   for (const auto& p : phases) {
-    ASSERT_TRUE(send_and_receive(p.from, p.to, p.topic, messages, p.payload, p.properties, p.code)) << p.what;
+    ASSERT_TRUE(send_and_receive(p.from, p.to, p.topic, messages, p.payload, p.properties, p.code))
+        << p.what;
     const std::int64_t after = heap.settled();
     growth.push_back(after - before);
     std::cout << "[ heap     ] " << messages << " " << p.what << ": " << after - before << " B ("
@@ -517,7 +593,8 @@ TEST(FetchHeapTest, RequestsAndResponsesMoveTheBrokerHeapAsOrdinaryMessagesDo) {
   }
   for (std::size_t fetch = 1; fetch < growth.size(); fetch += 2) {
     SCOPED_TRACE(phases[fetch].what);
-    EXPECT_LE(growth[fetch], growth[fetch - 1] + tolerance_bytes) << "the plugin leaks what it hands the broker";
+    EXPECT_LE(growth[fetch], growth[fetch - 1] + tolerance_bytes)
+        << "the plugin leaks what it hands the broker";
     EXPECT_GE(growth[fetch], growth[fetch - 1] - tolerance_bytes)
         << "the plugin makes the broker free more than it counted: memory from another allocator";
   }

@@ -68,9 +68,13 @@ Uuid fresh_uuid() {
   return random.next_uuid();
 }
 
-bool acknowledged(int code) { return code >= 0 && code < 0x80; }
+bool acknowledged(int code) {
+  return code >= 0 && code < 0x80;
+}
 
-std::string endpoint(int n) { return "grpc://10.0.0." + std::to_string(n) + ":50051"; }
+std::string endpoint(int n) {
+  return "grpc://10.0.0." + std::to_string(n) + ":50051";
+}
 
 ClientJoinRequested join_request(const std::string& endpoint_uri) {
   ClientJoinRequested request;
@@ -138,11 +142,12 @@ struct Joined {
 
 // Diagram 000's standard procedure: request, accepted, succeeded, registered. The client must be
 // subscribed to clients/registered to see its own registration.
-::testing::AssertionResult join(Client& client, const ClientJoinRequested& request, Joined* joined = nullptr) {
+::testing::AssertionResult join(Client& client, const ClientJoinRequested& request,
+                                Joined* joined = nullptr) {
   const int sent = client.publish(topics::client_join_requested, encode(request), 2);
   if (!acknowledged(sent))
-    return ::testing::AssertionFailure() << client.id() << "'s ClientJoinRequested was answered with "
-                                         << describe_reason(sent);
+    return ::testing::AssertionFailure()
+           << client.id() << "'s ClientJoinRequested was answered with " << describe_reason(sent);
   const auto answer = client.wait_for(
       [&](const Message& m) {
         if (m.topic == topics::client_join_accepted) {
@@ -157,26 +162,30 @@ struct Joined {
       },
       answer_timeout);
   if (!answer)
-    return ::testing::AssertionFailure() << "no ClientJoinAccepted or ClientJoinDenied for " << client.id()
-                                         << "'s request within " << answer_timeout.count()
-                                         << " ms: look for 'mqds:' lines in the broker log";
+    return ::testing::AssertionFailure()
+           << "no ClientJoinAccepted or ClientJoinDenied for " << client.id()
+           << "'s request within " << answer_timeout.count()
+           << " ms: look for 'mqds:' lines in the broker log";
   if (answer->topic == topics::client_join_denied) {
     const auto denied = event_in<ClientJoinDenied>(*answer);
-    return ::testing::AssertionFailure() << client.id() << " was denied (code " << denied->reason_code
-                                         << "): " << denied->reason.value_or("no reason");
+    return ::testing::AssertionFailure()
+           << client.id() << " was denied (code " << denied->reason_code
+           << "): " << denied->reason.value_or("no reason");
   }
   Joined result;
   result.accepted = *event_in<ClientJoinAccepted>(*answer);
   const ClientJoinSucceeded succeeded{fresh_uuid(), request.event_id};
   const int confirmed = client.publish(topics::client_join_succeeded, encode(succeeded), 2);
   if (!acknowledged(confirmed))
-    return ::testing::AssertionFailure() << client.id() << "'s ClientJoinSucceeded was answered with "
-                                         << describe_reason(confirmed);
+    return ::testing::AssertionFailure()
+           << client.id() << "'s ClientJoinSucceeded was answered with "
+           << describe_reason(confirmed);
   const auto registered = wait_event<ClientRegistered>(
       client, [&](const ClientRegistered& r) { return r.client_identifier == client.id(); });
   if (!registered)
-    return ::testing::AssertionFailure() << "no ClientRegistered for " << client.id() << " within "
-                                         << answer_timeout.count() << " ms after its ClientJoinSucceeded";
+    return ::testing::AssertionFailure()
+           << "no ClientRegistered for " << client.id() << " within " << answer_timeout.count()
+           << " ms after its ClientJoinSucceeded";
   result.registered = *registered;
   if (joined) *joined = std::move(result);
   return ::testing::AssertionSuccess();
@@ -219,7 +228,8 @@ class PluginTest : public ::testing::Test {
 // --- The plugin loads and the broker serves ------------------------------------------------------
 
 TEST_F(PluginTest, BrokerServesUnrelatedTopicsUnchanged) {
-  EXPECT_NE(broker->log().find(std::string("Loading plugin: ") + MQDS_PLUGIN_PATH), std::string::npos)
+  EXPECT_NE(broker->log().find(std::string("Loading plugin: ") + MQDS_PLUGIN_PATH),
+            std::string::npos)
       << "mosquitto did not load " << MQDS_PLUGIN_PATH;
   Client subscriber("plain-subscriber");
   Client publisher("plain-publisher");
@@ -228,9 +238,13 @@ TEST_F(PluginTest, BrokerServesUnrelatedTopicsUnchanged) {
   ASSERT_TRUE(publisher.connect(port()));
   ASSERT_TRUE(old_publisher.connect(port()));
   // Topics next to the protocol's, and payloads that would be malformed events there.
-  ASSERT_TRUE(subscriber.subscribe(std::vector<std::string>{"plain/#", "clients/other", "tracker"}));
+  ASSERT_TRUE(
+      subscriber.subscribe(std::vector<std::string>{"plain/#", "clients/other", "tracker"}));
   const std::vector<std::pair<std::string, std::string>> messages{
-      {"plain/a", "{not json"}, {"clients/other", "{\"EventId\":1}"}, {"tracker", ""}, {"plain/b", "hello"}};
+      {"plain/a", "{not json"},
+      {"clients/other", "{\"EventId\":1}"},
+      {"tracker", ""},
+      {"plain/b", "hello"}};
   for (int qos = 0; qos <= 2; ++qos) {
     for (const auto& [topic, payload] : messages) {
       SCOPED_TRACE("QoS " + std::to_string(qos) + " on " + topic);
@@ -245,10 +259,12 @@ TEST_F(PluginTest, BrokerServesUnrelatedTopicsUnchanged) {
   }
   // The tracker is there all the same: a malformed event on its topic is dropped.
   const int code = publisher.publish(topics::client_join_succeeded, "{not json", 1);
-  EXPECT_EQ(code, reason::not_authorized) << "the plugin does not judge protocol topics: " << describe_reason(code);
+  EXPECT_EQ(code, reason::not_authorized)
+      << "the plugin does not judge protocol topics: " << describe_reason(code);
 }
 
-// --- Bad options stop the broker's start ----------------------------------------------------------
+// --- Bad options stop the broker's start
+// ----------------------------------------------------------
 
 struct BadOption {
   const char* name;
@@ -256,7 +272,9 @@ struct BadOption {
   const char* logged;  // what the log must name
 };
 
-void PrintTo(const BadOption& option, std::ostream* out) { *out << option.name; }
+void PrintTo(const BadOption& option, std::ostream* out) {
+  *out << option.name;
+}
 
 class BadOptionTest : public ::testing::TestWithParam<BadOption> {};
 
@@ -267,8 +285,9 @@ TEST_P(BadOptionTest, BrokerRefusesToStartAndSaysWhy) {
   const auto started = Clock::now();
   const auto status = broker.start_expecting_exit(5s);
   const auto elapsed = Clock::now() - started;
-  ASSERT_TRUE(status) << "mosquitto kept running with a bad plugin option, or never ran (see above); it must "
-                         "start, then refuse the option and exit";
+  ASSERT_TRUE(status)
+      << "mosquitto kept running with a bad plugin option, or never ran (see above); it must "
+         "start, then refuse the option and exit";
   EXPECT_NE(*status, 0) << "mosquitto exited with 0 despite the bad option";
   EXPECT_LT(elapsed, 3s) << "the broker took "
                          << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
@@ -280,10 +299,11 @@ TEST_P(BadOptionTest, BrokerRefusesToStartAndSaysWhy) {
 
 INSTANTIATE_TEST_SUITE_P(
     Options, BadOptionTest,
-    ::testing::Values(BadOption{"ZeroReplicas", {{"replicas", "0"}}, "plugin_opt_replicas"},
-                      BadOption{"UnknownOption", {{"no_such_option", "1"}}, "plugin_opt_no_such_option"},
-                      BadOption{"FragmentSizeNotANumber", {{"fragment_size", "1k"}}, "plugin_opt_fragment_size"},
-                      BadOption{"NegativeTimeout", {{"join_timeout_ms", "-5"}}, "plugin_opt_join_timeout_ms"}),
+    ::testing::Values(
+        BadOption{"ZeroReplicas", {{"replicas", "0"}}, "plugin_opt_replicas"},
+        BadOption{"UnknownOption", {{"no_such_option", "1"}}, "plugin_opt_no_such_option"},
+        BadOption{"FragmentSizeNotANumber", {{"fragment_size", "1k"}}, "plugin_opt_fragment_size"},
+        BadOption{"NegativeTimeout", {{"join_timeout_ms", "-5"}}, "plugin_opt_join_timeout_ms"}),
     [](const auto& p) { return std::string(p.param.name); });
 
 // A data_dir the broker's user cannot write: root's and 0755, as it is before the chown.
@@ -336,13 +356,16 @@ TEST_P(JoinTest, AcceptedThenRegisteredAndAnnouncedToRegisteredClients) {
 
   const auto accepted = wait_event<ClientJoinAccepted>(
       second, [&](const ClientJoinAccepted& a) { return a.request_event_id == request.event_id; });
-  ASSERT_TRUE(accepted) << "no ClientJoinAccepted answering the request within " << answer_timeout.count() << " ms";
+  ASSERT_TRUE(accepted) << "no ClientJoinAccepted answering the request within "
+                        << answer_timeout.count() << " ms";
   EXPECT_EQ(accepted->client_identifier, "second");
   EXPECT_EQ(accepted->fragment_size_bytes, fragment_size_bytes);
   EXPECT_EQ(accepted->replicas, replicas);
   ASSERT_TRUE(accepted->revision) << "ClientJoinAccepted carries no Revision";
-  EXPECT_EQ(*accepted->revision, *first_joined.registered.revision) << "the Revision is the view's current one";
-  ASSERT_EQ(accepted->clients.count("first"), 1u) << "the registered client is missing from Clients";
+  EXPECT_EQ(*accepted->revision, *first_joined.registered.revision)
+      << "the Revision is the view's current one";
+  ASSERT_EQ(accepted->clients.count("first"), 1u)
+      << "the registered client is missing from Clients";
   EXPECT_EQ(accepted->clients.at("first").endpoints, std::set<std::string>{endpoint(1)});
   EXPECT_EQ(accepted->clients.count("second"), 0u);
 
@@ -359,17 +382,20 @@ TEST_P(JoinTest, AcceptedThenRegisteredAndAnnouncedToRegisteredClients) {
   EXPECT_FALSE(announced->request_event_id) << "a new registration is not a resync confirmation";
   const auto own = wait_event<ClientRegistered>(
       second, [](const ClientRegistered& r) { return r.client_identifier == "second"; });
-  EXPECT_TRUE(own) << "the joining client, subscribed to clients/registered, did not see its registration";
+  EXPECT_TRUE(own)
+      << "the joining client, subscribed to clients/registered, did not see its registration";
 }
 
 INSTANTIATE_TEST_SUITE_P(Protocols, JoinTest, ::testing::Values(Protocol::mqtt5, Protocol::mqtt311),
-                         [](const auto& p) { return p.param == Protocol::mqtt5 ? "Mqtt5" : "Mqtt311"; });
+                         [](const auto& p) {
+                           return p.param == Protocol::mqtt5 ? "Mqtt5" : "Mqtt311";
+                         });
 
 TEST_F(PluginTest, JoinAcceptedGoesToTheJoiningClientOnly) {
   Client bystander("bystander");
   ASSERT_TRUE(bystander.connect(port()));
-  ASSERT_TRUE(bystander.subscribe(
-      std::vector<std::string>{std::string(topics::client_join_accepted), std::string(topics::client_join_denied)}));
+  ASSERT_TRUE(bystander.subscribe(std::vector<std::string>{
+      std::string(topics::client_join_accepted), std::string(topics::client_join_denied)}));
   // The joining client subscribes to nothing: targeted answers reach it anyway.
   Client joiner("joiner");
   ASSERT_TRUE(joiner.connect(port()));
@@ -380,7 +406,8 @@ TEST_F(PluginTest, JoinAcceptedGoesToTheJoiningClientOnly) {
   ASSERT_TRUE(accepted) << "the joining client, subscribed to nothing, got no ClientJoinAccepted";
   ASSERT_TRUE(bystander.sync());
   EXPECT_TRUE(queued_events<ClientJoinAccepted>(bystander).empty())
-      << "a client subscribed to clients/join/accepted received another client's ClientJoinAccepted";
+      << "a client subscribed to clients/join/accepted received another client's "
+         "ClientJoinAccepted";
 }
 
 // --- Denials -------------------------------------------------------------------------------------
@@ -394,7 +421,9 @@ struct Denial {
   std::vector<std::string> reason_names;
 };
 
-void PrintTo(const Denial& denied, std::ostream* out) { *out << denied.name; }
+void PrintTo(const Denial& denied, std::ostream* out) {
+  *out << denied.name;
+}
 
 class DenialTest : public PluginTest, public ::testing::WithParamInterface<Denial> {};
 
@@ -408,36 +437,50 @@ TEST_P(DenialTest, DeniedWithTheCodeToTheApplicantOnly) {
   auto request = join_request(endpoint(4));
   GetParam().change(request);
   const int sent = applicant.publish(topics::client_join_requested, encode(request), 2);
-  EXPECT_TRUE(acknowledged(sent)) << "a well-formed request is not dropped: " << describe_reason(sent);
+  EXPECT_TRUE(acknowledged(sent)) << "a well-formed request is not dropped: "
+                                  << describe_reason(sent);
 
   const auto denied = wait_event<ClientJoinDenied>(
       applicant, [&](const ClientJoinDenied& d) { return d.request_event_id == request.event_id; });
-  ASSERT_TRUE(denied) << "no ClientJoinDenied answering the request within " << answer_timeout.count() << " ms";
+  ASSERT_TRUE(denied) << "no ClientJoinDenied answering the request within "
+                      << answer_timeout.count() << " ms";
   EXPECT_EQ(denied->reason_code, GetParam().code);
   EXPECT_EQ(denied->client_identifier, "applicant");
   ASSERT_TRUE(denied->reason) << "a denial should say why";
   for (const auto& name : GetParam().reason_names)
-    EXPECT_NE(denied->reason->find(name), std::string::npos) << "Reason '" << *denied->reason << "' lacks " << name;
+    EXPECT_NE(denied->reason->find(name), std::string::npos)
+        << "Reason '" << *denied->reason << "' lacks " << name;
 
   ASSERT_TRUE(applicant.sync());
-  EXPECT_TRUE(queued_events<ClientJoinAccepted>(applicant).empty()) << "a denied client was also accepted";
+  EXPECT_TRUE(queued_events<ClientJoinAccepted>(applicant).empty())
+      << "a denied client was also accepted";
   ASSERT_TRUE(holder.sync());
-  EXPECT_TRUE(queued_events<ClientJoinDenied>(holder).empty()) << "another client received the denial";
+  EXPECT_TRUE(queued_events<ClientJoinDenied>(holder).empty())
+      << "another client received the denial";
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Codes, DenialTest,
-    ::testing::Values(
-        Denial{"WrongFragmentSize1", 1, [](ClientJoinRequested& r) { add_stored_file(r, 4096); }, {"FragmentSize"}},
-        Denial{"WrongHashAlgorithm2", 2, [](ClientJoinRequested& r) { r.hash_algorithm = "MD5"; }, {"HashAlgorithm"}},
-        Denial{"EndpointConflict4", 4, [](ClientJoinRequested& r) { r.endpoints = {taken_endpoint}; }, {taken_endpoint}},
-        Denial{"AllThree7", 7,
-               [](ClientJoinRequested& r) {
-                 add_stored_file(r, 4096);
-                 r.hash_algorithm = "MD5";
-                 r.endpoints = {taken_endpoint};
-               },
-               {"FragmentSize", "HashAlgorithm", taken_endpoint}}),
+    ::testing::Values(Denial{"WrongFragmentSize1",
+                             1,
+                             [](ClientJoinRequested& r) { add_stored_file(r, 4096); },
+                             {"FragmentSize"}},
+                      Denial{"WrongHashAlgorithm2",
+                             2,
+                             [](ClientJoinRequested& r) { r.hash_algorithm = "MD5"; },
+                             {"HashAlgorithm"}},
+                      Denial{"EndpointConflict4",
+                             4,
+                             [](ClientJoinRequested& r) { r.endpoints = {taken_endpoint}; },
+                             {taken_endpoint}},
+                      Denial{"AllThree7",
+                             7,
+                             [](ClientJoinRequested& r) {
+                               add_stored_file(r, 4096);
+                               r.hash_algorithm = "MD5";
+                               r.endpoints = {taken_endpoint};
+                             },
+                             {"FragmentSize", "HashAlgorithm", taken_endpoint}}),
     [](const auto& p) { return std::string(p.param.name); });
 
 TEST_F(PluginTest, MalformedJoinRequestDroppedAndDeniedWithOther) {
@@ -453,9 +496,11 @@ TEST_F(PluginTest, MalformedJoinRequestDroppedAndDeniedWithOther) {
   for (const auto& [what, payload] : cases) {
     SCOPED_TRACE(what);
     const int sent = applicant.publish(topics::client_join_requested, payload, 2);
-    EXPECT_EQ(sent, reason::not_authorized) << "a malformed request must be dropped: " << describe_reason(sent);
+    EXPECT_EQ(sent, reason::not_authorized)
+        << "a malformed request must be dropped: " << describe_reason(sent);
     const auto denied = wait_event<ClientJoinDenied>(applicant);
-    ASSERT_TRUE(denied) << "no ClientJoinDenied for a malformed request within " << answer_timeout.count() << " ms";
+    ASSERT_TRUE(denied) << "no ClientJoinDenied for a malformed request within "
+                        << answer_timeout.count() << " ms";
     EXPECT_EQ(denied->reason_code, denial::other);
     EXPECT_EQ(denied->client_identifier, "applicant");
     EXPECT_FALSE(denied->request_event_id) << "a malformed request has no EventId to answer";
@@ -476,17 +521,21 @@ TEST_F(PluginTest, JoinWithoutSucceededTimesOutWithOther) {
   ASSERT_TRUE(torrent(applicant));
   const auto request = join_request(endpoint(6));
   EXPECT_TRUE(acknowledged(applicant.publish(topics::client_join_requested, encode(request), 2)));
-  const auto accepted = wait_event<ClientJoinAccepted>(
-      applicant, [&](const ClientJoinAccepted& a) { return a.request_event_id == request.event_id; });
+  const auto accepted = wait_event<ClientJoinAccepted>(applicant, [&](const ClientJoinAccepted& a) {
+    return a.request_event_id == request.event_id;
+  });
   ASSERT_TRUE(accepted);
   const auto accepted_at = Clock::now();
 
   const auto denied = wait_event<ClientJoinDenied>(
       applicant, [&](const ClientJoinDenied& d) { return d.request_event_id == request.event_id; },
       std::chrono::milliseconds(join_timeout_ms) + 3s);
-  ASSERT_TRUE(denied) << "no ClientJoinDenied after the join timeout of " << join_timeout_ms << " ms";
-  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - accepted_at);
-  // The deadline runs from when the tracker handled the request, up to one TICK before we saw the answer.
+  ASSERT_TRUE(denied) << "no ClientJoinDenied after the join timeout of " << join_timeout_ms
+                      << " ms";
+  const auto waited =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - accepted_at);
+  // The deadline runs from when the tracker handled the request, up to one TICK before we saw the
+  // answer.
   EXPECT_GE(waited.count(), join_timeout_ms - 300) << "denied before the join timeout";
   EXPECT_EQ(denied->reason_code, denial::other);
   ASSERT_TRUE(denied->reason);
@@ -494,15 +543,18 @@ TEST_F(PluginTest, JoinWithoutSucceededTimesOutWithOther) {
 
   // A ClientJoinSucceeded after the timeout registers nobody.
   EXPECT_TRUE(acknowledged(
-      applicant.publish(topics::client_join_succeeded, encode(ClientJoinSucceeded{fresh_uuid(), request.event_id}), 2)));
+      applicant.publish(topics::client_join_succeeded,
+                        encode(ClientJoinSucceeded{fresh_uuid(), request.event_id}), 2)));
   std::this_thread::sleep_for(300ms);  // a TICK or two, in case a registration were pending
   ASSERT_TRUE(watcher.sync());
-  EXPECT_TRUE(queued_events<ClientRegistered>(watcher).empty()) << "a timed-out join was registered";
+  EXPECT_TRUE(queued_events<ClientRegistered>(watcher).empty())
+      << "a timed-out join was registered";
   // A new attempt works.
   EXPECT_TRUE(join(applicant, join_request(endpoint(6))));
 }
 
-// --- Spoofing --------------------------------------------------------------------------------------
+// --- Spoofing
+// --------------------------------------------------------------------------------------
 
 TEST_F(PluginTest, ClientsCannotPublishOnTrackerTopics) {
   Client watcher("watcher");
@@ -523,7 +575,8 @@ TEST_F(PluginTest, ClientsCannotPublishOnTrackerTopics) {
       EXPECT_EQ(code, reason::not_authorized) << "QoS " << qos << ": " << describe_reason(code);
     }
     ASSERT_TRUE(watcher.sync());
-    const auto leaked = watcher.wait_for([&](const Message& m) { return m.payload == payload; }, 0ms);
+    const auto leaked =
+        watcher.wait_for([&](const Message& m) { return m.payload == payload; }, 0ms);
     EXPECT_FALSE(leaked) << "a subscriber of " << topic << " received the spoofed event";
   }
   EXPECT_TRUE(broker->running());
@@ -540,11 +593,13 @@ TEST_F(PluginTest, GoodbyeNamesItsRealPublisher) {
 
   const ClientGoodbye forged{fresh_uuid(), ClientId("victim"), std::nullopt};
   const int sent = liar.publish(topics::client_goodbye, encode(forged), 2);
-  EXPECT_EQ(sent, reason::success) << "the goodbye is delivered, stamped: " << describe_reason(sent);
+  EXPECT_EQ(sent, reason::success)
+      << "the goodbye is delivered, stamped: " << describe_reason(sent);
   const auto goodbye = wait_event<ClientGoodbye>(
       victim, [&](const ClientGoodbye& g) { return g.event_id == forged.event_id; });
   ASSERT_TRUE(goodbye) << "the victim did not receive the liar's goodbye";
-  EXPECT_EQ(goodbye->client_identifier, "liar") << "ClientIdentifier must be the publisher's real id";
+  EXPECT_EQ(goodbye->client_identifier, "liar")
+      << "ClientIdentifier must be the publisher's real id";
   ASSERT_TRUE(goodbye->revision) << "a registered client's goodbye is a view change";
   EXPECT_EQ(*goodbye->revision, *liar_joined.registered.revision + 1);
 
@@ -564,12 +619,14 @@ TEST_F(PluginTest, GoodbyeNamesItsRealPublisher) {
   ASSERT_TRUE(torrent(newcomer));
   Joined newcomer_joined;
   ASSERT_TRUE(join(newcomer, join_request(endpoint(3)), &newcomer_joined));
-  EXPECT_EQ(newcomer_joined.accepted.clients.count("victim"), 1u) << "the victim was unregistered by a forgery";
-  EXPECT_EQ(newcomer_joined.accepted.clients.count("liar"), 0u) << "the liar's own goodbye did not unregister it";
+  EXPECT_EQ(newcomer_joined.accepted.clients.count("victim"), 1u)
+      << "the victim was unregistered by a forgery";
+  EXPECT_EQ(newcomer_joined.accepted.clients.count("liar"), 0u)
+      << "the liar's own goodbye did not unregister it";
   ASSERT_TRUE(victim.sync());
-  EXPECT_TRUE(queued_events<ClientGoodbye>(victim, [](const ClientGoodbye& g) {
-                return g.client_identifier == "victim";
-              }).empty())
+  EXPECT_TRUE(queued_events<ClientGoodbye>(
+                  victim, [](const ClientGoodbye& g) { return g.client_identifier == "victim"; })
+                  .empty())
       << "a goodbye naming the victim went out";
 }
 
@@ -594,10 +651,12 @@ TEST_F(PluginTest, MalformedPayloadsOnClientTopicsAreDroppedAndTheBrokerKeepsSer
       {"an empty object", "{}"},
       {"EventId of the wrong type", "{\"EventId\":17}"},
       {"EventId not a GUID", "{\"EventId\":\"not-a-guid\"}"},
-      {"invalid UTF-8", "{\"EventId\":\"" + uuid + "\",\"Hash\":\"\xff\xfe\xfd\",\"Reason\":\"\xc3\x28\"}"},
+      {"invalid UTF-8",
+       "{\"EventId\":\"" + uuid + "\",\"Hash\":\"\xff\xfe\xfd\",\"Reason\":\"\xc3\x28\"}"},
       {"a NUL inside", std::string("{\"EventId\":\"") + uuid + std::string("\0\"}", 3)},
       {"1 MiB of '['", std::string(1 << 20, '[')},
-      {"1 MiB of '{\"a\":'", [] {
+      {"1 MiB of '{\"a\":'",
+       [] {
          std::string deep;
          while (deep.size() < (1u << 20)) deep += "{\"a\":";
          return deep;
@@ -616,12 +675,14 @@ TEST_F(PluginTest, MalformedPayloadsOnClientTopicsAreDroppedAndTheBrokerKeepsSer
   const auto leaked = watcher.drain();
   for (const auto& m : leaked) {
     if (m.topic.rfind("mqds-test/", 0) == 0) continue;
-    ADD_FAILURE() << "a malformed payload was delivered on " << m.topic << ": " << m.payload.substr(0, 80);
+    ADD_FAILURE() << "a malformed payload was delivered on " << m.topic << ": "
+                  << m.payload.substr(0, 80);
   }
   // Every malformed request was answered with a denial, to the sender only.
   ASSERT_TRUE(sender.sync());
   const auto denials = queued_events<ClientJoinDenied>(sender);
-  EXPECT_EQ(denials.size(), hostile.size()) << "one ClientJoinDenied per malformed ClientJoinRequested";
+  EXPECT_EQ(denials.size(), hostile.size())
+      << "one ClientJoinDenied per malformed ClientJoinRequested";
   for (const auto& d : denials) EXPECT_EQ(d.reason_code, denial::other);
 
   // The broker and the tracker still serve, and the sender is still registered.
@@ -629,7 +690,8 @@ TEST_F(PluginTest, MalformedPayloadsOnClientTopicsAreDroppedAndTheBrokerKeepsSer
   ASSERT_TRUE(torrent(newcomer));
   Joined joined;
   ASSERT_TRUE(join(newcomer, join_request(endpoint(2)), &joined));
-  EXPECT_EQ(joined.accepted.clients.count("sender"), 1u) << "malformed events unregistered the sender";
+  EXPECT_EQ(joined.accepted.clients.count("sender"), 1u)
+      << "malformed events unregistered the sender";
 }
 
 // --- Lost clients --------------------------------------------------------------------------------
@@ -683,7 +745,8 @@ TEST_P(RestartTest, RevisionSurvivesAndClientsRejoin) {
     a.lose_connection();
     b.lose_connection();
   }
-  EXPECT_TRUE(std::filesystem::exists(broker.data_dir() + "/data.mdb")) << "no LMDB store in " << broker.data_dir();
+  EXPECT_TRUE(std::filesystem::exists(broker.data_dir() + "/data.mdb"))
+      << "no LMDB store in " << broker.data_dir();
 
   ASSERT_TRUE(broker.start());
   Client a("a");
@@ -695,8 +758,10 @@ TEST_P(RestartTest, RevisionSurvivesAndClientsRejoin) {
   Joined a_joined;
   ASSERT_TRUE(join(a, join_request(endpoint(1)), &a_joined));
   ASSERT_TRUE(a_joined.accepted.revision);
-  EXPECT_GT(*a_joined.accepted.revision, revision_before) << "the Revision went back after the restart";
-  EXPECT_TRUE(a_joined.accepted.clients.empty()) << "registrations do not survive a restart; clients rejoin";
+  EXPECT_GT(*a_joined.accepted.revision, revision_before)
+      << "the Revision went back after the restart";
+  EXPECT_TRUE(a_joined.accepted.clients.empty())
+      << "registrations do not survive a restart; clients rejoin";
   Joined b_joined;
   ASSERT_TRUE(join(b, join_request(endpoint(2)), &b_joined));
   ASSERT_TRUE(b_joined.accepted.revision);
@@ -705,7 +770,9 @@ TEST_P(RestartTest, RevisionSurvivesAndClientsRejoin) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Signals, RestartTest, ::testing::Values(Stop::sigterm, Stop::sigkill),
-                         [](const auto& p) { return p.param == Stop::sigterm ? "Sigterm" : "Sigkill"; });
+                         [](const auto& p) {
+                           return p.param == Stop::sigterm ? "Sigterm" : "Sigkill";
+                         });
 
 // --- Heap ----------------------------------------------------------------------------------------
 
@@ -736,7 +803,8 @@ TEST_F(PluginTest, BrokerHeapStaysFlatOver20000Events) {
   };
   Client loader("loader");
   // Debian's broker lets a burst of QoS 2 messages overrun a client's Receive Maximum, and
-  // libmosquitto then drops the connection (see Mqtt5ClientWithDefaultReceiveMaximumSurvivesABurst).
+  // libmosquitto then drops the connection (see
+  // Mqtt5ClientWithDefaultReceiveMaximumSurvivesABurst).
   loader.set_receive_maximum(65535);
   ASSERT_TRUE(loader.connect(port()));
 
@@ -746,20 +814,25 @@ TEST_F(PluginTest, BrokerHeapStaysFlatOver20000Events) {
     for (int done = 0; done < count; done += window) {
       std::vector<int> mids;
       for (int i = 0; i < window; ++i) {
-        const int mid = loader.publish_async(topics::client_join_requested, encode(join_request(endpoint(7))), 1);
-        if (mid <= 0) return ::testing::AssertionFailure() << "publish failed: " << describe_reason(mid);
+        const int mid = loader.publish_async(topics::client_join_requested,
+                                             encode(join_request(endpoint(7))), 1);
+        if (mid <= 0)
+          return ::testing::AssertionFailure() << "publish failed: " << describe_reason(mid);
         mids.push_back(mid);
       }
       for (int mid : mids) {
         const auto code = loader.wait_published(mid);
         if (!code || !acknowledged(*code))
-          return ::testing::AssertionFailure() << "request " << done << ": " << describe_reason(code.value_or(-1));
+          return ::testing::AssertionFailure()
+                 << "request " << done << ": " << describe_reason(code.value_or(-1));
       }
       for (int i = 0; i < window; ++i) {
         if (!loader.wait_for(topics::client_join_accepted, answer_timeout))
-          return ::testing::AssertionFailure() << "only " << done + i << " of " << count << " joins were answered"
-                                               << (loader.connected() ? "" : "; the loader lost its connection: " +
-                                                                                 loader.disconnect_reason());
+          return ::testing::AssertionFailure()
+                 << "only " << done + i << " of " << count << " joins were answered"
+                 << (loader.connected()
+                         ? ""
+                         : "; the loader lost its connection: " + loader.disconnect_reason());
       }
     }
     return ::testing::AssertionSuccess();
@@ -770,12 +843,14 @@ TEST_F(PluginTest, BrokerHeapStaysFlatOver20000Events) {
       std::vector<int> mids;
       for (int i = 0; i < window; ++i) {
         const FragmentDistributionRequested request{fresh_uuid(), sha256(std::to_string(i))};
-        mids.push_back(loader.publish_async(topics::fragment_distribution_requested, encode(request), 1));
+        mids.push_back(
+            loader.publish_async(topics::fragment_distribution_requested, encode(request), 1));
       }
       for (int mid : mids) {
         const auto code = mid > 0 ? loader.wait_published(mid) : std::optional<int>(mid);
         if (!code || !acknowledged(*code))
-          return ::testing::AssertionFailure() << "request " << done << ": " << describe_reason(code.value_or(-1));
+          return ::testing::AssertionFailure()
+                 << "request " << done << ": " << describe_reason(code.value_or(-1));
       }
     }
     return ::testing::AssertionSuccess();
@@ -787,7 +862,8 @@ TEST_F(PluginTest, BrokerHeapStaysFlatOver20000Events) {
     return current_heap();
   };
 
-  ASSERT_TRUE(run_joins(500)) << "warm-up";  // lets the broker and the plugin reach their working sizes
+  ASSERT_TRUE(run_joins(500))
+      << "warm-up";  // lets the broker and the plugin reach their working sizes
   ASSERT_TRUE(run_requests(500)) << "warm-up";
   const std::int64_t heap_before = settle();
   const std::int64_t rss_before_kib = resident_kib(broker->pid());
@@ -796,42 +872,48 @@ TEST_F(PluginTest, BrokerHeapStaysFlatOver20000Events) {
   const auto started = Clock::now();
   ASSERT_TRUE(run_joins(joins));
   ASSERT_TRUE(run_requests(requests));
-  const auto load_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+  const auto load_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
   const std::int64_t heap_after = settle();
   const std::int64_t rss_after_kib = resident_kib(broker->pid());
 
   const std::int64_t growth = heap_after - heap_before;
   const double per_event = static_cast<double>(growth) / (joins + requests);
-  std::cout << "[ heap     ] $SYS/broker/heap/current before " << heap_before << " B, after " << heap_after
-            << " B, growth " << growth << " B over " << joins + requests << " events (" << per_event
-            << " B/event); load took " << load_ms << " ms; broker VmRSS " << rss_before_kib << " -> "
-            << rss_after_kib << " KiB\n";
+  std::cout << "[ heap     ] $SYS/broker/heap/current before " << heap_before << " B, after "
+            << heap_after << " B, growth " << growth << " B over " << joins + requests
+            << " events (" << per_event << " B/event); load took " << load_ms
+            << " ms; broker VmRSS " << rss_before_kib << " -> " << rss_after_kib << " KiB\n";
   RecordProperty("heap_before_bytes", std::to_string(heap_before));
   RecordProperty("heap_after_bytes", std::to_string(heap_after));
   RecordProperty("rss_before_kib", std::to_string(rss_before_kib));
   RecordProperty("rss_after_kib", std::to_string(rss_after_kib));
-  EXPECT_LE(growth, heap_growth_bytes_max) << "the broker's heap grew by " << growth << " bytes ("
-                                           << per_event << " per event): something the plugin hands the broker "
-                                           << "leaks; compare the plugin's mosquitto_malloc/publish calls";
+  EXPECT_LE(growth, heap_growth_bytes_max)
+      << "the broker's heap grew by " << growth << " bytes (" << per_event
+      << " per event): something the plugin hands the broker "
+      << "leaks; compare the plugin's mosquitto_malloc/publish calls";
   EXPECT_TRUE(broker->running());
 }
 
 // Found while writing the heap test: Debian's mosquitto 2.0.11 overruns an MQTT 5 client's Receive
 // Maximum with a burst of QoS 2 messages (its log shows 20 more PUBLISHes sent after the first
-// PUBCOMP while 19 PUBCOMPs were still due: the quota seems freed at PUBREC), and libmosquitto 2.0.11
-// then drops the connection with "A network protocol error" (MOSQ_ERR_PROTOCOL). It
-// happens without the plugin too (mosquitto_sub -V mqttv5 -q 2 fed 2,000 messages by mosquitto_pub
-// stops after about 140). Torrent servers on libmosquitto should connect with a large Receive
-// Maximum (MOSQ_OPT_RECEIVE_MAXIMUM 65535: 5,000-message bursts arrived intact with 1,000).
+// PUBCOMP while 19 PUBCOMPs were still due: the quota seems freed at PUBREC), and
+// libmosquitto 2.0.11 then drops the connection with "A network protocol error"
+// (MOSQ_ERR_PROTOCOL). It happens without the plugin too (mosquitto_sub -V mqttv5 -q 2 fed 2,000
+// messages by mosquitto_pub stops after about 140). Torrent servers on libmosquitto should connect
+// with a large Receive Maximum (MOSQ_OPT_RECEIVE_MAXIMUM 65535: 5,000-message bursts arrived intact
+// with 1,000).
 TEST_F(PluginTest, Mqtt5ClientWithDefaultReceiveMaximumSurvivesABurst) {
-  GTEST_SKIP() << "BROKER BUG (mosquitto 2.0.11, not the plugin): a burst of QoS 2 messages overruns an MQTT 5 "
-                  "client's default Receive Maximum of 20 and libmosquitto disconnects with a protocol error";
+  GTEST_SKIP() << "BROKER BUG (mosquitto 2.0.11, not the plugin): a burst of QoS 2 messages "
+                  "overruns an MQTT 5 "
+                  "client's default Receive Maximum of 20 and libmosquitto disconnects with a "
+                  "protocol error";
   constexpr int burst = 200;
   Client client("burst");
   ASSERT_TRUE(client.connect(port()));
   std::vector<int> mids;
   for (int i = 0; i < burst; ++i)
-    mids.push_back(client.publish_async(topics::client_join_requested, encode(join_request(endpoint(8))), 1));
+    mids.push_back(
+        client.publish_async(topics::client_join_requested, encode(join_request(endpoint(8))), 1));
   for (int mid : mids) {
     const auto code = mid > 0 ? client.wait_published(mid) : std::optional<int>(mid);
     ASSERT_TRUE(code && acknowledged(*code)) << "connection: " << client.disconnect_reason();

@@ -14,7 +14,9 @@ std::string as_text(const Bytes& data, std::size_t offset, std::size_t size) {
 }  // namespace
 
 std::optional<json> Uploader::begin(const Uuid& id, const Hash& hash, std::size_t size) {
-  client_.publish(ingest_begin, json{{"UploadId", id.to_string()}, {"Hash", hash.to_hex()}, {"Size", size}}.dump(), 1);
+  client_.publish(
+      ingest_begin,
+      json{{"UploadId", id.to_string()}, {"Hash", hash.to_hex()}, {"Size", size}}.dump(), 1);
   return status(id, 5s);
 }
 
@@ -37,14 +39,15 @@ std::optional<json> Uploader::any_status(std::chrono::milliseconds timeout) {
   return json::parse(m->payload, nullptr, false);
 }
 
-std::optional<json> Uploader::send(const Uuid& id, const Bytes& data, std::size_t from, std::size_t to,
-                                   std::size_t chunk, std::size_t window) {
+std::optional<json> Uploader::send(const Uuid& id, const Bytes& data, std::size_t from,
+                                   std::size_t to, std::size_t chunk, std::size_t window) {
   std::size_t acknowledged = from, sent = from;
   const auto deadline = Clock::now() + 60s;
   while (Clock::now() < deadline) {
     while (sent < to && sent + chunk <= acknowledged + window) {
       const std::size_t n = std::min(chunk, to - sent);
-      client_.publish_async("mqds/ingest/chunk/" + id.to_string() + "/" + std::to_string(sent), as_text(data, sent, n), 1);
+      client_.publish_async("mqds/ingest/chunk/" + id.to_string() + "/" + std::to_string(sent),
+                            as_text(data, sent, n), 1);
       sent += n;
     }
     auto s = status(id, 10s);

@@ -28,8 +28,8 @@ class Uploader {
   // Sends data[from, to) in chunks, keeping within the window the tracker announced, and returns
   // the last status (published or failed), or the status that acknowledged `to` when `to` is not
   // the end, or nullopt on a timeout.
-  std::optional<nlohmann::json> send(const Uuid& id, const Bytes& data, std::size_t from, std::size_t to,
-                                     std::size_t chunk, std::size_t window);
+  std::optional<nlohmann::json> send(const Uuid& id, const Bytes& data, std::size_t from,
+                                     std::size_t to, std::size_t chunk, std::size_t window);
 
   static constexpr const char* ingest_begin = "mqds/ingest/begin";
   static constexpr const char* ingest_status = "mqds/ingest/status";

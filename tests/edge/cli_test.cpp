@@ -24,7 +24,8 @@ std::string read_all(const std::string& path) {
 }
 
 void write_all(const std::string& path, const Bytes& data) {
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
 }
 
 std::string last_line(const std::string& text) {
@@ -73,7 +74,8 @@ TEST_F(Service, PutPrintsTheHashLastAndReturnsOnceEveryFragmentHasKReplicas) {
   ASSERT_EQ(done.status, 0) << done.err;
   EXPECT_EQ(last_line(done.out), sha256(content).to_hex());
   EXPECT_NE(done.err.find("uploading: 100 %"), std::string::npos) << done.err;
-  EXPECT_NE(done.err.find("every one of the 31 fragments is stored on 2 edges"), std::string::npos) << done.err;
+  EXPECT_NE(done.err.find("every one of the 31 fragments is stored on 2 edges"), std::string::npos)
+      << done.err;
   // Nothing is short the moment put returns.
   const auto ls = mqds({"ls", "--json"});
   ASSERT_EQ(ls.status, 0) << ls.err;
@@ -164,7 +166,9 @@ TEST_F(Service, GetOfFragmentsNoEdgeHoldsFailsAndSaysWhich) {
   ASSERT_TRUE(monitor->wait_figures({{"clients/registered", "0"}}, 5s));
   const auto done = mqds({"get", hash, "-o", broker.dir() + "/output.bin"});
   EXPECT_EQ(done.status, 2);
-  EXPECT_NE(done.err.find("3 of 3 fragments of " + hash + " could not be fetched"), std::string::npos) << done.err;
+  EXPECT_NE(done.err.find("3 of 3 fragments of " + hash + " could not be fetched"),
+            std::string::npos)
+      << done.err;
   EXPECT_NE(done.err.find("no edge holds it"), std::string::npos) << done.err;
 }
 

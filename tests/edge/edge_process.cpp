@@ -42,8 +42,8 @@ int status_code(int status) {
 }
 
 // fork + exec of `program` with stdout appended to `out_path` and stderr to `err_path`.
-pid_t spawn(const std::string& program, const std::vector<std::string>& args, const std::string& out_path,
-            const std::string& err_path) {
+pid_t spawn(const std::string& program, const std::vector<std::string>& args,
+            const std::string& out_path, const std::string& err_path) {
   std::vector<char*> argv;
   argv.push_back(const_cast<char*>(program.c_str()));
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -51,7 +51,8 @@ pid_t spawn(const std::string& program, const std::vector<std::string>& args, co
   const pid_t pid = ::fork();
   if (pid == 0) {
     const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    const int err = err_path == out_path ? out : ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const int err =
+        err_path == out_path ? out : ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (out >= 0) ::dup2(out, STDOUT_FILENO);
     if (err >= 0) ::dup2(err, STDERR_FILENO);
     ::execv(argv[0], argv.data());
@@ -78,7 +79,9 @@ std::optional<int> wait_for_exit(pid_t pid, std::chrono::milliseconds timeout) {
 }  // namespace
 
 EdgeProcess::EdgeProcess(std::string id, const std::string& parent_dir)
-    : id_(std::move(id)), data_dir_(parent_dir + "/" + id_), log_path_(parent_dir + "/" + id_ + ".log") {}
+    : id_(std::move(id)),
+      data_dir_(parent_dir + "/" + id_),
+      log_path_(parent_dir + "/" + id_ + ".log") {}
 
 EdgeProcess::~EdgeProcess() {
   if (running()) kill9();
@@ -98,7 +101,9 @@ EdgeProcess::~EdgeProcess() {
   return ::testing::AssertionSuccess();
 }
 
-std::string EdgeProcess::log() const { return read_from(log_path_, log_start_); }
+std::string EdgeProcess::log() const {
+  return read_from(log_path_, log_start_);
+}
 
 std::string EdgeProcess::log_tail(std::size_t lines) const {
   const std::string text = read_from(log_path_, 0);
@@ -114,19 +119,22 @@ std::string EdgeProcess::log_tail(std::size_t lines) const {
 std::size_t EdgeProcess::log_count(std::string_view text) const {
   const std::string all = log();
   std::size_t count = 0;
-  for (std::size_t at = all.find(text); at != std::string::npos; at = all.find(text, at + text.size())) ++count;
+  for (std::size_t at = all.find(text); at != std::string::npos;
+       at = all.find(text, at + text.size()))
+    ++count;
   return count;
 }
 
-::testing::AssertionResult EdgeProcess::wait_log(std::string_view text, std::chrono::milliseconds timeout,
+::testing::AssertionResult EdgeProcess::wait_log(std::string_view text,
+                                                 std::chrono::milliseconds timeout,
                                                  std::size_t count) {
   const auto deadline = Clock::now() + timeout;
   while (Clock::now() < deadline) {
     if (log_count(text) >= count) return ::testing::AssertionSuccess();
     std::this_thread::sleep_for(20ms);
   }
-  return ::testing::AssertionFailure() << id_ << " did not log \"" << text << "\" " << count << " time(s) within "
-                                       << timeout.count() << " ms; its log:\n"
+  return ::testing::AssertionFailure() << id_ << " did not log \"" << text << "\" " << count
+                                       << " time(s) within " << timeout.count() << " ms; its log:\n"
                                        << log_tail();
 }
 
@@ -177,8 +185,8 @@ std::optional<long> EdgeProcess::memory_kib(const std::string& field) const {
 
 namespace {
 
-Completed run(const std::string& program, const std::vector<std::string>& args, std::chrono::milliseconds timeout,
-              bool separate) {
+Completed run(const std::string& program, const std::vector<std::string>& args,
+              std::chrono::milliseconds timeout, bool separate) {
   char out_path[] = "/tmp/mqds-run-out-XXXXXX";
   char err_path[] = "/tmp/mqds-run-err-XXXXXX";
   for (char* path : {out_path, err_path}) {

@@ -23,12 +23,16 @@ class EdgeProcess {
 
   // Starts mqds-edge -p port -i id --data-dir <dir> -v (unless `extra` has -q) plus `extra`,
   // appending to its log.
-  [[nodiscard]] ::testing::AssertionResult start(int port, const std::vector<std::string>& extra = {});
-  // Waits until the log (of this process life, since the last start) has `count` lines containing `text`.
-  [[nodiscard]] ::testing::AssertionResult wait_log(std::string_view text, std::chrono::milliseconds timeout,
+  [[nodiscard]] ::testing::AssertionResult start(int port,
+                                                 const std::vector<std::string>& extra = {});
+  // Waits until the log (of this process life, since the last start) has `count` lines containing
+  // `text`.
+  [[nodiscard]] ::testing::AssertionResult wait_log(std::string_view text,
+                                                    std::chrono::milliseconds timeout,
                                                     std::size_t count = 1);
   std::size_t log_count(std::string_view text) const;
-  // SIGTERM, then the exit status (code, or 128 + signal); nullopt if it did not exit in time (then killed).
+  // SIGTERM, then the exit status (code, or 128 + signal); nullopt if it did not exit in time (then
+  // killed).
   std::optional<int> terminate(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   void kill9();
   // The exit status once it exits by itself, nullopt if it still runs after `timeout`.
@@ -58,7 +62,9 @@ struct Completed {
   std::string out;     // stdout alone (only run_mqds keeps them apart)
   std::string err;     // stderr alone
 };
-Completed run_edge(const std::vector<std::string>& args, std::chrono::milliseconds timeout = std::chrono::seconds(10));
-Completed run_mqds(const std::vector<std::string>& args, std::chrono::milliseconds timeout = std::chrono::seconds(60));
+Completed run_edge(const std::vector<std::string>& args,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(10));
+Completed run_mqds(const std::vector<std::string>& args,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 }  // namespace mqds::edge_test

@@ -30,7 +30,8 @@
 namespace mqds::edge_test {
 namespace {
 
-// A fetch client over the same MQTT 5 session mqds uses: one request at a time, answered or timed out.
+// A fetch client over the same MQTT 5 session mqds uses: one request at a time, answered or timed
+// out.
 class Fetcher {
  public:
   struct Answer {
@@ -56,7 +57,8 @@ class Fetcher {
     EXPECT_TRUE(connected_);
   }
 
-  std::optional<Answer> ask(const std::string& edge, std::string_view payload, std::chrono::milliseconds timeout = 5s) {
+  std::optional<Answer> ask(const std::string& edge, std::string_view payload,
+                            std::chrono::milliseconds timeout = 5s) {
     const std::string correlation = "c" + std::to_string(++asked_);
     const std::string topic = fetch::request_topic(edge);
     runtime::Outgoing request(topic, payload, 1);
@@ -69,15 +71,19 @@ class Fetcher {
       session_->step(10);
       for (auto it = received_.begin(); it != received_.end(); ++it) {
         if (it->correlation_data != correlation) continue;
-        Answer answer{it->user_property("Status").value_or(""), it->user_property("Reason").value_or(""), it->payload,
-                      it->user_property("Size").value_or(""), it->user_property("Offset").value_or("")};
+        Answer answer{it->user_property("Status").value_or(""),
+                      it->user_property("Reason").value_or(""), it->payload,
+                      it->user_property("Size").value_or(""),
+                      it->user_property("Offset").value_or("")};
         received_.erase(it);
         return answer;
       }
     }
     return std::nullopt;
   }
-  std::optional<Answer> ask(const std::string& edge, const fetch::Request& r) { return ask(edge, fetch::encode_request(r)); }
+  std::optional<Answer> ask(const std::string& edge, const fetch::Request& r) {
+    return ask(edge, fetch::encode_request(r));
+  }
 
  private:
   std::unique_ptr<runtime::MqttSession> session_;
@@ -86,7 +92,9 @@ class Fetcher {
   std::vector<runtime::Received> received_;
 };
 
-std::string text_of(const Bytes& data) { return std::string(reinterpret_cast<const char*>(data.data()), data.size()); }
+std::string text_of(const Bytes& data) {
+  return std::string(reinterpret_cast<const char*>(data.data()), data.size());
+}
 
 // --- Join -------------------------------------------------------------------------------------
 
@@ -96,15 +104,19 @@ TEST(EdgeJoin, JoinsWithItsConfigFileAndIsAnnouncedWithItsFetchEndpointAndCapaci
   Monitor monitor(broker.port());
   EdgeProcess edge("edge-a", broker.dir());
   const std::string config = broker.dir() + "/edge-a.conf";
-  std::ofstream(config) << "# the same keys as the flags\nendpoint = https://edge-a.example:8443/\ncapacity = 1M\n";
+  std::ofstream(config)
+      << "# the same keys as the flags\nendpoint = https://edge-a.example:8443/\ncapacity = 1M\n";
   ASSERT_TRUE(edge.start(broker.port(), {"-c", config}));
   const auto registered = monitor.wait_event(
-      topics::client_registered, [](const json& e) { return e.value("ClientIdentifier", "") == "edge-a"; }, 10s);
+      topics::client_registered,
+      [](const json& e) { return e.value("ClientIdentifier", "") == "edge-a"; }, 10s);
   ASSERT_TRUE(registered) << edge.log_tail() << broker.where();
-  EXPECT_EQ(strings_of((*registered)["Info"]["Endpoints"]),
-            (std::set<std::string>{"mqtt:mqds/fetch/request/edge-a", "https://edge-a.example:8443/"}))
+  EXPECT_EQ(
+      strings_of((*registered)["Info"]["Endpoints"]),
+      (std::set<std::string>{"mqtt:mqds/fetch/request/edge-a", "https://edge-a.example:8443/"}))
       << registered->dump();
-  EXPECT_EQ((*registered)["Info"].value("Capacity", std::int64_t{0}), 1024 * 1024) << registered->dump();
+  EXPECT_EQ((*registered)["Info"].value("Capacity", std::int64_t{0}), 1024 * 1024)
+      << registered->dump();
   EXPECT_TRUE(edge.wait_log("registered with 0 fragments", 5s));
   EXPECT_TRUE(edge.wait_log("integrity: 0 fragments and 0 temporary intact", 1s));
 }
@@ -131,7 +143,8 @@ TEST(EdgeJoin, SigtermSaysGoodbyeAndExitsZero) {
   ASSERT_TRUE(edge.wait_log("registered with", 10s));
   EXPECT_EQ(edge.terminate(), 0);
   const auto goodbye = monitor.wait_event(
-      topics::client_goodbye, [](const json& e) { return e.value("ClientIdentifier", "") == "edge-a"; }, 5s);
+      topics::client_goodbye,
+      [](const json& e) { return e.value("ClientIdentifier", "") == "edge-a"; }, 5s);
   EXPECT_TRUE(goodbye) << "no ClientGoodbye naming edge-a; " << broker.where();
   EXPECT_TRUE(edge.wait_log("said goodbye; stopped", 1s));
   EXPECT_TRUE(monitor.wait_figures({{"clients/registered", "0"}}, 5s));
@@ -146,7 +159,8 @@ TEST(EdgeJoin, Kill9IsSeenByTheTrackerAsALostClient) {
   ASSERT_TRUE(edge.wait_log("registered with", 10s));
   ASSERT_TRUE(monitor.wait_figures({{"clients/registered", "1"}}, 5s));
   edge.kill9();
-  // The socket closes with the process: the broker sees the loss at once, without waiting for keepalive.
+  // The socket closes with the process: the broker sees the loss at once, without waiting for
+  // keepalive.
   EXPECT_TRUE(monitor.wait_figures({{"clients/registered", "0"}, {"clients/lost", "1"}}, 5s));
 }
 
@@ -187,7 +201,8 @@ TEST(EdgeDistribution, AnEdgeStoresNoMoreThanItsCapacity) {
   Broker broker(edge_config());
   ASSERT_TRUE(broker.start());
   Monitor monitor(broker.port());
-  EdgeProcess small("edge-small", broker.dir()), big_a("edge-big-a", broker.dir()), big_b("edge-big-b", broker.dir());
+  EdgeProcess small("edge-small", broker.dir()), big_a("edge-big-a", broker.dir()),
+      big_b("edge-big-b", broker.dir());
   ASSERT_TRUE(small.start(broker.port(), {"--capacity", std::to_string(4 * fragment_size)}));
   ASSERT_TRUE(big_a.start(broker.port()));
   ASSERT_TRUE(big_b.start(broker.port()));
@@ -225,11 +240,15 @@ TEST(EdgeIntegrity, AFragmentCorruptedOnDiskIsDroppedAtStartAndNotReported) {
   const auto& victim = file.fragments[3];
   ASSERT_TRUE(corrupt_on_disk(a.data_dir(), victim.data));
   ASSERT_TRUE(a.start(broker.port()));
-  EXPECT_TRUE(a.wait_log("integrity: dropped fragment " + victim.hash.to_hex() + ": its content hashes to", 10s));
+  EXPECT_TRUE(a.wait_log(
+      "integrity: dropped fragment " + victim.hash.to_hex() + ": its content hashes to", 10s));
   EXPECT_TRUE(a.wait_log("7 fragments and 0 temporary intact", 1s));
   const auto request = monitor.wait_event(
       topics::client_join_requested,
-      [](const json& e) { return e.contains("StoredFragments") && e["StoredFragments"].size() == 7; }, 10s);
+      [](const json& e) {
+        return e.contains("StoredFragments") && e["StoredFragments"].size() == 7;
+      },
+      10s);
   ASSERT_TRUE(request) << "no join request reporting the 7 intact fragments";
   EXPECT_FALSE((*request)["StoredFragments"].contains(victim.hash.to_hex()));
   EXPECT_TRUE(a.wait_log("registered with 7 fragments", 10s));
@@ -297,7 +316,8 @@ TEST(EdgeFetch, ServesStoredFragmentsInChunksAndSaysWhyWhenItCannot) {
   EXPECT_EQ(part->offset, "1000");
   EXPECT_TRUE(part->data == text_of(first.data).substr(1000, 500));
 
-  const auto unknown = fetcher.ask("edge-a", fetch::Request{sha256(std::string_view("nothing")), 0, 10});
+  const auto unknown =
+      fetcher.ask("edge-a", fetch::Request{sha256(std::string_view("nothing")), 0, 10});
   ASSERT_TRUE(unknown);
   EXPECT_EQ(unknown->status, "not-found");
   EXPECT_TRUE(unknown->data.empty());
@@ -366,8 +386,10 @@ TEST(EdgeFootprint, MemoryStaysSmallWithTenThousandFragments) {
   ASSERT_TRUE(monitor.wait_figures({{"clients/registered", "1"}}, 10s));
   std::this_thread::sleep_for(2s);  // idle: registered, nothing to do
   const long idle_kib = edge.memory_kib("VmRSS").value_or(-1);
-  std::cout << "mqds-edge with " << fragments << " fragments of " << small_fragment << " B: peak RSS while receiving "
-            << static_cast<double>(peak_kib) / 1024.0 << " MiB, idle RSS after a verifying restart " << static_cast<double>(idle_kib) / 1024.0 << " MiB\n";
+  std::cout << "mqds-edge with " << fragments << " fragments of " << small_fragment
+            << " B: peak RSS while receiving " << static_cast<double>(peak_kib) / 1024.0
+            << " MiB, idle RSS after a verifying restart " << static_cast<double>(idle_kib) / 1024.0
+            << " MiB\n";
   ::testing::Test::RecordProperty("peak_rss_kib", static_cast<int>(peak_kib));
   ::testing::Test::RecordProperty("idle_rss_kib", static_cast<int>(idle_kib));
 #ifndef MQDS_SANITIZED
@@ -446,9 +468,10 @@ TEST(EdgeCommandLine, AnUnknownConfigFileKeyIsAnError) {
 TEST(EdgeCommandLine, HelpListsEveryFlagAndExitsZero) {
   const auto done = run_edge({"--help"});
   EXPECT_EQ(done.status, 0);
-  for (const char* flag : {"-h", "-p", "-i", "-u", "-P", "--cafile", "--cert", "--key", "--data-dir", "--capacity",
-                           "--endpoint", "-c"})
-    EXPECT_NE(done.output.find(flag), std::string::npos) << flag << " missing from:\n" << done.output;
+  for (const char* flag : {"-h", "-p", "-i", "-u", "-P", "--cafile", "--cert", "--key",
+                           "--data-dir", "--capacity", "--endpoint", "-c"})
+    EXPECT_NE(done.output.find(flag), std::string::npos) << flag << " missing from:\n"
+                                                         << done.output;
 }
 
 }  // namespace

@@ -74,11 +74,13 @@ class Monitor {
     }
     std::string seen;
     for (const auto& [name, value] : figures_) seen += name + "=" + value + " ";
-    return ::testing::AssertionFailure() << "figures not reached in " << timeout.count() << " ms; seen: " << seen;
+    return ::testing::AssertionFailure()
+           << "figures not reached in " << timeout.count() << " ms; seen: " << seen;
   }
 
   // The next event on `topic` whose JSON satisfies `match`.
-  std::optional<json> wait_event(std::string_view topic, const std::function<bool(const json&)>& match,
+  std::optional<json> wait_event(std::string_view topic,
+                                 const std::function<bool(const json&)>& match,
                                  std::chrono::milliseconds timeout) {
     const auto deadline = Clock::now() + timeout;
     while (Clock::now() < deadline) {
@@ -102,7 +104,8 @@ class Monitor {
         figures_[m->topic.substr(prefix.size())] = m->payload;
       } else {
         json event = json::parse(m->payload, nullptr, false);
-        if (event.is_object() && events_.size() < 10'000) events_.emplace_back(m->topic, std::move(event));
+        if (event.is_object() && events_.size() < 10'000)
+          events_.emplace_back(m->topic, std::move(event));
       }
     }
   }
@@ -127,15 +130,17 @@ inline ::testing::AssertionResult put(int port, const Bytes& content) {
   const auto begun = uploader.begin(id, sha256(content), content.size());
   if (!begun || begun->value("State", "") != "receiving")
     return ::testing::AssertionFailure() << "begin: " << (begun ? begun->dump() : "no answer");
-  const auto done = uploader.send(id, content, 0, content.size(), begun->value("ChunkSize", std::size_t{0}),
-                                  begun->value("Window", std::size_t{0}));
+  const auto done =
+      uploader.send(id, content, 0, content.size(), begun->value("ChunkSize", std::size_t{0}),
+                    begun->value("Window", std::size_t{0}));
   if (!done || done->value("State", "") != "published")
     return ::testing::AssertionFailure() << "upload: " << (done ? done->dump() : "no answer");
   return ::testing::AssertionSuccess();
 }
 
 // Everything uploaded has k holders and nothing waits in the tracker's staging.
-inline ::testing::AssertionResult wait_distributed(Monitor& monitor, std::size_t fragments, std::chrono::milliseconds timeout) {
+inline ::testing::AssertionResult wait_distributed(Monitor& monitor, std::size_t fragments,
+                                                   std::chrono::milliseconds timeout) {
   return monitor.wait_figures({{"fragments", std::to_string(fragments)},
                                {"fragments/under_replicated", "0"},
                                {"fragments/staged", "0"},
@@ -145,7 +150,8 @@ inline ::testing::AssertionResult wait_distributed(Monitor& monitor, std::size_t
 
 // Waits until a running edge holds no temporary copy: the tracker's figures can say "done" while
 // the last Ended are still on their way to the edge. LMDB lets this process read alongside it.
-inline ::testing::AssertionResult wait_settled(const EdgeProcess& edge, std::chrono::milliseconds timeout = 10s) {
+inline ::testing::AssertionResult wait_settled(const EdgeProcess& edge,
+                                               std::chrono::milliseconds timeout = 10s) {
   const auto deadline = Clock::now() + timeout;
   EdgeUsage usage;
   while (Clock::now() < deadline) {
@@ -153,7 +159,8 @@ inline ::testing::AssertionResult wait_settled(const EdgeProcess& edge, std::chr
     if (usage.temporary == 0) return ::testing::AssertionSuccess();
     std::this_thread::sleep_for(50ms);
   }
-  return ::testing::AssertionFailure() << edge.id() << " still holds " << usage.temporary << " temporary copies";
+  return ::testing::AssertionFailure()
+         << edge.id() << " still holds " << usage.temporary << " temporary copies";
 }
 
 // What a stopped edge's store holds, after its own integrity check.
@@ -171,7 +178,8 @@ inline ::testing::AssertionResult corrupt_on_disk(const std::string& data_dir, c
   const std::string path = data_dir + "/data.mdb";
   std::ifstream in(path, std::ios::binary);
   const std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const std::string needle(reinterpret_cast<const char*>(data.data()), std::min<std::size_t>(data.size(), 256));
+  const std::string needle(reinterpret_cast<const char*>(data.data()),
+                           std::min<std::size_t>(data.size(), 256));
   const int fd = ::open(path.c_str(), O_WRONLY);
   if (fd < 0) return ::testing::AssertionFailure() << "open " << path;
   std::size_t copies = 0;

@@ -20,11 +20,18 @@ int main(int argc, char** argv) {
       }
       return std::strtoull(argv[++a], nullptr, 10);
     };
-    if (arg == "--first") first = value();
-    else if (arg == "--count") count = value();
-    else if (arg == "--seed") { first = value(); count = 1; verbose = true; }
-    else if (arg == "--quiet-seed") { first = value(); count = 1; }
-    else {
+    if (arg == "--first")
+      first = value();
+    else if (arg == "--count")
+      count = value();
+    else if (arg == "--seed") {
+      first = value();
+      count = 1;
+      verbose = true;
+    } else if (arg == "--quiet-seed") {
+      first = value();
+      count = 1;
+    } else {
       std::fprintf(stderr, "usage: %s [--first N --count M | --seed N]\n", argv[0]);
       return 2;
     }
@@ -40,26 +47,37 @@ int main(int argc, char** argv) {
     crashes += r.crashes + r.broker_restarts;
     if (r.ok) {
       ++passed;
-      slowest_ms = std::max<std::uint64_t>(slowest_ms, static_cast<std::uint64_t>(r.converged_after_ms));
+      slowest_ms =
+          std::max<std::uint64_t>(slowest_ms, static_cast<std::uint64_t>(r.converged_after_ms));
     } else {
       ++failed;
-      std::printf("seed %llu FAILED: %s\n  replay: %s --seed %llu\n", static_cast<unsigned long long>(seed),
-                  r.failure.c_str(), argv[0], static_cast<unsigned long long>(seed));
+      std::printf("seed %llu FAILED: %s\n  replay: %s --seed %llu\n",
+                  static_cast<unsigned long long>(seed), r.failure.c_str(), argv[0],
+                  static_cast<unsigned long long>(seed));
     }
     if (verbose)
-      std::printf("seed %llu: %llu torrents, %llu files, %llu fragments, %llu messages (%llu dropped, %llu duplicated), "
-                  "%llu crashes, %llu broker restarts, converged %lld ms after faults\n",
-                  static_cast<unsigned long long>(seed), static_cast<unsigned long long>(r.torrents),
-                  static_cast<unsigned long long>(r.files), static_cast<unsigned long long>(r.fragments),
-                  static_cast<unsigned long long>(r.messages_delivered), static_cast<unsigned long long>(r.messages_dropped),
-                  static_cast<unsigned long long>(r.messages_duplicated), static_cast<unsigned long long>(r.crashes),
-                  static_cast<unsigned long long>(r.broker_restarts), static_cast<long long>(r.converged_after_ms));
+      std::printf(
+          "seed %llu: %llu torrents, %llu files, %llu fragments, %llu messages (%llu dropped, %llu "
+          "duplicated), "
+          "%llu crashes, %llu broker restarts, converged %lld ms after faults\n",
+          static_cast<unsigned long long>(seed), static_cast<unsigned long long>(r.torrents),
+          static_cast<unsigned long long>(r.files), static_cast<unsigned long long>(r.fragments),
+          static_cast<unsigned long long>(r.messages_delivered),
+          static_cast<unsigned long long>(r.messages_dropped),
+          static_cast<unsigned long long>(r.messages_duplicated),
+          static_cast<unsigned long long>(r.crashes),
+          static_cast<unsigned long long>(r.broker_restarts),
+          static_cast<long long>(r.converged_after_ms));
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::printf("simulation: seeds %llu..%llu, %llu messages, %llu crashes, slowest convergence %llu ms of simulated time, %.1f s\n",
-              static_cast<unsigned long long>(first), static_cast<unsigned long long>(first + count - 1),
-              static_cast<unsigned long long>(messages), static_cast<unsigned long long>(crashes),
-              static_cast<unsigned long long>(slowest_ms), seconds);
-  std::printf("%llu passed, %llu failed\n", static_cast<unsigned long long>(passed), static_cast<unsigned long long>(failed));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::printf(
+      "simulation: seeds %llu..%llu, %llu messages, %llu crashes, slowest convergence %llu ms of "
+      "simulated time, %.1f s\n",
+      static_cast<unsigned long long>(first), static_cast<unsigned long long>(first + count - 1),
+      static_cast<unsigned long long>(messages), static_cast<unsigned long long>(crashes),
+      static_cast<unsigned long long>(slowest_ms), seconds);
+  std::printf("%llu passed, %llu failed\n", static_cast<unsigned long long>(passed),
+              static_cast<unsigned long long>(failed));
   return failed == 0 ? 0 : 1;
 }

@@ -20,7 +20,7 @@ namespace {
 using testing::TorrentMemoryStore;
 using testing::TrackerMemoryStore;
 
-constexpr std::int64_t tick_ms = 100;             // the broker's main loop when idle
+constexpr std::int64_t tick_ms = 100;              // the broker's main loop when idle
 constexpr std::int64_t keepalive_loss_ms = 7'500;  // 1.5 x a 5 s keepalive
 
 struct Node {
@@ -29,15 +29,16 @@ struct Node {
   std::unique_ptr<SplitMix64> random;
   std::unique_ptr<TorrentServer> machine;  // null while the process is down
   bool connected = false;
-  std::uint64_t epoch = 0;      // a new value for every connection; stale traffic is dropped
-  bool session_open = false;    // the broker still believes the old connection is alive
+  std::uint64_t epoch = 0;    // a new value for every connection; stale traffic is dropped
+  bool session_open = false;  // the broker still believes the old connection is alive
   std::uint64_t session_epoch = 0;
   std::uint64_t unexpected_deliveries = 0;
 };
 
 class Simulation {
  public:
-  explicit Simulation(const Options& options) : options_(options), rng_(options.seed * 0x9E3779B97F4A7C15ull + 1) {}
+  explicit Simulation(const Options& options)
+      : options_(options), rng_(options.seed * 0x9E3779B97F4A7C15ull + 1) {}
 
   Result run();
 
@@ -46,10 +47,14 @@ class Simulation {
     std::int64_t time_ms;
     std::uint64_t seq;
     std::function<void()> fn;
-    bool operator>(const Action& o) const { return time_ms != o.time_ms ? time_ms > o.time_ms : seq > o.seq; }
+    bool operator>(const Action& o) const {
+      return time_ms != o.time_ms ? time_ms > o.time_ms : seq > o.seq;
+    }
   };
 
-  void at(std::int64_t time_ms, std::function<void()> fn) { actions_.push({time_ms, seq_++, std::move(fn)}); }
+  void at(std::int64_t time_ms, std::function<void()> fn) {
+    actions_.push({time_ms, seq_++, std::move(fn)});
+  }
   bool chance(double p) { return static_cast<double>(rng_.next_u64() >> 11) * 0x1.0p-53 < p; }
   std::int64_t between(std::int64_t lo, std::int64_t hi) {
     return lo + static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(hi - lo + 1)));
@@ -59,7 +64,8 @@ class Simulation {
   }
   void log(const std::string& who, const Output& out) {
     if (!options_.verbose) return;
-    for (const auto& line : out.logs) std::printf("%8lld %-10s %s\n", static_cast<long long>(now_), who.c_str(), line.text.c_str());
+    for (const auto& line : out.logs)
+      std::printf("%8lld %-10s %s\n", static_cast<long long>(now_), who.c_str(), line.text.c_str());
   }
 
   void transmit(std::function<void()> fn);
@@ -183,7 +189,8 @@ void Simulation::apply_tracker(Output out) {
   }
   for (const auto& p : out.publishes) {
     if (p.staged) {
-      if (!p.to || !p.staged->receivers.count(*p.to)) violation("Delivered sent to a client that is not a receiver");
+      if (!p.to || !p.staged->receivers.count(*p.to))
+        violation("Delivered sent to a client that is not a receiver");
       if (!tracker_store_.staged.count(p.staged->hash)) {
         violation("Delivered of a fragment not in staging");
         continue;
@@ -191,7 +198,8 @@ void Simulation::apply_tracker(Output out) {
       deliver(index_of(*p.to), p.topic, tracker_store_.delivered_payload(*p.staged));
       continue;
     }
-    if (p.topic == topics::fragment_distribution_delivered) violation("Delivered published without targeting");
+    if (p.topic == topics::fragment_distribution_delivered)
+      violation("Delivered published without targeting");
     if (p.topic == topics::fragment_distribution_ended) {
       DecodeResult d = decode(p.topic, p.payload);
       if (!d.ok()) {
@@ -297,7 +305,8 @@ void Simulation::broker_crash() {
 
 void Simulation::broker_start() {
   if (tracker_) return;
-  tracker_ = std::make_unique<Tracker>(tracker_config_, tracker_store_.snapshot(), *tracker_random_);
+  tracker_ =
+      std::make_unique<Tracker>(tracker_config_, tracker_store_.snapshot(), *tracker_random_);
   apply_tracker(tracker_->start(now_));
 }
 
@@ -312,7 +321,8 @@ void Simulation::ingest() {
     // A file that shares its leading fragments with an earlier one.
     content = contents_[rng_.below(contents_.size())];
     const auto extra = between(1, fragment_size * 3);
-    for (std::int64_t b = 0; b < extra; ++b) content.push_back(static_cast<std::uint8_t>(rng_.next_u64()));
+    for (std::int64_t b = 0; b < extra; ++b)
+      content.push_back(static_cast<std::uint8_t>(rng_.next_u64()));
   } else {
     const auto size = chance(0.05) ? 0 : between(1, fragment_size * 24);
     content.resize(static_cast<std::size_t>(size));
@@ -345,14 +355,17 @@ void Simulation::end_faults() {
 }
 
 std::string describe_difference(const DistributionView& view, const DistributionView& truth) {
-  std::string d = "revision " + std::to_string(view.revision()) + " vs " + std::to_string(truth.revision());
+  std::string d =
+      "revision " + std::to_string(view.revision()) + " vs " + std::to_string(truth.revision());
   if (view.fragment_size_bytes() != truth.fragment_size_bytes()) d += "; fragment size differs";
   for (const auto& [hash, file] : truth.files())
-    if (!view.files().count(hash) || !(view.files().at(hash) == file)) d += "; file " + hash.to_hex() + " missing or different";
+    if (!view.files().count(hash) || !(view.files().at(hash) == file))
+      d += "; file " + hash.to_hex() + " missing or different";
   for (const auto& [hash, file] : view.files())
     if (!truth.files().count(hash)) d += "; extra file " + hash.to_hex();
   for (const auto& [hash, fragment] : truth.fragments())
-    if (!view.fragments().count(hash) || !(view.fragments().at(hash) == fragment)) d += "; fragment " + hash.to_hex() + " missing or different";
+    if (!view.fragments().count(hash) || !(view.fragments().at(hash) == fragment))
+      d += "; fragment " + hash.to_hex() + " missing or different";
   for (const auto& [hash, fragment] : view.fragments())
     if (!truth.fragments().count(hash)) d += "; extra fragment " + hash.to_hex();
   for (const auto& [id, meta] : truth.clients()) {
@@ -362,10 +375,11 @@ std::string describe_difference(const DistributionView& view, const Distribution
       continue;
     }
     if (it->second.endpoints != meta.endpoints) d += "; client " + id + " endpoints differ";
-    if (it->second.capacity_bytes != meta.capacity_bytes) d += "; client " + id + " capacity differs";
+    if (it->second.capacity_bytes != meta.capacity_bytes)
+      d += "; client " + id + " capacity differs";
     if (it->second.stored_fragments != meta.stored_fragments)
-      d += "; client " + id + " stores " + std::to_string(it->second.stored_fragments.size()) + " vs " +
-           std::to_string(meta.stored_fragments.size());
+      d += "; client " + id + " stores " + std::to_string(it->second.stored_fragments.size()) +
+           " vs " + std::to_string(meta.stored_fragments.size());
   }
   for (const auto& [id, meta] : view.clients())
     if (!truth.clients().count(id)) d += "; extra client " + id;
@@ -374,7 +388,8 @@ std::string describe_difference(const DistributionView& view, const Distribution
 
 std::string Simulation::check_converged() const {
   if (!tracker_) return "the broker is down";
-  if (tracker_->joins_in_flight() != 0) return std::to_string(tracker_->joins_in_flight()) + " joins in flight";
+  if (tracker_->joins_in_flight() != 0)
+    return std::to_string(tracker_->joins_in_flight()) + " joins in flight";
   const DistributionView& truth = tracker_->view();
   for (const auto& node : nodes_) {
     const ClientId& id = node.config.client_id;
@@ -391,13 +406,15 @@ std::string Simulation::check_converged() const {
       return id + " stores " + std::to_string(held.size()) + " fragments, the view says " +
              std::to_string(claimed.size());
     for (const auto& hash : held)
-      if (!named_in_ended_.count({id, hash})) return id + " stores " + hash.to_hex() + " but no Ended named it";
+      if (!named_in_ended_.count({id, hash}))
+        return id + " stores " + hash.to_hex() + " but no Ended named it";
   }
   if (tracker_->gauges().staged_fragments != 0)
     return std::to_string(tracker_->gauges().staged_fragments) + " fragments still staged";
   for (const auto& [hash, fragment] : truth.fragments())
     if (truth.holder_count(hash) < tracker_config_.replicas)
-      return "fragment " + hash.to_hex() + " has " + std::to_string(truth.holder_count(hash)) + " holders";
+      return "fragment " + hash.to_hex() + " has " + std::to_string(truth.holder_count(hash)) +
+             " holders";
   return {};
 }
 
@@ -420,7 +437,8 @@ Result Simulation::run() {
     node.config.client_id = "edge-" + std::to_string(i);
     node.config.endpoints = {"mqtt://edge-" + std::to_string(i) + "/fragments"};
     // A few small boards: placement must route around them.
-    if (chance(0.2)) node.config.capacity_bytes = tracker_config_.fragment_size_bytes * between(5, 40);
+    if (chance(0.2))
+      node.config.capacity_bytes = tracker_config_.fragment_size_bytes * between(5, 40);
     node.random = std::make_unique<SplitMix64>(rng_.next_u64());
     nodes_.push_back(std::move(node));
   }
@@ -438,9 +456,12 @@ Result Simulation::run() {
         broker_crash();
       } else {
         const auto i = static_cast<std::size_t>(rng_.below(nodes_.size()));
-        if (roll < 45) crash(i, false);
-        else if (roll < 65) crash(i, true);
-        else lose_connection(i);
+        if (roll < 45)
+          crash(i, false);
+        else if (roll < 65)
+          crash(i, true);
+        else
+          lose_connection(i);
       }
     });
   }
@@ -470,11 +491,15 @@ Result Simulation::run() {
   }
   for (const auto& node : nodes_) {
     const std::uint64_t unexpected =
-        node.unexpected_deliveries + (node.machine ? node.machine->metrics().deliveries_unexpected : 0);
-    if (unexpected) violation(node.config.client_id + " received " + std::to_string(unexpected) + " Delivered not addressed to it");
+        node.unexpected_deliveries +
+        (node.machine ? node.machine->metrics().deliveries_unexpected : 0);
+    if (unexpected)
+      violation(node.config.client_id + " received " + std::to_string(unexpected) +
+                " Delivered not addressed to it");
   }
   if (failure_.empty() && !last_problem.empty())
-    violation("did not converge within " + std::to_string(options_.converge_ms) + " ms: " + last_problem);
+    violation("did not converge within " + std::to_string(options_.converge_ms) +
+              " ms: " + last_problem);
   result_.fragments = tracker_ ? tracker_->view().fragments().size() : 0;
   result_.ok = failure_.empty();
   result_.failure = failure_;
@@ -483,6 +508,8 @@ Result Simulation::run() {
 
 }  // namespace
 
-Result run(const Options& options) { return Simulation(options).run(); }
+Result run(const Options& options) {
+  return Simulation(options).run();
+}
 
 }  // namespace mqds::sim

@@ -12,14 +12,14 @@ namespace mqds::sim {
 
 struct Options {
   std::uint64_t seed = 0;
-  bool verbose = false;          // print every participant's log lines
+  bool verbose = false;  // print every participant's log lines
   std::int64_t fault_ms = 60'000;
   std::int64_t converge_ms = 180'000;
 };
 
 struct Result {
   bool ok = false;
-  std::string failure;  // the first violated invariant, if any
+  std::string failure;                  // the first violated invariant, if any
   std::int64_t converged_after_ms = 0;  // after the fault phase
   std::uint64_t messages_delivered = 0;
   std::uint64_t messages_dropped = 0;

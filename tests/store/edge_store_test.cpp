@@ -50,7 +50,8 @@ class TempDir {
  public:
   TempDir() {
     char name[] = "/tmp/mqds-edge-store-XXXXXX";
-    if (!::mkdtemp(name)) throw std::runtime_error(std::string("mkdtemp under /tmp failed: ") + std::strerror(errno));
+    if (!::mkdtemp(name))
+      throw std::runtime_error(std::string("mkdtemp under /tmp failed: ") + std::strerror(errno));
     path_ = name;
   }
   ~TempDir() {
@@ -89,9 +90,10 @@ struct Loaded {
 
 Loaded load(EdgeStore& store) {
   Loaded loaded;
-  loaded.snapshot = store.verify_and_load(loaded.report, [&](const std::string& name, const std::string& why) {
-    loaded.drops.push_back({name, why});
-  });
+  loaded.snapshot =
+      store.verify_and_load(loaded.report, [&](const std::string& name, const std::string& why) {
+        loaded.drops.push_back({name, why});
+      });
   return loaded;
 }
 
@@ -113,7 +115,9 @@ const Drop* find_drop(const std::vector<Drop>& drops, const std::string& name) {
   return nullptr;
 }
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 // Hex-keyed copies of the snapshot's maps, so a failing comparison prints readable hashes.
 std::map<std::string, std::int64_t> sizes_by_hex(const FragmentInfos& infos) {
@@ -141,8 +145,10 @@ void expect_same_snapshot(const TorrentSnapshot& actual, const TorrentSnapshot& 
 
 void expect_usage_of(const EdgeUsage& usage, const TorrentMemoryStore& expected) {
   std::int64_t fragment_bytes = 0, temporary_bytes = 0;
-  for (const auto& [hash, data] : expected.persisted) fragment_bytes += static_cast<std::int64_t>(data.size());
-  for (const auto& [hash, data] : expected.temporary) temporary_bytes += static_cast<std::int64_t>(data.size());
+  for (const auto& [hash, data] : expected.persisted)
+    fragment_bytes += static_cast<std::int64_t>(data.size());
+  for (const auto& [hash, data] : expected.temporary)
+    temporary_bytes += static_cast<std::int64_t>(data.size());
   EXPECT_EQ(usage.files, expected.files.size());
   EXPECT_EQ(usage.fragments, expected.persisted.size());
   EXPECT_EQ(usage.fragment_bytes, fragment_bytes);
@@ -157,12 +163,14 @@ std::map<std::string, std::string> raw_entries(const std::string& directory, con
   lmdb::Txn txn(env, true);
   const MDB_dbi dbi = txn.open(db, 0);
   std::map<std::string, std::string> entries;
-  txn.for_each(dbi, {}, [&](std::string_view key, std::string_view value) { entries.emplace(key, value); });
+  txn.for_each(dbi, {},
+               [&](std::string_view key, std::string_view value) { entries.emplace(key, value); });
   return entries;
 }
 
 // Writes what no effect can: used to plant keys that are not hashes. Same rule as raw_entries.
-void raw_put(const std::string& directory, const char* db, const std::string& key, const std::string& value) {
+void raw_put(const std::string& directory, const char* db, const std::string& key,
+             const std::string& value) {
   lmdb::Env env(directory, map_size_bytes, 4);
   lmdb::Txn txn(env, false);
   const MDB_dbi dbi = txn.open(db);
@@ -179,9 +187,13 @@ void raw_del(const std::string& directory, const char* db, const std::string& ke
   txn.commit();
 }
 
-std::string key_of(const Hash& hash) { return {reinterpret_cast<const char*>(hash.digest.data()), Hash::size_bytes}; }
+std::string key_of(const Hash& hash) {
+  return {reinterpret_cast<const char*>(hash.digest.data()), Hash::size_bytes};
+}
 
-std::string string_of(const Bytes& data) { return {reinterpret_cast<const char*>(data.data()), data.size()}; }
+std::string string_of(const Bytes& data) {
+  return {reinterpret_cast<const char*>(data.data()), data.size()};
+}
 
 // Flips one byte of every copy of `needle` found in `file` and returns where each copy starts.
 // LMDB is copy-on-write: a persisted fragment's bytes may also lie in the freed pages of its
@@ -192,7 +204,8 @@ std::vector<std::size_t> flip_on_disk(const std::string& file, std::span<const s
   const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const std::string_view wanted(reinterpret_cast<const char*>(needle.data()), needle.size());
   std::vector<std::size_t> found;
-  for (auto at = content.find(wanted); at != std::string::npos; at = content.find(wanted, at + 1)) found.push_back(at);
+  for (auto at = content.find(wanted); at != std::string::npos; at = content.find(wanted, at + 1))
+    found.push_back(at);
   const int fd = ::open(file.c_str(), O_RDWR);
   if (fd < 0) throw std::runtime_error("cannot open " + file + ": " + std::strerror(errno));
   for (const auto at : found) {
@@ -220,7 +233,9 @@ Bytes corrupted(const Bytes& data) {
 }
 
 std::vector<std::size_t> corrupt_on_disk(const TempDir& dir, const TestFragment& fragment) {
-  return flip_on_disk(dir.data_file(), std::span(fragment.data).subspan(needle_offset, needle_bytes), flip_in_needle);
+  return flip_on_disk(dir.data_file(),
+                      std::span(fragment.data).subspan(needle_offset, needle_bytes),
+                      flip_in_needle);
 }
 
 class EdgeStoreTest : public ::testing::Test {
@@ -248,14 +263,16 @@ TEST_F(EdgeStoreTest, EffectsRoundTripThroughARestartLikeTheMemoryStore) {
       {store::PutFragmentSize{fragment_size_bytes}, store::PutFile{file_a.hash, file_a.metadata},
        store::PutTemporaryFragment{a0.hash, a0.data}, store::PutTemporaryFragment{a1.hash, a1.data},
        store::PutTemporaryFragment{a2.hash, a2.data}},
-      {store::PersistFragment{a0.hash}, store::PersistFragment{a1.hash}, store::PutFile{file_b.hash, file_b.metadata},
-       store::PutTemporaryFragment{b0.hash, b0.data}},
+      {store::PersistFragment{a0.hash}, store::PersistFragment{a1.hash},
+       store::PutFile{file_b.hash, file_b.metadata}, store::PutTemporaryFragment{b0.hash, b0.data}},
       // A fragment obtained and persisted in one step; a persisted and a temporary one deleted.
       {store::PutTemporaryFragment{c0.hash, c0.data}, store::PersistFragment{c0.hash},
-       store::DeleteFragment{a1.hash}, store::DeleteFragment{b0.hash}, store::DeleteFile{file_b.hash}},
+       store::DeleteFragment{a1.hash}, store::DeleteFragment{b0.hash},
+       store::DeleteFile{file_b.hash}},
       // Deleting what is not there does nothing; a temporary copy put again is replaced.
-      {store::PutFile{file_c.hash, file_c.metadata}, store::DeleteFile{file_b.hash}, store::DeleteFragment{b0.hash},
-       store::PutTemporaryFragment{c1.hash, c1.data}, store::PutTemporaryFragment{c1.hash, c1.data},
+      {store::PutFile{file_c.hash, file_c.metadata}, store::DeleteFile{file_b.hash},
+       store::DeleteFragment{b0.hash}, store::PutTemporaryFragment{c1.hash, c1.data},
+       store::PutTemporaryFragment{c1.hash, c1.data},
        store::PutTemporaryFragment{a1.hash, a1.data}},
   };
 
@@ -285,13 +302,14 @@ TEST_F(EdgeStoreTest, EffectsRoundTripThroughARestartLikeTheMemoryStore) {
     EXPECT_EQ(loaded.report.temporary_intact, 3u);
     EXPECT_EQ(loaded.report.dropped_corrupt, 0u);
     EXPECT_EQ(loaded.report.dropped_unknown, 0u);
-    EXPECT_EQ(loaded.report.bytes_checked, a0.size_bytes() + c0.size_bytes() + a2.size_bytes() + c1.size_bytes() +
-                                               a1.size_bytes());
+    EXPECT_EQ(loaded.report.bytes_checked, a0.size_bytes() + c0.size_bytes() + a2.size_bytes() +
+                                               c1.size_bytes() + a1.size_bytes());
     for (const auto& [hash, data] : expected.persisted) {
       int calls = 0;
       const auto result = store.read_fragment(hash, [&](std::span<const std::uint8_t> content) {
         ++calls;
-        EXPECT_TRUE(std::equal(content.begin(), content.end(), data.begin(), data.end())) << hash.to_hex();
+        EXPECT_TRUE(std::equal(content.begin(), content.end(), data.begin(), data.end()))
+            << hash.to_hex();
       });
       EXPECT_EQ(result, EdgeStore::ReadResult::ok) << hash.to_hex();
       EXPECT_EQ(calls, 1) << hash.to_hex();
@@ -304,8 +322,10 @@ TEST_F(EdgeStoreTest, EffectsRoundTripThroughARestartLikeTheMemoryStore) {
     expected_marks[key_of(hash)] = "";
     expected_content[key_of(hash)] = string_of(data);
   }
-  for (const auto& [hash, data] : expected.persisted) expected_content[key_of(hash)] = string_of(data);
-  EXPECT_TRUE(raw_entries(dir_.path(), "temporary") == expected_marks) << "the temporary marks are not exactly these";
+  for (const auto& [hash, data] : expected.persisted)
+    expected_content[key_of(hash)] = string_of(data);
+  EXPECT_TRUE(raw_entries(dir_.path(), "temporary") == expected_marks)
+      << "the temporary marks are not exactly these";
   EXPECT_TRUE(raw_entries(dir_.path(), "fragments") == expected_content)
       << "the fragments database does not hold exactly the bytes put in it";
 }
@@ -318,7 +338,8 @@ TEST_F(EdgeStoreTest, AStoreOfTheEarlierLayoutIsMovedToTheCurrentOne) {
   const auto obtained = make_fragment(3000, 61);
   {
     EdgeStore store(dir_.path(), map_size_bytes);
-    store.apply({store::PutFragmentSize{fragment_size_bytes}, store::PutTemporaryFragment{persisted.hash, persisted.data},
+    store.apply({store::PutFragmentSize{fragment_size_bytes},
+                 store::PutTemporaryFragment{persisted.hash, persisted.data},
                  store::PersistFragment{persisted.hash}});
   }
   raw_put(dir_.path(), "temporary", key_of(obtained.hash), string_of(obtained.data));
@@ -335,9 +356,10 @@ TEST_F(EdgeStoreTest, AStoreOfTheEarlierLayoutIsMovedToTheCurrentOne) {
             (std::map<std::string, std::int64_t>{{obtained.hash.to_hex(), 3000}}));
   EXPECT_TRUE(raw_entries(dir_.path(), "temporary") ==
               (std::map<std::string, std::string>{{key_of(obtained.hash), ""}}));
-  EXPECT_TRUE(raw_entries(dir_.path(), "fragments") ==
-              (std::map<std::string, std::string>{{key_of(persisted.hash), string_of(persisted.data)},
-                                                  {key_of(obtained.hash), string_of(obtained.data)}}));
+  EXPECT_TRUE(
+      raw_entries(dir_.path(), "fragments") ==
+      (std::map<std::string, std::string>{{key_of(persisted.hash), string_of(persisted.data)},
+                                          {key_of(obtained.hash), string_of(obtained.data)}}));
   // Moved for good: it persists like any other, and the next start has nothing to move or drop.
   {
     EdgeStore store(dir_.path(), map_size_bytes);
@@ -369,12 +391,9 @@ TEST_F(EdgeStoreTest, AnApplyThatThrowsLeavesNothingOfItsBatch) {
 
   // Every kind of effect first, then one that cannot be applied.
   const std::vector<StorageEffect> doomed_head = {
-      store::PutFragmentSize{8192},
-      store::PutFile{other_file.hash, other_file.metadata},
-      store::DeleteFile{file.hash},
-      store::PutTemporaryFragment{arriving.hash, arriving.data},
-      store::PersistFragment{held.hash},
-      store::DeleteFragment{persisted.hash},
+      store::PutFragmentSize{8192},      store::PutFile{other_file.hash, other_file.metadata},
+      store::DeleteFile{file.hash},      store::PutTemporaryFragment{arriving.hash, arriving.data},
+      store::PersistFragment{held.hash}, store::DeleteFragment{persisted.hash},
   };
   const std::vector<std::pair<const char*, StorageEffect>> last_effects = {
       {"a persist of a fragment not held temporarily", store::PersistFragment{never_obtained.hash}},
@@ -389,7 +408,8 @@ TEST_F(EdgeStoreTest, AnApplyThatThrowsLeavesNothingOfItsBatch) {
       auto doomed = doomed_head;
       doomed.push_back(last);
       TorrentMemoryStore reference = expected;
-      EXPECT_THROW(reference.apply(doomed), std::logic_error) << "the reference store should refuse it too";
+      EXPECT_THROW(reference.apply(doomed), std::logic_error)
+          << "the reference store should refuse it too";
       EXPECT_THROW(store.apply(doomed), std::logic_error);
       EXPECT_EQ(store.fragment_size_bytes(), std::optional<std::int64_t>(4096));
       expect_usage_of(store.usage(), expected);
@@ -403,8 +423,9 @@ TEST_F(EdgeStoreTest, AnApplyThatThrowsLeavesNothingOfItsBatch) {
     EXPECT_TRUE(loaded.drops.empty()) << describe(loaded.drops);
 
     // A failed transaction must not block the next one.
-    const std::vector<StorageEffect> next = {store::PutTemporaryFragment{arriving.hash, arriving.data},
-                                             store::PersistFragment{arriving.hash}};
+    const std::vector<StorageEffect> next = {
+        store::PutTemporaryFragment{arriving.hash, arriving.data},
+        store::PersistFragment{arriving.hash}};
     store.apply(next);
     expected.apply(next);
     expect_usage_of(store.usage(), expected);
@@ -453,7 +474,8 @@ void check_corruption_is_dropped(const TempDir& dir, bool temporary) {
   constexpr std::int64_t fragment_size_bytes = 16 * 1024;
   // Larger than a page, so each value lies in LMDB overflow pages of its own.
   std::vector<TestFragment> fragments;
-  for (std::uint32_t i = 0; i < 5; ++i) fragments.push_back(make_fragment(static_cast<std::size_t>(9000 + 1500 * i), 20 + i));
+  for (std::uint32_t i = 0; i < 5; ++i)
+    fragments.push_back(make_fragment(static_cast<std::size_t>(9000 + 1500 * i), 20 + i));
   const std::size_t victim_index = temporary ? 3 : 1;  // 0..2 persisted, 3..4 temporary
   const TestFragment& victim = fragments[victim_index];
 
@@ -473,14 +495,16 @@ void check_corruption_is_dropped(const TempDir& dir, bool temporary) {
 
   const auto copies = corrupt_on_disk(dir, victim);
   ASSERT_GE(copies.size(), 1u) << "the victim's bytes were not found in " << dir.data_file();
-  const std::string expected_why = "its content hashes to " + sha256(corrupted(victim.data)).to_hex();
+  const std::string expected_why =
+      "its content hashes to " + sha256(corrupted(victim.data)).to_hex();
 
   const auto loaded = reopen_and_load(dir.path());
   EXPECT_EQ(loaded.report.dropped_corrupt, 1u) << describe(loaded.drops);
   EXPECT_EQ(loaded.report.dropped_unknown, 0u) << describe(loaded.drops);
   EXPECT_EQ(loaded.report.fragments_intact, temporary ? 3u : 2u);
   EXPECT_EQ(loaded.report.temporary_intact, temporary ? 1u : 2u);
-  EXPECT_EQ(loaded.report.bytes_checked, all_bytes) << "every fragment is hashed, the corrupt one too";
+  EXPECT_EQ(loaded.report.bytes_checked, all_bytes)
+      << "every fragment is hashed, the corrupt one too";
   ASSERT_EQ(loaded.drops.size(), 1u) << describe(loaded.drops);
   EXPECT_EQ(loaded.drops[0].name, victim.hash.to_hex());
   EXPECT_EQ(loaded.drops[0].why, expected_why);
@@ -494,17 +518,24 @@ void check_corruption_is_dropped(const TempDir& dir, bool temporary) {
   SCOPED_TRACE("after the next restart");
   EdgeStore store(dir.path(), map_size_bytes);
   const auto again = load(store);
-  EXPECT_TRUE(again.drops.empty()) << "the corrupt fragment was not deleted:\n" << describe(again.drops);
+  EXPECT_TRUE(again.drops.empty()) << "the corrupt fragment was not deleted:\n"
+                                   << describe(again.drops);
   EXPECT_EQ(again.report.fragments_intact + again.report.temporary_intact, 4u);
   EXPECT_EQ(again.report.bytes_checked, all_bytes - victim.size_bytes());
-  EXPECT_EQ(again.snapshot.stored_fragments.count(victim.hash) + again.snapshot.temporary_fragments.count(victim.hash),
+  EXPECT_EQ(again.snapshot.stored_fragments.count(victim.hash) +
+                again.snapshot.temporary_fragments.count(victim.hash),
             0u);
-  EXPECT_EQ(store.read_fragment(victim.hash, [](std::span<const std::uint8_t>) {}), EdgeStore::ReadResult::not_found);
+  EXPECT_EQ(store.read_fragment(victim.hash, [](std::span<const std::uint8_t>) {}),
+            EdgeStore::ReadResult::not_found);
 }
 
-TEST_F(EdgeStoreTest, APersistedFragmentCorruptOnDiskIsDroppedAlone) { check_corruption_is_dropped(dir_, false); }
+TEST_F(EdgeStoreTest, APersistedFragmentCorruptOnDiskIsDroppedAlone) {
+  check_corruption_is_dropped(dir_, false);
+}
 
-TEST_F(EdgeStoreTest, ATemporaryFragmentCorruptOnDiskIsDroppedAlone) { check_corruption_is_dropped(dir_, true); }
+TEST_F(EdgeStoreTest, ATemporaryFragmentCorruptOnDiskIsDroppedAlone) {
+  check_corruption_is_dropped(dir_, true);
+}
 
 // 4a. Content without a fragment size cannot be checked against one: it goes.
 TEST_F(EdgeStoreTest, FragmentsWithoutAFragmentSizeAreDroppedAsUnknown) {
@@ -512,7 +543,8 @@ TEST_F(EdgeStoreTest, FragmentsWithoutAFragmentSizeAreDroppedAsUnknown) {
   const auto held = make_fragment(5000, 31);
   {
     EdgeStore store(dir_.path(), map_size_bytes);
-    store.apply({store::PutTemporaryFragment{persisted.hash, persisted.data}, store::PersistFragment{persisted.hash},
+    store.apply({store::PutTemporaryFragment{persisted.hash, persisted.data},
+                 store::PersistFragment{persisted.hash},
                  store::PutTemporaryFragment{held.hash, held.data}});
     const auto loaded = load(store);
     EXPECT_EQ(loaded.report.dropped_unknown, 2u) << describe(loaded.drops);
@@ -534,21 +566,25 @@ TEST_F(EdgeStoreTest, FragmentsWithoutAFragmentSizeAreDroppedAsUnknown) {
 // 4b. Every other kind of entry the store cannot account for goes; what is valid stays.
 TEST_F(EdgeStoreTest, DataTheStoreCannotAccountForIsDroppedAsUnknown) {
   constexpr std::int64_t fragment_size_bytes = 4096;
-  const auto full = make_fragment(4096, 40);       // exactly the fragment size: valid
+  const auto full = make_fragment(4096, 40);  // exactly the fragment size: valid
   const auto too_big = make_fragment(4097, 41);
   const auto empty = make_fragment(0, 42);
-  const auto both = make_fragment(3000, 43);        // persisted, and a temporary copy came again
-  const auto lost = make_fragment(2000, 44);        // marked temporary, its content gone
+  const auto both = make_fragment(3000, 43);  // persisted, and a temporary copy came again
+  const auto lost = make_fragment(2000, 44);  // marked temporary, its content gone
   const std::string short_key(31, 'k'), long_key(33, 'k'), tiny_key = "abc";
   {
     EdgeStore store(dir_.path(), map_size_bytes);
-    store.apply({store::PutFragmentSize{fragment_size_bytes}, store::PutTemporaryFragment{full.hash, full.data},
-                 store::PutTemporaryFragment{too_big.hash, too_big.data}, store::PutTemporaryFragment{both.hash, both.data}});
+    store.apply({store::PutFragmentSize{fragment_size_bytes},
+                 store::PutTemporaryFragment{full.hash, full.data},
+                 store::PutTemporaryFragment{too_big.hash, too_big.data},
+                 store::PutTemporaryFragment{both.hash, both.data}});
     store.apply({store::PersistFragment{full.hash}, store::PersistFragment{too_big.hash},
-                 store::PersistFragment{both.hash}, store::PutTemporaryFragment{empty.hash, empty.data}});
+                 store::PersistFragment{both.hash},
+                 store::PutTemporaryFragment{empty.hash, empty.data}});
     // Content is addressed by its hash: it is not written again, but the fragment is temporary
     // again, as the core now holds it (persisted at Ended, deleted otherwise).
-    store.apply({store::PutTemporaryFragment{both.hash, both.data}, store::PutTemporaryFragment{lost.hash, lost.data}});
+    store.apply({store::PutTemporaryFragment{both.hash, both.data},
+                 store::PutTemporaryFragment{lost.hash, lost.data}});
   }
   raw_del(dir_.path(), "fragments", key_of(lost.hash));
   raw_put(dir_.path(), "fragments", short_key, "not a fragment");
@@ -581,9 +617,10 @@ TEST_F(EdgeStoreTest, DataTheStoreCannotAccountForIsDroppedAsUnknown) {
   }
 
   // Gone for good, and the content of `both` is intact, written once, marked temporary.
-  std::map<std::string, std::string> expected_fragments = {{key_of(full.hash), string_of(full.data)},
-                                                           {key_of(both.hash), string_of(both.data)}};
-  EXPECT_TRUE(raw_entries(dir_.path(), "fragments") == expected_fragments) << "the fragments database keeps a drop";
+  std::map<std::string, std::string> expected_fragments = {
+      {key_of(full.hash), string_of(full.data)}, {key_of(both.hash), string_of(both.data)}};
+  EXPECT_TRUE(raw_entries(dir_.path(), "fragments") == expected_fragments)
+      << "the fragments database keeps a drop";
   EXPECT_TRUE(raw_entries(dir_.path(), "temporary") ==
               (std::map<std::string, std::string>{{key_of(both.hash), ""}}))
       << "the temporary database keeps a drop";
@@ -599,11 +636,14 @@ TEST_F(EdgeStoreTest, ReadFragmentVerifiesAndLeavesACorruptCopyInPlace) {
   const auto unknown = make_fragment(12'000, 53);
   {
     EdgeStore store(dir_.path(), map_size_bytes);
-    store.apply({store::PutFragmentSize{16 * 1024}, store::PutTemporaryFragment{good.hash, good.data},
-                 store::PutTemporaryFragment{bad.hash, bad.data}, store::PutTemporaryFragment{held.hash, held.data}});
+    store.apply({store::PutFragmentSize{16 * 1024},
+                 store::PutTemporaryFragment{good.hash, good.data},
+                 store::PutTemporaryFragment{bad.hash, bad.data},
+                 store::PutTemporaryFragment{held.hash, held.data}});
     store.apply({store::PersistFragment{good.hash}, store::PersistFragment{bad.hash}});
   }
-  ASSERT_GE(corrupt_on_disk(dir_, bad).size(), 1u) << "the fragment's bytes were not found in " << dir_.data_file();
+  ASSERT_GE(corrupt_on_disk(dir_, bad).size(), 1u)
+      << "the fragment's bytes were not found in " << dir_.data_file();
 
   {
     EdgeStore store(dir_.path(), map_size_bytes);
@@ -622,7 +662,8 @@ TEST_F(EdgeStoreTest, ReadFragmentVerifiesAndLeavesACorruptCopyInPlace) {
     EXPECT_EQ(store.read_fragment(held.hash, collect), EdgeStore::ReadResult::not_found)
         << "a fragment held only temporarily is not served";
     EXPECT_EQ(store.read_fragment(bad.hash, collect), EdgeStore::ReadResult::corrupt);
-    EXPECT_EQ(store.read_fragment(bad.hash, collect), EdgeStore::ReadResult::corrupt) << "a second read";
+    EXPECT_EQ(store.read_fragment(bad.hash, collect), EdgeStore::ReadResult::corrupt)
+        << "a second read";
     EXPECT_EQ(calls, 0) << "fn was called for a fragment that is missing or corrupt";
   }
   const auto fragments = raw_entries(dir_.path(), "fragments");
@@ -641,13 +682,16 @@ constexpr std::uint32_t fragments_per_generation = 4;
 // Bounds the child should the parent fail to kill it (it also dies with its parent).
 constexpr std::uint64_t kill_batches_max = 1'000'000;
 
-Hash marker_hash() { return sha256(std::string_view("mqds edge_store_test: the last batch applied")); }
+Hash marker_hash() {
+  return sha256(std::string_view("mqds edge_store_test: the last batch applied"));
+}
 
 std::vector<TestFragment> generation(std::uint64_t g) {
   std::vector<TestFragment> fragments;
   for (std::uint32_t i = 0; i < fragments_per_generation; ++i)
-    fragments.push_back(make_fragment(static_cast<std::size_t>(kill_fragment_size_bytes),
-                                      static_cast<std::uint32_t>(g) * fragments_per_generation + i + 1000));
+    fragments.push_back(
+        make_fragment(static_cast<std::size_t>(kill_fragment_size_bytes),
+                      static_cast<std::uint32_t>(g) * fragments_per_generation + i + 1000));
   return fragments;
 }
 
@@ -671,7 +715,8 @@ std::vector<StorageEffect> kill_batch(std::uint64_t n) {
     named = hashes_of(generation(g));
     for (const auto& hash : named) batch.push_back(store::PersistFragment{hash});
     if (g > 1)
-      for (const auto& hash : hashes_of(generation(g - 1))) batch.push_back(store::DeleteFragment{hash});
+      for (const auto& hash : hashes_of(generation(g - 1)))
+        batch.push_back(store::DeleteFragment{hash});
   }
   batch.push_back(store::PutFile{marker_hash(), FileMetadata{static_cast<std::int64_t>(n), named}});
   return batch;
@@ -719,8 +764,8 @@ TEST(EdgeStoreKill, AKillNineLeavesTheStateOfAWholeBatch) {
     int status = 0;
     ASSERT_EQ(::waitpid(child, &status, 0), child);
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-        << "the child ended by itself (exit status " << (WIFEXITED(status) ? WEXITSTATUS(status) : -1)
-        << "); see its message above";
+        << "the child ended by itself (exit status "
+        << (WIFEXITED(status) ? WEXITSTATUS(status) : -1) << "); see its message above";
 
     EdgeStore store(dir.path(), map_size_bytes);
     const auto loaded = load(store);
@@ -728,7 +773,8 @@ TEST(EdgeStoreKill, AKillNineLeavesTheStateOfAWholeBatch) {
     EXPECT_EQ(loaded.report.dropped_unknown, 0u) << describe(loaded.drops);
     const auto marker = loaded.snapshot.files.find(marker_hash());
     ASSERT_NE(marker, loaded.snapshot.files.end())
-        << "no batch was committed in " << delay_ms << " ms: is " << dir.path() << " on a very slow disk?";
+        << "no batch was committed in " << delay_ms << " ms: is " << dir.path()
+        << " on a very slow disk?";
     ASSERT_EQ(loaded.snapshot.files.size(), 1u);
     const auto n = static_cast<std::uint64_t>(marker->second.size_bytes);
     SCOPED_TRACE("the store ends at batch " + std::to_string(n));
@@ -738,8 +784,10 @@ TEST(EdgeStoreKill, AKillNineLeavesTheStateOfAWholeBatch) {
     EXPECT_EQ(loaded.report.temporary_intact, expected.temporary.size());
     for (const auto& [hash, data] : expected.persisted) {
       Bytes read;
-      EXPECT_EQ(store.read_fragment(hash, [&](std::span<const std::uint8_t> c) { read.assign(c.begin(), c.end()); }),
-                EdgeStore::ReadResult::ok);
+      EXPECT_EQ(
+          store.read_fragment(
+              hash, [&](std::span<const std::uint8_t> c) { read.assign(c.begin(), c.end()); }),
+          EdgeStore::ReadResult::ok);
       EXPECT_TRUE(read == data) << hash.to_hex();
     }
   }
@@ -786,31 +834,39 @@ TEST_F(EdgeStoreTest, CheckingAndServingTheContentDoesNotLeaveItResident) {
     std::int64_t before_kib = resident_kib();
     const EdgeUsage usage = store.usage();
     EXPECT_EQ(usage.fragments + usage.temporary, fragment_count);
-    EXPECT_EQ(usage.fragment_bytes + usage.temporary_bytes, static_cast<std::int64_t>(fragment_size_bytes) * fragment_count);
+    EXPECT_EQ(usage.fragment_bytes + usage.temporary_bytes,
+              static_cast<std::int64_t>(fragment_size_bytes) * fragment_count);
     std::int64_t growth_kib = resident_kib() - before_kib;
-    EXPECT_LT(growth_kib, 16 * 1024) << "VmRSS grew by " << growth_kib / 1024
-                                     << " MiB while usage() only walked the keys: it reads content pages";
+    EXPECT_LT(growth_kib, 16 * 1024)
+        << "VmRSS grew by " << growth_kib / 1024
+        << " MiB while usage() only walked the keys: it reads content pages";
 
     before_kib = resident_kib();
     std::vector<Drop> drops;
-    const TorrentSnapshot snapshot = store.verify_and_load(
-        report, [&](const std::string& name, const std::string& why) { drops.push_back({name, why}); });
+    const TorrentSnapshot snapshot =
+        store.verify_and_load(report, [&](const std::string& name, const std::string& why) {
+          drops.push_back({name, why});
+        });
     EXPECT_TRUE(drops.empty()) << describe(drops);
     growth_kib = resident_kib() - before_kib;
     EXPECT_LT(growth_kib, growth_kib_max)
         << "VmRSS grew by " << growth_kib / 1024 << " MiB while verify_and_load hashed "
-        << report.bytes_checked / (1024 * 1024) << " MiB: the pages it read are not released (madvise)";
+        << report.bytes_checked / (1024 * 1024)
+        << " MiB: the pages it read are not released (madvise)";
 
     // Serving fetches reads the same way: a daemon that served every fragment holds none of them.
     before_kib = resident_kib();
     std::int64_t served_bytes = 0;
-    auto serve = [&](std::span<const std::uint8_t> content) { served_bytes += static_cast<std::int64_t>(content.size()); };
+    auto serve = [&](std::span<const std::uint8_t> content) {
+      served_bytes += static_cast<std::int64_t>(content.size());
+    };
     for (const auto& [hash, info] : snapshot.stored_fragments)
       EXPECT_EQ(store.read_fragment(hash, serve), EdgeStore::ReadResult::ok) << hash.to_hex();
     EXPECT_EQ(served_bytes, static_cast<std::int64_t>(fragment_size_bytes) * (fragment_count / 2));
     growth_kib = resident_kib() - before_kib;
-    EXPECT_LT(growth_kib, growth_kib_max) << "VmRSS grew by " << growth_kib / 1024 << " MiB while read_fragment served "
-                                          << served_bytes / (1024 * 1024) << " MiB: the pages it read are not released";
+    EXPECT_LT(growth_kib, growth_kib_max)
+        << "VmRSS grew by " << growth_kib / 1024 << " MiB while read_fragment served "
+        << served_bytes / (1024 * 1024) << " MiB: the pages it read are not released";
   }
   EXPECT_EQ(report.bytes_checked, static_cast<std::int64_t>(fragment_size_bytes) * fragment_count);
   EXPECT_EQ(report.fragments_intact + report.temporary_intact, fragment_count);

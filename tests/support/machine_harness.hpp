@@ -34,7 +34,9 @@ class EventIds {
   std::uint64_t next_ = 1;
 };
 
-inline Bytes bytes_of(std::string_view text) { return Bytes(text.begin(), text.end()); }
+inline Bytes bytes_of(std::string_view text) {
+  return Bytes(text.begin(), text.end());
+}
 
 // Deterministic content that differs for every seed (an LCG, so no two fragments are equal).
 inline Bytes pattern(std::size_t size_bytes, std::uint32_t seed) {
@@ -101,13 +103,15 @@ inline std::string wire_payload(const Publish& p, const TrackerMemoryStore* stor
     return {};
   }
   if (!store->staged.count(p.staged->hash)) {
-    ADD_FAILURE() << "a staged Delivered names " << p.staged->hash.to_hex() << ", which is not in staging";
+    ADD_FAILURE() << "a staged Delivered names " << p.staged->hash.to_hex()
+                  << ", which is not in staging";
     return {};
   }
   return store->delivered_payload(*p.staged);
 }
 
-inline std::optional<Event> decode_publish(const Publish& p, const TrackerMemoryStore* store = nullptr) {
+inline std::optional<Event> decode_publish(const Publish& p,
+                                           const TrackerMemoryStore* store = nullptr) {
   const std::string payload = wire_payload(p, store);
   DecodeResult result = decode(p.topic, payload);
   if (!result.ok()) {
@@ -179,7 +183,8 @@ std::vector<T> all_of(const Output& out, const TrackerMemoryStore* store = nullp
 template <class T>
 T only(const Output& out, const TrackerMemoryStore* store = nullptr) {
   auto events = all_of<T>(out, store);
-  EXPECT_EQ(events.size(), 1u) << "expected exactly one " << name_for<T>() << " in:\n" << describe(out);
+  EXPECT_EQ(events.size(), 1u) << "expected exactly one " << name_for<T>() << " in:\n"
+                               << describe(out);
   return events.empty() ? T{} : events.front();
 }
 

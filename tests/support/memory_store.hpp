@@ -32,7 +32,8 @@ struct TorrentMemoryStore {
                      [&](const store::PutTemporaryFragment& e) { temporary[e.hash] = e.data; },
                      [&](const store::PersistFragment& e) {
                        auto it = temporary.find(e.hash);
-                       if (it == temporary.end()) throw std::logic_error("persist of a fragment not held temporarily");
+                       if (it == temporary.end())
+                         throw std::logic_error("persist of a fragment not held temporarily");
                        persisted[e.hash] = std::move(it->second);
                        temporary.erase(it);
                      },
@@ -40,7 +41,9 @@ struct TorrentMemoryStore {
                        temporary.erase(e.hash);
                        persisted.erase(e.hash);
                      },
-                     [&](const auto&) { throw std::logic_error("a tracker effect reached a torrent store"); },
+                     [&](const auto&) {
+                       throw std::logic_error("a tracker effect reached a torrent store");
+                     },
                  },
                  effect);
     }
@@ -69,12 +72,16 @@ struct TrackerMemoryStore {
     for (const auto& effect : effects) {
       std::visit(Overloaded{
                      [&](const store::PutFile& e) { files[e.hash] = e.metadata; },
-                     [&](const store::PutFragmentInfo& e) { fragments[e.hash] = FragmentMetadata{e.size_bytes}; },
+                     [&](const store::PutFragmentInfo& e) {
+                       fragments[e.hash] = FragmentMetadata{e.size_bytes};
+                     },
                      [&](const store::PutRevision& e) { revision = e.revision; },
                      [&](const store::DropStaged& e) { staged.erase(e.hash); },
                      [&](const store::AddHolding& e) { holdings[e.client].insert(e.hash); },
                      [&](const store::PutHoldings& e) { holdings[e.client] = e.hashes; },
-                     [&](const auto&) { throw std::logic_error("a torrent effect reached the tracker store"); },
+                     [&](const auto&) {
+                       throw std::logic_error("a torrent effect reached the tracker store");
+                     },
                  },
                  effect);
     }
@@ -85,7 +92,8 @@ struct TrackerMemoryStore {
     s.files = files;
     s.fragments = fragments;
     s.revision = revision;
-    for (const auto& [hash, data] : staged) s.staged.emplace(hash, static_cast<std::int64_t>(data.size()));
+    for (const auto& [hash, data] : staged)
+      s.staged.emplace(hash, static_cast<std::int64_t>(data.size()));
     s.holdings = holdings;
     return s;
   }

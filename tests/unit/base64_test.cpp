@@ -14,9 +14,13 @@ namespace {
 
 constexpr std::uint64_t seed = 0x6d716473'62363400;  // printed by SCOPED_TRACE on failure
 
-std::vector<std::uint8_t> bytes_of(std::string_view text) { return {text.begin(), text.end()}; }
+std::vector<std::uint8_t> bytes_of(std::string_view text) {
+  return {text.begin(), text.end()};
+}
 
-std::string encode(std::string_view text) { return base64_encode(bytes_of(text)); }
+std::string encode(std::string_view text) {
+  return base64_encode(bytes_of(text));
+}
 
 bool decodes(std::string_view text) {
   std::vector<std::uint8_t> out;
@@ -25,8 +29,13 @@ bool decodes(std::string_view text) {
 
 TEST(Base64Test, Rfc4648Vectors) {
   const std::pair<std::string_view, std::string_view> vectors[] = {
-      {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},       {"foo", "Zm9v"},
-      {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+      {"", ""},
+      {"f", "Zg=="},
+      {"fo", "Zm8="},
+      {"foo", "Zm9v"},
+      {"foob", "Zm9vYg=="},
+      {"fooba", "Zm9vYmE="},
+      {"foobar", "Zm9vYmFy"},
   };
   for (const auto& [raw, text] : vectors) {
     EXPECT_EQ(encode(raw), text);
@@ -127,8 +136,9 @@ TEST(Base64Test, RejectsMisplacedPadding) {
   EXPECT_FALSE(decodes("Zg=a"));
   EXPECT_FALSE(decodes("Zg==Zm9v"));  // padding in the middle
   EXPECT_FALSE(decodes("Zm8=Zm9v"));
-  EXPECT_FALSE(decodes("Zm9vYg=="
-                       "===="));
+  EXPECT_FALSE(
+      decodes("Zm9vYg=="
+              "===="));
 }
 
 TEST(Base64Test, RejectsNonCanonicalUnusedBits) {
@@ -145,7 +155,8 @@ TEST(Base64Test, RejectsNonCanonicalUnusedBits) {
   EXPECT_FALSE(decodes("Zm9vYh=="));
   // Every single-byte and two-byte text with non-zero discarded bits, exhaustively over the
   // last data character.
-  constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  constexpr std::string_view alphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   for (std::size_t value = 0; value < 64; ++value) {
     const std::string one = std::string("Q") + alphabet[value] + "==";
     const std::string two = std::string("QU") + alphabet[value] + "=";

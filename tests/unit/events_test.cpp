@@ -18,7 +18,8 @@
 // Golden payloads are string literals in the reference's format. The hashes are spliced in by
 // literal concatenation, sorted here as std::set<Hash> sorts them: HA < HB < HC.
 #define HA "2C26B46B68FFC68FF99B453C1D30413413422D706483BFA0F98A5E886266E7AE"  // SHA-256 "foo"
-#define HB "7F83B1657FF1FC53B92DC18148A1D65DFC2D4B1FA3D677284ADDD200126D9069"  // SHA-256 "Hello World!"
+#define HB \
+  "7F83B1657FF1FC53B92DC18148A1D65DFC2D4B1FA3D677284ADDD200126D9069"  // SHA-256 "Hello World!"
 #define HC "FCDE2B2EDBA56BF408601FB721FE9B5C338D10EE429EA04FAE5511B68FBF8FB9"  // SHA-256 "bar"
 #define HA_LOWER "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
 #define HB_LOWER "7f83b1657ff1fc53b92dc18148a1d65dfc2d4b1fa3d677284addd200126d9069"
@@ -43,7 +44,9 @@ Uuid uuid(std::string_view text) {
   return *u;
 }
 
-Bytes bytes(std::string_view text) { return Bytes(text.begin(), text.end()); }
+Bytes bytes(std::string_view text) {
+  return Bytes(text.begin(), text.end());
+}
 
 // The exact text, and the exact event back from it.
 void expect_golden(const Event& event, std::string_view golden) {
@@ -60,9 +63,11 @@ T decode_as(std::string_view topic, std::string_view payload) {
   return std::get<T>(result.event());
 }
 
-void expect_error(std::string_view topic, std::string_view payload, std::string_view field, std::string_view problem) {
+void expect_error(std::string_view topic, std::string_view payload, std::string_view field,
+                  std::string_view problem) {
   const auto result = decode(topic, payload);
-  ASSERT_FALSE(result.ok()) << "decoded although " << field << " should be rejected: " << payload.substr(0, 300);
+  ASSERT_FALSE(result.ok()) << "decoded although " << field
+                            << " should be rejected: " << payload.substr(0, 300);
   EXPECT_EQ(result.error().field, field);
   EXPECT_EQ(result.error().problem, problem);
 }
@@ -96,7 +101,9 @@ json strings(std::size_t count, std::size_t size_bytes) {
 
 constexpr std::string_view hello_golden = R"({"EventId":")" ID R"("})";
 
-TEST(EventTrackerHello, GoldenRoundTrip) { expect_golden(TrackerHello{uuid(ID)}, hello_golden); }
+TEST(EventTrackerHello, GoldenRoundTrip) {
+  expect_golden(TrackerHello{uuid(ID)}, hello_golden);
+}
 
 TEST(EventTrackerHello, Errors) {
   expect_error(topics::tracker_hello, "{}", "EventId", "missing");
@@ -104,18 +111,22 @@ TEST(EventTrackerHello, Errors) {
   expect_error(topics::tracker_hello, R"({"EventId":"fb3f146d"})", "EventId", "must be a GUID");
 }
 
-TEST(EventTrackerGoodbye, GoldenRoundTrip) { expect_golden(TrackerGoodbye{uuid(ID)}, hello_golden); }
+TEST(EventTrackerGoodbye, GoldenRoundTrip) {
+  expect_golden(TrackerGoodbye{uuid(ID)}, hello_golden);
+}
 
 TEST(EventTrackerGoodbye, Errors) {
   expect_error(topics::tracker_goodbye, removed(hello_golden, "/EventId"), "EventId", "missing");
-  expect_error(topics::tracker_goodbye, replaced(hello_golden, "/EventId", true), "EventId", "must be a string");
+  expect_error(topics::tracker_goodbye, replaced(hello_golden, "/EventId", true), "EventId",
+               "must be a string");
 }
 
 constexpr std::string_view join_requested_golden =
     R"({"EventId":")" ID R"(","FragmentSize":1024,"HashAlgorithm":"SHA256",)"
     R"("KnownFileInfos":{")" HB R"(":{"Size":1,"FragmentSequence":[")" HA R"("]}},)"
     R"("StoredFragments":{")" HA R"(":{"Size":1}},)"
-    R"("Endpoints":["grpc://10.243.138.183:50051"],"Capacity":1048576,"ObtainedFragments":{")" HC R"(":{"Size":7}}})";
+    R"("Endpoints":["grpc://10.243.138.183:50051"],"Capacity":1048576,"ObtainedFragments":{")" HC
+    R"(":{"Size":7}}})";
 
 ClientJoinRequested join_requested() {
   ClientJoinRequested e;
@@ -130,14 +141,17 @@ ClientJoinRequested join_requested() {
   return e;
 }
 
-TEST(EventClientJoinRequested, GoldenRoundTrip) { expect_golden(join_requested(), join_requested_golden); }
+TEST(EventClientJoinRequested, GoldenRoundTrip) {
+  expect_golden(join_requested(), join_requested_golden);
+}
 
 TEST(EventClientJoinRequested, FreshServerWithoutOptionals) {
   ClientJoinRequested e;
   e.event_id = uuid(ID);
   e.hash_algorithm = "SHA256";
   expect_golden(
-      e, R"({"EventId":")" ID R"(","HashAlgorithm":"SHA256","KnownFileInfos":{},"StoredFragments":{},"Endpoints":[]})");
+      e, R"({"EventId":")" ID
+         R"(","HashAlgorithm":"SHA256","KnownFileInfos":{},"StoredFragments":{},"Endpoints":[]})");
 }
 
 TEST(EventClientJoinRequested, Errors) {
@@ -147,14 +161,18 @@ TEST(EventClientJoinRequested, Errors) {
   expect_error(topic, removed(g, "/KnownFileInfos"), "KnownFileInfos", "missing");
   expect_error(topic, removed(g, "/StoredFragments"), "StoredFragments", "missing");
   expect_error(topic, removed(g, "/Endpoints"), "Endpoints", "missing");
-  expect_error(topic, removed(g, "/KnownFileInfos/" HB "/Size"), "KnownFileInfos." HB ".Size", "missing");
-  expect_error(topic, removed(g, "/KnownFileInfos/" HB "/FragmentSequence"), "KnownFileInfos." HB ".FragmentSequence",
+  expect_error(topic, removed(g, "/KnownFileInfos/" HB "/Size"), "KnownFileInfos." HB ".Size",
                "missing");
-  expect_error(topic, removed(g, "/StoredFragments/" HA "/Size"), "StoredFragments." HA ".Size", "missing");
+  expect_error(topic, removed(g, "/KnownFileInfos/" HB "/FragmentSequence"),
+               "KnownFileInfos." HB ".FragmentSequence", "missing");
+  expect_error(topic, removed(g, "/StoredFragments/" HA "/Size"), "StoredFragments." HA ".Size",
+               "missing");
   expect_error(topic, replaced(g, "/FragmentSize", "1024"), "FragmentSize", "must be an integer");
   expect_error(topic, replaced(g, "/HashAlgorithm", 256), "HashAlgorithm", "must be a string");
-  expect_error(topic, replaced(g, "/KnownFileInfos", json::array()), "KnownFileInfos", "must be an object");
-  expect_error(topic, replaced(g, "/StoredFragments/" HA, 1), "StoredFragments." HA, "must be an object");
+  expect_error(topic, replaced(g, "/KnownFileInfos", json::array()), "KnownFileInfos",
+               "must be an object");
+  expect_error(topic, replaced(g, "/StoredFragments/" HA, 1), "StoredFragments." HA,
+               "must be an object");
   expect_error(topic, replaced(g, "/Endpoints", "grpc://a"), "Endpoints", "must be an array");
   expect_error(topic, replaced(g, "/KnownFileInfos/" HB "/Size", -1), "KnownFileInfos." HB ".Size",
                "must not be negative");
@@ -164,89 +182,114 @@ TEST(EventClientJoinRequested, Errors) {
                "must be positive");
   expect_error(topic, replaced(g, "/Capacity", -1), "Capacity", "must not be negative");
   expect_error(topic, replaced(g, "/Capacity", 1.5), "Capacity", "must be an integer");
-  expect_error(topic, replaced(g, "/ObtainedFragments", json::array()), "ObtainedFragments", "must be an object");
-  expect_error(topic, replaced(g, "/ObtainedFragments/" HC "/Size", 0), "ObtainedFragments." HC ".Size",
-               "must be positive");
+  expect_error(topic, replaced(g, "/ObtainedFragments", json::array()), "ObtainedFragments",
+               "must be an object");
+  expect_error(topic, replaced(g, "/ObtainedFragments/" HC "/Size", 0),
+               "ObtainedFragments." HC ".Size", "must be positive");
   const auto without_obtained = replaced(g, "/ObtainedFragments", nullptr);
   EXPECT_TRUE(decode_as<ClientJoinRequested>(topic, without_obtained).obtained_fragments.empty());
 }
 
 TEST(EventClientJoinRequested, DictionaryKeysMustBeHashes) {
   const auto payload = replaced(join_requested_golden, "/StoredFragments/H2", json{{"Size", 1}});
-  expect_error(topics::client_join_requested, payload, "StoredFragments.H2", "must be 64 hexadecimal characters");
+  expect_error(topics::client_join_requested, payload, "StoredFragments.H2",
+               "must be 64 hexadecimal characters");
 }
 
 TEST(EventClientJoinRequested, KeysThatDifferOnlyInCaseAreDuplicates) {
-  const auto payload = replaced(join_requested_golden, "/StoredFragments/" HB_LOWER, json{{"Size", 1}});
+  const auto payload =
+      replaced(join_requested_golden, "/StoredFragments/" HB_LOWER, json{{"Size", 1}});
   const auto twice = replaced(payload, "/StoredFragments/" HB, json{{"Size", 1}});
-  expect_error(topics::client_join_requested, twice, "StoredFragments." HB_LOWER, "duplicate entry");
+  expect_error(topics::client_join_requested, twice, "StoredFragments." HB_LOWER,
+               "duplicate entry");
 }
 
 TEST(EventClientJoinRequested, FragmentSequenceMayRepeatAFragment) {
-  const auto payload =
-      replaced(join_requested_golden, "/KnownFileInfos/" HB, json{{"Size", 2048}, {"FragmentSequence", {HA, HA}}});
+  const auto payload = replaced(join_requested_golden, "/KnownFileInfos/" HB,
+                                json{{"Size", 2048}, {"FragmentSequence", {HA, HA}}});
   const auto e = decode_as<ClientJoinRequested>(topics::client_join_requested, payload);
-  EXPECT_EQ(e.known_file_infos.at(hash(HB)).fragment_sequence, (std::vector<Hash>{hash(HA), hash(HA)}));
+  EXPECT_EQ(e.known_file_infos.at(hash(HB)).fragment_sequence,
+            (std::vector<Hash>{hash(HA), hash(HA)}));
 }
 
 TEST(EventClientJoinRequested, FragmentSizeBounds) {
   const auto topic = topics::client_join_requested;
-  const auto at_limit = replaced(join_requested_golden, "/FragmentSize", limits::fragment_size_bytes_max);
-  EXPECT_EQ(decode_as<ClientJoinRequested>(topic, at_limit).fragment_size_bytes, limits::fragment_size_bytes_max);
-  expect_error(topic, replaced(join_requested_golden, "/FragmentSize", limits::fragment_size_bytes_max + 1),
-               "FragmentSize", "exceeds 67108864");
-  expect_error(topic, replaced(join_requested_golden, "/FragmentSize", 0), "FragmentSize", "must be positive");
-  expect_error(topic, replaced(join_requested_golden, "/FragmentSize", -1024), "FragmentSize", "must be positive");
-  const auto fragment_at_limit =
-      replaced(join_requested_golden, "/StoredFragments/" HA "/Size", limits::fragment_size_bytes_max);
+  const auto at_limit =
+      replaced(join_requested_golden, "/FragmentSize", limits::fragment_size_bytes_max);
+  EXPECT_EQ(decode_as<ClientJoinRequested>(topic, at_limit).fragment_size_bytes,
+            limits::fragment_size_bytes_max);
+  expect_error(
+      topic, replaced(join_requested_golden, "/FragmentSize", limits::fragment_size_bytes_max + 1),
+      "FragmentSize", "exceeds 67108864");
+  expect_error(topic, replaced(join_requested_golden, "/FragmentSize", 0), "FragmentSize",
+               "must be positive");
+  expect_error(topic, replaced(join_requested_golden, "/FragmentSize", -1024), "FragmentSize",
+               "must be positive");
+  const auto fragment_at_limit = replaced(join_requested_golden, "/StoredFragments/" HA "/Size",
+                                          limits::fragment_size_bytes_max);
   EXPECT_TRUE(decode(topic, fragment_at_limit).ok());
   expect_error(topic,
-               replaced(join_requested_golden, "/StoredFragments/" HA "/Size", limits::fragment_size_bytes_max + 1),
+               replaced(join_requested_golden, "/StoredFragments/" HA "/Size",
+                        limits::fragment_size_bytes_max + 1),
                "StoredFragments." HA ".Size", "exceeds 67108864");
 }
 
 TEST(EventClientJoinRequested, FileSizeBounds) {
   const auto topic = topics::client_join_requested;
-  const auto empty_file =
-      replaced(join_requested_golden, "/KnownFileInfos/" HB, json{{"Size", 0}, {"FragmentSequence", json::array()}});
-  EXPECT_EQ(decode_as<ClientJoinRequested>(topic, empty_file).known_file_infos.at(hash(HB)), (FileMetadata{0, {}}));
+  const auto empty_file = replaced(join_requested_golden, "/KnownFileInfos/" HB,
+                                   json{{"Size", 0}, {"FragmentSequence", json::array()}});
+  EXPECT_EQ(decode_as<ClientJoinRequested>(topic, empty_file).known_file_infos.at(hash(HB)),
+            (FileMetadata{0, {}}));
   const auto size = "/KnownFileInfos/" HB "/Size";
-  EXPECT_TRUE(decode(topic, replaced(join_requested_golden, size, limits::file_size_bytes_max)).ok());
+  EXPECT_TRUE(
+      decode(topic, replaced(join_requested_golden, size, limits::file_size_bytes_max)).ok());
   expect_error(topic, replaced(join_requested_golden, size, limits::file_size_bytes_max + 1),
                "KnownFileInfos." HB ".Size", "exceeds 70368744177664");
 }
 
 TEST(EventClientJoinRequested, CapacityBounds) {
   const auto topic = topics::client_join_requested;
-  EXPECT_EQ(decode_as<ClientJoinRequested>(topic, replaced(join_requested_golden, "/Capacity", 0)).capacity_bytes, 0);
-  const auto largest = replaced(join_requested_golden, "/Capacity", std::numeric_limits<std::int64_t>::max());
-  EXPECT_EQ(decode_as<ClientJoinRequested>(topic, largest).capacity_bytes, std::numeric_limits<std::int64_t>::max());
-  expect_error(topic, replaced(join_requested_golden, "/Capacity", 9223372036854775808ULL), "Capacity",
-               "exceeds 9223372036854775807");
+  EXPECT_EQ(decode_as<ClientJoinRequested>(topic, replaced(join_requested_golden, "/Capacity", 0))
+                .capacity_bytes,
+            0);
+  const auto largest =
+      replaced(join_requested_golden, "/Capacity", std::numeric_limits<std::int64_t>::max());
+  EXPECT_EQ(decode_as<ClientJoinRequested>(topic, largest).capacity_bytes,
+            std::numeric_limits<std::int64_t>::max());
+  expect_error(topic, replaced(join_requested_golden, "/Capacity", 9223372036854775808ULL),
+               "Capacity", "exceeds 9223372036854775807");
 }
 
 TEST(EventClientJoinRequested, EndpointBounds) {
   const auto topic = topics::client_join_requested;
   const auto& g = join_requested_golden;
   const auto many = limits::endpoints_per_client_max;
-  EXPECT_EQ(decode_as<ClientJoinRequested>(topic, replaced(g, "/Endpoints", strings(many, 8))).endpoints.size(), many);
-  expect_error(topic, replaced(g, "/Endpoints", strings(many + 1, 8)), "Endpoints", "exceeds 16 entries");
+  EXPECT_EQ(decode_as<ClientJoinRequested>(topic, replaced(g, "/Endpoints", strings(many, 8)))
+                .endpoints.size(),
+            many);
+  expect_error(topic, replaced(g, "/Endpoints", strings(many + 1, 8)), "Endpoints",
+               "exceeds 16 entries");
   const auto longest = limits::endpoint_bytes_max;
   EXPECT_TRUE(decode(topic, replaced(g, "/Endpoints", strings(1, longest))).ok());
-  expect_error(topic, replaced(g, "/Endpoints", strings(1, longest + 1)), "Endpoints[0]", "exceeds 1024 bytes");
-  expect_error(topic, replaced(g, "/Endpoints", json{"grpc://a", ""}), "Endpoints[1]", "must not be empty");
-  expect_error(topic, replaced(g, "/Endpoints", json{"grpc://a", "grpc://a"}), "Endpoints[1]", "duplicate entry");
-  expect_error(topic, replaced(g, "/Endpoints", json{"grpc://a", 7}), "Endpoints[1]", "must be a string");
+  expect_error(topic, replaced(g, "/Endpoints", strings(1, longest + 1)), "Endpoints[0]",
+               "exceeds 1024 bytes");
+  expect_error(topic, replaced(g, "/Endpoints", json{"grpc://a", ""}), "Endpoints[1]",
+               "must not be empty");
+  expect_error(topic, replaced(g, "/Endpoints", json{"grpc://a", "grpc://a"}), "Endpoints[1]",
+               "duplicate entry");
+  expect_error(topic, replaced(g, "/Endpoints", json{"grpc://a", 7}), "Endpoints[1]",
+               "must be a string");
 }
 
 TEST(EventClientJoinRequested, HashAlgorithmIsABoundedString) {
   const auto topic = topics::client_join_requested;
   const std::string longest(limits::hash_algorithm_bytes_max, 'X');
-  EXPECT_EQ(
-      decode_as<ClientJoinRequested>(topic, replaced(join_requested_golden, "/HashAlgorithm", longest)).hash_algorithm,
-      longest);
-  expect_error(topic, replaced(join_requested_golden, "/HashAlgorithm", longest + "X"), "HashAlgorithm",
-               "exceeds 32 bytes");
+  EXPECT_EQ(decode_as<ClientJoinRequested>(
+                topic, replaced(join_requested_golden, "/HashAlgorithm", longest))
+                .hash_algorithm,
+            longest);
+  expect_error(topic, replaced(join_requested_golden, "/HashAlgorithm", longest + "X"),
+               "HashAlgorithm", "exceeds 32 bytes");
 }
 
 TEST(EventClientJoinRequested, LowercaseSha256NameIsDecodedFully) {
@@ -273,7 +316,8 @@ TEST(EventClientJoinRequested, OtherAlgorithmSkipsTheHashesSoTheTrackerCanDeny) 
   // The fields the denial needs are still checked.
   expect_error(topics::client_join_requested, replaced(payload, "/FragmentSize", 0), "FragmentSize",
                "must be positive");
-  expect_error(topics::client_join_requested, removed(payload, "/Endpoints"), "Endpoints", "missing");
+  expect_error(topics::client_join_requested, removed(payload, "/Endpoints"), "Endpoints",
+               "missing");
 }
 
 constexpr std::string_view join_accepted_golden =
@@ -281,7 +325,8 @@ constexpr std::string_view join_accepted_golden =
     R"("AddFileInfos":{")" HB R"(":{"Size":1500,"FragmentSequence":[")" HA R"(",")" HC R"("]}},)"
     R"("AddFragmentInfos":{")" HA R"(":{"Size":1024},")" HC R"(":{"Size":476}},)"
     R"("RemoveFileInfos":[")" HC R"("],"RemoveFragmentInfos":[")" HA R"(",")" HB R"("],)"
-    R"("Clients":{"c0":{"Endpoints":["grpc://10.0.0.1:50051"],"StoredFragments":[")" HA R"(",")" HC R"("],)"
+    R"("Clients":{"c0":{"Endpoints":["grpc://10.0.0.1:50051"],"StoredFragments":[")" HA R"(",")" HC
+    R"("],)"
     R"("Capacity":1073741824},"c2":{"Endpoints":[],"StoredFragments":[]}},)"
     R"("RequestEventId":")" ID2 R"(","Revision":42,"Replicas":3})";
 
@@ -302,7 +347,9 @@ ClientJoinAccepted join_accepted() {
   return e;
 }
 
-TEST(EventClientJoinAccepted, GoldenRoundTrip) { expect_golden(join_accepted(), join_accepted_golden); }
+TEST(EventClientJoinAccepted, GoldenRoundTrip) {
+  expect_golden(join_accepted(), join_accepted_golden);
+}
 
 TEST(EventClientJoinAccepted, WithoutExtensions) {
   auto e = join_accepted();
@@ -310,30 +357,37 @@ TEST(EventClientJoinAccepted, WithoutExtensions) {
   e.revision.reset();
   e.replicas.reset();
   e.clients.clear();
-  const auto golden = R"({"EventId":")" ID R"(","ClientIdentifier":"c1","FragmentSize":1024,)"
-                      R"("AddFileInfos":{")" HB R"(":{"Size":1500,"FragmentSequence":[")" HA R"(",")" HC R"("]}},)"
-                      R"("AddFragmentInfos":{")" HA R"(":{"Size":1024},")" HC R"(":{"Size":476}},)"
-                      R"("RemoveFileInfos":[")" HC R"("],"RemoveFragmentInfos":[")" HA R"(",")" HB R"("],)"
-                      R"("Clients":{}})";
+  const auto golden =
+      R"({"EventId":")" ID R"(","ClientIdentifier":"c1","FragmentSize":1024,)"
+      R"("AddFileInfos":{")" HB R"(":{"Size":1500,"FragmentSequence":[")" HA R"(",")" HC R"("]}},)"
+      R"("AddFragmentInfos":{")" HA R"(":{"Size":1024},")" HC R"(":{"Size":476}},)"
+      R"("RemoveFileInfos":[")" HC R"("],"RemoveFragmentInfos":[")" HA R"(",")" HB R"("],)"
+      R"("Clients":{}})";
   expect_golden(e, golden);
 }
 
 TEST(EventClientJoinAccepted, Errors) {
   const auto topic = topics::client_join_accepted;
   const auto& g = join_accepted_golden;
-  for (const auto* field : {"EventId", "ClientIdentifier", "FragmentSize", "AddFileInfos", "AddFragmentInfos",
-                            "RemoveFileInfos", "RemoveFragmentInfos", "Clients"}) {
+  for (const auto* field :
+       {"EventId", "ClientIdentifier", "FragmentSize", "AddFileInfos", "AddFragmentInfos",
+        "RemoveFileInfos", "RemoveFragmentInfos", "Clients"}) {
     expect_error(topic, removed(g, std::string("/") + field), field, "missing");
   }
   expect_error(topic, removed(g, "/Clients/c0/Endpoints"), "Clients.c0.Endpoints", "missing");
-  expect_error(topic, removed(g, "/Clients/c0/StoredFragments"), "Clients.c0.StoredFragments", "missing");
-  expect_error(topic, replaced(g, "/ClientIdentifier", json::array()), "ClientIdentifier", "must be a string");
-  expect_error(topic, replaced(g, "/RemoveFileInfos", json::object()), "RemoveFileInfos", "must be an array");
-  expect_error(topic, replaced(g, "/RemoveFragmentInfos/1", HA_LOWER), "RemoveFragmentInfos[1]", "duplicate entry");
-  expect_error(topic, replaced(g, "/Clients/c0", "x"), "Clients.c0", "must be an object");
-  expect_error(topic, replaced(g, "/Clients/c0/StoredFragments/0", 1), "Clients.c0.StoredFragments[0]",
+  expect_error(topic, removed(g, "/Clients/c0/StoredFragments"), "Clients.c0.StoredFragments",
+               "missing");
+  expect_error(topic, replaced(g, "/ClientIdentifier", json::array()), "ClientIdentifier",
                "must be a string");
-  expect_error(topic, replaced(g, "/Clients/c0/Capacity", -5), "Clients.c0.Capacity", "must not be negative");
+  expect_error(topic, replaced(g, "/RemoveFileInfos", json::object()), "RemoveFileInfos",
+               "must be an array");
+  expect_error(topic, replaced(g, "/RemoveFragmentInfos/1", HA_LOWER), "RemoveFragmentInfos[1]",
+               "duplicate entry");
+  expect_error(topic, replaced(g, "/Clients/c0", "x"), "Clients.c0", "must be an object");
+  expect_error(topic, replaced(g, "/Clients/c0/StoredFragments/0", 1),
+               "Clients.c0.StoredFragments[0]", "must be a string");
+  expect_error(topic, replaced(g, "/Clients/c0/Capacity", -5), "Clients.c0.Capacity",
+               "must not be negative");
   expect_error(topic, replaced(g, "/RequestEventId", "x"), "RequestEventId", "must be a GUID");
   expect_error(topic, replaced(g, "/Revision", -1), "Revision", "must not be negative");
   expect_error(topic, replaced(g, "/FragmentSize", 0), "FragmentSize", "must be positive");
@@ -346,29 +400,36 @@ TEST(EventClientJoinAccepted, ClientsBounds) {
   const auto topic = topics::client_join_accepted;
   json clients = json::object();
   for (std::size_t i = 0; i < limits::clients_per_event_max; ++i) {
-    clients["c" + std::to_string(i)] = json{{"Endpoints", json::array()}, {"StoredFragments", json::array()}};
+    clients["c" + std::to_string(i)] =
+        json{{"Endpoints", json::array()}, {"StoredFragments", json::array()}};
   }
-  EXPECT_EQ(decode_as<ClientJoinAccepted>(topic, replaced(join_accepted_golden, "/Clients", clients)).clients.size(),
-            limits::clients_per_event_max);
+  EXPECT_EQ(
+      decode_as<ClientJoinAccepted>(topic, replaced(join_accepted_golden, "/Clients", clients))
+          .clients.size(),
+      limits::clients_per_event_max);
   clients["c-extra"] = json{{"Endpoints", json::array()}, {"StoredFragments", json::array()}};
-  expect_error(topic, replaced(join_accepted_golden, "/Clients", clients), "Clients", "exceeds 10000 entries");
+  expect_error(topic, replaced(join_accepted_golden, "/Clients", clients), "Clients",
+               "exceeds 10000 entries");
 }
 
 TEST(EventClientJoinAccepted, ClientIdentifierKeysAreBounded) {
   const auto topic = topics::client_join_accepted;
   const json empty_client{{"Endpoints", json::array()}, {"StoredFragments", json::array()}};
   const std::string longest(limits::client_id_bytes_max, 'k');
-  EXPECT_TRUE(decode(topic, replaced(join_accepted_golden, "/Clients", json{{longest, empty_client}})).ok());
-  expect_error(topic, replaced(join_accepted_golden, "/Clients", json{{longest + "k", empty_client}}),
+  EXPECT_TRUE(
+      decode(topic, replaced(join_accepted_golden, "/Clients", json{{longest, empty_client}}))
+          .ok());
+  expect_error(topic,
+               replaced(join_accepted_golden, "/Clients", json{{longest + "k", empty_client}}),
                "Clients." + longest + "k", "exceeds 256 bytes");
-  expect_error(topic, replaced(join_accepted_golden, "/Clients", json{{"", empty_client}}), "Clients.",
-               "must not be empty");
+  expect_error(topic, replaced(join_accepted_golden, "/Clients", json{{"", empty_client}}),
+               "Clients.", "must not be empty");
 }
 
 TEST(EventClientJoinAccepted, HostileKeysAreShortenedInTheErrorPath) {
   const std::string key(100000, 'z');
-  const auto result =
-      decode(topics::client_join_accepted, replaced(join_accepted_golden, "/AddFragmentInfos", json{{key, 1}}));
+  const auto result = decode(topics::client_join_accepted,
+                             replaced(join_accepted_golden, "/AddFragmentInfos", json{{key, 1}}));
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.error().problem, "must be 64 hexadecimal characters");
   EXPECT_LT(result.error().field.size(), 400u);
@@ -376,45 +437,59 @@ TEST(EventClientJoinAccepted, HostileKeysAreShortenedInTheErrorPath) {
 }
 
 constexpr std::string_view join_denied_golden =
-    R"({"EventId":")" ID R"(","ClientIdentifier":"c1","ReasonCode":131,"Reason":"Timeout","RequestEventId":")" ID2
+    R"({"EventId":")" ID
+    R"(","ClientIdentifier":"c1","ReasonCode":131,"Reason":"Timeout","RequestEventId":")" ID2
     R"("})";
 
 TEST(EventClientJoinDenied, GoldenRoundTrip) {
   expect_golden(ClientJoinDenied{uuid(ID), "c1", 131, "Timeout", uuid(ID2)}, join_denied_golden);
-  expect_golden(ClientJoinDenied{uuid(ID), "c1", denial::wrong_fragment_size, std::nullopt, std::nullopt},
-                R"({"EventId":")" ID R"(","ClientIdentifier":"c1","ReasonCode":1})");
+  expect_golden(
+      ClientJoinDenied{uuid(ID), "c1", denial::wrong_fragment_size, std::nullopt, std::nullopt},
+      R"({"EventId":")" ID R"(","ClientIdentifier":"c1","ReasonCode":1})");
 }
 
 TEST(EventClientJoinDenied, Errors) {
   const auto topic = topics::client_join_denied;
-  expect_error(topic, removed(join_denied_golden, "/ClientIdentifier"), "ClientIdentifier", "missing");
+  expect_error(topic, removed(join_denied_golden, "/ClientIdentifier"), "ClientIdentifier",
+               "missing");
   expect_error(topic, removed(join_denied_golden, "/ReasonCode"), "ReasonCode", "missing");
-  expect_error(topic, replaced(join_denied_golden, "/ReasonCode", "Other"), "ReasonCode", "must be an integer");
+  expect_error(topic, replaced(join_denied_golden, "/ReasonCode", "Other"), "ReasonCode",
+               "must be an integer");
   expect_error(topic, replaced(join_denied_golden, "/Reason", 1), "Reason", "must be a string");
-  expect_error(topic, replaced(join_denied_golden, "/ClientIdentifier", ""), "ClientIdentifier", "must not be empty");
+  expect_error(topic, replaced(join_denied_golden, "/ClientIdentifier", ""), "ClientIdentifier",
+               "must not be empty");
 }
 
 TEST(EventClientJoinDenied, ReasonCodeCombinations) {
   const auto topic = topics::client_join_denied;
   for (const std::uint32_t code : {1u, 2u, 3u, 4u, 7u, 128u, 131u, 135u}) {
-    EXPECT_EQ(decode_as<ClientJoinDenied>(topic, replaced(join_denied_golden, "/ReasonCode", code)).reason_code, code);
+    EXPECT_EQ(decode_as<ClientJoinDenied>(topic, replaced(join_denied_golden, "/ReasonCode", code))
+                  .reason_code,
+              code);
   }
-  expect_error(topic, replaced(join_denied_golden, "/ReasonCode", 0), "ReasonCode", "must not be zero");
-  for (const json& code : {json(8), json(256), json(-1), json(136), json(18446744073709551615ULL)}) {
+  expect_error(topic, replaced(join_denied_golden, "/ReasonCode", 0), "ReasonCode",
+               "must not be zero");
+  for (const json& code :
+       {json(8), json(256), json(-1), json(136), json(18446744073709551615ULL)}) {
     expect_error(topic, replaced(join_denied_golden, "/ReasonCode", code), "ReasonCode",
                  "must combine only 1, 2, 4 and 128");
   }
-  expect_error(topic, replaced(join_denied_golden, "/ReasonCode", 1.0), "ReasonCode", "must be an integer");
+  expect_error(topic, replaced(join_denied_golden, "/ReasonCode", 1.0), "ReasonCode",
+               "must be an integer");
 }
 
 TEST(EventClientJoinDenied, ReasonBounds) {
   const auto topic = topics::client_join_denied;
   const std::string longest(limits::reason_bytes_max, 'r');
-  EXPECT_EQ(decode_as<ClientJoinDenied>(topic, replaced(join_denied_golden, "/Reason", longest)).reason, longest);
-  expect_error(topic, replaced(join_denied_golden, "/Reason", longest + "r"), "Reason", "exceeds 1024 bytes");
+  EXPECT_EQ(
+      decode_as<ClientJoinDenied>(topic, replaced(join_denied_golden, "/Reason", longest)).reason,
+      longest);
+  expect_error(topic, replaced(join_denied_golden, "/Reason", longest + "r"), "Reason",
+               "exceeds 1024 bytes");
 }
 
-constexpr std::string_view join_succeeded_golden = R"({"EventId":")" ID R"(","RequestEventId":")" ID2 R"("})";
+constexpr std::string_view join_succeeded_golden =
+    R"({"EventId":")" ID R"(","RequestEventId":")" ID2 R"("})";
 
 TEST(EventClientJoinSucceeded, GoldenRoundTrip) {
   expect_golden(ClientJoinSucceeded{uuid(ID), uuid(ID2)}, join_succeeded_golden);
@@ -424,8 +499,8 @@ TEST(EventClientJoinSucceeded, GoldenRoundTrip) {
 TEST(EventClientJoinSucceeded, Errors) {
   expect_error(topics::client_join_succeeded, R"({"eventId":")" ID R"("})", "EventId", "missing");
   expect_error(topics::client_join_succeeded, R"({"EventId":[]})", "EventId", "must be a string");
-  expect_error(topics::client_join_succeeded, replaced(join_succeeded_golden, "/RequestEventId", 1), "RequestEventId",
-               "must be a string");
+  expect_error(topics::client_join_succeeded, replaced(join_succeeded_golden, "/RequestEventId", 1),
+               "RequestEventId", "must be a string");
 }
 
 constexpr std::string_view join_failed_golden =
@@ -437,20 +512,24 @@ TEST(EventClientJoinFailed, GoldenRoundTrip) {
 }
 
 TEST(EventClientJoinFailed, Errors) {
-  expect_error(topics::client_join_failed, removed(join_failed_golden, "/EventId"), "EventId", "missing");
-  expect_error(topics::client_join_failed, replaced(join_failed_golden, "/RequestEventId", "{" ID2 "}"),
-               "RequestEventId", "must be a GUID");
-  expect_error(topics::client_join_failed, replaced(join_failed_golden, "/Reason", json::object()), "Reason",
-               "must be a string");
+  expect_error(topics::client_join_failed, removed(join_failed_golden, "/EventId"), "EventId",
+               "missing");
+  expect_error(topics::client_join_failed,
+               replaced(join_failed_golden, "/RequestEventId", "{" ID2 "}"), "RequestEventId",
+               "must be a GUID");
+  expect_error(topics::client_join_failed, replaced(join_failed_golden, "/Reason", json::object()),
+               "Reason", "must be a string");
   const std::string longest(limits::reason_bytes_max, 'r');
-  EXPECT_TRUE(decode(topics::client_join_failed, replaced(join_failed_golden, "/Reason", longest)).ok());
-  expect_error(topics::client_join_failed, replaced(join_failed_golden, "/Reason", longest + "r"), "Reason",
-               "exceeds 1024 bytes");
+  EXPECT_TRUE(
+      decode(topics::client_join_failed, replaced(join_failed_golden, "/Reason", longest)).ok());
+  expect_error(topics::client_join_failed, replaced(join_failed_golden, "/Reason", longest + "r"),
+               "Reason", "exceeds 1024 bytes");
 }
 
 constexpr std::string_view registered_golden =
     R"({"EventId":")" ID R"(","ClientIdentifier":"c3",)"
-    R"("Info":{"Endpoints":["grpc://10.0.0.3:50051"],"StoredFragments":[")" HA R"("],"Capacity":4096},)"
+    R"("Info":{"Endpoints":["grpc://10.0.0.3:50051"],"StoredFragments":[")" HA
+    R"("],"Capacity":4096},)"
     R"("AddedFiles":{")" HB R"(":{"Size":3,"FragmentSequence":[")" HA R"("]}},)"
     R"("AddedFragments":{")" HA R"(":{"Size":3}},"Revision":7})";
 
@@ -467,18 +546,23 @@ TEST(EventClientRegistered, GoldenRoundTrip) {
 
 TEST(EventClientRegistered, Errors) {
   const auto topic = topics::client_registered;
-  for (const auto* field : {"EventId", "ClientIdentifier", "Info", "AddedFiles", "AddedFragments"}) {
+  for (const auto* field :
+       {"EventId", "ClientIdentifier", "Info", "AddedFiles", "AddedFragments"}) {
     expect_error(topic, removed(registered_golden, std::string("/") + field), field, "missing");
   }
   expect_error(topic, removed(registered_golden, "/Info/Endpoints"), "Info.Endpoints", "missing");
-  expect_error(topic, replaced(registered_golden, "/Info", json::array()), "Info", "must be an object");
-  expect_error(topic, replaced(registered_golden, "/AddedFragments", "x"), "AddedFragments", "must be an object");
-  expect_error(topic, replaced(registered_golden, "/Info/StoredFragments/1", HA), "Info.StoredFragments[1]",
-               "duplicate entry");
-  expect_error(topic, replaced(registered_golden, "/Revision", "7"), "Revision", "must be an integer");
+  expect_error(topic, replaced(registered_golden, "/Info", json::array()), "Info",
+               "must be an object");
+  expect_error(topic, replaced(registered_golden, "/AddedFragments", "x"), "AddedFragments",
+               "must be an object");
+  expect_error(topic, replaced(registered_golden, "/Info/StoredFragments/1", HA),
+               "Info.StoredFragments[1]", "duplicate entry");
+  expect_error(topic, replaced(registered_golden, "/Revision", "7"), "Revision",
+               "must be an integer");
 }
 
-constexpr std::string_view goodbye_golden = R"({"EventId":")" ID R"(","ClientIdentifier":"c1","Revision":9})";
+constexpr std::string_view goodbye_golden =
+    R"({"EventId":")" ID R"(","ClientIdentifier":"c1","Revision":9})";
 
 TEST(EventClientGoodbye, GoldenRoundTrip) {
   expect_golden(ClientGoodbye{uuid(ID), "c1", 9}, goodbye_golden);
@@ -487,10 +571,10 @@ TEST(EventClientGoodbye, GoldenRoundTrip) {
 
 TEST(EventClientGoodbye, Errors) {
   expect_error(topics::client_goodbye, removed(goodbye_golden, "/EventId"), "EventId", "missing");
-  expect_error(topics::client_goodbye, replaced(goodbye_golden, "/ClientIdentifier", 1), "ClientIdentifier",
-               "must be a string");
-  expect_error(topics::client_goodbye, replaced(goodbye_golden, "/ClientIdentifier", ""), "ClientIdentifier",
-               "must not be empty");
+  expect_error(topics::client_goodbye, replaced(goodbye_golden, "/ClientIdentifier", 1),
+               "ClientIdentifier", "must be a string");
+  expect_error(topics::client_goodbye, replaced(goodbye_golden, "/ClientIdentifier", ""),
+               "ClientIdentifier", "must not be empty");
 }
 
 constexpr std::string_view file_info_golden =
@@ -498,7 +582,8 @@ constexpr std::string_view file_info_golden =
     R"("],"Revision":3})";
 
 TEST(EventFileInfoPublished, GoldenRoundTrip) {
-  expect_golden(FileInfoPublished{uuid(ID), hash(HB), 2000, {hash(HC), hash(HA)}, 3}, file_info_golden);
+  expect_golden(FileInfoPublished{uuid(ID), hash(HB), 2000, {hash(HC), hash(HA)}, 3},
+                file_info_golden);
 }
 
 TEST(EventFileInfoPublished, Errors) {
@@ -507,15 +592,17 @@ TEST(EventFileInfoPublished, Errors) {
     expect_error(topic, removed(file_info_golden, std::string("/") + field), field, "missing");
   }
   expect_error(topic, replaced(file_info_golden, "/Size", "2000"), "Size", "must be an integer");
-  expect_error(topic, replaced(file_info_golden, "/Hash", HB "0"), "Hash", "must be 64 hexadecimal characters");
-  expect_error(topic, replaced(file_info_golden, "/FragmentSequence/1", nullptr), "FragmentSequence[1]",
-               "must be a string");
+  expect_error(topic, replaced(file_info_golden, "/Hash", HB "0"), "Hash",
+               "must be 64 hexadecimal characters");
+  expect_error(topic, replaced(file_info_golden, "/FragmentSequence/1", nullptr),
+               "FragmentSequence[1]", "must be a string");
   EXPECT_TRUE(decode(topic, replaced(file_info_golden, "/Size", limits::file_size_bytes_max)).ok());
   expect_error(topic, replaced(file_info_golden, "/Size", limits::file_size_bytes_max + 1), "Size",
                "exceeds 70368744177664");
 }
 
-constexpr std::string_view started_golden = R"({"EventId":")" ID R"(","Hash":")" HA R"(","Size":1024})";
+constexpr std::string_view started_golden =
+    R"({"EventId":")" ID R"(","Hash":")" HA R"(","Size":1024})";
 
 TEST(EventFragmentDistributionStarted, GoldenRoundTrip) {
   expect_golden(FragmentDistributionStarted{uuid(ID), hash(HA), 1024}, started_golden);
@@ -527,8 +614,8 @@ TEST(EventFragmentDistributionStarted, Errors) {
   expect_error(topic, removed(started_golden, "/Hash"), "Hash", "missing");
   expect_error(topic, replaced(started_golden, "/Size", true), "Size", "must be an integer");
   expect_error(topic, replaced(started_golden, "/Size", 0), "Size", "must be positive");
-  expect_error(topic, replaced(started_golden, "/Size", limits::fragment_size_bytes_max + 1), "Size",
-               "exceeds 67108864");
+  expect_error(topic, replaced(started_golden, "/Size", limits::fragment_size_bytes_max + 1),
+               "Size", "exceeds 67108864");
 }
 
 constexpr std::string_view hash_only_golden = R"({"EventId":")" ID R"(","Hash":")" HB R"("})";
@@ -544,16 +631,21 @@ TEST(EventFragmentDistributionRequested, Errors) {
 }
 
 constexpr std::string_view delivered_golden =
-    R"({"EventId":")" ID R"(","Hash":")" HB R"(","Receivers":["c1","c2"],"Data":"SGVsbG8gV29ybGQh"})";
+    R"({"EventId":")" ID R"(","Hash":")" HB
+    R"(","Receivers":["c1","c2"],"Data":"SGVsbG8gV29ybGQh"})";
 
 TEST(EventFragmentDistributionDelivered, GoldenRoundTrip) {
-  expect_golden(FragmentDistributionDelivered{uuid(ID), hash(HB), bytes("Hello World!"), {"c1", "c2"}, std::nullopt},
-                delivered_golden);
+  expect_golden(
+      FragmentDistributionDelivered{
+          uuid(ID), hash(HB), bytes("Hello World!"), {"c1", "c2"}, std::nullopt},
+      delivered_golden);
 }
 
 TEST(EventFragmentDistributionDelivered, RevisionExtensionComesLast) {
-  expect_golden(FragmentDistributionDelivered{uuid(ID), hash(HB), bytes("Hello World!"), {"c1"}, 42},
-                R"({"EventId":")" ID R"(","Hash":")" HB R"(","Receivers":["c1"],"Data":"SGVsbG8gV29ybGQh","Revision":42})");
+  expect_golden(
+      FragmentDistributionDelivered{uuid(ID), hash(HB), bytes("Hello World!"), {"c1"}, 42},
+      R"({"EventId":")" ID R"(","Hash":")" HB
+      R"(","Receivers":["c1"],"Data":"SGVsbG8gV29ybGQh","Revision":42})");
 }
 
 TEST(EventFragmentDistributionDelivered, Errors) {
@@ -561,13 +653,18 @@ TEST(EventFragmentDistributionDelivered, Errors) {
   for (const auto* field : {"EventId", "Hash", "Data", "Receivers"}) {
     expect_error(topic, removed(delivered_golden, std::string("/") + field), field, "missing");
   }
-  expect_error(topic, replaced(delivered_golden, "/Data", json::array({1, 2})), "Data", "must be a string");
-  expect_error(topic, replaced(delivered_golden, "/Data", "SGVsbG8gV29ybGQ"), "Data", "must be Base64");
+  expect_error(topic, replaced(delivered_golden, "/Data", json::array({1, 2})), "Data",
+               "must be a string");
+  expect_error(topic, replaced(delivered_golden, "/Data", "SGVsbG8gV29ybGQ"), "Data",
+               "must be Base64");
   expect_error(topic, replaced(delivered_golden, "/Data", "SGVs bG8="), "Data", "must be Base64");
   expect_error(topic, replaced(delivered_golden, "/Data", ""), "Data", "must not be empty");
-  expect_error(topic, replaced(delivered_golden, "/Receivers", "c1"), "Receivers", "must be an array");
-  expect_error(topic, replaced(delivered_golden, "/Receivers/1", "c1"), "Receivers[1]", "duplicate entry");
-  expect_error(topic, replaced(delivered_golden, "/Receivers/0", ""), "Receivers[0]", "must not be empty");
+  expect_error(topic, replaced(delivered_golden, "/Receivers", "c1"), "Receivers",
+               "must be an array");
+  expect_error(topic, replaced(delivered_golden, "/Receivers/1", "c1"), "Receivers[1]",
+               "duplicate entry");
+  expect_error(topic, replaced(delivered_golden, "/Receivers/0", ""), "Receivers[0]",
+               "must not be empty");
 }
 
 TEST(EventFragmentDistributionDelivered, ReceiverBounds) {
@@ -579,8 +676,8 @@ TEST(EventFragmentDistributionDelivered, ReceiverBounds) {
                "exceeds 1024 entries");
   const auto longest = limits::client_id_bytes_max;
   EXPECT_TRUE(decode(topic, replaced(delivered_golden, "/Receivers", strings(1, longest))).ok());
-  expect_error(topic, replaced(delivered_golden, "/Receivers", strings(1, longest + 1)), "Receivers[0]",
-               "exceeds 256 bytes");
+  expect_error(topic, replaced(delivered_golden, "/Receivers", strings(1, longest + 1)),
+               "Receivers[0]", "exceeds 256 bytes");
 }
 
 TEST(EventFragmentDistributionDelivered, OversizedDataIsRejectedBeforeDecoding) {
@@ -593,9 +690,14 @@ TEST(EventFragmentDistributionDelivered, OversizedDataIsRejectedBeforeDecoding) 
 
 TEST(EventFragmentDistributionDelivered, DataAtTheLimitIsAccepted) {
   FragmentDistributionDelivered e{
-      uuid(ID), hash(HB), Bytes(static_cast<std::size_t>(limits::fragment_size_bytes_max), 0x5A), {"c1"}, std::nullopt};
+      uuid(ID),
+      hash(HB),
+      Bytes(static_cast<std::size_t>(limits::fragment_size_bytes_max), 0x5A),
+      {"c1"},
+      std::nullopt};
   const auto text = encode(e);
-  EXPECT_EQ(decode_as<FragmentDistributionDelivered>(topics::fragment_distribution_delivered, text), e);
+  EXPECT_EQ(decode_as<FragmentDistributionDelivered>(topics::fragment_distribution_delivered, text),
+            e);
 }
 
 TEST(EventFragmentDistributionDelivered, EncodeIntoWritesExactlyWhatEncodeWrites) {
@@ -605,7 +707,8 @@ TEST(EventFragmentDistributionDelivered, EncodeIntoWritesExactlyWhatEncodeWrites
     for (std::size_t i = 0; i < size; ++i) data[i] = static_cast<std::uint8_t>(i * 7 + 3);
     const FragmentDistributionDelivered e{uuid(ID), hash(HC), data, receivers, size};
     const auto expected = encode(e);
-    ASSERT_EQ(delivered_payload_size(e.event_id, e.hash, data.size(), receivers, size), expected.size());
+    ASSERT_EQ(delivered_payload_size(e.event_id, e.hash, data.size(), receivers, size),
+              expected.size());
     std::string out(expected.size(), '?');
     encode_delivered_into(e.event_id, e.hash, data, receivers, out.data(), out.size(), size);
     EXPECT_EQ(out, expected);
@@ -616,7 +719,9 @@ TEST(EventFragmentDistributionDelivered, EncodeIntoWritesExactlyWhatEncodeWrites
                          {"Receivers", receivers},
                          {"Revision", size}};
     EXPECT_EQ(json::parse(expected), reference);
-    EXPECT_EQ(decode_as<FragmentDistributionDelivered>(topics::fragment_distribution_delivered, expected), e);
+    EXPECT_EQ(
+        decode_as<FragmentDistributionDelivered>(topics::fragment_distribution_delivered, expected),
+        e);
   }
 }
 
@@ -625,14 +730,17 @@ TEST(EventFragmentDistributionDelivered, EncodeIntoRefusesAShortBuffer) {
   const std::set<ClientId> receivers{"c1"};
   const auto size = delivered_payload_size(uuid(ID), hash(HB), data.size(), receivers);
   std::string out(size - 1, '?');
-  EXPECT_THROW(encode_delivered_into(uuid(ID), hash(HB), data, receivers, out.data(), out.size()), std::length_error);
+  EXPECT_THROW(encode_delivered_into(uuid(ID), hash(HB), data, receivers, out.data(), out.size()),
+               std::length_error);
   EXPECT_EQ(out, std::string(size - 1, '?'));
 }
 
 // The CBOR form: written by hand straight into the broker's buffer, read through nlohmann.
 std::string delivered_cbor(const FragmentDistributionDelivered& e) {
-  std::string out(delivered_cbor_payload_size(e.event_id, e.hash, e.data.size(), e.receivers, e.revision), '?');
-  encode_delivered_cbor_into(e.event_id, e.hash, e.data, e.receivers, out.data(), out.size(), e.revision);
+  std::string out(
+      delivered_cbor_payload_size(e.event_id, e.hash, e.data.size(), e.receivers, e.revision), '?');
+  encode_delivered_cbor_into(e.event_id, e.hash, e.data, e.receivers, out.data(), out.size(),
+                             e.revision);
   return out;
 }
 
@@ -646,9 +754,12 @@ TEST(EventFragmentDistributionDeliveredCbor, RoundTripsAndCostsTheFragmentPlusAF
       const FragmentDistributionDelivered e{uuid(ID), hash(HC), data, receivers, revision};
       const auto payload = delivered_cbor(e);
       EXPECT_LT(payload.size(), size + 200) << "no Base64: the fragment's own size plus its fields";
-      EXPECT_EQ(decode_as<FragmentDistributionDelivered>(topics::fragment_distribution_delivered, payload), e);
+      EXPECT_EQ(decode_as<FragmentDistributionDelivered>(topics::fragment_distribution_delivered,
+                                                         payload),
+                e);
       // What nlohmann (any CBOR encoder) makes of the same document is the same payload.
-      json reference{{"EventId", ID}, {"Hash", HC}, {"Receivers", receivers}, {"Data", json::binary(data)}};
+      json reference{
+          {"EventId", ID}, {"Hash", HC}, {"Receivers", receivers}, {"Data", json::binary(data)}};
       if (revision) reference["Revision"] = *revision;
       EXPECT_EQ(json::from_cbor(payload), reference);
       const auto theirs = json::to_cbor(reference);
@@ -663,7 +774,8 @@ TEST(EventFragmentDistributionDeliveredCbor, RefusesAShortBuffer) {
   const Bytes data = bytes("Hello World!");
   const auto size = delivered_cbor_payload_size(uuid(ID), hash(HB), data.size(), {"c1"});
   std::string out(size - 1, '?');
-  EXPECT_THROW(encode_delivered_cbor_into(uuid(ID), hash(HB), data, {"c1"}, out.data(), out.size()), std::length_error);
+  EXPECT_THROW(encode_delivered_cbor_into(uuid(ID), hash(HB), data, {"c1"}, out.data(), out.size()),
+               std::length_error);
 }
 
 TEST(EventFragmentDistributionDeliveredCbor, BadPayloadsAreRejectedWithoutCrashing) {
@@ -671,10 +783,12 @@ TEST(EventFragmentDistributionDeliveredCbor, BadPayloadsAreRejectedWithoutCrashi
   const FragmentDistributionDelivered e{uuid(ID), hash(HB), bytes("Hello World!"), {"c1"}, 7};
   const auto good = delivered_cbor(e);
   // Every truncation, and trailing bytes.
-  for (std::size_t n = 1; n < good.size(); ++n) expect_error(topic, good.substr(0, n), "", "invalid CBOR");
+  for (std::size_t n = 1; n < good.size(); ++n)
+    expect_error(topic, good.substr(0, n), "", "invalid CBOR");
   expect_error(topic, good + '\0', "", "invalid CBOR");
   // CBOR only for Delivered: every other event stays JSON.
-  expect_error(topics::fragment_distribution_obtained, good, "", "CBOR is accepted for FragmentDistributionDelivered only");
+  expect_error(topics::fragment_distribution_obtained, good, "",
+               "CBOR is accepted for FragmentDistributionDelivered only");
   // Maps nested 100,000 deep would exhaust the stack of a recursive reader.
   std::string deep;
   for (int i = 0; i < 100'000; ++i) deep += "\xA1\x61k";
@@ -685,13 +799,18 @@ TEST(EventFragmentDistributionDeliveredCbor, BadPayloadsAreRejectedWithoutCrashi
   expect_error(topic, std::string("\xA1\x61k\xF9\x3C\x00", 6), "", "invalid CBOR");
   expect_error(topic, std::string("\xA1\x61k\x5F\x41x\xFF", 7), "", "invalid CBOR");
   expect_error(topic, std::string("\xBF\x61k\x00\xFF", 5), "", "invalid CBOR");
-  expect_error(topic, std::string("\xA1\x61k\x62\xC0\x80", 6), "", "invalid CBOR: a text string is not UTF-8");
-  expect_error(topic, std::string("\xA1\x61k\x63\xED\xA0\x80", 7), "", "invalid CBOR: a text string is not UTF-8");
-  expect_error(topic, std::string("\xA2\x61k\x00\x61k\x01", 7), "", "invalid CBOR: a map repeats a key");
+  expect_error(topic, std::string("\xA1\x61k\x62\xC0\x80", 6), "",
+               "invalid CBOR: a text string is not UTF-8");
+  expect_error(topic, std::string("\xA1\x61k\x63\xED\xA0\x80", 7), "",
+               "invalid CBOR: a text string is not UTF-8");
+  expect_error(topic, std::string("\xA2\x61k\x00\x61k\x01", 7), "",
+               "invalid CBOR: a map repeats a key");
   // A count larger than what follows is refused before anything is reserved for it.
-  expect_error(topic, std::string("\xA1\x61k\x9B\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 12), "", "invalid CBOR");
+  expect_error(topic, std::string("\xA1\x61k\x9B\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 12), "",
+               "invalid CBOR");
   expect_error(topic, std::string("\xBB\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 9), "", "invalid CBOR");
-  expect_error(topic, std::string("\xA1\x61k\x5B\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 12), "", "invalid CBOR");
+  expect_error(topic, std::string("\xA1\x61k\x5B\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 12), "",
+               "invalid CBOR");
   // No more receivers than an event may name, no more map entries than a Delivered needs, no
   // payload larger than the largest fragment and its fields: a document costs more memory than
   // its CBOR, so these are refused before they are built.
@@ -702,7 +821,8 @@ TEST(EventFragmentDistributionDeliveredCbor, BadPayloadsAreRejectedWithoutCrashi
   for (int i = 0; i < 33; ++i) wide += std::string("\x62k") + static_cast<char>('A' + i) + '\x00';
   expect_error(topic, wide, "", "invalid CBOR");
   std::string huge = good;
-  huge.resize(static_cast<std::size_t>(limits::fragment_size_bytes_max) + (std::size_t{1} << 20) + 1, '\0');
+  huge.resize(
+      static_cast<std::size_t>(limits::fragment_size_bytes_max) + (std::size_t{1} << 20) + 1, '\0');
   expect_error(topic, huge, "", "exceeds 68157440 bytes");
   // The same field checks as JSON.
   auto document = json::from_cbor(good);
@@ -721,15 +841,19 @@ TEST(EventClientJoinRequested, DeliveryEncodingsRoundTripAndAreBounded) {
   auto e = join_requested();
   e.delivery_encodings = {"CBOR", "something-newer"};
   const auto text = encode(e);
-  EXPECT_NE(text.find(R"("DeliveryEncodings":["CBOR","something-newer"])"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"("DeliveryEncodings":["CBOR","something-newer"])"), std::string::npos)
+      << text;
   EXPECT_EQ(decode_as<ClientJoinRequested>(topics::client_join_requested, text), e);
   const auto topic = topics::client_join_requested;
-  expect_error(topic, replaced(text, "/DeliveryEncodings", "CBOR"), "DeliveryEncodings", "must be an array");
-  expect_error(topic, replaced(text, "/DeliveryEncodings", strings(9, 4)), "DeliveryEncodings", "exceeds 8 entries");
-  expect_error(topic, replaced(text, "/DeliveryEncodings/0", std::string(33, 'x')), "DeliveryEncodings[0]",
-               "exceeds 32 bytes");
+  expect_error(topic, replaced(text, "/DeliveryEncodings", "CBOR"), "DeliveryEncodings",
+               "must be an array");
+  expect_error(topic, replaced(text, "/DeliveryEncodings", strings(9, 4)), "DeliveryEncodings",
+               "exceeds 8 entries");
+  expect_error(topic, replaced(text, "/DeliveryEncodings/0", std::string(33, 'x')),
+               "DeliveryEncodings[0]", "exceeds 32 bytes");
   // Absent (the C# reference): no extension asked for.
-  EXPECT_TRUE(decode_as<ClientJoinRequested>(topic, join_requested_golden).delivery_encodings.empty());
+  EXPECT_TRUE(
+      decode_as<ClientJoinRequested>(topic, join_requested_golden).delivery_encodings.empty());
 }
 
 TEST(EventFragmentDistributionObtained, GoldenRoundTrip) {
@@ -740,10 +864,12 @@ TEST(EventFragmentDistributionObtained, Errors) {
   const auto topic = topics::fragment_distribution_obtained;
   expect_error(topic, removed(hash_only_golden, "/Hash"), "Hash", "missing");
   expect_error(topic, removed(hash_only_golden, "/EventId"), "EventId", "missing");
-  expect_error(topic, replaced(hash_only_golden, "/Hash", json::object()), "Hash", "must be a string");
+  expect_error(topic, replaced(hash_only_golden, "/Hash", json::object()), "Hash",
+               "must be a string");
 }
 
-constexpr std::string_view failed_golden = R"({"EventId":")" ID R"(","Hash":")" HB R"(","Reason":"hash mismatch"})";
+constexpr std::string_view failed_golden =
+    R"({"EventId":")" ID R"(","Hash":")" HB R"(","Reason":"hash mismatch"})";
 
 TEST(EventFragmentDistributionFailed, GoldenRoundTrip) {
   expect_golden(FragmentDistributionFailed{uuid(ID), hash(HB), "hash mismatch"}, failed_golden);
@@ -754,15 +880,19 @@ TEST(EventFragmentDistributionFailed, Errors) {
   const auto topic = topics::fragment_distribution_failed;
   expect_error(topic, removed(failed_golden, "/Hash"), "Hash", "missing");
   expect_error(topic, replaced(failed_golden, "/Reason", false), "Reason", "must be a string");
-  expect_error(topic, replaced(failed_golden, "/Reason", std::string(limits::reason_bytes_max + 1, 'r')), "Reason",
-               "exceeds 1024 bytes");
+  expect_error(topic,
+               replaced(failed_golden, "/Reason", std::string(limits::reason_bytes_max + 1, 'r')),
+               "Reason", "exceeds 1024 bytes");
 }
 
 constexpr std::string_view ended_golden =
-    R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":12,"Receivers":["c1","c9"],"Revision":18446744073709551615})";
+    R"({"EventId":")" ID R"(","Hash":")" HB
+    R"(","Size":12,"Receivers":["c1","c9"],"Revision":18446744073709551615})";
 
 TEST(EventFragmentDistributionEnded, GoldenRoundTrip) {
-  expect_golden(FragmentDistributionEnded{uuid(ID), hash(HB), 12, {"c1", "c9"}, 18446744073709551615ULL}, ended_golden);
+  expect_golden(
+      FragmentDistributionEnded{uuid(ID), hash(HB), 12, {"c1", "c9"}, 18446744073709551615ULL},
+      ended_golden);
   expect_golden(FragmentDistributionEnded{uuid(ID), hash(HB), 12, {}, std::nullopt},
                 R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":12,"Receivers":[]})");
 }
@@ -772,21 +902,28 @@ TEST(EventFragmentDistributionEnded, Errors) {
   for (const auto* field : {"EventId", "Hash", "Size", "Receivers"}) {
     expect_error(topic, removed(ended_golden, std::string("/") + field), field, "missing");
   }
-  expect_error(topic, replaced(ended_golden, "/Receivers/1", 9), "Receivers[1]", "must be a string");
+  expect_error(topic, replaced(ended_golden, "/Receivers/1", 9), "Receivers[1]",
+               "must be a string");
   expect_error(topic, replaced(ended_golden, "/Size", 12.5), "Size", "must be an integer");
 }
 
 constexpr std::string_view revision_golden = R"({"EventId":")" ID R"(","Revision":1234})";
 
-TEST(EventTrackerRevision, GoldenRoundTrip) { expect_golden(TrackerRevision{uuid(ID), 1234}, revision_golden); }
+TEST(EventTrackerRevision, GoldenRoundTrip) {
+  expect_golden(TrackerRevision{uuid(ID), 1234}, revision_golden);
+}
 
 TEST(EventTrackerRevision, Errors) {
   const auto topic = topics::tracker_revision;
   expect_error(topic, removed(revision_golden, "/Revision"), "Revision", "missing");
-  expect_error(topic, replaced(revision_golden, "/Revision", "1234"), "Revision", "must be an integer");
-  expect_error(topic, replaced(revision_golden, "/Revision", -1), "Revision", "must not be negative");
-  expect_error(topic, R"({"EventId":")" ID R"(","Revision":18446744073709551616})", "Revision", "must be an integer");
-  EXPECT_EQ(decode_as<TrackerRevision>(topic, replaced(revision_golden, "/Revision", 0)).revision, 0u);
+  expect_error(topic, replaced(revision_golden, "/Revision", "1234"), "Revision",
+               "must be an integer");
+  expect_error(topic, replaced(revision_golden, "/Revision", -1), "Revision",
+               "must not be negative");
+  expect_error(topic, R"({"EventId":")" ID R"(","Revision":18446744073709551616})", "Revision",
+               "must be an integer");
+  EXPECT_EQ(decode_as<TrackerRevision>(topic, replaced(revision_golden, "/Revision", 0)).revision,
+            0u);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -806,42 +943,47 @@ TEST(EventCodec, UnknownFieldsAreIgnored) {
 }
 
 TEST(EventCodec, NullOptionalsAreAbsent) {
-  const auto payload = R"({"EventId":")" ID R"(","HashAlgorithm":"SHA256","FragmentSize":null,"KnownFileInfos":{},)"
-                       R"("StoredFragments":{},"Endpoints":[],"Capacity":null})";
+  const auto payload =
+      R"({"EventId":")" ID R"(","HashAlgorithm":"SHA256","FragmentSize":null,"KnownFileInfos":{},)"
+      R"("StoredFragments":{},"Endpoints":[],"Capacity":null})";
   const auto e = decode_as<ClientJoinRequested>(topics::client_join_requested, payload);
   EXPECT_FALSE(e.fragment_size_bytes);
   EXPECT_FALSE(e.capacity_bytes);
   const auto denied = decode_as<ClientJoinDenied>(
       topics::client_join_denied,
-      R"({"EventId":")" ID R"(","ClientIdentifier":"c1","ReasonCode":4,"Reason":null,"RequestEventId":null})");
+      R"({"EventId":")" ID
+      R"(","ClientIdentifier":"c1","ReasonCode":4,"Reason":null,"RequestEventId":null})");
   EXPECT_FALSE(denied.reason);
   EXPECT_FALSE(denied.request_event_id);
-  const auto goodbye = decode_as<ClientGoodbye>(topics::client_goodbye,
-                                                R"({"EventId":")" ID R"(","ClientIdentifier":null,"Revision":null})");
+  const auto goodbye = decode_as<ClientGoodbye>(
+      topics::client_goodbye, R"({"EventId":")" ID R"(","ClientIdentifier":null,"Revision":null})");
   EXPECT_EQ(goodbye, (ClientGoodbye{uuid(ID), std::nullopt, std::nullopt}));
 }
 
 TEST(EventCodec, NullRequiredFieldIsMissing) {
-  expect_error(topics::fragment_distribution_requested, R"({"EventId":")" ID R"(","Hash":null})", "Hash", "missing");
+  expect_error(topics::fragment_distribution_requested, R"({"EventId":")" ID R"(","Hash":null})",
+               "Hash", "missing");
 }
 
 TEST(EventCodec, LowercaseHashesAndUppercaseGuidsAreAccepted) {
   std::string id_upper = ID;
-  std::transform(id_upper.begin(), id_upper.end(), id_upper.begin(),
-                 [](char c) { return static_cast<char>(std::toupper(static_cast<unsigned char>(c))); });
+  std::transform(id_upper.begin(), id_upper.end(), id_upper.begin(), [](char c) {
+    return static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  });
   const auto payload = R"({"EventId":")" + id_upper +
                        R"(","Hash":")" HB_LOWER R"(","Size":2000,)"
                        R"("FragmentSequence":[")" HA_LOWER R"("]})";
   const auto e = decode_as<FileInfoPublished>(topics::file_info_published, payload);
   EXPECT_EQ(e, (FileInfoPublished{uuid(ID), hash(HB), 2000, {hash(HA)}, std::nullopt}));
-  const auto dictionary =
-      replaced(join_requested_golden, "/KnownFileInfos", json{{HB_LOWER, {{"Size", 1}, {"FragmentSequence", {HA}}}}});
-  EXPECT_EQ(decode_as<ClientJoinRequested>(topics::client_join_requested, dictionary), join_requested());
+  const auto dictionary = replaced(join_requested_golden, "/KnownFileInfos",
+                                   json{{HB_LOWER, {{"Size", 1}, {"FragmentSequence", {HA}}}}});
+  EXPECT_EQ(decode_as<ClientJoinRequested>(topics::client_join_requested, dictionary),
+            join_requested());
 }
 
 TEST(EventCodec, NamesAreCaseSensitive) {
-  expect_error(topics::fragment_distribution_requested, R"({"eventid":")" ID R"(","hash":")" HB R"("})", "EventId",
-               "missing");
+  expect_error(topics::fragment_distribution_requested,
+               R"({"eventid":")" ID R"(","hash":")" HB R"("})", "EventId", "missing");
 }
 
 TEST(EventCodec, UnknownTopicIsRejected) {
@@ -869,19 +1011,26 @@ TEST(EventCodec, HostilePayloads) {
   expect_error(topic, std::string("{}\0garbage", 10), "", "invalid JSON");
   const auto nul_in_string = std::string(R"({"EventId":")" ID) + '\0' + R"("})";
   expect_error(topic, nul_in_string, "", "invalid JSON");
-  expect_error(topic, R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":1e400})", "", "invalid JSON");
-  expect_error(topic, R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":18446744073709551616})", "Size",
+  expect_error(topic, R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":1e400})", "",
+               "invalid JSON");
+  expect_error(topic, R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":18446744073709551616})",
+               "Size", "must be an integer");
+  expect_error(topic, R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":18446744073709551615})",
+               "Size", "exceeds 67108864");
+  expect_error(topic, R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":-9223372036854775809})",
+               "Size", "must be an integer");
+  expect_error(topic, R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":1.5})", "Size",
                "must be an integer");
-  expect_error(topic, R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":18446744073709551615})", "Size",
-               "exceeds 67108864");
-  expect_error(topic, R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":-9223372036854775809})", "Size",
+  expect_error(topic, R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":1.0})", "Size",
                "must be an integer");
-  expect_error(topic, R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":1.5})", "Size", "must be an integer");
-  expect_error(topic, R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":1.0})", "Size", "must be an integer");
-  expect_error(topic, R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":true})", "Size", "must be an integer");
-  expect_error(topic, R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":-1})", "Size", "must be positive");
-  expect_error(topic, "{\"EventId\":\"" ID "\",\"Hash\":\"\xff\xfe\",\"Size\":1}", "", "invalid JSON");
-  expect_error(topic, "{\"EventId\":\"" ID "\",\"Hash\":\"\xc3\x28\",\"Size\":1}", "", "invalid JSON");
+  expect_error(topic, R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":true})", "Size",
+               "must be an integer");
+  expect_error(topic, R"({"EventId":")" ID R"(","Hash":")" HB R"(","Size":-1})", "Size",
+               "must be positive");
+  expect_error(topic, "{\"EventId\":\"" ID "\",\"Hash\":\"\xff\xfe\",\"Size\":1}", "",
+               "invalid JSON");
+  expect_error(topic, "{\"EventId\":\"" ID "\",\"Hash\":\"\xc3\x28\",\"Size\":1}", "",
+               "invalid JSON");
   expect_error(topic, "\xef\xbb\xbf{}", "EventId", "missing");
 }
 
@@ -891,9 +1040,11 @@ TEST(EventCodec, DeepNestingIsRejectedCheaply) {
   // Brackets inside strings do not count.
   const auto in_string = R"({"EventId":")" ID R"(","X":")" + std::string(1000, '[') + R"(\"["})";
   EXPECT_TRUE(decode(topics::tracker_hello, in_string).ok());
-  const auto deepest = R"({"EventId":")" ID R"(","X":)" + std::string(63, '[') + std::string(63, ']') + "}";
+  const auto deepest =
+      R"({"EventId":")" ID R"(","X":)" + std::string(63, '[') + std::string(63, ']') + "}";
   EXPECT_TRUE(decode(topics::tracker_hello, deepest).ok());
-  const auto too_deep = R"({"EventId":")" ID R"(","X":)" + std::string(64, '[') + std::string(64, ']') + "}";
+  const auto too_deep =
+      R"({"EventId":")" ID R"(","X":)" + std::string(64, '[') + std::string(64, ']') + "}";
   expect_error(topics::tracker_hello, too_deep, "", "nesting exceeds 64");
 }
 
@@ -910,7 +1061,8 @@ TEST(EventCodec, StringsNeedingEscapesRoundTrip) {
   EXPECT_EQ(decode_as<ClientGoodbye>(topics::client_goodbye, text), e);
   ClientJoinAccepted accepted = join_accepted();
   accepted.clients = {{id, ClientMetadata{{"grpc://\"x\""}, {}, std::nullopt}}};
-  EXPECT_EQ(decode_as<ClientJoinAccepted>(topics::client_join_accepted, encode(accepted)), accepted);
+  EXPECT_EQ(decode_as<ClientJoinAccepted>(topics::client_join_accepted, encode(accepted)),
+            accepted);
 }
 
 TEST(EventCodec, InvalidUtf8IsReplacedSoThePayloadStaysValid) {
@@ -951,29 +1103,23 @@ TEST(EventCodec, MutatedGoldensNeverCrashAndReencodeCanonically) {
         const auto at = random() % payload.size();
         const char c = alphabet[random() % alphabet.size()];
         switch (random() % 4) {
-          case 0:
-            payload[at] = c;
-            break;
-          case 1:
-            payload.insert(at, 1, c);
-            break;
-          case 2:
-            payload.erase(at, 1);
-            break;
-          default:
-            payload.resize(at);
-            break;
+          case 0: payload[at] = c; break;
+          case 1: payload.insert(at, 1, c); break;
+          case 2: payload.erase(at, 1); break;
+          default: payload.resize(at); break;
         }
       }
       const auto result = decode(topic, payload);
       if (!result.ok()) continue;
       ++decoded;
       const auto again = decode(topic, encode(result.event()));
-      ASSERT_TRUE(again.ok()) << "seed " << seed << ": " << payload << " -> " << again.error().to_string();
+      ASSERT_TRUE(again.ok()) << "seed " << seed << ": " << payload << " -> "
+                              << again.error().to_string();
       EXPECT_EQ(again.event(), result.event()) << "seed " << seed << ": " << payload;
     }
   }
-  // Some mutations must survive (a changed digit, say), or the re-encoding check above tests nothing.
+  // Some mutations must survive (a changed digit, say), or the re-encoding check above tests
+  // nothing.
   EXPECT_GT(decoded, 100u);
 }
 
@@ -992,7 +1138,8 @@ TEST(EventTopics, EveryTypeHasItsOwnTopicAndName) {
     EXPECT_TRUE(seen_names.insert(event_name(type)).second) << event_name(type);
   }
   EXPECT_EQ(topic_of(EventType::file_info_published), "files/info");
-  EXPECT_EQ(topic_of(EventType::fragment_distribution_delivered), "fragments/distribution/delivered");
+  EXPECT_EQ(topic_of(EventType::fragment_distribution_delivered),
+            "fragments/distribution/delivered");
   EXPECT_EQ(event_name(EventType::client_join_requested), "ClientJoinRequested");
   EXPECT_EQ(event_name(EventType::fragment_distribution_ended), "FragmentDistributionEnded");
   EXPECT_EQ(topic_of(Event{TrackerRevision{}}), "tracker/revision");
@@ -1000,32 +1147,36 @@ TEST(EventTopics, EveryTypeHasItsOwnTopicAndName) {
 }
 
 TEST(EventTopics, IssuersFollowTheSpecTable) {
-  for (const auto type : {EventType::tracker_hello, EventType::tracker_goodbye, EventType::client_join_accepted,
-                          EventType::client_join_denied, EventType::client_registered, EventType::file_info_published,
-                          EventType::fragment_distribution_started, EventType::fragment_distribution_delivered,
-                          EventType::fragment_distribution_ended, EventType::tracker_revision}) {
+  for (const auto type :
+       {EventType::tracker_hello, EventType::tracker_goodbye, EventType::client_join_accepted,
+        EventType::client_join_denied, EventType::client_registered, EventType::file_info_published,
+        EventType::fragment_distribution_started, EventType::fragment_distribution_delivered,
+        EventType::fragment_distribution_ended, EventType::tracker_revision}) {
     EXPECT_TRUE(is_tracker_issued(type)) << event_name(type);
   }
   for (const auto type :
-       {EventType::client_join_requested, EventType::client_join_succeeded, EventType::client_join_failed,
-        EventType::client_goodbye, EventType::fragment_distribution_requested,
-        EventType::fragment_distribution_obtained, EventType::fragment_distribution_failed}) {
+       {EventType::client_join_requested, EventType::client_join_succeeded,
+        EventType::client_join_failed, EventType::client_goodbye,
+        EventType::fragment_distribution_requested, EventType::fragment_distribution_obtained,
+        EventType::fragment_distribution_failed}) {
     EXPECT_FALSE(is_tracker_issued(type)) << event_name(type);
   }
 }
 
 TEST(EventTopics, SubscriptionsFollowTheStartupProcedures) {
   const auto torrent = torrent_subscriptions();
-  EXPECT_EQ(std::vector<std::string_view>(torrent.begin(), torrent.end()),
-            (std::vector<std::string_view>{"tracker/hello", "tracker/goodbye", "clients/join/accepted",
-                                           "clients/join/denied", "clients/registered", "clients/goodbye", "files/info",
-                                           "fragments/distribution/started", "fragments/distribution/delivered",
-                                           "fragments/distribution/ended", "tracker/revision"}));
+  EXPECT_EQ(
+      std::vector<std::string_view>(torrent.begin(), torrent.end()),
+      (std::vector<std::string_view>{
+          "tracker/hello", "tracker/goodbye", "clients/join/accepted", "clients/join/denied",
+          "clients/registered", "clients/goodbye", "files/info", "fragments/distribution/started",
+          "fragments/distribution/delivered", "fragments/distribution/ended", "tracker/revision"}));
   const auto tracker = tracker_subscriptions();
   EXPECT_EQ(std::vector<std::string_view>(tracker.begin(), tracker.end()),
-            (std::vector<std::string_view>{"clients/join/requested", "clients/join/succeeded", "clients/join/failed",
-                                           "clients/goodbye", "fragments/distribution/requested",
-                                           "fragments/distribution/obtained", "fragments/distribution/failed"}));
+            (std::vector<std::string_view>{
+                "clients/join/requested", "clients/join/succeeded", "clients/join/failed",
+                "clients/goodbye", "fragments/distribution/requested",
+                "fragments/distribution/obtained", "fragments/distribution/failed"}));
   // The tracker consumes only what torrent servers issue; torrent servers consume what the tracker
   // issues, plus ClientGoodbye from their peers.
   for (const auto topic : tracker) {

@@ -32,7 +32,8 @@ TEST(FetchRequest, OffsetAndLengthDefaultToTheWholeFirstChunk) {
 }
 
 TEST(FetchRequest, LengthIsClampedToOneChunk) {
-  const auto decoded = decode_request("{\"Hash\":\"" + some_hash.to_hex() + "\",\"Length\":5000000}");
+  const auto decoded =
+      decode_request("{\"Hash\":\"" + some_hash.to_hex() + "\",\"Length\":5000000}");
   ASSERT_TRUE(std::holds_alternative<Request>(decoded));
   EXPECT_EQ(std::get<Request>(decoded).length_bytes, chunk_bytes_max);
 }
@@ -47,15 +48,18 @@ TEST(FetchRequest, BadRequestsNameTheField) {
   EXPECT_EQ(error_of("{" + hash + ",\"Offset\":-1}"), "Offset: must not be negative");
   EXPECT_EQ(error_of("{" + hash + ",\"Offset\":\"0\"}"), "Offset: must be an integer");
   EXPECT_EQ(error_of("{" + hash + ",\"Offset\":1e3}"), "Offset: must be an integer");
-  EXPECT_EQ(error_of("{" + hash + ",\"Offset\":99999999999999999999}"), "Offset: must be an integer");
+  EXPECT_EQ(error_of("{" + hash + ",\"Offset\":99999999999999999999}"),
+            "Offset: must be an integer");
   EXPECT_EQ(error_of("{" + hash + ",\"Length\":18446744073709551615}"), "Length: is too large");
-  EXPECT_NE(error_of(std::string(request_payload_bytes_max + 1, ' ')).find("longer than"), std::string::npos);
+  EXPECT_NE(error_of(std::string(request_payload_bytes_max + 1, ' ')).find("longer than"),
+            std::string::npos);
 }
 
 TEST(FetchTopics, EndpointNamesTheRequestTopic) {
   EXPECT_EQ(request_topic("edge-a"), "mqds/fetch/request/edge-a");
   EXPECT_EQ(endpoint_of("edge-a"), "mqtt:mqds/fetch/request/edge-a");
-  EXPECT_EQ(request_topic_of_endpoint("mqtt:mqds/fetch/request/edge-a"), "mqds/fetch/request/edge-a");
+  EXPECT_EQ(request_topic_of_endpoint("mqtt:mqds/fetch/request/edge-a"),
+            "mqds/fetch/request/edge-a");
   EXPECT_EQ(request_topic_of_endpoint("grpc://edge-a:50051"), std::nullopt);
   EXPECT_EQ(request_topic_of_endpoint("mqtt:elsewhere/edge-a"), std::nullopt);
 }

@@ -110,7 +110,8 @@ TEST(FragmenterTest, WholeFragmentsComeStraightFromTheCallersBytes) {
   Fragmenter fragmenter(4, recorder.sink());
   fragmenter.feed(content);
   ASSERT_EQ(recorder.fragments.size(), 3u);  // the 2 bytes left over wait for more input
-  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(recorder.fragments[i].address, content.data() + 4 * i);
+  for (std::size_t i = 0; i < 3; ++i)
+    EXPECT_EQ(recorder.fragments[i].address, content.data() + 4 * i);
   expect_fragments_of(content, 4, recorder.fragments, fragmenter.finish());
 }
 
@@ -120,8 +121,9 @@ TEST(FragmenterTest, RandomChunkingGivesTheSameResultAsOneFeed) {
   for (int round = 0; round < 100; ++round) {
     const std::size_t fragment_size = 1 + rng() % 64;
     const std::vector<std::uint8_t> content = random_bytes(rng, rng() % 2000);
-    SCOPED_TRACE("round " + std::to_string(round) + ", fragment size " + std::to_string(fragment_size) +
-                 ", content size " + std::to_string(content.size()));
+    SCOPED_TRACE("round " + std::to_string(round) + ", fragment size " +
+                 std::to_string(fragment_size) + ", content size " +
+                 std::to_string(content.size()));
 
     Recorder whole;
     Fragmenter one_feed(static_cast<std::int64_t>(fragment_size), whole.sink());
@@ -295,7 +297,8 @@ TEST(FragmenterTest, Streams256MiBInConstantSpace) {
 
   // Holding the input would raise the peak by 256 MiB; one chunk plus one fragment is 2 MiB.
   const long growth_kib = rss_peak_kib - rss_before_kib;
-  EXPECT_LT(growth_kib, 64 * 1024) << "resident memory grew by " << growth_kib << " KiB while streaming";
+  EXPECT_LT(growth_kib, 64 * 1024)
+      << "resident memory grew by " << growth_kib << " KiB while streaming";
 }
 
 }  // namespace

@@ -26,11 +26,14 @@ std::vector<std::uint8_t> random_bytes(std::mt19937_64& rng, std::size_t size) {
 
 // FIPS 180-2 appendix B and the NIST example values.
 TEST(HashTest, KnownVectors) {
-  EXPECT_EQ(sha256("").to_hex(), "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855");
-  EXPECT_EQ(sha256("abc").to_hex(), "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD");
+  EXPECT_EQ(sha256("").to_hex(),
+            "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855");
+  EXPECT_EQ(sha256("abc").to_hex(),
+            "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD");
   EXPECT_EQ(sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq").to_hex(),
             "248D6A61D20638B8E5C026930C3E6039A33CE45964FF2167F6ECEDD419DB06C1");
-  EXPECT_EQ(sha256("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrs"
+  EXPECT_EQ(sha256("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnop"
+                   "qklmnopqrlmnopqrs"
                    "mnopqrstnopqrstu")
                 .to_hex(),
             "CF5B16A778AF8380036CE59E7B0492370B249B11E8F07A51AFAC45037AFEE9D1");
@@ -42,7 +45,8 @@ TEST(HashTest, MillionAsInSmallUpdates) {
   const std::string block(1000, 'a');
   Sha256 hasher;
   for (int i = 0; i < 1000; ++i) hasher.update(as_bytes(block));
-  EXPECT_EQ(hasher.finish().to_hex(), "CDC76E5C9914FB9281A1C7E284D73E67F1809A48A497200E046D39CCC7112CD0");
+  EXPECT_EQ(hasher.finish().to_hex(),
+            "CDC76E5C9914FB9281A1C7E284D73E67F1809A48A497200E046D39CCC7112CD0");
 }
 
 TEST(HashTest, IncrementalEqualsOneShotAtRandomSplits) {
@@ -98,8 +102,10 @@ TEST(HashTest, HexRoundTrip) {
 
 TEST(HashTest, FromHexAcceptsEitherCase) {
   const Hash hash = sha256("abc");
-  EXPECT_EQ(Hash::from_hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"), hash);
-  EXPECT_EQ(Hash::from_hex("Ba7816bF8f01cfEA414140de5dae2223b00361A396177a9cb410ff61f20015aD"), hash);
+  EXPECT_EQ(Hash::from_hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            hash);
+  EXPECT_EQ(Hash::from_hex("Ba7816bF8f01cfEA414140de5dae2223b00361A396177a9cb410ff61f20015aD"),
+            hash);
 }
 
 TEST(HashTest, FromHexRejectsAnythingButSixtyFourHexDigits) {
@@ -124,7 +130,8 @@ TEST(HashTest, PrefixIsTheFirstEightBytesBigEndian) {
   EXPECT_EQ(abc.prefix_u64(), 0xBA7816BF8F01CFEAull);
 
   Hash hash;
-  for (std::size_t i = 0; i < Hash::size_bytes; ++i) hash.digest[i] = static_cast<std::uint8_t>(i + 1);
+  for (std::size_t i = 0; i < Hash::size_bytes; ++i)
+    hash.digest[i] = static_cast<std::uint8_t>(i + 1);
   EXPECT_EQ(hash.prefix_u64(), 0x0102030405060708ull);
   EXPECT_EQ(Hash{}.prefix_u64(), 0u);
   EXPECT_EQ(std::hash<Hash>{}(abc), static_cast<std::size_t>(abc.prefix_u64()));

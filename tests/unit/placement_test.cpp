@@ -115,7 +115,8 @@ TEST(Placement, TargetsCountCurrentHoldersAndNeverMoveThem) {
   const Hash h = random_hash(rng);
   const auto first = distribution_targets(view, h, 100, 3);
   ASSERT_EQ(first.size(), 3u);
-  // The least-preferred client already holds it: only two more are needed, and they are the best two.
+  // The least-preferred client already holds it: only two more are needed, and they are the best
+  // two.
   auto ranking = rendezvous_top(h, clients(10), 10);
   const ClientId holder = ranking.back();
   view.put_fragment(h, 100);

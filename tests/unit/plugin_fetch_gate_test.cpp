@@ -66,14 +66,19 @@ TEST(FetchGate, EveryRuleRefusesWithItsReason) {
   };
   EXPECT_EQ(refused([](FetchRequest& r) { r.username = "bob"; }), FetchRefusal::user_not_allowed);
   EXPECT_EQ(refused([](FetchRequest& r) { r.username = nullptr; }), FetchRefusal::user_not_allowed);
-  EXPECT_EQ(refused([](FetchRequest& r) { r.topic = "mqds/fetch/request/"; }), FetchRefusal::bad_request_topic);
-  EXPECT_EQ(refused([](FetchRequest& r) { r.topic = "mqds/fetch/request/a/b"; }), FetchRefusal::bad_request_topic);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.topic = "mqds/fetch/request/"; }),
+            FetchRefusal::bad_request_topic);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.topic = "mqds/fetch/request/a/b"; }),
+            FetchRefusal::bad_request_topic);
   EXPECT_EQ(refused([](FetchRequest& r) { r.retain = true; }), FetchRefusal::retained_request);
-  EXPECT_EQ(refused([](FetchRequest& r) { r.payload_bytes = fetch::request_payload_bytes_max + 1; }),
-            FetchRefusal::request_too_large);
+  EXPECT_EQ(
+      refused([](FetchRequest& r) { r.payload_bytes = fetch::request_payload_bytes_max + 1; }),
+      FetchRefusal::request_too_large);
   EXPECT_EQ(refused([](FetchRequest& r) { r.protocol_version = 4; }), FetchRefusal::not_mqtt5);
-  EXPECT_EQ(refused([](FetchRequest& r) { r.properties_readable = false; }), FetchRefusal::properties_unreadable);
-  EXPECT_EQ(refused([](FetchRequest& r) { r.response_topic.reset(); }), FetchRefusal::no_response_topic);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.properties_readable = false; }),
+            FetchRefusal::properties_unreadable);
+  EXPECT_EQ(refused([](FetchRequest& r) { r.response_topic.reset(); }),
+            FetchRefusal::no_response_topic);
   EXPECT_EQ(refused([](FetchRequest& r) { r.response_topic = "replies/getter"; }),
             FetchRefusal::response_topic_not_fetch);
   EXPECT_EQ(refused([](FetchRequest& r) { r.response_topic = "mqds/fetch/response/"; }),
@@ -91,8 +96,9 @@ TEST(FetchGate, EveryRuleRefusesWithItsReason) {
               r.response_topic = "mqds/fetch/response/";
             }),
             FetchRefusal::response_topic_not_fetch);
-  EXPECT_EQ(refused([](FetchRequest& r) { r.correlation_bytes = fetch::correlation_bytes_max + 1; }),
-            FetchRefusal::correlation_too_large);
+  EXPECT_EQ(
+      refused([](FetchRequest& r) { r.correlation_bytes = fetch::correlation_bytes_max + 1; }),
+      FetchRefusal::correlation_too_large);
 }
 
 TEST(FetchGate, OffByDefaultAndStarMeansEveryone) {
@@ -117,15 +123,18 @@ TEST(FetchGate, ResponsesGoToTheRequesterTheTopicNames) {
   const auto bare = gate.judge_response("mqds/fetch/response/getter", 0);
   ASSERT_TRUE(std::holds_alternative<std::string_view>(bare));
   EXPECT_EQ(std::get<std::string_view>(bare), "getter");
-  const auto at_limit = gate.judge_response("mqds/fetch/response/getter", FetchGate::response_payload_bytes_max);
+  const auto at_limit =
+      gate.judge_response("mqds/fetch/response/getter", FetchGate::response_payload_bytes_max);
   EXPECT_TRUE(std::holds_alternative<std::string_view>(at_limit));
 
-  for (const char* bad : {"mqds/fetch/response/", "mqds/fetch/response//x", "mqds/fetch/response/a+b"}) {
+  for (const char* bad :
+       {"mqds/fetch/response/", "mqds/fetch/response//x", "mqds/fetch/response/a+b"}) {
     const auto refused = gate.judge_response(bad, 1);
     ASSERT_TRUE(std::holds_alternative<FetchRefusal>(refused)) << bad;
     EXPECT_EQ(std::get<FetchRefusal>(refused), FetchRefusal::bad_response_topic) << bad;
   }
-  const auto too_large = gate.judge_response("mqds/fetch/response/getter", FetchGate::response_payload_bytes_max + 1);
+  const auto too_large =
+      gate.judge_response("mqds/fetch/response/getter", FetchGate::response_payload_bytes_max + 1);
   ASSERT_TRUE(std::holds_alternative<FetchRefusal>(too_large));
   EXPECT_EQ(std::get<FetchRefusal>(too_large), FetchRefusal::response_too_large);
 }
@@ -146,28 +155,38 @@ TEST(FetchGate, CountsWhatTheAdapterReports) {
 TEST(FetchGate, RefusalsAreLoggedAtMostOncePerIntervalPerReasonAndSayWhy) {
   auto gate = gate_for({"alice"});
   constexpr auto interval = FetchGate::refusal_log_interval_ms;
-  const auto first = gate.refused(1'000, FetchRefusal::user_not_allowed, "mallory", "eve", "mqds/fetch/request/e");
+  const auto first =
+      gate.refused(1'000, FetchRefusal::user_not_allowed, "mallory", "eve", "mqds/fetch/request/e");
   ASSERT_TRUE(first);
   EXPECT_EQ(first->level, LogLevel::notice);
   EXPECT_EQ(first->text,
-            "fetch: refused a publish on mqds/fetch/request/e from client 'mallory' (user 'eve'): its username is not "
+            "fetch: refused a publish on mqds/fetch/request/e from client 'mallory' (user 'eve'): "
+            "its username is not "
             "in plugin_opt_fetch_users");
   // The same reason within the interval: counted, not logged; another reason has its own budget.
   for (int i = 0; i < 1000; ++i)
-    EXPECT_FALSE(gate.refused(1'000 + i, FetchRefusal::user_not_allowed, "mallory", "eve", "mqds/fetch/request/e"));
-  const auto other = gate.refused(1'500, FetchRefusal::no_response_topic, "x", nullptr, "mqds/fetch/request/e");
+    EXPECT_FALSE(gate.refused(1'000 + i, FetchRefusal::user_not_allowed, "mallory", "eve",
+                              "mqds/fetch/request/e"));
+  const auto other =
+      gate.refused(1'500, FetchRefusal::no_response_topic, "x", nullptr, "mqds/fetch/request/e");
   ASSERT_TRUE(other);
-  EXPECT_NE(other->text.find("(no username): the request has no Response Topic"), std::string::npos) << other->text;
+  EXPECT_NE(other->text.find("(no username): the request has no Response Topic"), std::string::npos)
+      << other->text;
   EXPECT_FALSE(gate.refused(1'000 + interval - 1, FetchRefusal::user_not_allowed, "m", "eve", "t"));
   // After the interval: one line that says how many were not logged.
-  const auto later = gate.refused(1'000 + interval, FetchRefusal::user_not_allowed, "m", "eve", "t");
+  const auto later =
+      gate.refused(1'000 + interval, FetchRefusal::user_not_allowed, "m", "eve", "t");
   ASSERT_TRUE(later);
-  EXPECT_NE(later->text.find("(and 1001 more refused for this reason in the last 10 s, not logged)"), std::string::npos)
+  EXPECT_NE(
+      later->text.find("(and 1001 more refused for this reason in the last 10 s, not logged)"),
+      std::string::npos)
       << later->text;
   EXPECT_EQ(gate.metrics().refused, 1004u) << "every refusal is counted, logged or not";
-  const auto delivery = gate.refused(0, FetchRefusal::delivery_failed, "edge", nullptr, "mqds/fetch/response/r");
+  const auto delivery =
+      gate.refused(0, FetchRefusal::delivery_failed, "edge", nullptr, "mqds/fetch/response/r");
   ASSERT_TRUE(delivery);
-  EXPECT_EQ(delivery->level, LogLevel::warning) << "a failed delivery is the broker's trouble, not the client's";
+  EXPECT_EQ(delivery->level, LogLevel::warning)
+      << "a failed delivery is the broker's trouble, not the client's";
 }
 
 TEST(FetchGate, LongClientIdsAndTopicsAreCutInLogLines) {
@@ -175,11 +194,13 @@ TEST(FetchGate, LongClientIdsAndTopicsAreCutInLogLines) {
   const std::string id(10'000, 'i');
   const std::string topic = "mqds/fetch/request/" + std::string(10'000, 't');
   // A multi-byte character across the cut is not split.
-  const std::string user = std::string(FetchGate::logged_text_bytes_max - 1, 'u') + "\xc3\xa9" + "rest";
+  const std::string user =
+      std::string(FetchGate::logged_text_bytes_max - 1, 'u') + "\xc3\xa9" + "rest";
   const auto line = gate.refused(0, FetchRefusal::user_not_allowed, id, user.c_str(), topic);
   ASSERT_TRUE(line);
   EXPECT_LT(line->text.size(), 3 * FetchGate::logged_text_bytes_max + 300);
-  EXPECT_NE(line->text.find(std::string(FetchGate::logged_text_bytes_max - 1, 'u') + "...'"), std::string::npos)
+  EXPECT_NE(line->text.find(std::string(FetchGate::logged_text_bytes_max - 1, 'u') + "...'"),
+            std::string::npos)
       << line->text;
 }
 

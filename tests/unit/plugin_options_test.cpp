@@ -30,13 +30,27 @@ TEST(PluginOptions, DefaultsNeedOnlyTheDataDir) {
 }
 
 TEST(PluginOptions, EveryOptionIsRead) {
-  const auto o = parsed({{"data_dir", "d"},          {"fragment_size", "4096"},       {"replicas", "2"},
-                         {"hash_algorithm", "sha256"}, {"join_timeout_ms", "800"},      {"request_timeout_ms", "500"},
-                         {"delivery_timeout_ms", "900"}, {"retry_delay_ms", "700"},      {"revision_beacon_ms", "600"},
-                         {"startup_settle_ms", "0"},   {"joins_in_flight", "5"},        {"distributions_in_flight", "7"},
-                         {"max_clients", "9"},         {"map_size", "1048576"},         {"metrics_interval_ms", "1000"},
-                         {"ingest_users", " alice, bob ,*"}, {"ingest_chunk_size", "2048"}, {"ingest_window", "4096"},
-                         {"ingest_uploads", "3"},      {"ingest_file_size_max", "100"}, {"ingest_idle_timeout_ms", "1000"},
+  const auto o = parsed({{"data_dir", "d"},
+                         {"fragment_size", "4096"},
+                         {"replicas", "2"},
+                         {"hash_algorithm", "sha256"},
+                         {"join_timeout_ms", "800"},
+                         {"request_timeout_ms", "500"},
+                         {"delivery_timeout_ms", "900"},
+                         {"retry_delay_ms", "700"},
+                         {"revision_beacon_ms", "600"},
+                         {"startup_settle_ms", "0"},
+                         {"joins_in_flight", "5"},
+                         {"distributions_in_flight", "7"},
+                         {"max_clients", "9"},
+                         {"map_size", "1048576"},
+                         {"metrics_interval_ms", "1000"},
+                         {"ingest_users", " alice, bob ,*"},
+                         {"ingest_chunk_size", "2048"},
+                         {"ingest_window", "4096"},
+                         {"ingest_uploads", "3"},
+                         {"ingest_file_size_max", "100"},
+                         {"ingest_idle_timeout_ms", "1000"},
                          {"fetch_users", "carol ,dave"}});
   EXPECT_EQ(o.tracker.fragment_size_bytes, 4096);
   EXPECT_EQ(o.tracker.replicas, 2u);
@@ -90,7 +104,8 @@ TEST(PluginOptions, FetchUsersAreReadLikeIngestUsers) {
 }
 
 TEST(PluginOptions, BadValuesNameTheOptionAndTheRule) {
-  EXPECT_EQ(error_of({}), "plugin_opt_data_dir: required (the directory of the tracker's LMDB store)");
+  EXPECT_EQ(error_of({}),
+            "plugin_opt_data_dir: required (the directory of the tracker's LMDB store)");
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"replicas", "0"}}),
             "plugin_opt_replicas: must be an integer from 1 to 16, not '0'");
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"fragment_size", "1MB"}}),
@@ -98,7 +113,8 @@ TEST(PluginOptions, BadValuesNameTheOptionAndTheRule) {
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"hash_algorithm", "MD5"}}),
             "plugin_opt_hash_algorithm: only SHA256 is supported, not 'MD5'");
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"replica", "2"}}), "plugin_opt_replica: unknown option");
-  EXPECT_EQ(error_of({{"data_dir", "d"}, {"fetch_user", "alice"}}), "plugin_opt_fetch_user: unknown option");
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"fetch_user", "alice"}}),
+            "plugin_opt_fetch_user: unknown option");
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"join_timeout_ms", "-1"}}),
             "plugin_opt_join_timeout_ms: must be an integer from 1 to 3600000, not '-1'");
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"ingest_chunk_size", "8192"}, {"ingest_window", "4096"}}),

@@ -16,7 +16,7 @@ using mqds::testing::TestFile;
 // Two files over three clients at k = 2: the first fully replicated, the second missing one copy.
 struct Service {
   DistributionView view;
-  TestFile first = cut_file(pattern(250, 1), 100);  // 3 fragments
+  TestFile first = cut_file(pattern(250, 1), 100);   // 3 fragments
   TestFile second = cut_file(pattern(100, 2), 100);  // 1 fragment
 
   Service() {
@@ -24,21 +24,27 @@ struct Service {
     view.set_revision(9);
     for (const auto* f : {&first, &second}) {
       view.put_file(f->hash, f->metadata);
-      for (const auto& fragment : f->fragments) view.put_fragment(fragment.hash, fragment.size_bytes());
+      for (const auto& fragment : f->fragments)
+        view.put_fragment(fragment.hash, fragment.size_bytes());
     }
     view.put_client("a", ClientMetadata{{"mqtt:mqds/fetch/request/a"},
-                                        {first.fragments[0].hash, first.fragments[1].hash, first.fragments[2].hash},
+                                        {first.fragments[0].hash, first.fragments[1].hash,
+                                         first.fragments[2].hash},
                                         1000});
     view.put_client("b", ClientMetadata{{"mqtt:mqds/fetch/request/b"},
-                                        {first.fragments[0].hash, first.fragments[1].hash, second.fragments[0].hash},
+                                        {first.fragments[0].hash, first.fragments[1].hash,
+                                         second.fragments[0].hash},
                                         std::nullopt});
-    view.put_client("c", ClientMetadata{{"mqtt:mqds/fetch/request/c"}, {first.fragments[2].hash}, std::nullopt});
+    view.put_client(
+        "c",
+        ClientMetadata{{"mqtt:mqds/fetch/request/c"}, {first.fragments[2].hash}, std::nullopt});
   }
 };
 
 Answer round_trip(const Answer& a) {
   auto decoded = decode_answer(encode_answer(a));
-  EXPECT_TRUE(std::holds_alternative<Answer>(decoded)) << std::get<DecodeError>(decoded).to_string();
+  EXPECT_TRUE(std::holds_alternative<Answer>(decoded))
+      << std::get<DecodeError>(decoded).to_string();
   return std::holds_alternative<Answer>(decoded) ? std::get<Answer>(decoded) : Answer{};
 }
 
@@ -115,12 +121,15 @@ TEST(Query, AnUnknownFileIsAnErrorThatSaysWhich) {
 TEST(Query, BadRequestsNameTheField) {
   auto error = [](std::string_view payload) {
     auto r = decode_request(payload);
-    return std::holds_alternative<Request>(r) ? std::string("decoded") : std::get<DecodeError>(r).to_string();
+    return std::holds_alternative<Request>(r) ? std::string("decoded")
+                                              : std::get<DecodeError>(r).to_string();
   };
   EXPECT_EQ(error("{}"), "Query: must be \"files\", \"clients\" or \"file\"");
-  EXPECT_EQ(error("{\"Query\":\"everything\"}"), "Query: must be \"files\", \"clients\" or \"file\"");
+  EXPECT_EQ(error("{\"Query\":\"everything\"}"),
+            "Query: must be \"files\", \"clients\" or \"file\"");
   EXPECT_EQ(error("{\"Query\":\"file\"}"), "Hash: missing");
-  EXPECT_EQ(error("{\"Query\":\"file\",\"Hash\":\"zz\"}"), "Hash: must be 64 hexadecimal characters");
+  EXPECT_EQ(error("{\"Query\":\"file\",\"Hash\":\"zz\"}"),
+            "Hash: must be 64 hexadecimal characters");
   EXPECT_EQ(error("{\"Query\":\"files\",\"Offset\":-1}"), "Offset: must be a non-negative integer");
   EXPECT_EQ(error("nope"), "is not JSON");
   const Request r{Kind::file, sha256(std::string_view("x")), 5, 7};
@@ -133,7 +142,8 @@ TEST(Query, AnswersThatAreNotAnswersAreRejected) {
   EXPECT_TRUE(std::holds_alternative<DecodeError>(decode_answer("[]")));
   EXPECT_TRUE(std::holds_alternative<DecodeError>(decode_answer("{\"Replicas\":\"two\"}")));
   EXPECT_TRUE(std::holds_alternative<DecodeError>(
-      decode_answer("{\"Replicas\":2,\"FragmentSize\":1,\"Revision\":1,\"Total\":1,\"Offset\":0,\"Files\":[{\"Hash\":1}]}")));
+      decode_answer("{\"Replicas\":2,\"FragmentSize\":1,\"Revision\":1,\"Total\":1,\"Offset\":0,"
+                    "\"Files\":[{\"Hash\":1}]}")));
 }
 
 TEST(Query, ResponseTopicsBelongToTheirRequester) {

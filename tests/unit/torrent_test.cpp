@@ -120,17 +120,21 @@ class TorrentFixture : public ::testing::Test {
   // A view-changing event is numbered after the current Revision.
   std::uint64_t next_revision() const { return torrent->view().revision() + 1; }
 
-  FragmentDistributionDelivered delivered(const TestFragment& f, std::set<ClientId> receivers = {"t1"}) {
-    return FragmentDistributionDelivered{ids(), f.hash, f.data, std::move(receivers), torrent->view().revision()};
+  FragmentDistributionDelivered delivered(const TestFragment& f,
+                                          std::set<ClientId> receivers = {"t1"}) {
+    return FragmentDistributionDelivered{ids(), f.hash, f.data, std::move(receivers),
+                                         torrent->view().revision()};
   }
   FragmentDistributionEnded ended(const TestFragment& f, std::set<ClientId> receivers) {
-    return FragmentDistributionEnded{ids(), f.hash, f.size_bytes(), std::move(receivers), next_revision()};
+    return FragmentDistributionEnded{ids(), f.hash, f.size_bytes(), std::move(receivers),
+                                     next_revision()};
   }
 
   // The denials the operator must fix stop the server with a message that says what to do.
   void expect_fatal_denial(std::uint32_t code, std::string_view advice) {
     connect(0);
-    const Output out = receive(10, ClientJoinDenied{ids(), "t1", code, "as the tracker says", request.event_id});
+    const Output out =
+        receive(10, ClientJoinDenied{ids(), "t1", code, "as the tracker says", request.event_id});
     ASSERT_TRUE(out.fatal) << describe(out);
     EXPECT_NE(out.fatal->find(advice), std::string::npos) << *out.fatal;
     EXPECT_NE(out.fatal->find("as the tracker says"), std::string::npos) << *out.fatal;
@@ -470,9 +474,11 @@ TEST_F(TorrentJoinDenied, EndpointConflictIsFatalAndSaysToChooseAnotherEndpoint)
 
 TEST_F(TorrentJoinDenied, DenialOfAnotherClientOrAnEarlierRequestIsIgnored) {
   connect(0);
-  const Output other = receive(10, ClientJoinDenied{ids(), "t2", denial::wrong_fragment_size, "no", std::nullopt});
+  const Output other =
+      receive(10, ClientJoinDenied{ids(), "t2", denial::wrong_fragment_size, "no", std::nullopt});
   EXPECT_TRUE(other.empty()) << describe(other);
-  const Output stale = receive(10, ClientJoinDenied{ids(), "t1", denial::wrong_fragment_size, "no", ids()});
+  const Output stale =
+      receive(10, ClientJoinDenied{ids(), "t1", denial::wrong_fragment_size, "no", ids()});
   EXPECT_TRUE(stale.empty()) << describe(stale);
   EXPECT_EQ(torrent->phase(), TorrentPhase::joining);
 }
@@ -577,9 +583,11 @@ TEST_F(TorrentTrackerPresence, TrackerGoodbyeUnregisters) {
   EXPECT_EQ(torrent->phase(), TorrentPhase::unregistered);
   // Started is not for it any more.
   const TestFragment f = fragment_of(50, 9);
-  EXPECT_TRUE(receive(40, FragmentDistributionStarted{ids(), f.hash, f.size_bytes()}).publishes.empty());
+  EXPECT_TRUE(
+      receive(40, FragmentDistributionStarted{ids(), f.hash, f.size_bytes()}).publishes.empty());
   // If no TrackerHello comes, it asks again after the longest backoff.
-  EXPECT_EQ(torrent->next_deadline_ms(), std::optional<std::int64_t>(30 + config.join_retry_max_ms));
+  EXPECT_EQ(torrent->next_deadline_ms(),
+            std::optional<std::int64_t>(30 + config.join_retry_max_ms));
   EXPECT_TRUE(tick(30 + config.join_retry_max_ms - 1).publishes.empty());
   EXPECT_EQ(all_of<ClientJoinRequested>(tick(30 + config.join_retry_max_ms)).size(), 1u);
 }
@@ -589,8 +597,9 @@ TEST_F(TorrentTrackerPresence, TrackerGoodbyeUnregisters) {
 TEST_F(TorrentViewUpdates, FileInfoPublishedStoresTheFile) {
   register_alone();
   const TestFile file = cut_file(pattern(150, 10), 100);
-  const Output out =
-      receive(30, FileInfoPublished{ids(), file.hash, 150, file.metadata.fragment_sequence, next_revision()});
+  const Output out = receive(
+      30,
+      FileInfoPublished{ids(), file.hash, 150, file.metadata.fragment_sequence, next_revision()});
   const auto put = effects_of<store::PutFile>(out);
   ASSERT_EQ(put.size(), 1u) << describe(out);
   EXPECT_EQ(put[0].hash, file.hash);
@@ -603,7 +612,8 @@ TEST_F(TorrentViewUpdates, FileInfoPublishedStoresTheFile) {
 TEST_F(TorrentViewUpdates, RevisionGapTriggersARejoin) {
   register_alone();  // revision 6
   const TestFile file = cut_file(pattern(150, 11), 100);
-  const Output out = receive(30, FileInfoPublished{ids(), file.hash, 150, file.metadata.fragment_sequence, 8});
+  const Output out =
+      receive(30, FileInfoPublished{ids(), file.hash, 150, file.metadata.fragment_sequence, 8});
   EXPECT_TRUE(out.storage.empty()) << "an event after a gap is not applied";
   EXPECT_EQ(all_of<ClientJoinRequested>(out).size(), 1u) << describe(out);
   EXPECT_EQ(torrent->metrics().revision_gaps, 1u);
@@ -614,7 +624,8 @@ TEST_F(TorrentViewUpdates, RevisionGapTriggersARejoin) {
 TEST_F(TorrentViewUpdates, StaleRevisionIsIgnored) {
   register_alone();  // revision 6
   const TestFile file = cut_file(pattern(150, 12), 100);
-  const Output out = receive(30, FileInfoPublished{ids(), file.hash, 150, file.metadata.fragment_sequence, 6});
+  const Output out =
+      receive(30, FileInfoPublished{ids(), file.hash, 150, file.metadata.fragment_sequence, 6});
   EXPECT_TRUE(out.empty()) << describe(out);
   EXPECT_FALSE(torrent->view().files().count(file.hash));
   EXPECT_EQ(torrent->metrics().revision_gaps, 0u);
@@ -702,10 +713,12 @@ TEST_F(TorrentDistribution, StartedIsRequestedOnlyWhenPlacementNamesThisServer) 
   }
   ASSERT_TRUE(mine && theirs);
 
-  const Output requested = receive(30, FragmentDistributionStarted{ids(), mine->hash, mine->size_bytes()});
+  const Output requested =
+      receive(30, FragmentDistributionStarted{ids(), mine->hash, mine->size_bytes()});
   EXPECT_EQ(only<FragmentDistributionRequested>(requested).hash, mine->hash);
   EXPECT_EQ(torrent->metrics().fragments_requested, 1u);
-  const Output ignored = receive(40, FragmentDistributionStarted{ids(), theirs->hash, theirs->size_bytes()});
+  const Output ignored =
+      receive(40, FragmentDistributionStarted{ids(), theirs->hash, theirs->size_bytes()});
   EXPECT_TRUE(ignored.publishes.empty()) << describe(ignored);
   EXPECT_EQ(torrent->metrics().fragments_requested, 1u);
 }
@@ -715,7 +728,9 @@ TEST_F(TorrentDistribution, StartedWithoutFreeCapacityIsAnsweredWithFailed) {
   register_alone();  // the only client: placement always names it
   const TestFragment a = fragment_of(100, 14);
   const TestFragment b = fragment_of(100, 15);
-  EXPECT_EQ(only<FragmentDistributionRequested>(receive(30, FragmentDistributionStarted{ids(), a.hash, 100})).hash,
+  EXPECT_EQ(only<FragmentDistributionRequested>(
+                receive(30, FragmentDistributionStarted{ids(), a.hash, 100}))
+                .hash,
             a.hash);
   const Output out = receive(40, FragmentDistributionStarted{ids(), b.hash, 100});
   EXPECT_TRUE(all_of<FragmentDistributionRequested>(out).empty()) << describe(out);
@@ -748,7 +763,8 @@ TEST_F(TorrentDistribution, DeliveredWithTheWrongHashIsRefused) {
   EXPECT_TRUE(out.storage.empty()) << describe(out);
   const auto failed = only<FragmentDistributionFailed>(out);
   EXPECT_EQ(failed.hash, f.hash);
-  EXPECT_NE(failed.reason.value_or("").find("hashes to " + sha256(d.data).to_hex()), std::string::npos);
+  EXPECT_NE(failed.reason.value_or("").find("hashes to " + sha256(d.data).to_hex()),
+            std::string::npos);
   EXPECT_TRUE(all_of<FragmentDistributionObtained>(out).empty());
   EXPECT_TRUE(store.temporary.empty());
   EXPECT_EQ(torrent->temporary_count(), 0u);
@@ -791,7 +807,8 @@ TEST_F(TorrentDistribution, DuplicateDeliveredIsConfirmedAgainAndStoredOnce) {
   receive(30, first);
   const Output again = receive(40, delivered(f));  // a new event for the same fragment
   EXPECT_TRUE(again.storage.empty()) << describe(again);
-  EXPECT_EQ(only<FragmentDistributionObtained>(again).hash, f.hash) << "the first Obtained may have been lost";
+  EXPECT_EQ(only<FragmentDistributionObtained>(again).hash, f.hash)
+      << "the first Obtained may have been lost";
   const Output replay = receive(50, first);  // the same event twice
   EXPECT_TRUE(replay.empty()) << describe(replay);
   EXPECT_EQ(torrent->metrics().fragments_obtained, 1u);
@@ -848,7 +865,8 @@ TEST_F(TorrentDistribution, RequestWithoutDeliveryExpiresAndCanBeMadeAgain) {
   EXPECT_EQ(all_of<FragmentDistributionRequested>(receive(30, started)).size(), 1u);
   const Output pending = receive(40, FragmentDistributionStarted{ids(), f.hash, 100});
   EXPECT_TRUE(pending.publishes.empty()) << "already asked";
-  EXPECT_EQ(torrent->next_deadline_ms(), std::optional<std::int64_t>(30 + config.request_timeout_ms));
+  EXPECT_EQ(torrent->next_deadline_ms(),
+            std::optional<std::int64_t>(30 + config.request_timeout_ms));
   tick(30 + config.request_timeout_ms);
   const Output again = receive(50'000, FragmentDistributionStarted{ids(), f.hash, 100});
   EXPECT_EQ(all_of<FragmentDistributionRequested>(again).size(), 1u) << describe(again);
@@ -897,7 +915,8 @@ TEST_F(TorrentTemporaries, TemporaryWithoutEndedIsSettledByARejoin) {
   register_alone();
   const TestFragment f = fragment_of(80, 27);
   receive(100, delivered(f));
-  EXPECT_EQ(torrent->next_deadline_ms(), std::optional<std::int64_t>(100 + config.temporary_timeout_ms));
+  EXPECT_EQ(torrent->next_deadline_ms(),
+            std::optional<std::int64_t>(100 + config.temporary_timeout_ms));
   EXPECT_TRUE(tick(100 + config.temporary_timeout_ms - 1).empty());
   const Output out = tick(100 + config.temporary_timeout_ms);
   EXPECT_EQ(only<ClientJoinRequested>(out).obtained_fragments, (FragmentInfos{{f.hash, {80}}}));
@@ -937,13 +956,16 @@ TEST_F(TorrentMessages, MalformedPayloadsAreLoggedAndIgnored) {
       {topics::tracker_hello, "not json"},
       {topics::client_join_accepted, R"({"EventId":"fb3f146d-c74e-4c75-a3e7-1e768b2e986f"})"},
       {topics::file_info_published, ""},
-      {topics::fragment_distribution_started, R"({"EventId":"fb3f146d-c74e-4c75-a3e7-1e768b2e986f","Hash":")" +
-                                                   hash + R"(","Size":-1})"},
-      {topics::fragment_distribution_delivered, R"({"EventId":"fb3f146d-c74e-4c75-a3e7-1e768b2e986f","Hash":")" +
-                                                     hash + R"(","Receivers":["t1"],"Data":"%%%"})"},
+      {topics::fragment_distribution_started,
+       R"({"EventId":"fb3f146d-c74e-4c75-a3e7-1e768b2e986f","Hash":")" + hash + R"(","Size":-1})"},
+      {topics::fragment_distribution_delivered,
+       R"({"EventId":"fb3f146d-c74e-4c75-a3e7-1e768b2e986f","Hash":")" + hash +
+           R"(","Receivers":["t1"],"Data":"%%%"})"},
       {topics::fragment_distribution_ended, "[]"},
-      {topics::client_goodbye, R"({"EventId":"fb3f146d-c74e-4c75-a3e7-1e768b2e986f","ClientIdentifier":7})"},
-      {topics::tracker_revision, R"({"EventId":"fb3f146d-c74e-4c75-a3e7-1e768b2e986f","Revision":"x"})"},
+      {topics::client_goodbye,
+       R"({"EventId":"fb3f146d-c74e-4c75-a3e7-1e768b2e986f","ClientIdentifier":7})"},
+      {topics::tracker_revision,
+       R"({"EventId":"fb3f146d-c74e-4c75-a3e7-1e768b2e986f","Revision":"x"})"},
   };
   for (const auto& [topic, payload] : bad) {
     const Output out = receive_raw(30, topic, payload);
@@ -965,13 +987,15 @@ TEST_F(TorrentMessages, DuplicateEventIdsAreProcessedOnce) {
   receive(40, accept(6));
   receive(50, registered(7));
   ASSERT_EQ(torrent->phase(), TorrentPhase::registered);
-  EXPECT_TRUE(receive_raw(60, topics::tracker_hello, hello).empty()) << "the same TrackerHello again";
+  EXPECT_TRUE(receive_raw(60, topics::tracker_hello, hello).empty())
+      << "the same TrackerHello again";
   EXPECT_EQ(torrent->phase(), TorrentPhase::registered);
 
   const TestFile file = cut_file(pattern(150, 29), 100);
-  const std::string info =
-      encode(FileInfoPublished{ids(), file.hash, 150, file.metadata.fragment_sequence, next_revision()});
-  EXPECT_EQ(effects_of<store::PutFile>(receive_raw(70, topics::file_info_published, info)).size(), 1u);
+  const std::string info = encode(
+      FileInfoPublished{ids(), file.hash, 150, file.metadata.fragment_sequence, next_revision()});
+  EXPECT_EQ(effects_of<store::PutFile>(receive_raw(70, topics::file_info_published, info)).size(),
+            1u);
   EXPECT_TRUE(receive_raw(80, topics::file_info_published, info).empty());
   EXPECT_EQ(torrent->metrics().joins_requested, 2u);
 }
@@ -989,9 +1013,12 @@ class Router {
     bool connected = false;
   };
 
-  Router(Tracker& tracker, TrackerMemoryStore& tracker_store) : tracker_(tracker), tracker_store_(tracker_store) {}
+  Router(Tracker& tracker, TrackerMemoryStore& tracker_store)
+      : tracker_(tracker), tracker_store_(tracker_store) {}
 
-  void add(TorrentServer& machine, TorrentMemoryStore& store) { nodes_.push_back({&machine, &store}); }
+  void add(TorrentServer& machine, TorrentMemoryStore& store) {
+    nodes_.push_back({&machine, &store});
+  }
   std::int64_t now_ms = 0;
 
   void from_tracker(Output out) {
@@ -999,11 +1026,13 @@ class Router {
     tracker_store_.apply(out.storage);
     for (const auto& p : out.publishes) {
       if (p.staged) {
-        EXPECT_TRUE(p.to && p.staged->receivers.count(*p.to)) << "a Delivered goes to one of its receivers";
+        EXPECT_TRUE(p.to && p.staged->receivers.count(*p.to))
+            << "a Delivered goes to one of its receivers";
         if (p.to) deliver(index_of(*p.to), p.topic, tracker_store_.delivered_payload(*p.staged));
         continue;
       }
-      EXPECT_NE(p.topic, topics::fragment_distribution_delivered) << "a Delivered is never broadcast";
+      EXPECT_NE(p.topic, topics::fragment_distribution_delivered)
+          << "a Delivered is never broadcast";
       if (p.to)
         deliver(index_of(*p.to), p.topic, p.payload);
       else
@@ -1034,7 +1063,8 @@ class Router {
   void tick(std::int64_t at_ms) {
     now_ms = at_ms;
     from_tracker(tracker_.on_tick(now_ms));
-    for (std::size_t i = 0; i < nodes_.size(); ++i) from_torrent(i, nodes_[i].machine->on_tick(now_ms));
+    for (std::size_t i = 0; i < nodes_.size(); ++i)
+      from_torrent(i, nodes_[i].machine->on_tick(now_ms));
     run();
   }
 
@@ -1115,7 +1145,8 @@ TEST(MachinesEndToEnd, StartupJoinIngestAndDistributionConverge) {
   const TestFile file = cut_file(content, tracker_config.fragment_size_bytes);
   ASSERT_EQ(file.fragments.size(), 16u);
   router.now_ms = 300;
-  IngestResult ingested = tracker.add_file(router.now_ms, file.hash, file.metadata, stage(tracker_store, file));
+  IngestResult ingested =
+      tracker.add_file(router.now_ms, file.hash, file.metadata, stage(tracker_store, file));
   ASSERT_TRUE(ingested.ok()) << ingested.error;
   router.from_tracker(std::move(ingested.output));
   router.run();
@@ -1123,13 +1154,15 @@ TEST(MachinesEndToEnd, StartupJoinIngestAndDistributionConverge) {
   // Distribution runs on the clock until every fragment has its replicas.
   std::int64_t now_ms = 300;
   auto done = [&] {
-    if (tracker.gauges().staged_fragments != 0 || tracker.gauges().distributions_in_flight != 0) return false;
+    if (tracker.gauges().staged_fragments != 0 || tracker.gauges().distributions_in_flight != 0)
+      return false;
     for (const auto& s : stores)
       if (!s.temporary.empty()) return false;
     return true;
   };
   while (!done() && now_ms < 120'000) router.tick(now_ms += 100);
-  ASSERT_TRUE(done()) << tracker.gauges().staged_fragments << " fragments still staged at t=" << now_ms;
+  ASSERT_TRUE(done()) << tracker.gauges().staged_fragments
+                      << " fragments still staged at t=" << now_ms;
   EXPECT_TRUE(tracker_store.staged.empty());
 
   // Every torrent server's view is the tracker's, and it stores exactly what the view says.
@@ -1137,12 +1170,14 @@ TEST(MachinesEndToEnd, StartupJoinIngestAndDistributionConverge) {
   for (std::size_t i = 0; i < torrents; ++i) {
     const TorrentServer& m = *machines[i];
     EXPECT_EQ(m.phase(), TorrentPhase::registered) << m.client_id();
-    EXPECT_TRUE(m.view() == tracker.view()) << m.client_id() << " at revision " << m.view().revision() << " vs "
-                                            << tracker.view().revision();
+    EXPECT_TRUE(m.view() == tracker.view())
+        << m.client_id() << " at revision " << m.view().revision() << " vs "
+        << tracker.view().revision();
     std::set<Hash> held;
     for (const auto& [hash, data] : stores[i].persisted) {
       held.insert(hash);
-      EXPECT_EQ(sha256(data), hash) << m.client_id() << " stores bytes that do not hash to their name";
+      EXPECT_EQ(sha256(data), hash)
+          << m.client_id() << " stores bytes that do not hash to their name";
     }
     EXPECT_EQ(held, tracker.view().clients().at(m.client_id()).stored_fragments) << m.client_id();
     EXPECT_EQ(stores[i].files, tracker.view().files()) << m.client_id();

@@ -37,7 +37,9 @@ using testing::TestFile;
 using testing::TestFragment;
 using testing::TrackerMemoryStore;
 
-std::optional<ClientId> to(const char* id) { return ClientId(id); }
+std::optional<ClientId> to(const char* id) {
+  return ClientId(id);
+}
 
 class TrackerFixture : public ::testing::Test {
  protected:
@@ -52,7 +54,8 @@ class TrackerFixture : public ::testing::Test {
     config.startup_settle_ms = 200;
   }
 
-  // A tracker built from what the store holds, as the plugin builds it at broker start, then started.
+  // A tracker built from what the store holds, as the plugin builds it at broker start, then
+  // started.
   Output boot(std::int64_t now_ms = 0) {
     tracker = std::make_unique<Tracker>(config, store.snapshot(), random);
     return apply(tracker->start(now_ms));
@@ -75,7 +78,9 @@ class TrackerFixture : public ::testing::Test {
   }
 
   Output tick(std::int64_t now_ms) { return apply(tracker->on_tick(now_ms)); }
-  Output disconnect(std::int64_t now_ms, const ClientId& id) { return apply(tracker->on_disconnect(now_ms, id)); }
+  Output disconnect(std::int64_t now_ms, const ClientId& id) {
+    return apply(tracker->on_disconnect(now_ms, id));
+  }
 
   ClientJoinRequested request(const ClientId& id) {
     ClientJoinRequested r;
@@ -93,7 +98,9 @@ class TrackerFixture : public ::testing::Test {
     const MessageResult succeeded = send(now_ms, id, ClientJoinSucceeded{ids(), r.event_id});
     return only<ClientRegistered>(succeeded.output);
   }
-  ClientRegistered join(std::int64_t now_ms, const ClientId& id) { return join(now_ms, id, request(id)); }
+  ClientRegistered join(std::int64_t now_ms, const ClientId& id) {
+    return join(now_ms, id, request(id));
+  }
 
   TestFile file_of(std::size_t size_bytes, std::uint32_t seed) const {
     return cut_file(pattern(size_bytes, seed), config.fragment_size_bytes);
@@ -282,8 +289,8 @@ TEST_F(TrackerJoin, AcceptListsExactlyWhatTheClientMustAddAndRemove) {
   EXPECT_EQ(accepted.add_fragment_infos, (FragmentInfos{{f0, {100}}, {f1, {100}}}))
       << "the fragment c2 stores is not added back";
   EXPECT_EQ(accepted.remove_fragment_infos, std::set<Hash>{junk});
-  EXPECT_EQ(accepted.clients,
-            (std::map<ClientId, ClientMetadata>{{"c1", ClientMetadata{{endpoint("c1")}, {f0, f1}, 5'000}}}));
+  EXPECT_EQ(accepted.clients, (std::map<ClientId, ClientMetadata>{
+                                  {"c1", ClientMetadata{{endpoint("c1")}, {f0, f1}, 5'000}}}));
   EXPECT_EQ(accepted.request_event_id, r2.event_id);
   EXPECT_EQ(accepted.revision, std::optional<std::uint64_t>(12));
   EXPECT_EQ(accepted.replicas, std::optional<std::uint64_t>(2));
@@ -293,12 +300,14 @@ TEST_F(TrackerJoin, AcceptListsExactlyWhatTheClientMustAddAndRemove) {
 // --- Client Join: denied ------------------------------------------------------------------------
 
 // The one ClientJoinDenied of an output, checked for what every denial must carry.
-ClientJoinDenied expect_denied(const MessageResult& result, const ClientId& id, std::uint32_t code) {
+ClientJoinDenied expect_denied(const MessageResult& result, const ClientId& id,
+                               std::uint32_t code) {
   EXPECT_TRUE(all_of<ClientJoinAccepted>(result.output).empty()) << describe(result.output);
   const auto publishes = publishes_of<ClientJoinDenied>(result.output);
   EXPECT_EQ(publishes.size(), 1u) << describe(result.output);
   if (!publishes.empty()) {
-    EXPECT_EQ(publishes[0]->to, std::optional<ClientId>(id)) << "a denial goes to the denied client";
+    EXPECT_EQ(publishes[0]->to, std::optional<ClientId>(id))
+        << "a denial goes to the denied client";
   }
   const auto denied = only<ClientJoinDenied>(result.output);
   EXPECT_EQ(denied.client_identifier, id);
@@ -336,7 +345,8 @@ TEST_F(TrackerJoinDenied, EndpointOfARegisteredClientIsCode4) {
   auto r2 = request("c2");
   r2.endpoints = {"grpc://shared:50051", endpoint("c2")};
   const auto denied = expect_denied(send(20, "c2", r2), "c2", denial::endpoint_conflict);
-  EXPECT_NE(denied.reason->find("grpc://shared:50051 (used by c1)"), std::string::npos) << *denied.reason;
+  EXPECT_NE(denied.reason->find("grpc://shared:50051 (used by c1)"), std::string::npos)
+      << *denied.reason;
   EXPECT_EQ(tracker->joins_in_flight(), 0u);
 }
 
@@ -358,9 +368,9 @@ TEST_F(TrackerJoinDenied, SeveralProblemsCombineTheirCodes) {
   r.fragment_size_bytes = 4096;
   r.hash_algorithm = "SHA1";
   r.endpoints = {endpoint("c1")};
-  const auto denied = expect_denied(send(20, "c2", r), "c2",
-                                    denial::wrong_fragment_size | denial::wrong_hash_algorithm |
-                                        denial::endpoint_conflict);
+  const auto denied = expect_denied(
+      send(20, "c2", r), "c2",
+      denial::wrong_fragment_size | denial::wrong_hash_algorithm | denial::endpoint_conflict);
   EXPECT_EQ(denied.reason_code, 7u);
   EXPECT_NE(denied.reason->find("FragmentSize"), std::string::npos) << *denied.reason;
   EXPECT_NE(denied.reason->find("SHA1"), std::string::npos) << *denied.reason;
@@ -370,8 +380,9 @@ TEST_F(TrackerJoinDenied, SeveralProblemsCombineTheirCodes) {
 TEST_F(TrackerJoinDenied, MalformedRequestIsCode128WithAReasonNamingTheField) {
   boot(0);
   // Endpoints is required by the spec's table.
-  const std::string payload = R"({"EventId":"fb3f146d-c74e-4c75-a3e7-1e768b2e986f","HashAlgorithm":"SHA256",)"
-                              R"("KnownFileInfos":{},"StoredFragments":{}})";
+  const std::string payload =
+      R"({"EventId":"fb3f146d-c74e-4c75-a3e7-1e768b2e986f","HashAlgorithm":"SHA256",)"
+      R"("KnownFileInfos":{},"StoredFragments":{}})";
   const MessageResult result = send_raw(10, "c1", topics::client_join_requested, payload);
   EXPECT_EQ(result.verdict, Verdict::drop);
   const auto denied = expect_denied(result, "c1", denial::other);
@@ -410,7 +421,8 @@ TEST_F(TrackerJoinDenied, JoinTimeoutWithoutSucceededIsCode128) {
   EXPECT_EQ(tracker->metrics().joins_timed_out, 1u);
 
   // The Succeeded that arrives after all registers nothing.
-  const MessageResult late = send(100 + config.join_timeout_ms + 1, "c1", ClientJoinSucceeded{ids(), r.event_id});
+  const MessageResult late =
+      send(100 + config.join_timeout_ms + 1, "c1", ClientJoinSucceeded{ids(), r.event_id});
   EXPECT_TRUE(all_of<ClientRegistered>(late.output).empty()) << describe(late.output);
   EXPECT_FALSE(tracker->view().is_registered("c1"));
 }
@@ -428,7 +440,7 @@ TEST_F(TrackerJoinDenied, ServiceAtItsMaximumOfClientsIsCode128ButAResyncIsNot) 
 // --- Client Join: succeeded, failed, stale ------------------------------------------------------
 
 TEST_F(TrackerRegistration, SucceededRegistersTheClientAndAnnouncesWhatItBrought) {
-  boot(0);  // revision 1
+  boot(0);                                // revision 1
   const TestFile file = file_of(150, 3);  // 100 + 50 bytes
   auto r = request("c1");
   r.known_file_infos = {{file.hash, file.metadata}};
@@ -457,7 +469,8 @@ TEST_F(TrackerRegistration, SucceededRegistersTheClientAndAnnouncesWhatItBrought
   EXPECT_EQ(files[0].metadata, file.metadata);
   const auto fragments = effects_of<store::PutFragmentInfo>(result.output);
   ASSERT_EQ(fragments.size(), 2u);
-  for (const auto& f : fragments) EXPECT_EQ(file.fragment_infos().at(f.hash).size_bytes, f.size_bytes);
+  for (const auto& f : fragments)
+    EXPECT_EQ(file.fragment_infos().at(f.hash).size_bytes, f.size_bytes);
   const auto holdings = effects_of<store::PutHoldings>(result.output);
   ASSERT_EQ(holdings.size(), 1u);
   EXPECT_EQ(holdings[0].client, "c1");
@@ -627,7 +640,8 @@ TEST_F(TrackerClientLeaves, GoodbyeFromAnUnregisteredClientChangesNoView) {
   boot(0);
   join(10, "c1");
   const auto revision = tracker->view().revision();
-  const MessageResult result = send(20, "stranger", ClientGoodbye{ids(), ClientId("c1"), std::nullopt});
+  const MessageResult result =
+      send(20, "stranger", ClientGoodbye{ids(), ClientId("c1"), std::nullopt});
   ASSERT_EQ(result.verdict, Verdict::rewrite);
   const DecodeResult rewritten = decode(topics::client_goodbye, result.rewritten_payload);
   ASSERT_TRUE(rewritten.ok());
@@ -644,7 +658,9 @@ TEST_F(TrackerClientLeaves, GoodbyeDuringAJoinDropsThePendingJoin) {
   send(10, "c1", r);
   send(20, "c1", ClientGoodbye{ids(), std::nullopt, std::nullopt});
   EXPECT_EQ(tracker->joins_in_flight(), 0u);
-  EXPECT_TRUE(all_of<ClientRegistered>(send(30, "c1", ClientJoinSucceeded{ids(), r.event_id}).output).empty());
+  EXPECT_TRUE(
+      all_of<ClientRegistered>(send(30, "c1", ClientJoinSucceeded{ids(), r.event_id}).output)
+          .empty());
 }
 
 TEST_F(TrackerClientLeaves, LostConnectionOfARegisteredClientPublishesItsGoodbye) {
@@ -687,7 +703,8 @@ TEST_F(TrackerMessages, ClientPublishingOnATrackerIssuedTopicIsDropped) {
       TrackerGoodbye{ids()},
       ClientJoinAccepted{ids(), "c1", 100, {}, {}, {}, {}, {}, std::nullopt, 1, 2},
       ClientJoinDenied{ids(), "c2", denial::other, "forged", std::nullopt},
-      ClientRegistered{ids(), "c9", ClientMetadata{{"grpc://c9"}, {}, std::nullopt}, {}, {}, 99, std::nullopt},
+      ClientRegistered{
+          ids(), "c9", ClientMetadata{{"grpc://c9"}, {}, std::nullopt}, {}, {}, 99, std::nullopt},
       FileInfoPublished{ids(), h, 1, {h}, 99},
       FragmentDistributionStarted{ids(), h, 1},
       FragmentDistributionDelivered{ids(), h, bytes_of("x"), {"c1"}, 1},
@@ -738,7 +755,8 @@ TEST_F(TrackerMessages, MalformedPayloadsAreDroppedAndLogged) {
       {topics::fragment_distribution_requested, "{}"},
       {topics::fragment_distribution_obtained,
        R"({"EventId":"fb3f146d-c74e-4c75-a3e7-1e768b2e986f","Hash":"XYZ"})"},
-      {topics::fragment_distribution_failed, R"({"EventId":"not-a-guid","Hash":")" + sha256("x").to_hex() + "\"}"},
+      {topics::fragment_distribution_failed,
+       R"({"EventId":"not-a-guid","Hash":")" + sha256("x").to_hex() + "\"}"},
       {topics::client_join_succeeded, "[1,2,3]"},
       {topics::client_join_failed, R"({"EventId":5})"},
       {topics::client_goodbye, std::string("{\"EventId\":\"\xff\xfe\"}")},
@@ -795,7 +813,8 @@ TEST_F(TrackerIngest, AddFilePublishesFileInfoAndDistributesAfterTheSettleTime) 
   EXPECT_EQ(tracker->view().files().at(file.hash), file.metadata);
   EXPECT_EQ(tracker->metrics().files_published, 1u);
   EXPECT_EQ(tracker->metrics().ingested_bytes, 250u);
-  EXPECT_TRUE(all_of<FragmentDistributionStarted>(result.output).empty()) << "clients may still be rejoining";
+  EXPECT_TRUE(all_of<FragmentDistributionStarted>(result.output).empty())
+      << "clients may still be rejoining";
   for (const auto& f : file.fragments) EXPECT_TRUE(tracker->is_staged(f.hash));
 
   EXPECT_TRUE(all_of<FragmentDistributionStarted>(tick(config.startup_settle_ms - 1)).empty());
@@ -858,7 +877,8 @@ TEST_F(TrackerIngest, FragmentNeitherStagedNorKnownIsRefused) {
   staged_sizes.erase(file.fragments[1].hash);
   const IngestResult result = tracker->add_file(10, file.hash, file.metadata, staged_sizes);
   EXPECT_FALSE(result.ok());
-  EXPECT_NE(result.error.find("fragment 1 (" + file.fragments[1].hash.to_hex() + ") is neither staged nor known"),
+  EXPECT_NE(result.error.find("fragment 1 (" + file.fragments[1].hash.to_hex() +
+                              ") is neither staged nor known"),
             std::string::npos)
       << result.error;
   EXPECT_TRUE(result.output.empty());
@@ -872,7 +892,8 @@ TEST_F(TrackerIngest, StagedFragmentOfTheWrongSizeIsRefused) {
   staged_sizes[file.fragments[0].hash] = 99;
   const IngestResult result = tracker->add_file(10, file.hash, file.metadata, staged_sizes);
   EXPECT_FALSE(result.ok());
-  EXPECT_NE(result.error.find("has 99 bytes where 100 are expected"), std::string::npos) << result.error;
+  EXPECT_NE(result.error.find("has 99 bytes where 100 are expected"), std::string::npos)
+      << result.error;
   EXPECT_TRUE(tracker->view().files().empty());
 }
 
@@ -884,7 +905,8 @@ TEST_F(TrackerIngest, FileAlreadyPublishedWithOtherMetadataIsRefused) {
   const FileMetadata other{200, {file.fragments[0].hash, file.fragments[0].hash}};
   const IngestResult result = tracker->add_file(20, file.hash, other, {});
   EXPECT_FALSE(result.ok());
-  EXPECT_NE(result.error.find("already published with other metadata"), std::string::npos) << result.error;
+  EXPECT_NE(result.error.find("already published with other metadata"), std::string::npos)
+      << result.error;
   EXPECT_EQ(tracker->view().files().at(file.hash), file.metadata);
 }
 
@@ -903,7 +925,8 @@ TEST_F(TrackerIngest, TheSameFileAddedAgainIsNotPublishedTwice) {
 
 TEST_F(TrackerDistribution, DeliveredGoesOnlyToTheRequestersOnceAllTargetsAnswered) {
   const MessageResult first = requested(started_at_ms + 10, chosen[0]);
-  EXPECT_TRUE(publishes_of<FragmentDistributionDelivered>(first.output).empty()) << "the other target has not answered";
+  EXPECT_TRUE(publishes_of<FragmentDistributionDelivered>(first.output).empty())
+      << "the other target has not answered";
   EXPECT_EQ(first.verdict, Verdict::pass);
 
   const MessageResult second = requested(started_at_ms + 20, chosen[1]);
@@ -961,7 +984,8 @@ TEST_F(TrackerReplication, DeliveredIsCborForTheReceiversThatAskedForItAndJsonFo
     ASSERT_EQ(events.size(), 2u);
     EXPECT_EQ(events[0], events[1]);
     EXPECT_EQ(events[0].data, file.fragments.front().data);
-    for (const Publish* p : delivered) send(1000 * seed + 2, *p->to, FragmentDistributionObtained{ids(), hash});
+    for (const Publish* p : delivered)
+      send(1000 * seed + 2, *p->to, FragmentDistributionObtained{ids(), hash});
   }
   EXPECT_GT(cbor, 0u);
   EXPECT_GT(json, 0u);
@@ -986,8 +1010,10 @@ TEST_F(TrackerDistribution, AtTheRequestTimeoutTheRoundDeliversToThoseThatAsked)
 TEST_F(TrackerDistribution, NobodyRequestingEndsNothingAndRetriesAfterTheRetryDelay) {
   const std::int64_t timeout_ms = started_at_ms + config.request_timeout_ms;
   const Output timeout = tick(timeout_ms);
-  EXPECT_TRUE(all_of<FragmentDistributionEnded>(timeout).empty()) << "nothing was sent, nothing to end";
-  EXPECT_TRUE(all_of<FragmentDistributionStarted>(tick(timeout_ms + config.retry_delay_ms - 1)).empty());
+  EXPECT_TRUE(all_of<FragmentDistributionEnded>(timeout).empty())
+      << "nothing was sent, nothing to end";
+  EXPECT_TRUE(
+      all_of<FragmentDistributionStarted>(tick(timeout_ms + config.retry_delay_ms - 1)).empty());
   const Output retry = tick(timeout_ms + config.retry_delay_ms);
   EXPECT_EQ(only<FragmentDistributionStarted>(retry).hash, fragment.hash);
 }
@@ -1034,7 +1060,8 @@ TEST_F(TrackerDistribution, ObtainedFromAllEndsTheRoundAndDropsTheStagedCopy) {
   EXPECT_EQ(store.fragments.at(fragment.hash).size_bytes, fragment.size_bytes());
   EXPECT_EQ(tracker->view().holder_count(fragment.hash), 2u);
   for (const auto& id : chosen) EXPECT_EQ(store.holdings.at(id).count(fragment.hash), 1u) << id;
-  EXPECT_EQ(tracker->metrics().distributed_bytes, 2u * static_cast<std::uint64_t>(fragment.size_bytes()));
+  EXPECT_EQ(tracker->metrics().distributed_bytes,
+            2u * static_cast<std::uint64_t>(fragment.size_bytes()));
   EXPECT_EQ(tracker->gauges().distributions_in_flight, 0u);
   EXPECT_EQ(tracker->gauges().under_replicated_fragments, 0u);
 }
@@ -1050,7 +1077,8 @@ TEST_F(TrackerDistribution, ReceiverThatNeverConfirmsIsLeftOutAtTheDeliveryTimeo
   const Output timeout = tick(deadline_ms);
   const auto ended = only<FragmentDistributionEnded>(timeout);
   EXPECT_EQ(ended.receivers, std::set<ClientId>{chosen[0]}) << "only the client that obtained it";
-  EXPECT_TRUE(effects_of<store::DropStaged>(timeout).empty()) << "one holder is short of two replicas";
+  EXPECT_TRUE(effects_of<store::DropStaged>(timeout).empty())
+      << "one holder is short of two replicas";
   EXPECT_TRUE(tracker->is_staged(fragment.hash));
   EXPECT_EQ(store.staged.count(fragment.hash), 1u);
   EXPECT_EQ(tracker->metrics().deliveries_failed, 1u);
@@ -1069,8 +1097,10 @@ TEST_F(TrackerDistribution, FailedAfterDeliveryEndsTheRoundWithoutThatClient) {
   requested(started_at_ms + 10, chosen[0]);
   requested(started_at_ms + 10, chosen[1]);
   obtained(started_at_ms + 20, chosen[0]);
-  const MessageResult result = failed(started_at_ms + 30, chosen[1], "Data hashes to something else");
-  EXPECT_EQ(only<FragmentDistributionEnded>(result.output).receivers, std::set<ClientId>{chosen[0]});
+  const MessageResult result =
+      failed(started_at_ms + 30, chosen[1], "Data hashes to something else");
+  EXPECT_EQ(only<FragmentDistributionEnded>(result.output).receivers,
+            std::set<ClientId>{chosen[0]});
   EXPECT_EQ(tracker->metrics().deliveries_failed, 1u);
   EXPECT_TRUE(tracker->is_staged(fragment.hash));
 }
@@ -1098,16 +1128,20 @@ TEST_F(TrackerReplication, FragmentShortOfReplicasWaitsForANewClient) {
   for (const char* id : {"c1", "c2"}) send(310, id, FragmentDistributionRequested{ids(), f.hash});
   send(320, "c1", FragmentDistributionObtained{ids(), f.hash});
   const MessageResult last = send(330, "c2", FragmentDistributionObtained{ids(), f.hash});
-  EXPECT_EQ(only<FragmentDistributionEnded>(last.output).receivers, (std::set<ClientId>{"c1", "c2"}));
+  EXPECT_EQ(only<FragmentDistributionEnded>(last.output).receivers,
+            (std::set<ClientId>{"c1", "c2"}));
   EXPECT_TRUE(effects_of<store::DropStaged>(last.output).empty());
-  EXPECT_TRUE(all_of<FragmentDistributionStarted>(last.output).empty()) << "no client can take it now";
+  EXPECT_TRUE(all_of<FragmentDistributionStarted>(last.output).empty())
+      << "no client can take it now";
   EXPECT_TRUE(tracker->is_staged(f.hash));
-  EXPECT_TRUE(all_of<FragmentDistributionStarted>(tick(60'000)).empty()) << "it waits, it does not spin";
+  EXPECT_TRUE(all_of<FragmentDistributionStarted>(tick(60'000)).empty())
+      << "it waits, it does not spin";
 
   const auto r3 = request("c3");
   send(60'010, "c3", r3);
   const MessageResult registered = send(60'020, "c3", ClientJoinSucceeded{ids(), r3.event_id});
-  EXPECT_EQ(only<FragmentDistributionStarted>(registered.output).hash, f.hash) << describe(registered.output);
+  EXPECT_EQ(only<FragmentDistributionStarted>(registered.output).hash, f.hash)
+      << describe(registered.output);
   const MessageResult delivery = send(60'030, "c3", FragmentDistributionRequested{ids(), f.hash});
   EXPECT_EQ(delivered_targets(delivery.output), std::vector<std::string>{"c3"});
   const MessageResult done = send(60'040, "c3", FragmentDistributionObtained{ids(), f.hash});
@@ -1167,14 +1201,16 @@ TEST_F(TrackerHoldings, ClientNamedByAnEndedKeepsTheFragmentItReportsAsObtained)
     r.known_file_infos = {{file.hash, file.metadata}};
     r.obtained_fragments = {{fragment.hash, {fragment.size_bytes()}}};
     const auto accepted = only<ClientJoinAccepted>(send(back_ms + 10, id, r).output);
-    const auto registered =
-        only<ClientRegistered>(send(back_ms + 20, id, ClientJoinSucceeded{ids(), r.event_id}).output);
+    const auto registered = only<ClientRegistered>(
+        send(back_ms + 20, id, ClientJoinSucceeded{ids(), r.event_id}).output);
     if (id == chosen[0]) {
-      EXPECT_EQ(accepted.remove_fragment_infos.count(fragment.hash), 0u) << "an Ended named it: it keeps the replica";
+      EXPECT_EQ(accepted.remove_fragment_infos.count(fragment.hash), 0u)
+          << "an Ended named it: it keeps the replica";
       EXPECT_EQ(registered.info.stored_fragments.count(fragment.hash), 1u);
       EXPECT_TRUE(tracker->view().holds(id, fragment.hash));
     } else {
-      EXPECT_EQ(accepted.remove_fragment_infos, std::set<Hash>{fragment.hash}) << "no Ended named it: delete";
+      EXPECT_EQ(accepted.remove_fragment_infos, std::set<Hash>{fragment.hash})
+          << "no Ended named it: delete";
       EXPECT_EQ(registered.info.stored_fragments.count(fragment.hash), 0u);
       EXPECT_FALSE(tracker->view().holds(id, fragment.hash));
     }
@@ -1201,12 +1237,13 @@ TEST_F(TrackerHoldings, ClientLostBetweenObtainedAndEndedKeepsThatReplica) {
   r.obtained_fragments = {{fragment.hash, {fragment.size_bytes()}}};
   const auto accepted = only<ClientJoinAccepted>(send(started_at_ms + 50, chosen[0], r).output);
   EXPECT_EQ(accepted.remove_fragment_infos.count(fragment.hash), 0u);
-  const auto registered =
-      only<ClientRegistered>(send(started_at_ms + 60, chosen[0], ClientJoinSucceeded{ids(), r.event_id}).output);
+  const auto registered = only<ClientRegistered>(
+      send(started_at_ms + 60, chosen[0], ClientJoinSucceeded{ids(), r.event_id}).output);
   EXPECT_EQ(registered.info.stored_fragments.count(fragment.hash), 1u);
 }
 
-// --- Restart from the durable store ---------------------------------------------------------------
+// --- Restart from the durable store
+// ---------------------------------------------------------------
 
 TEST_F(TrackerRestart, RestartedTrackerKeepsFilesFragmentsStagingHoldingsAndRevision) {
   boot(0);
@@ -1255,16 +1292,19 @@ TEST_F(TrackerRestart, RestartedTrackerKeepsFilesFragmentsStagingHoldingsAndRevi
     r.known_file_infos = {{file.hash, file.metadata}};
     r.stored_fragments = {{a, {100}}};
     if (std::string(id) == "c1") r.stored_fragments[b] = FragmentMetadata{50};
-    const MessageResult accepted = restarted.on_message(restart_ms + 10, id, topic_of(Event{r}), encode(r));
+    const MessageResult accepted =
+        restarted.on_message(restart_ms + 10, id, topic_of(Event{r}), encode(r));
     EXPECT_TRUE(only<ClientJoinAccepted>(accepted.output).remove_fragment_infos.empty());
     const Event succeeded = ClientJoinSucceeded{ids(), r.event_id};
-    const MessageResult registered = restarted.on_message(restart_ms + 20, id, topic_of(succeeded), encode(succeeded));
+    const MessageResult registered =
+        restarted.on_message(restart_ms + 20, id, topic_of(succeeded), encode(succeeded));
     store.apply(registered.output.storage);
     EXPECT_TRUE(all_of<FragmentDistributionStarted>(registered.output).empty()) << "still settling";
   }
   const Output settled = restarted.on_tick(restart_ms + config.startup_settle_ms);
   EXPECT_EQ(only<FragmentDistributionStarted>(settled).hash, b);
-  EXPECT_EQ(distribution_targets(restarted.view(), b, 50, config.replicas), std::vector<ClientId>{"c2"});
+  EXPECT_EQ(distribution_targets(restarted.view(), b, 50, config.replicas),
+            std::vector<ClientId>{"c2"});
 }
 
 }  // namespace

@@ -10,7 +10,8 @@ namespace {
 
 Uuid counting_bytes() {
   Uuid uuid;
-  for (std::size_t i = 0; i < uuid.bytes.size(); ++i) uuid.bytes[i] = static_cast<std::uint8_t>(i * 0x11);
+  for (std::size_t i = 0; i < uuid.bytes.size(); ++i)
+    uuid.bytes[i] = static_cast<std::uint8_t>(i * 0x11);
   return uuid;
 }
 

@@ -81,7 +81,8 @@ TEST(ViewJoin, EndpointOfAnotherRegisteredOrJoiningClientIsCode4) {
   // Its own endpoint is no conflict when a registered client rejoins.
   accepted(service().plan_join("c1", r, {}, {}));
   r.endpoints = {"mqtt://c3"};
-  EXPECT_EQ(denied_code(service().plan_join("c2", r, {{"c3", {"mqtt://c3"}}}, {})), denial::endpoint_conflict);
+  EXPECT_EQ(denied_code(service().plan_join("c2", r, {{"c3", {"mqtt://c3"}}}, {})),
+            denial::endpoint_conflict);
 }
 
 TEST(ViewJoin, CodesCombineAndTheReasonNamesEachProblem) {
@@ -113,12 +114,12 @@ TEST(ViewJoin, NewFilesAndFragmentsAreAnnouncedAndInconsistentOnesRemoved) {
   auto r = request();
   r.fragment_size_bytes = fs;
   r.known_file_infos[h(0xA1)] = FileMetadata{120, {h(10), h(11)}};  // consistent, new
-  r.known_file_infos[h(0xA2)] = FileMetadata{120, {h(12)}};         // 120 bytes cannot be 1 fragment
-  r.known_file_infos[h(0xA3)] = FileMetadata{100, {h(2)}};          // says f2 has 100 bytes; it has 50
-  r.stored_fragments[h(10)] = FragmentMetadata{100};                // new, right size
-  r.stored_fragments[h(11)] = FragmentMetadata{30};                 // last fragment must be 20
-  r.stored_fragments[h(1)] = FragmentMetadata{100};                 // known
-  r.stored_fragments[h(42)] = FragmentMetadata{10};                 // no file references it
+  r.known_file_infos[h(0xA2)] = FileMetadata{120, {h(12)}};  // 120 bytes cannot be 1 fragment
+  r.known_file_infos[h(0xA3)] = FileMetadata{100, {h(2)}};   // says f2 has 100 bytes; it has 50
+  r.stored_fragments[h(10)] = FragmentMetadata{100};         // new, right size
+  r.stored_fragments[h(11)] = FragmentMetadata{30};          // last fragment must be 20
+  r.stored_fragments[h(1)] = FragmentMetadata{100};          // known
+  r.stored_fragments[h(42)] = FragmentMetadata{10};          // no file references it
   const auto plan = service().plan_join("c2", r, {}, {});
   const auto& a = accepted(plan);
   EXPECT_EQ(a.new_files.size(), 1u);
@@ -197,7 +198,8 @@ TEST(ViewApply, RegisteredEndedAndGoodbyeKeepUsedBytes) {
 }
 
 TEST(ViewApply, ExpectedFragmentSizes) {
-  EXPECT_EQ(DistributionView::expected_fragment_sizes(FileMetadata{0, {}}, 100), std::vector<std::int64_t>{});
+  EXPECT_EQ(DistributionView::expected_fragment_sizes(FileMetadata{0, {}}, 100),
+            std::vector<std::int64_t>{});
   EXPECT_EQ(DistributionView::expected_fragment_sizes(FileMetadata{250, {h(1), h(2), h(3)}}, 100),
             (std::vector<std::int64_t>{100, 100, 50}));
   EXPECT_EQ(DistributionView::expected_fragment_sizes(FileMetadata{200, {h(1), h(2)}}, 100),

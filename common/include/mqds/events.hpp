@@ -48,7 +48,8 @@ inline constexpr std::uint32_t wrong_fragment_size = 1;
 inline constexpr std::uint32_t wrong_hash_algorithm = 2;
 inline constexpr std::uint32_t endpoint_conflict = 4;
 inline constexpr std::uint32_t other = 128;
-inline constexpr std::uint32_t all = wrong_fragment_size | wrong_hash_algorithm | endpoint_conflict | other;
+inline constexpr std::uint32_t all =
+    wrong_fragment_size | wrong_hash_algorithm | endpoint_conflict | other;
 }  // namespace denial
 
 struct FileMetadata {
@@ -165,13 +166,15 @@ struct FragmentDistributionStarted {
   Uuid event_id;
   Hash hash;
   std::int64_t size_bytes = 0;
-  friend bool operator==(const FragmentDistributionStarted&, const FragmentDistributionStarted&) = default;
+  friend bool operator==(const FragmentDistributionStarted&,
+                         const FragmentDistributionStarted&) = default;
 };
 
 struct FragmentDistributionRequested {
   Uuid event_id;
   Hash hash;
-  friend bool operator==(const FragmentDistributionRequested&, const FragmentDistributionRequested&) = default;
+  friend bool operator==(const FragmentDistributionRequested&,
+                         const FragmentDistributionRequested&) = default;
 };
 
 struct FragmentDistributionDelivered {
@@ -180,20 +183,23 @@ struct FragmentDistributionDelivered {
   Bytes data;
   std::set<ClientId> receivers;
   std::optional<std::uint64_t> revision;
-  friend bool operator==(const FragmentDistributionDelivered&, const FragmentDistributionDelivered&) = default;
+  friend bool operator==(const FragmentDistributionDelivered&,
+                         const FragmentDistributionDelivered&) = default;
 };
 
 struct FragmentDistributionObtained {
   Uuid event_id;
   Hash hash;
-  friend bool operator==(const FragmentDistributionObtained&, const FragmentDistributionObtained&) = default;
+  friend bool operator==(const FragmentDistributionObtained&,
+                         const FragmentDistributionObtained&) = default;
 };
 
 struct FragmentDistributionFailed {
   Uuid event_id;
   Hash hash;
   std::optional<std::string> reason;
-  friend bool operator==(const FragmentDistributionFailed&, const FragmentDistributionFailed&) = default;
+  friend bool operator==(const FragmentDistributionFailed&,
+                         const FragmentDistributionFailed&) = default;
 };
 
 struct FragmentDistributionEnded {
@@ -202,7 +208,8 @@ struct FragmentDistributionEnded {
   std::int64_t size_bytes = 0;
   std::set<ClientId> receivers;
   std::optional<std::uint64_t> revision;
-  friend bool operator==(const FragmentDistributionEnded&, const FragmentDistributionEnded&) = default;
+  friend bool operator==(const FragmentDistributionEnded&,
+                         const FragmentDistributionEnded&) = default;
 };
 
 // Extension: published by the tracker when it has been quiet for a while, so that a torrent server
@@ -214,11 +221,11 @@ struct TrackerRevision {
 };
 
 using Event = std::variant<TrackerHello, TrackerGoodbye, ClientJoinRequested, ClientJoinAccepted,
-                           ClientJoinDenied, ClientJoinSucceeded, ClientJoinFailed, ClientRegistered,
-                           ClientGoodbye, FileInfoPublished, FragmentDistributionStarted,
-                           FragmentDistributionRequested, FragmentDistributionDelivered,
-                           FragmentDistributionObtained, FragmentDistributionFailed,
-                           FragmentDistributionEnded, TrackerRevision>;
+                           ClientJoinDenied, ClientJoinSucceeded, ClientJoinFailed,
+                           ClientRegistered, ClientGoodbye, FileInfoPublished,
+                           FragmentDistributionStarted, FragmentDistributionRequested,
+                           FragmentDistributionDelivered, FragmentDistributionObtained,
+                           FragmentDistributionFailed, FragmentDistributionEnded, TrackerRevision>;
 
 // The variant index doubles as the event type; the topic table in events.cpp follows this order.
 enum class EventType : std::uint8_t {
@@ -254,18 +261,25 @@ inline constexpr std::string_view client_registered = "clients/registered";
 inline constexpr std::string_view client_goodbye = "clients/goodbye";
 inline constexpr std::string_view file_info_published = "files/info";
 inline constexpr std::string_view fragment_distribution_started = "fragments/distribution/started";
-inline constexpr std::string_view fragment_distribution_requested = "fragments/distribution/requested";
-inline constexpr std::string_view fragment_distribution_delivered = "fragments/distribution/delivered";
-inline constexpr std::string_view fragment_distribution_obtained = "fragments/distribution/obtained";
+inline constexpr std::string_view fragment_distribution_requested =
+    "fragments/distribution/requested";
+inline constexpr std::string_view fragment_distribution_delivered =
+    "fragments/distribution/delivered";
+inline constexpr std::string_view fragment_distribution_obtained =
+    "fragments/distribution/obtained";
 inline constexpr std::string_view fragment_distribution_failed = "fragments/distribution/failed";
 inline constexpr std::string_view fragment_distribution_ended = "fragments/distribution/ended";
 inline constexpr std::string_view tracker_revision = "tracker/revision";
 }  // namespace topics
 
-inline EventType event_type(const Event& e) { return static_cast<EventType>(e.index()); }
+inline EventType event_type(const Event& e) {
+  return static_cast<EventType>(e.index());
+}
 std::string_view event_name(EventType type);  // "ClientJoinRequested"...
 std::string_view topic_of(EventType type);
-inline std::string_view topic_of(const Event& e) { return topic_of(event_type(e)); }
+inline std::string_view topic_of(const Event& e) {
+  return topic_of(event_type(e));
+}
 std::optional<EventType> event_type_for_topic(std::string_view topic);
 
 // Who issues an event, by the spec's table (TrackerRevision: the tracker).
@@ -278,11 +292,12 @@ std::string encode(const Event& event);
 
 // Writes a FragmentDistributionDelivered payload without first copying the fragment into an Event,
 // so an adapter can encode straight from its store into the buffer it hands to the broker.
-std::size_t delivered_payload_size(const Uuid& event_id, const Hash& hash, std::size_t data_size_bytes,
-                                   const std::set<ClientId>& receivers,
+std::size_t delivered_payload_size(const Uuid& event_id, const Hash& hash,
+                                   std::size_t data_size_bytes, const std::set<ClientId>& receivers,
                                    std::optional<std::uint64_t> revision = std::nullopt);
-void encode_delivered_into(const Uuid& event_id, const Hash& hash, std::span<const std::uint8_t> data,
-                           const std::set<ClientId>& receivers, char* out, std::size_t out_size_bytes,
+void encode_delivered_into(const Uuid& event_id, const Hash& hash,
+                           std::span<const std::uint8_t> data, const std::set<ClientId>& receivers,
+                           char* out, std::size_t out_size_bytes,
                            std::optional<std::uint64_t> revision = std::nullopt);
 
 // FragmentDistributionDelivered in CBOR (RFC 8949): the same fields as the JSON form, with Data as
@@ -290,15 +305,19 @@ void encode_delivered_into(const Uuid& event_id, const Hash& hash, std::span<con
 // listed "CBOR" in DeliveryEncodings, so a fragment costs its size on the wire, not 4/3 of it.
 // decode() tells the forms apart by the first byte: a CBOR map (0xA0-0xBF) is never JSON.
 inline constexpr std::string_view delivery_encoding_cbor = "CBOR";
-std::size_t delivered_cbor_payload_size(const Uuid& event_id, const Hash& hash, std::size_t data_size_bytes,
+std::size_t delivered_cbor_payload_size(const Uuid& event_id, const Hash& hash,
+                                        std::size_t data_size_bytes,
                                         const std::set<ClientId>& receivers,
                                         std::optional<std::uint64_t> revision = std::nullopt);
-void encode_delivered_cbor_into(const Uuid& event_id, const Hash& hash, std::span<const std::uint8_t> data,
-                                const std::set<ClientId>& receivers, char* out, std::size_t out_size_bytes,
+void encode_delivered_cbor_into(const Uuid& event_id, const Hash& hash,
+                                std::span<const std::uint8_t> data,
+                                const std::set<ClientId>& receivers, char* out,
+                                std::size_t out_size_bytes,
                                 std::optional<std::uint64_t> revision = std::nullopt);
 
 struct DecodeError {
-  std::string field;    // "" for the payload as a whole, else the JSON path: "KnownFileInfos.<hash>.Size"
+  std::string
+      field;  // "" for the payload as a whole, else the JSON path: "KnownFileInfos.<hash>.Size"
   std::string problem;  // "missing", "must be a string", "must be 64 hexadecimal characters", ...
   std::string to_string() const;  // "KnownFileInfos.<hash>.Size: must be positive"
 };

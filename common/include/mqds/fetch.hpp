@@ -13,7 +13,8 @@
 //                      User Property "Size":   the fragment's size in bytes (ok)
 //                      User Property "Offset": where the payload starts in the fragment (ok)
 //                      User Property "Reason": why, in words (all but ok)
-//             payload  the fragment's raw bytes [Offset, Offset + Length), no Base64 (ok); else empty
+//             payload  the fragment's raw bytes [Offset, Offset + Length), no Base64 (ok); else
+//             empty
 //
 // A response carries at most chunk_bytes_max bytes; a larger fragment is fetched in several
 // requests. The edge verifies the fragment's hash before every answer (a corrupt copy is deleted
@@ -66,7 +67,8 @@ std::variant<Request, DecodeError> decode_request(std::string_view payload);
 // "mqds/fetch/request/<edge>", and the endpoint URI a torrent server announces for it.
 std::string request_topic(std::string_view edge_client_id);
 std::string endpoint_of(std::string_view edge_client_id);
-// The request topic an endpoint names, if it is a fetch endpoint ("mqtt:<topic under request_prefix>").
+// The request topic an endpoint names, if it is a fetch endpoint ("mqtt:<topic under
+// request_prefix>").
 std::optional<std::string> request_topic_of_endpoint(std::string_view endpoint);
 // The edge a request topic addresses ("" or a topic outside request_prefix: nullopt).
 std::optional<std::string_view> edge_of_request_topic(std::string_view topic);

@@ -22,8 +22,8 @@ struct Fragment {
 };
 
 struct FileDigest {
-  Hash hash;                      // over the whole content
-  FileMetadata metadata;          // size and fragment sequence
+  Hash hash;              // over the whole content
+  FileMetadata metadata;  // size and fragment sequence
 };
 
 class Fragmenter {

@@ -21,32 +21,58 @@ namespace mqds {
 // Storage effects. The tracker uses the file, fragment-info, revision, staging and holding ones; a
 // torrent server the file, fragment-size and fragment ones.
 namespace store {
-struct PutFile { Hash hash; FileMetadata metadata; };
-struct DeleteFile { Hash hash; };
-struct PutFragmentInfo { Hash hash; std::int64_t size_bytes; };
-struct PutRevision { std::uint64_t revision; };
-struct PutFragmentSize { std::int64_t size_bytes; };
+struct PutFile {
+  Hash hash;
+  FileMetadata metadata;
+};
+struct DeleteFile {
+  Hash hash;
+};
+struct PutFragmentInfo {
+  Hash hash;
+  std::int64_t size_bytes;
+};
+struct PutRevision {
+  std::uint64_t revision;
+};
+struct PutFragmentSize {
+  std::int64_t size_bytes;
+};
 // Tracker: the staged copy of a fragment is no longer needed (it reached its replicas).
-struct DropStaged { Hash hash; };
+struct DropStaged {
+  Hash hash;
+};
 // Tracker: the ledger of which fragments each client (registered or not) was named for.
-struct AddHolding { ClientId client; Hash hash; };
-struct PutHoldings { ClientId client; std::set<Hash> hashes; };
+struct AddHolding {
+  ClientId client;
+  Hash hash;
+};
+struct PutHoldings {
+  ClientId client;
+  std::set<Hash> hashes;
+};
 // Torrent server: keep a verified fragment apart from the persisted ones until Ended names us.
-struct PutTemporaryFragment { Hash hash; Bytes data; };
-struct PersistFragment { Hash hash; };
+struct PutTemporaryFragment {
+  Hash hash;
+  Bytes data;
+};
+struct PersistFragment {
+  Hash hash;
+};
 // Deletes a temporary or persisted fragment.
-struct DeleteFragment { Hash hash; };
+struct DeleteFragment {
+  Hash hash;
+};
 }  // namespace store
 
 using StorageEffect =
     std::variant<store::PutFile, store::DeleteFile, store::PutFragmentInfo, store::PutRevision,
                  store::PutFragmentSize, store::DropStaged, store::AddHolding, store::PutHoldings,
-                 store::PutTemporaryFragment,
-                 store::PersistFragment, store::DeleteFragment>;
+                 store::PutTemporaryFragment, store::PersistFragment, store::DeleteFragment>;
 
 // A FragmentDistributionDelivered whose Data is the staged fragment: the adapter encodes it with
-// encode_delivered_into() (or its CBOR twin) straight from its store, so fragment content never passes through the
-// core and is read once per delivery.
+// encode_delivered_into() (or its CBOR twin) straight from its store, so fragment content never
+// passes through the core and is read once per delivery.
 struct StagedDelivery {
   Uuid event_id;
   Hash hash;
@@ -57,23 +83,26 @@ struct StagedDelivery {
 
 // The payload of a StagedDelivery for the fragment `data`, in the encoding its receiver accepts.
 inline std::size_t staged_delivery_size(const StagedDelivery& d, std::size_t data_size_bytes) {
-  return d.cbor ? delivered_cbor_payload_size(d.event_id, d.hash, data_size_bytes, d.receivers, d.revision)
-                : delivered_payload_size(d.event_id, d.hash, data_size_bytes, d.receivers, d.revision);
+  return d.cbor
+             ? delivered_cbor_payload_size(d.event_id, d.hash, data_size_bytes, d.receivers,
+                                           d.revision)
+             : delivered_payload_size(d.event_id, d.hash, data_size_bytes, d.receivers, d.revision);
 }
-inline void encode_staged_delivery_into(const StagedDelivery& d, std::span<const std::uint8_t> data, char* out,
-                                        std::size_t out_size_bytes) {
+inline void encode_staged_delivery_into(const StagedDelivery& d, std::span<const std::uint8_t> data,
+                                        char* out, std::size_t out_size_bytes) {
   if (d.cbor)
-    encode_delivered_cbor_into(d.event_id, d.hash, data, d.receivers, out, out_size_bytes, d.revision);
+    encode_delivered_cbor_into(d.event_id, d.hash, data, d.receivers, out, out_size_bytes,
+                               d.revision);
   else
     encode_delivered_into(d.event_id, d.hash, data, d.receivers, out, out_size_bytes, d.revision);
 }
 
 struct Publish {
   std::string topic;
-  std::string payload;                 // empty when `staged` is set
-  std::optional<ClientId> to;          // deliver to this client only
+  std::string payload;         // empty when `staged` is set
+  std::optional<ClientId> to;  // deliver to this client only
   std::optional<StagedDelivery> staged;
-  int qos = 2;                         // WIRE-FORMAT.md: events go at QoS 2, never retained
+  int qos = 2;  // WIRE-FORMAT.md: events go at QoS 2, never retained
 };
 
 enum class LogLevel : std::uint8_t { debug, info, notice, warning, error };
@@ -94,7 +123,8 @@ struct Output {
   bool empty() const { return storage.empty() && publishes.empty() && logs.empty() && !fatal; }
   void log(LogLevel level, std::string text) { logs.push_back({level, std::move(text)}); }
   void publish(const Event& event, std::optional<ClientId> to = std::nullopt) {
-    publishes.push_back({std::string(topic_of(event)), encode(event), std::move(to), std::nullopt, 2});
+    publishes.push_back(
+        {std::string(topic_of(event)), encode(event), std::move(to), std::nullopt, 2});
   }
 };
 

@@ -2,9 +2,11 @@
 // specification; the README documents it).
 //
 //   request  topic    mqds/query/request
-//            props    Response Topic  mqds/query/response/<requester client id>[/...], Correlation Data
-//            payload  {"Query":"files"|"clients"|"file","Hash":"<64 hex>" (file only),"Offset":0,"Limit":1000}
-//   answer   topic    the Response Topic, to the requester alone, QoS 1, the Correlation Data echoed
+//            props    Response Topic  mqds/query/response/<requester client id>[/...], Correlation
+//            Data payload  {"Query":"files"|"clients"|"file","Hash":"<64 hex>" (file
+//            only),"Offset":0,"Limit":1000}
+//   answer   topic    the Response Topic, to the requester alone, QoS 1, the Correlation Data
+//   echoed
 //            payload  JSON, see encode_answer(); {"Error":"..."} when the request is not understood
 //
 // Lists are paged (Offset, Limit up to page_max, Total), so an answer stays small whatever the size
@@ -51,8 +53,8 @@ struct FileSummary {
   Hash hash;
   std::int64_t size_bytes = 0;
   std::size_t fragments = 0;
-  std::size_t replicas_min = 0;                 // the fewest holders any of its fragments has
-  std::size_t fragments_under_replicated = 0;   // fragments with fewer holders than Replicas
+  std::size_t replicas_min = 0;                // the fewest holders any of its fragments has
+  std::size_t fragments_under_replicated = 0;  // fragments with fewer holders than Replicas
   friend bool operator==(const FileSummary&, const FileSummary&) = default;
 };
 

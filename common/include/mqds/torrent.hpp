@@ -38,8 +38,8 @@ namespace mqds {
 struct TorrentConfig {
   ClientId client_id;
   std::set<std::string> endpoints;
-  std::optional<std::int64_t> capacity_bytes;  // nullopt: unlimited
-  std::size_t default_replicas = 3;            // until ClientJoinAccepted says otherwise
+  std::optional<std::int64_t> capacity_bytes;     // nullopt: unlimited
+  std::size_t default_replicas = 3;               // until ClientJoinAccepted says otherwise
   std::int64_t join_timeout_ms = 10'000;          // ClientJoinRequested -> Accepted/Denied
   std::int64_t registration_timeout_ms = 10'000;  // ClientJoinSucceeded -> ClientRegistered
   std::int64_t join_retry_min_ms = 1'000;
@@ -61,7 +61,13 @@ struct TorrentSnapshot {
   FragmentInfos temporary_fragments;  // obtained, intact, not yet persisted
 };
 
-enum class TorrentPhase : std::uint8_t { disconnected, unregistered, joining, awaiting_registration, registered };
+enum class TorrentPhase : std::uint8_t {
+  disconnected,
+  unregistered,
+  joining,
+  awaiting_registration,
+  registered
+};
 std::string_view phase_name(TorrentPhase phase);
 
 struct TorrentMetrics {
@@ -73,7 +79,7 @@ struct TorrentMetrics {
   std::uint64_t deliveries_rejected = 0;    // wrong hash or size
   std::uint64_t deliveries_unexpected = 0;  // a Delivered that does not name this server
   std::uint64_t revision_gaps = 0;
-  std::uint64_t events_rejected = 0;        // malformed
+  std::uint64_t events_rejected = 0;  // malformed
 };
 
 class TorrentServer {

@@ -52,7 +52,7 @@ struct TrackerConfig {
   std::int64_t delivery_timeout_ms = 30'000;  // Delivered -> Obtained
   std::int64_t retry_delay_ms = 5'000;        // a fragment short of replicas tries again after this
   std::int64_t revision_beacon_ms = 5'000;
-  std::int64_t startup_settle_ms = 2'000;     // lets clients rejoin before distribution resumes
+  std::int64_t startup_settle_ms = 2'000;  // lets clients rejoin before distribution resumes
   std::size_t joins_in_flight_max = 64;
   std::size_t distributions_in_flight_max = 16;
   std::size_t registered_clients_max = 10'000;
@@ -119,7 +119,8 @@ class Tracker {
  public:
   Tracker(TrackerConfig config, TrackerSnapshot snapshot, Random& random);
 
-  // Tracker Server Startup, step 3: TrackerHello. The adapter has subscribed (tracker_subscriptions()).
+  // Tracker Server Startup, step 3: TrackerHello. The adapter has subscribed
+  // (tracker_subscriptions()).
   Output start(std::int64_t now_ms);
   // Tracker Server Goodbye. The plugin cannot deliver it at broker shutdown; a lost connection
   // means the same to torrent servers.
@@ -161,26 +162,32 @@ class Tracker {
     std::set<ClientId> answered;   // requesting: requested or declined
     std::set<ClientId> receivers;  // requesting: who requested; delivering: who was delivered to
     std::set<ClientId> obtained;
-    std::set<ClientId> settled;    // delivering: obtained or failed
+    std::set<ClientId> settled;  // delivering: obtained or failed
     std::int64_t deadline_ms = 0;
   };
 
-  void on_join_requested(std::int64_t now_ms, const ClientId& sender, const ClientJoinRequested& e, Output& out);
-  void on_join_succeeded(std::int64_t now_ms, const ClientId& sender, const ClientJoinSucceeded& e, Output& out);
+  void on_join_requested(std::int64_t now_ms, const ClientId& sender, const ClientJoinRequested& e,
+                         Output& out);
+  void on_join_succeeded(std::int64_t now_ms, const ClientId& sender, const ClientJoinSucceeded& e,
+                         Output& out);
   void on_join_failed(const ClientId& sender, const ClientJoinFailed& e, Output& out);
-  void on_requested(std::int64_t now_ms, const ClientId& sender, const FragmentDistributionRequested& e, Output& out);
-  void on_obtained(std::int64_t now_ms, const ClientId& sender, const Hash& hash, bool ok, Output& out);
+  void on_requested(std::int64_t now_ms, const ClientId& sender,
+                    const FragmentDistributionRequested& e, Output& out);
+  void on_obtained(std::int64_t now_ms, const ClientId& sender, const Hash& hash, bool ok,
+                   Output& out);
 
-  void deny(const ClientId& client, std::uint32_t code, std::string reason, std::optional<Uuid> request,
-            Output& out);
+  void deny(const ClientId& client, std::uint32_t code, std::string reason,
+            std::optional<Uuid> request, Output& out);
   // Removes a registered client from the view and from its rounds. The ClientGoodbye announcing it
   // carries the returned Revision; with `publish_goodbye` the tracker publishes it itself (a lost
   // client), otherwise the caller forwards the client's own, rewritten.
-  std::uint64_t unregister(std::int64_t now_ms, const ClientId& client, bool publish_goodbye, Output& out);
+  std::uint64_t unregister(std::int64_t now_ms, const ClientId& client, bool publish_goodbye,
+                           Output& out);
   // Takes a client out of every round in progress. A lost client (`keep_obtained`) stays named
   // for what it already confirmed, so the ledger remembers that durable copy; a resyncing client
   // is withdrawn completely, because its join plan was computed without the round.
-  void withdraw_from_rounds(std::int64_t now_ms, const ClientId& client, bool keep_obtained, Output& out);
+  void withdraw_from_rounds(std::int64_t now_ms, const ClientId& client, bool keep_obtained,
+                            Output& out);
   std::uint64_t bump_revision(std::int64_t now_ms, Output& out);
 
   void schedule(const Hash& fragment, std::int64_t not_before_ms);
@@ -200,16 +207,16 @@ class Tracker {
   TrackerMetrics metrics_;
 
   std::map<ClientId, PendingJoin> joins_;
-  std::map<Hash, std::int64_t> staged_;      // hash -> size
+  std::map<Hash, std::int64_t> staged_;  // hash -> size
   std::map<ClientId, std::set<Hash>> holdings_;
   std::map<Hash, Round> rounds_;
   // Registered clients whose last successful join accepted Delivered in CBOR; forgotten when
   // they leave, so it never holds more than the registered clients.
   std::set<ClientId> cbor_receivers_;
   using Queue = std::multimap<std::int64_t, Hash>;
-  Queue queue_;                              // staged fragments waiting for a round, by time
+  Queue queue_;  // staged fragments waiting for a round, by time
   std::map<Hash, Queue::iterator> queued_;
-  std::set<Hash> parked_;                    // no client can take them until the view changes
+  std::set<Hash> parked_;  // no client can take them until the view changes
   std::int64_t distribute_after_ms_ = 0;
   std::int64_t last_view_event_ms_ = 0;
 };

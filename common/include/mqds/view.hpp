@@ -77,8 +77,8 @@ class DistributionView {
 
   // The expected size of each fragment of a file at this fragment size: all FragmentSize but the
   // last, which holds the rest. nullopt when the metadata is inconsistent with the size.
-  static std::optional<std::vector<std::int64_t>> expected_fragment_sizes(const FileMetadata& file,
-                                                                          std::int64_t fragment_size_bytes);
+  static std::optional<std::vector<std::int64_t>> expected_fragment_sizes(
+      const FileMetadata& file, std::int64_t fragment_size_bytes);
 
   // The tracker's join check (diagram 000): denial codes, then what the joining client must add
   // and remove, and what it brings that is new. `endpoints_claimed` are the endpoints of clients

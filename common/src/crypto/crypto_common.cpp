@@ -5,9 +5,13 @@
 
 namespace mqds {
 
-std::string_view crypto_backend_name() { return MQDS_CRYPTO_BACKEND; }
+std::string_view crypto_backend_name() {
+  return MQDS_CRYPTO_BACKEND;
+}
 
-std::size_t base64_encoded_size(std::size_t raw_size_bytes) { return base64_rules::encoded_size(raw_size_bytes); }
+std::size_t base64_encoded_size(std::size_t raw_size_bytes) {
+  return base64_rules::encoded_size(raw_size_bytes);
+}
 
 std::string base64_encode(std::span<const std::uint8_t> bytes) {
   std::string text(base64_encoded_size(bytes.size()), '\0');

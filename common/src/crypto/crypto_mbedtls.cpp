@@ -18,7 +18,8 @@ namespace {
 
 void check_mbedtls(int result, const char* what) {
   if (result != 0) {
-    throw std::runtime_error(std::string("mbedTLS: ") + what + " failed with " + std::to_string(result));
+    throw std::runtime_error(std::string("mbedTLS: ") + what + " failed with " +
+                             std::to_string(result));
   }
 }
 
@@ -53,7 +54,8 @@ void Sha256::update(std::span<const std::uint8_t> bytes) {
 
 Hash Sha256::finish() {
   Hash hash;
-  check_mbedtls(mbedtls_sha256_finish_ret(&state_->ctx, hash.digest.data()), "mbedtls_sha256_finish_ret");
+  check_mbedtls(mbedtls_sha256_finish_ret(&state_->ctx, hash.digest.data()),
+                "mbedtls_sha256_finish_ret");
   check_mbedtls(mbedtls_sha256_starts_ret(&state_->ctx, /*is224=*/0), "mbedtls_sha256_starts_ret");
   return hash;
 }
@@ -73,7 +75,8 @@ void base64_encode_into(std::span<const std::uint8_t> bytes, char* out) {
   }
   unsigned char last[5];
   std::size_t last_written = 0;
-  check_mbedtls(mbedtls_base64_encode(last, sizeof last, &last_written, bytes.data() + head_bytes, tail_bytes),
+  check_mbedtls(mbedtls_base64_encode(last, sizeof last, &last_written, bytes.data() + head_bytes,
+                                      tail_bytes),
                 "mbedtls_base64_encode");
   std::copy_n(last, 4, dst + written);
 }
@@ -85,8 +88,9 @@ bool base64_decode(std::string_view text, std::vector<std::uint8_t>& out) {
   out.resize(*decoded_size);
   if (text.empty()) return true;
   std::size_t written = 0;
-  const int result = mbedtls_base64_decode(out.data(), out.size(), &written,
-                                           reinterpret_cast<const unsigned char*>(text.data()), text.size());
+  const int result =
+      mbedtls_base64_decode(out.data(), out.size(), &written,
+                            reinterpret_cast<const unsigned char*>(text.data()), text.size());
   return result == 0 && written == *decoded_size;
 }
 

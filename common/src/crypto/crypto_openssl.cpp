@@ -73,7 +73,8 @@ Hash Sha256::finish() {
   if (EVP_DigestFinal_ex(state_->ctx, hash.digest.data(), &length) != 1) {
     throw_openssl_error("EVP_DigestFinal_ex");
   }
-  if (length != Hash::size_bytes) throw std::runtime_error("OpenSSL: SHA-256 digest of unexpected length");
+  if (length != Hash::size_bytes)
+    throw std::runtime_error("OpenSSL: SHA-256 digest of unexpected length");
   // Re-initialising with the same digest reuses the context's provider state: no new allocation.
   if (EVP_DigestInit_ex(state_->ctx, EVP_sha256(), nullptr) != 1) {
     throw_openssl_error("EVP_DigestInit_ex");
@@ -107,9 +108,9 @@ bool base64_decode(std::string_view text, std::vector<std::uint8_t>& out) {
   std::size_t written = 0;
   while (!text.empty()) {
     const std::size_t chunk = std::min(text.size(), decode_chunk_chars);
-    const int result = EVP_DecodeBlock(out.data() + written,
-                                       reinterpret_cast<const unsigned char*>(text.data()),
-                                       static_cast<int>(chunk));
+    const int result =
+        EVP_DecodeBlock(out.data() + written, reinterpret_cast<const unsigned char*>(text.data()),
+                        static_cast<int>(chunk));
     if (result < 0) return false;
     written += static_cast<std::size_t>(result);
     text.remove_prefix(chunk);

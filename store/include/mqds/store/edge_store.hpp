@@ -39,7 +39,8 @@ struct IntegrityReport {
   std::size_t temporary_intact = 0;
   std::int64_t bytes_checked = 0;
   std::size_t dropped_corrupt = 0;  // content does not hash to its key
-  std::size_t dropped_unknown = 0;  // not a fragment this store can account for (see verify_and_load)
+  std::size_t dropped_unknown =
+      0;  // not a fragment this store can account for (see verify_and_load)
   double seconds = 0;
 };
 
@@ -68,8 +69,9 @@ class EdgeStore {
   // or (earlier layout) a temporary copy of a fragment that is also persisted (the persisted one
   // stays). `on_drop(hash_hex, why)` is told about each.
   // The snapshot holds what is intact; the tracker settles the rest at join (orphans, conflicts).
-  TorrentSnapshot verify_and_load(IntegrityReport& report,
-                                  const std::function<void(const std::string&, const std::string&)>& on_drop);
+  TorrentSnapshot verify_and_load(
+      IntegrityReport& report,
+      const std::function<void(const std::string&, const std::string&)>& on_drop);
 
   void apply(const std::vector<StorageEffect>& effects);
 
@@ -77,7 +79,8 @@ class EdgeStore {
   // Reads a persisted fragment and verifies it against its hash; on ok calls fn with the content
   // (valid during the call only). A corrupt copy is left in place: the caller tells the machine
   // (TorrentServer::fragment_lost), whose effects delete it.
-  ReadResult read_fragment(const Hash& hash, const std::function<void(std::span<const std::uint8_t>)>& fn) const;
+  ReadResult read_fragment(const Hash& hash,
+                           const std::function<void(std::span<const std::uint8_t>)>& fn) const;
 
   EdgeUsage usage() const;
   std::optional<std::int64_t> fragment_size_bytes() const;

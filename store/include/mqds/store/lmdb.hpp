@@ -27,11 +27,15 @@ class Error : public std::runtime_error {
 
 void check(int rc, const char* what);
 
-inline MDB_val val(std::string_view bytes) { return MDB_val{bytes.size(), const_cast<char*>(bytes.data())}; }
+inline MDB_val val(std::string_view bytes) {
+  return MDB_val{bytes.size(), const_cast<char*>(bytes.data())};
+}
 inline MDB_val val(std::span<const std::uint8_t> bytes) {
   return MDB_val{bytes.size(), const_cast<std::uint8_t*>(bytes.data())};
 }
-inline std::string_view view(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
+inline std::string_view view(const MDB_val& v) {
+  return {static_cast<const char*>(v.mv_data), v.mv_size};
+}
 
 class Env {
  public:

@@ -52,7 +52,8 @@ class TrackerStore {
   // Stages fragment content; all of `fragments` in one durable transaction.
   void stage(const std::vector<std::pair<Hash, std::span<const std::uint8_t>>>& fragments);
   // Calls fn with the staged content of `hash` (valid during the call); false if not staged.
-  bool read_staged(const Hash& hash, const std::function<void(std::span<const std::uint8_t>)>& fn) const;
+  bool read_staged(const Hash& hash,
+                   const std::function<void(std::span<const std::uint8_t>)>& fn) const;
 
   void begin_upload(const UploadRecord& upload);
   std::optional<UploadRecord> find_upload(const Uuid& id) const;
@@ -61,8 +62,9 @@ class TrackerStore {
   void put_upload_parts(const Uuid& upload, std::uint32_t first_index,
                         const std::vector<std::pair<Hash, Bytes>>& fragments);
   // Calls fn(hash, content) for the upload's fragments in order.
-  void read_upload_parts(const Uuid& upload,
-                         const std::function<void(const Hash&, std::span<const std::uint8_t>)>& fn) const;
+  void read_upload_parts(
+      const Uuid& upload,
+      const std::function<void(const Hash&, std::span<const std::uint8_t>)>& fn) const;
   // Forgets the upload; its fragments stay staged for the file that references them.
   void finish_upload(const Uuid& upload);
   // Forgets the upload and deletes the staged content of its fragments that `still_needed` rejects.
