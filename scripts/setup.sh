@@ -8,10 +8,11 @@ packages=(
   build-essential cmake pkg-config
   libssl-dev libmbedtls-dev          # SHA-256 and Base64 backends (OpenSSL is the default)
   nlohmann-json3-dev                 # the JSON of the events
-  mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients  # the broker, plugin API, MQTT client
-  liblmdb-dev lmdb-utils             # storage of the edge and the tracker
+  mosquitto mosquitto-dev libmosquitto-dev  # the broker, its plugin API, the MQTT client library
+  liblmdb-dev                        # storage of the edge and the tracker
   libcli11-dev                       # command-line parsing
-  googletest libgtest-dev libgmock-dev python3-paho-mqtt       # tests
+  googletest libgtest-dev            # tests
+  clang-format                       # the format check of the tests (scripts/check-format.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

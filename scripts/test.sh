@@ -17,6 +17,8 @@ run() {  # name, cmake args...
 
 # The benchmarks are compiled (warnings as errors) in the default configuration only.
 run default
+echo "=== format (clang-format is installed by the first build's set-up)"
+scripts/check-format.sh
 run mbedtls -DMQDS_CRYPTO=mbedtls -DMQDS_SIM_SEEDS=200 -DMQDS_BUILD_BENCH=OFF
 run sanitize -DMQDS_SANITIZE=ON -DMQDS_SIM_SEEDS=200 -DMQDS_BUILD_BENCH=OFF
 echo "=== all configurations passed"

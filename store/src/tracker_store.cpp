@@ -127,13 +127,6 @@ void TrackerStore::apply(const std::vector<StorageEffect>& effects) {
   txn.commit();
 }
 
-void TrackerStore::stage(
-    const std::vector<std::pair<Hash, std::span<const std::uint8_t>>>& fragments) {
-  lmdb::Txn txn(env_, false);
-  for (const auto& [hash, data] : fragments) txn.put(staged_, key_of(hash), data);
-  txn.commit();
-}
-
 bool TrackerStore::read_staged(const Hash& hash,
                                const std::function<void(std::span<const std::uint8_t>)>& fn) const {
   lmdb::Txn txn(env_, true);

@@ -49,8 +49,6 @@ class TrackerStore {
   TrackerSnapshot load() const;
   void apply(const std::vector<StorageEffect>& effects);
 
-  // Stages fragment content; all of `fragments` in one durable transaction.
-  void stage(const std::vector<std::pair<Hash, std::span<const std::uint8_t>>>& fragments);
   // Calls fn with the staged content of `hash` (valid during the call); false if not staged.
   bool read_staged(const Hash& hash,
                    const std::function<void(std::span<const std::uint8_t>)>& fn) const;
