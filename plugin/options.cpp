@@ -12,18 +12,14 @@ namespace mqds::plugin {
 
 namespace {
 
-struct Failure {
-  std::string message;
-};
-
 std::int64_t integer(const std::string& key, const std::string& value, std::int64_t min,
                      std::int64_t max) {
   std::int64_t result = 0;
   const auto* end = value.data() + value.size();
   const auto [at, ec] = std::from_chars(value.data(), end, result);
   if (ec != std::errc() || at != end || result < min || result > max)
-    throw Failure{"plugin_opt_" + key + ": must be an integer from " + std::to_string(min) +
-                  " to " + std::to_string(max) + ", not '" + value + "'"};
+    throw Error{"plugin_opt_" + key, "must be an integer from " + std::to_string(min) + " to " +
+                                         std::to_string(max) + ", not '" + value + "'"};
   return result;
 }
 
@@ -46,7 +42,7 @@ void users(const std::string& value, std::vector<std::string>& names, bool& anyo
 
 }  // namespace
 
-std::variant<Options, std::string> parse_options(const RawOptions& raw) {
+Result<Options> parse_options(const RawOptions& raw) {
   Options o;
   constexpr std::int64_t hour_ms = 3'600'000;
   auto ms = [](std::int64_t& field) {
@@ -61,7 +57,7 @@ std::variant<Options, std::string> parse_options(const RawOptions& raw) {
   const std::map<std::string, std::function<void(const std::string&, const std::string&)>> handlers{
       {"data_dir",
        [&](const std::string& k, const std::string& v) {
-         if (v.empty()) throw Failure{"plugin_opt_" + k + ": must name a directory"};
+         if (v.empty()) throw Error{"plugin_opt_" + k, "must name a directory"};
          o.data_dir = v;
        }},
       {"map_size",
@@ -76,7 +72,7 @@ std::variant<Options, std::string> parse_options(const RawOptions& raw) {
       {"hash_algorithm",
        [&](const std::string& k, const std::string& v) {
          if (!is_sha256_name(v))
-           throw Failure{"plugin_opt_" + k + ": only SHA256 is supported, not '" + v + "'"};
+           throw Error{"plugin_opt_" + k, "only SHA256 is supported, not '" + v + "'"};
        }},
       {"join_timeout_ms", ms(o.tracker.join_timeout_ms)},
       {"request_timeout_ms", ms(o.tracker.request_timeout_ms)},
@@ -115,15 +111,15 @@ std::variant<Options, std::string> parse_options(const RawOptions& raw) {
   try {
     for (const auto& [key, value] : raw) {
       auto handler = handlers.find(key);
-      if (handler == handlers.end()) throw Failure{"plugin_opt_" + key + ": unknown option"};
+      if (handler == handlers.end()) throw Error{"plugin_opt_" + key, "unknown option"};
       handler->second(key, value);
     }
     if (o.data_dir.empty())
-      throw Failure{"plugin_opt_data_dir: required (the directory of the tracker's LMDB store)"};
+      throw Error{"plugin_opt_data_dir", "required (the directory of the tracker's LMDB store)"};
     if (o.ingest.window_bytes < o.ingest.chunk_bytes_max)
-      throw Failure{"plugin_opt_ingest_window: must be at least plugin_opt_ingest_chunk_size"};
-  } catch (const Failure& failure) {
-    return failure.message;
+      throw Error{"plugin_opt_ingest_window", "must be at least plugin_opt_ingest_chunk_size"};
+  } catch (Error& failure) {
+    return std::move(failure);
   }
   return o;
 }

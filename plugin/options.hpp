@@ -11,6 +11,7 @@
 
 #include "fetch_gate.hpp"
 #include "ingest.hpp"
+#include "mqds/result.hpp"
 #include "mqds/tracker.hpp"
 
 namespace mqds::plugin {
@@ -26,7 +27,7 @@ struct Options {
 
 using RawOptions = std::vector<std::pair<std::string, std::string>>;
 
-// Options or an error such as "plugin_opt_replicas: must be an integer from 1 to 16, not 'x'".
-std::variant<Options, std::string> parse_options(const RawOptions& raw);
+// Options, or an Error such as {"plugin_opt_replicas", "must be an integer from 1 to 16, not 'x'"}.
+Result<Options> parse_options(const RawOptions& raw);
 
 }  // namespace mqds::plugin

@@ -87,14 +87,13 @@ __attribute__((visibility("default"))) int mosquitto_plugin_init(mosquitto_plugi
       raw.emplace_back(options[i].key ? options[i].key : "",
                        options[i].value ? options[i].value : "");
     auto parsed = mqds::plugin::parse_options(raw);
-    if (auto* error = std::get_if<std::string>(&parsed)) {
-      mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: %s", error->c_str());
+    if (!parsed) {
+      mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: %s", parsed.error().to_string().c_str());
       return MOSQ_ERR_INVAL;
     }
     auto instance = std::make_unique<Instance>();
     instance->identifier = identifier;
-    instance->plugin =
-        std::make_unique<TrackerPlugin>(std::move(std::get<mqds::plugin::Options>(parsed)));
+    instance->plugin = std::make_unique<TrackerPlugin>(std::move(parsed).value());
     for (const auto& r : registrations) {
       const int rc =
           mosquitto_callback_register(identifier, r.event, r.callback, nullptr, instance.get());

@@ -424,11 +424,12 @@ int TrackerPlugin::on_query(mosquitto_evt_message& event) {
                                  event.payload ? event.payloadlen : 0);
   const auto decoded = query::decode_request(payload);
   std::string answer;
-  if (const auto* error = std::get_if<DecodeError>(&decoded))
-    answer = query::encode_answer(query::Answer{error->to_string(), 0, 0, 0, 0, 0, {}, {}, {}, {}});
+  if (!decoded)
+    answer = query::encode_answer(
+        query::Answer{decoded.error().to_string(), 0, 0, 0, 0, 0, {}, {}, {}, {}});
   else
-    answer = query::encode_answer(query::answer(tracker_->view(), options_.tracker.replicas,
-                                                std::get<query::Request>(decoded)));
+    answer =
+        query::encode_answer(query::answer(tracker_->view(), options_.tracker.replicas, *decoded));
   void* copy = mosquitto_malloc(answer.size() + 1);
   if (!copy) return refuse("out of memory");
   std::memcpy(copy, answer.data(), answer.size());

@@ -10,8 +10,8 @@
 // decode() treats its input as hostile. It bounds the payload size and the nesting depth before
 // parsing, parses with nlohmann without exceptions, then checks every field for presence, type and
 // range in table order, so the first problem found is deterministic and named by its JSON path.
-// Inside the decoder a bad field is reported by throwing Rejection, which decode() turns into a
-// DecodeError together with every other exception; nothing escapes it.
+// The checks are those of the core's one reader of untrusted input (wire_reader.hpp), which also
+// turns every failure into an Error; nothing escapes decode().
 #include "mqds/events.hpp"
 
 #include <array>
@@ -27,18 +27,31 @@
 
 #include "mqds/base64.hpp"
 #include "mqds/limits.hpp"
+#include "wire_reader.hpp"
 
 namespace mqds {
 
 namespace {
 
 using json = nlohmann::json;
+using wire::exceeds;
+using wire::Fields;
+using wire::index_path;
+using wire::key_path;
+using wire::read_array;
+using wire::read_hash;
+using wire::read_hash_set;
+using wire::read_hash_text;
+using wire::read_int;
+using wire::read_object;
+using wire::read_string;
+using wire::read_uint;
+using wire::read_uuid;
+using wire::reject;
 
 // Our schemas nest four levels deep (payload, Clients, a client, its Endpoints); the margin lets
 // unknown extension fields of other implementations through.
 constexpr std::size_t nesting_depth_max = 64;
-// Dictionary keys are echoed in error paths; a hostile key must not make the error message huge.
-constexpr std::size_t path_key_bytes_max = 300;
 
 constexpr std::array<std::string_view, event_type_count> topic_table{
     topics::tracker_hello,
@@ -529,104 +542,6 @@ DeliveredFrame delivered_cbor_frame(const Uuid& event_id, const Hash& hash,
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
-struct Rejection {
-  std::string field;
-  std::string problem;
-};
-
-[[noreturn]] void reject(std::string field, std::string problem) {
-  throw Rejection{std::move(field), std::move(problem)};
-}
-
-std::string member_path(std::string_view parent, std::string_view name) {
-  std::string path(parent);
-  if (!path.empty()) path += '.';
-  path += name;
-  return path;
-}
-
-std::string key_path(std::string_view parent, std::string_view key) {
-  if (key.size() <= path_key_bytes_max) return member_path(parent, key);
-  return member_path(parent, key.substr(0, path_key_bytes_max)) + "...";
-}
-
-std::string index_path(std::string_view parent, std::size_t index) {
-  return std::string(parent) + '[' + std::to_string(index) + ']';
-}
-
-std::string exceeds(std::uint64_t max, std::string_view unit = {}) {
-  std::string problem = "exceeds " + std::to_string(max);
-  if (!unit.empty()) {
-    problem += ' ';
-    problem += unit;
-  }
-  return problem;
-}
-
-// One JSON object of the payload together with its path.
-class Fields {
- public:
-  Fields(const json& object, std::string path) : object_(object), path_(std::move(path)) {}
-
-  // Absent and null are the same: the reference omits null optionals, others may write them.
-  const json* optional(std::string_view name) const {
-    const auto it = object_.find(name);
-    if (it == object_.end() || it->is_null()) return nullptr;
-    return &*it;
-  }
-  const json& required(std::string_view name) const {
-    if (const json* value = optional(name)) return *value;
-    reject(path(name), "missing");
-  }
-  std::string path(std::string_view name) const { return member_path(path_, name); }
-
- private:
-  const json& object_;
-  std::string path_;
-};
-
-Uuid read_uuid(const json& value, const std::string& path) {
-  if (!value.is_string()) reject(path, "must be a string");
-  const auto uuid = Uuid::parse(value.get_ref<const std::string&>());
-  if (!uuid) reject(path, "must be a GUID");
-  return *uuid;
-}
-
-Hash read_hash_text(std::string_view text, const std::string& path) {
-  const auto hash = Hash::from_hex(text);
-  if (!hash) reject(path, "must be 64 hexadecimal characters");
-  return *hash;
-}
-
-Hash read_hash(const json& value, const std::string& path) {
-  if (!value.is_string()) reject(path, "must be a string");
-  return read_hash_text(value.get_ref<const std::string&>(), path);
-}
-
-// min_value is 0 or 1, the only lower bounds of the schema. nlohmann stores every non-negative
-// number it parses as unsigned, and only those can exceed the int64 range.
-std::int64_t read_int(const json& value, const std::string& path, std::int64_t min_value,
-                      std::int64_t max_value) {
-  if (!value.is_number_integer()) reject(path, "must be an integer");
-  if (value.is_number_unsigned() &&
-      value.get<std::uint64_t>() > static_cast<std::uint64_t>(max_value)) {
-    reject(path, exceeds(static_cast<std::uint64_t>(max_value)));
-  }
-  const auto signed_value = value.get<std::int64_t>();
-  if (signed_value < min_value)
-    reject(path, min_value > 0 ? "must be positive" : "must not be negative");
-  if (signed_value > max_value) reject(path, exceeds(static_cast<std::uint64_t>(max_value)));
-  return signed_value;
-}
-
-std::uint64_t read_uint(const json& value, const std::string& path) {
-  if (!value.is_number_integer()) reject(path, "must be an integer");
-  if (value.is_number_unsigned()) return value.get<std::uint64_t>();
-  const auto signed_value = value.get<std::int64_t>();
-  if (signed_value < 0) reject(path, "must not be negative");
-  return static_cast<std::uint64_t>(signed_value);
-}
-
 std::int64_t read_fragment_size(const json& value, const std::string& path) {
   return read_int(value, path, 1, limits::fragment_size_bytes_max);
 }
@@ -645,52 +560,12 @@ std::uint32_t read_reason_code(const json& value, const std::string& path) {
   return static_cast<std::uint32_t>(code);
 }
 
-void check_string_size(std::string_view text, const std::string& path, std::size_t min_bytes,
-                       std::size_t max_bytes) {
-  if (text.size() < min_bytes) reject(path, "must not be empty");
-  if (text.size() > max_bytes) reject(path, exceeds(max_bytes, "bytes"));
-}
-
-const std::string& read_string(const json& value, const std::string& path, std::size_t min_bytes,
-                               std::size_t max_bytes) {
-  if (!value.is_string()) reject(path, "must be a string");
-  const auto& text = value.get_ref<const std::string&>();
-  check_string_size(text, path, min_bytes, max_bytes);
-  return text;
-}
-
 const std::string& read_client_id(const json& value, const std::string& path) {
   return read_string(value, path, 1, limits::client_id_bytes_max);
 }
 
 std::string read_reason(const json& value, const std::string& path) {
   return read_string(value, path, 0, limits::reason_bytes_max);
-}
-
-const json::array_t& read_array(const json& value, const std::string& path,
-                                std::size_t max_entries) {
-  if (!value.is_array()) reject(path, "must be an array");
-  const auto& items = value.get_ref<const json::array_t&>();
-  if (items.size() > max_entries) reject(path, exceeds(max_entries, "entries"));
-  return items;
-}
-
-const json::object_t& read_object(const json& value, const std::string& path,
-                                  std::size_t max_entries) {
-  if (!value.is_object()) reject(path, "must be an object");
-  const auto& members = value.get_ref<const json::object_t&>();
-  if (members.size() > max_entries) reject(path, exceeds(max_entries, "entries"));
-  return members;
-}
-
-std::set<Hash> read_hash_set(const json& value, const std::string& path, std::size_t max_entries) {
-  const auto& items = read_array(value, path, max_entries);
-  std::set<Hash> hashes;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    const auto item_path = index_path(path, i);
-    if (!hashes.insert(read_hash(items[i], item_path)).second) reject(item_path, "duplicate entry");
-  }
-  return hashes;
 }
 
 // A sequence, not a set: a file may repeat a fragment (a run of zeros, say).
@@ -786,7 +661,7 @@ std::map<ClientId, ClientMetadata> read_clients(const json& value, const std::st
   std::map<ClientId, ClientMetadata> clients;
   for (const auto& [key, member] : read_object(value, path, limits::clients_per_event_max)) {
     const auto member_path = key_path(path, key);
-    check_string_size(key, member_path, 1, limits::client_id_bytes_max);
+    wire::check_string_size(key, member_path, 1, limits::client_id_bytes_max);
     clients.emplace(key, read_client_metadata(member, member_path));
   }
   return clients;
@@ -1015,200 +890,6 @@ Event read_event(EventType type, const Fields& f) {
   reject("", "unknown event type");
 }
 
-// nlohmann's DOM parser allocates a value for every open array or object, so a payload of nothing
-// but '[' would cost gigabytes before failing; this linear scan bounds the nesting first. It also
-// rejects NUL, which nlohmann takes for the end of the input although JSON allows it nowhere
-// unescaped, so "{}\0garbage" would otherwise pass.
-void check_structure(std::string_view payload) {
-  std::size_t depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (const char c : payload) {
-    if (c == '\0') reject("", "invalid JSON");
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > nesting_depth_max)
-        reject("", "nesting exceeds " + std::to_string(nesting_depth_max));
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-}
-
-bool is_cbor_map(std::string_view payload) {
-  if (payload.empty()) return false;
-  const auto first = static_cast<std::uint8_t>(payload.front());
-  return first >= 0xA0 && first <= 0xBF;  // major type 5
-}
-
-// CBOR (RFC 8949) read into the same document the JSON parser builds, so both forms go through
-// the same field checks. nlohmann's own CBOR reader appends a byte string one byte at a time,
-// which made reading a 1 MiB fragment cost more than storing it (measured with perf on mqds-edge);
-// this reader copies it whole. It takes what an event needs: definite lengths, unsigned and
-// negative integers, text and byte strings, arrays, maps with text keys, false, true and null.
-// Floats, tags, indefinite lengths and anything after the top-level item are refused, and the
-// nesting is bounded before any recursion can exhaust the stack.
-class CborReader {
- public:
-  explicit CborReader(std::string_view input) : in_(input) {}
-
-  json document() {
-    json value = item(0);
-    if (at_ != in_.size()) invalid();
-    return value;
-  }
-
- private:
-  [[noreturn]] static void invalid() { reject("", "invalid CBOR"); }
-
-  std::uint8_t byte() {
-    if (at_ >= in_.size()) invalid();
-    return static_cast<std::uint8_t>(in_[at_++]);
-  }
-
-  // The argument of an item head; `info` is the head's low five bits.
-  std::uint64_t argument(std::uint8_t info) {
-    if (info < 24) return info;
-    int bytes = 0;
-    switch (info) {
-      case 24: bytes = 1; break;
-      case 25: bytes = 2; break;
-      case 26: bytes = 4; break;
-      case 27: bytes = 8; break;
-      default: invalid();  // 28-30 reserved, 31 indefinite length
-    }
-    std::uint64_t value = 0;
-    for (int i = 0; i < bytes; ++i) value = (value << 8) | byte();
-    return value;
-  }
-
-  std::string_view take(std::uint64_t size) {
-    if (size > in_.size() - at_) invalid();
-    const auto taken = in_.substr(at_, static_cast<std::size_t>(size));
-    at_ += static_cast<std::size_t>(size);
-    return taken;
-  }
-
-  json item(std::size_t depth) {
-    if (depth > limits::cbor_depth_max)
-      reject("", "nesting exceeds " + std::to_string(limits::cbor_depth_max));
-    const std::uint8_t head = byte();
-    const auto major = static_cast<std::uint8_t>(head >> 5);
-    const auto info = static_cast<std::uint8_t>(head & 0x1F);
-    if (major == 7) {
-      switch (info) {
-        case 20: return false;
-        case 21: return true;
-        case 22: return nullptr;
-        default: invalid();
-      }
-    }
-    const std::uint64_t arg = argument(info);
-    switch (major) {
-      case 0: return arg;
-      case 1:
-        if (arg > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) invalid();
-        return -1 - static_cast<std::int64_t>(arg);
-      case 2: {
-        const auto bytes = take(arg);
-        const auto* first =
-            reinterpret_cast<const std::uint8_t*>(bytes.data());  // copied whole, not per byte
-        return json::binary(json::binary_t::container_type(first, first + bytes.size()));
-      }
-      case 3: {
-        const auto text = take(arg);
-        if (!valid_utf8(text)) reject("", "invalid CBOR: a text string is not UTF-8");
-        return std::string(text);
-      }
-      case 4: {
-        // Every element takes at least one byte: a count beyond what is left is a lie, refused
-        // before anything is reserved for it. The only array of a Delivered is its Receivers: a
-        // larger one is refused before it is built (a document costs more memory than its CBOR).
-        if (arg > in_.size() - at_ || arg > limits::receivers_per_event_max) invalid();
-        json array = json::array();
-        for (std::uint64_t i = 0; i < arg; ++i) array.push_back(item(depth + 1));
-        return array;
-      }
-      case 5: {
-        if (arg > (in_.size() - at_) / 2 || arg > cbor_map_entries_max) invalid();
-        json object = json::object();
-        for (std::uint64_t i = 0; i < arg; ++i) {
-          json key = item(depth + 1);
-          if (!key.is_string()) invalid();
-          auto& name = key.get_ref<std::string&>();
-          if (object.contains(name)) reject("", "invalid CBOR: a map repeats a key");
-          object[std::move(name)] = item(depth + 1);
-        }
-        return object;
-      }
-      default: invalid();  // major 6: tags
-    }
-  }
-
-  // RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF (as nlohmann's JSON parser).
-  static bool valid_utf8(std::string_view text) {
-    for (std::size_t i = 0; i < text.size();) {
-      const auto c = static_cast<std::uint8_t>(text[i]);
-      std::size_t length = 0;
-      std::uint32_t min = 0;
-      std::uint32_t code = 0;
-      if (c < 0x80) {
-        ++i;
-        continue;
-      }
-      if ((c & 0xE0) == 0xC0) {
-        length = 2;
-        min = 0x80;
-        code = c & 0x1Fu;
-      } else if ((c & 0xF0) == 0xE0) {
-        length = 3;
-        min = 0x800;
-        code = c & 0x0Fu;
-      } else if ((c & 0xF8) == 0xF0) {
-        length = 4;
-        min = 0x10000;
-        code = c & 0x07u;
-      } else
-        return false;
-      if (i + length > text.size()) return false;
-      for (std::size_t k = 1; k < length; ++k) {
-        const auto next = static_cast<std::uint8_t>(text[i + k]);
-        if ((next & 0xC0) != 0x80) return false;
-        code = (code << 6) | (next & 0x3Fu);
-      }
-      if (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
-      i += length;
-    }
-    return true;
-  }
-
-  static constexpr std::uint64_t cbor_map_entries_max = 32;  // a Delivered has 5 fields
-
-  std::string_view in_;
-  std::size_t at_ = 0;
-};
-
-// Building the message may itself run out of memory; the short fallback fits std::string's
-// inline buffer, so it cannot.
-DecodeError internal_error(const char* what) noexcept {
-  try {
-    return DecodeError{"", std::string("internal error: ") + what};
-  } catch (...) {
-    return DecodeError{"", "internal error"};
-  }
-}
-
 }  // namespace
 
 std::string_view event_name(EventType type) {
@@ -1334,44 +1015,25 @@ std::string encode(const Event& event) {
   return writer.take();
 }
 
-std::string DecodeError::to_string() const {
-  if (field.empty()) return problem;
-  return field + ": " + problem;
-}
-
-DecodeResult decode(std::string_view topic, std::string_view payload) noexcept {
-  try {
+Result<Event> decode(std::string_view topic, std::string_view payload) noexcept {
+  return wire::decode_untrusted<Event>([&]() -> Event {
     const auto type = event_type_for_topic(topic);
-    if (!type) return DecodeError{"", "unknown topic"};
-    if (payload.size() > limits::event_payload_bytes_max) {
-      return DecodeError{"", exceeds(limits::event_payload_bytes_max, "bytes")};
-    }
+    if (!type) wire::reject("", "unknown topic");
     json document;
-    if (is_cbor_map(payload)) {
+    if (wire::looks_like_cbor_map(payload)) {
       if (*type != EventType::fragment_distribution_delivered)
-        return DecodeError{"", "CBOR is accepted for FragmentDistributionDelivered only"};
+        wire::reject("", "CBOR is accepted for FragmentDistributionDelivered only");
       // The largest fragment, its fields and the most receivers fit well within this.
       constexpr std::size_t cbor_payload_bytes_max =
           static_cast<std::size_t>(limits::fragment_size_bytes_max) + (std::size_t{1} << 20);
-      if (payload.size() > cbor_payload_bytes_max)
-        return DecodeError{"", exceeds(cbor_payload_bytes_max, "bytes")};
-      document = CborReader(payload).document();
+      constexpr std::size_t cbor_map_entries_max = 32;  // a Delivered has 5 fields
+      document = wire::parse_cbor(payload, cbor_payload_bytes_max, limits::cbor_depth_max,
+                                  limits::receivers_per_event_max, cbor_map_entries_max);
     } else {
-      check_structure(payload);
-      document = json::parse(payload, nullptr, false);
-      if (document.is_discarded()) return DecodeError{"", "invalid JSON"};
+      document = wire::parse_json(payload, limits::event_payload_bytes_max, nesting_depth_max);
     }
-    if (!document.is_object()) return DecodeError{"", "must be an object"};
-    return read_event(*type, Fields(document, ""));
-  } catch (Rejection& rejection) {
-    return DecodeError{std::move(rejection.field), std::move(rejection.problem)};
-  } catch (const std::bad_alloc&) {
-    return DecodeError{"", "out of memory"};
-  } catch (const std::exception& error) {
-    return internal_error(error.what());
-  } catch (...) {
-    return DecodeError{"", "internal error"};
-  }
+    return read_event(*type, Fields::of_document(document));
+  });
 }
 
 }  // namespace mqds

@@ -1,10 +1,9 @@
 #include "mqds/fetch.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 
 #include "mqds/limits.hpp"
+#include "wire_reader.hpp"
 
 namespace mqds::fetch {
 
@@ -30,48 +29,21 @@ std::string encode_request(const Request& request) {
          ",\"Length\":" + std::to_string(request.length_bytes) + "}";
 }
 
-namespace {
-
-// An optional non-negative integer field; absent or null keeps `value`.
-std::optional<DecodeError> read_count(const nlohmann::json& object, const char* field,
-                                      std::int64_t& value) {
-  const auto it = object.find(field);
-  if (it == object.end() || it->is_null()) return std::nullopt;
-  if (!it->is_number_integer()) return DecodeError{field, "must be an integer"};
-  if (it->is_number_unsigned()) {
-    const auto v = it->get<std::uint64_t>();
-    if (v > static_cast<std::uint64_t>(limits::fragment_size_bytes_max))
-      return DecodeError{field, "is too large"};
-    value = static_cast<std::int64_t>(v);
-    return std::nullopt;
-  }
-  const auto v = it->get<std::int64_t>();
-  if (v < 0) return DecodeError{field, "must not be negative"};
-  if (v > limits::fragment_size_bytes_max) return DecodeError{field, "is too large"};
-  value = v;
-  return std::nullopt;
-}
-
-}  // namespace
-
-std::variant<Request, DecodeError> decode_request(std::string_view payload) {
-  if (payload.size() > request_payload_bytes_max)
-    return DecodeError{"",
-                       "is longer than " + std::to_string(request_payload_bytes_max) + " bytes"};
-  const auto json = nlohmann::json::parse(payload, nullptr, false);
-  if (json.is_discarded()) return DecodeError{"", "is not JSON"};
-  if (!json.is_object()) return DecodeError{"", "must be a JSON object"};
-  Request request;
-  const auto hash = json.find("Hash");
-  if (hash == json.end() || hash->is_null()) return DecodeError{"Hash", "missing"};
-  if (!hash->is_string()) return DecodeError{"Hash", "must be a string"};
-  const auto parsed = Hash::from_hex(hash->get_ref<const std::string&>());
-  if (!parsed) return DecodeError{"Hash", "must be 64 hexadecimal characters"};
-  request.hash = *parsed;
-  if (auto e = read_count(json, "Offset", request.offset_bytes)) return *e;
-  if (auto e = read_count(json, "Length", request.length_bytes)) return *e;
-  request.length_bytes = std::min(request.length_bytes, chunk_bytes_max);
-  return request;
+Result<Request> decode_request(std::string_view payload) noexcept {
+  return wire::decode_untrusted<Request>([&] {
+    const auto document = wire::parse_json(payload, request_payload_bytes_max);
+    const auto fields = wire::Fields::of_document(document);
+    Request request;
+    request.hash = wire::read_hash(fields.required("Hash"), fields.path("Hash"));
+    if (const auto* offset = fields.optional("Offset"))
+      request.offset_bytes =
+          wire::read_int(*offset, fields.path("Offset"), 0, limits::fragment_size_bytes_max);
+    if (const auto* length = fields.optional("Length"))
+      request.length_bytes =
+          wire::read_int(*length, fields.path("Length"), 0, limits::fragment_size_bytes_max);
+    request.length_bytes = std::min(request.length_bytes, chunk_bytes_max);
+    return request;
+  });
 }
 
 std::string request_topic(std::string_view edge_client_id) {

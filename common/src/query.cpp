@@ -3,9 +3,11 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <map>
 
 #include "mqds/limits.hpp"
+#include "wire_reader.hpp"
 
 namespace mqds::query {
 
@@ -15,12 +17,11 @@ using nlohmann::json;
 
 constexpr std::size_t answer_payload_bytes_max = 64u * 1024u * 1024u;
 
-std::optional<DecodeError> read_size(const json& object, const char* field, std::size_t& value) {
-  const auto it = object.find(field);
-  if (it == object.end() || it->is_null()) return std::nullopt;
-  if (!it->is_number_unsigned()) return DecodeError{field, "must be a non-negative integer"};
-  value = static_cast<std::size_t>(std::min<std::uint64_t>(it->get<std::uint64_t>(), SIZE_MAX));
-  return std::nullopt;
+std::size_t read_size(const wire::Fields& fields, std::string_view name, std::size_t otherwise) {
+  const auto* value = fields.optional(name);
+  if (!value) return otherwise;
+  return static_cast<std::size_t>(
+      std::min<std::uint64_t>(wire::read_uint(*value, fields.path(name)), SIZE_MAX));
 }
 
 // The page [offset, offset + limit) of n entries.
@@ -51,63 +52,28 @@ json file_json(const FileSummary& f) {
               {"UnderReplicated", f.fragments_under_replicated}};
 }
 
-// A typed reader for answers: the first problem wins, and later reads are no-ops.
-struct Reader {
-  std::optional<DecodeError> error;
+FileSummary read_file_summary(const wire::json& value, const std::string& path) {
+  wire::read_object(value, path, 16);
+  const wire::Fields f(value, path);
+  constexpr auto count_max = std::numeric_limits<std::int64_t>::max();
+  auto count = [&](std::string_view name) {
+    return static_cast<std::size_t>(wire::read_int(f.required(name), f.path(name), 0, count_max));
+  };
+  FileSummary summary;
+  summary.hash = wire::read_hash(f.required("Hash"), f.path("Hash"));
+  summary.size_bytes =
+      wire::read_int(f.required("Size"), f.path("Size"), 0, limits::file_size_bytes_max);
+  summary.fragments = count("Fragments");
+  summary.replicas_min = count("ReplicasMin");
+  summary.fragments_under_replicated = count("UnderReplicated");
+  return summary;
+}
 
-  const json* field(const json& object, const char* name, bool required = true) {
-    if (error) return nullptr;
-    if (!object.is_object()) {
-      error = DecodeError{name, "is inside something that is not an object"};
-      return nullptr;
-    }
-    const auto it = object.find(name);
-    if (it == object.end() || it->is_null()) {
-      if (required) error = DecodeError{name, "missing"};
-      return nullptr;
-    }
-    return &*it;
-  }
-  template <class T>
-  T number(const json& object, const char* name, bool required = true) {
-    const json* v = field(object, name, required);
-    if (!v) return T{};
-    if (!v->is_number_integer()) {
-      error = DecodeError{name, "must be an integer"};
-      return T{};
-    }
-    return v->get<T>();
-  }
-  std::string text(const json& object, const char* name) {
-    const json* v = field(object, name);
-    if (!v) return {};
-    if (!v->is_string()) {
-      error = DecodeError{name, "must be a string"};
-      return {};
-    }
-    return v->get<std::string>();
-  }
-  Hash hash(const json& object, const char* name) {
-    const std::string t = text(object, name);
-    if (error) return {};
-    auto h = Hash::from_hex(t);
-    if (!h) error = DecodeError{name, "must be 64 hexadecimal characters"};
-    return h.value_or(Hash{});
-  }
-  const json* array(const json& object, const char* name) {
-    const json* v = field(object, name, false);
-    if (v && !v->is_array()) {
-      error = DecodeError{name, "must be an array"};
-      return nullptr;
-    }
-    return v;
-  }
-  FileSummary file(const json& f) {
-    return FileSummary{hash(f, "Hash"), number<std::int64_t>(f, "Size"),
-                       number<std::size_t>(f, "Fragments"), number<std::size_t>(f, "ReplicasMin"),
-                       number<std::size_t>(f, "UnderReplicated")};
-  }
-};
+const wire::json::array_t* optional_array(const wire::Fields& f, std::string_view name,
+                                          std::size_t entries_max) {
+  const auto* value = f.optional(name);
+  return value ? &wire::read_array(*value, f.path(name), entries_max) : nullptr;
+}
 
 }  // namespace
 
@@ -126,36 +92,26 @@ std::string encode_request(const Request& request) {
   return j.dump();
 }
 
-std::variant<Request, DecodeError> decode_request(std::string_view payload) {
-  if (payload.size() > request_payload_bytes_max)
-    return DecodeError{"",
-                       "is longer than " + std::to_string(request_payload_bytes_max) + " bytes"};
-  const json j = json::parse(payload, nullptr, false);
-  if (j.is_discarded()) return DecodeError{"", "is not JSON"};
-  if (!j.is_object()) return DecodeError{"", "must be a JSON object"};
-  Request request;
-  const auto kind = j.find("Query");
-  if (kind == j.end() || !kind->is_string())
-    return DecodeError{"Query", "must be \"files\", \"clients\" or \"file\""};
-  const auto& name = kind->get_ref<const std::string&>();
-  if (name == "files")
-    request.kind = Kind::files;
-  else if (name == "clients")
-    request.kind = Kind::clients;
-  else if (name == "file")
-    request.kind = Kind::file;
-  else
-    return DecodeError{"Query", "must be \"files\", \"clients\" or \"file\""};
-  if (request.kind == Kind::file) {
-    const auto hash = j.find("Hash");
-    if (hash == j.end() || !hash->is_string()) return DecodeError{"Hash", "missing"};
-    request.hash = Hash::from_hex(hash->get_ref<const std::string&>());
-    if (!request.hash) return DecodeError{"Hash", "must be 64 hexadecimal characters"};
-  }
-  if (auto e = read_size(j, "Offset", request.offset)) return *e;
-  if (auto e = read_size(j, "Limit", request.limit)) return *e;
-  request.limit = std::min(request.limit, page_max);
-  return request;
+Result<Request> decode_request(std::string_view payload) noexcept {
+  return wire::decode_untrusted<Request>([&] {
+    const auto document = wire::parse_json(payload, request_payload_bytes_max);
+    const auto f = wire::Fields::of_document(document);
+    Request request;
+    const auto& kind = wire::read_string(f.required("Query"), f.path("Query"), 0, 16);
+    if (kind == "files")
+      request.kind = Kind::files;
+    else if (kind == "clients")
+      request.kind = Kind::clients;
+    else if (kind == "file")
+      request.kind = Kind::file;
+    else
+      wire::reject(f.path("Query"), "must be \"files\", \"clients\" or \"file\"");
+    if (request.kind == Kind::file)
+      request.hash = wire::read_hash(f.required("Hash"), f.path("Hash"));
+    request.offset = read_size(f, "Offset", request.offset);
+    request.limit = std::min(read_size(f, "Limit", request.limit), page_max);
+    return request;
+  });
 }
 
 Answer answer(const DistributionView& view, std::size_t replicas, const Request& request) {
@@ -255,51 +211,68 @@ std::string encode_answer(const Answer& a) {
   return j.dump();
 }
 
-std::variant<Answer, DecodeError> decode_answer(std::string_view payload) {
-  if (payload.size() > answer_payload_bytes_max) return DecodeError{"", "is too large"};
-  const json j = json::parse(payload, nullptr, false);
-  if (j.is_discarded()) return DecodeError{"", "is not JSON"};
-  if (!j.is_object()) return DecodeError{"", "must be a JSON object"};
-  Answer a;
-  Reader r;
-  if (j.contains("Error")) {
-    a.error = r.text(j, "Error");
-    if (r.error) return *r.error;
-    return a;
-  }
-  a.replicas = r.number<std::size_t>(j, "Replicas");
-  a.fragment_size_bytes = r.number<std::int64_t>(j, "FragmentSize");
-  a.revision = r.number<std::uint64_t>(j, "Revision");
-  a.total = r.number<std::size_t>(j, "Total");
-  a.offset = r.number<std::size_t>(j, "Offset");
-  if (const json* files = r.array(j, "Files"))
-    for (const auto& f : *files) a.files.push_back(r.file(f));
-  if (const json* clients = r.array(j, "Clients"))
-    for (const auto& c : *clients) {
-      ClientSummary s;
-      s.id = r.text(c, "ClientIdentifier");
-      if (const json* endpoints = r.array(c, "Endpoints"))
-        for (const auto& e : *endpoints)
-          if (e.is_string() && s.endpoints.size() < limits::endpoints_per_client_max)
-            s.endpoints.insert(e.get<std::string>());
-      s.fragments = r.number<std::size_t>(c, "Fragments");
-      s.bytes = r.number<std::int64_t>(c, "Bytes");
-      if (r.field(c, "Capacity", false)) s.capacity_bytes = r.number<std::int64_t>(c, "Capacity");
-      a.clients.push_back(std::move(s));
+Result<Answer> decode_answer(std::string_view payload) noexcept {
+  return wire::decode_untrusted<Answer>([&] {
+    const auto document = wire::parse_json(payload, answer_payload_bytes_max);
+    const auto f = wire::Fields::of_document(document);
+    Answer a;
+    if (const auto* error = f.optional("Error")) {
+      a.error = wire::read_string(*error, f.path("Error"), 0, limits::reason_bytes_max);
+      return a;
     }
-  if (const json* file = r.field(j, "File", false)) {
-    a.file = r.file(*file);
-    if (const json* fragments = r.array(j, "FragmentHolders"))
-      for (const auto& f : *fragments) {
-        FragmentHolders h{r.hash(f, "Hash"), r.number<std::int64_t>(f, "Size"), {}};
-        if (const json* holders = r.array(f, "Holders"))
-          for (const auto& id : *holders)
-            if (id.is_string()) h.holders.push_back(id.get<std::string>());
-        a.fragments.push_back(std::move(h));
+    constexpr auto count_max = std::numeric_limits<std::int64_t>::max();
+    auto count = [&](std::string_view name) {
+      return static_cast<std::size_t>(wire::read_int(f.required(name), f.path(name), 0, count_max));
+    };
+    a.replicas = count("Replicas");
+    a.fragment_size_bytes = wire::read_int(f.required("FragmentSize"), f.path("FragmentSize"), 0,
+                                           limits::fragment_size_bytes_max);
+    a.revision = wire::read_uint(f.required("Revision"), f.path("Revision"));
+    a.total = count("Total");
+    a.offset = count("Offset");
+    if (const auto* files = optional_array(f, "Files", page_max))
+      for (std::size_t i = 0; i < files->size(); ++i)
+        a.files.push_back(read_file_summary((*files)[i], wire::index_path(f.path("Files"), i)));
+    if (const auto* clients = optional_array(f, "Clients", page_max)) {
+      for (std::size_t i = 0; i < clients->size(); ++i) {
+        const auto path = wire::index_path(f.path("Clients"), i);
+        wire::read_object((*clients)[i], path, 16);
+        const wire::Fields c((*clients)[i], path);
+        ClientSummary summary;
+        summary.id = wire::read_string(c.required("ClientIdentifier"), c.path("ClientIdentifier"),
+                                       1, limits::client_id_bytes_max);
+        summary.endpoints =
+            wire::read_string_set(c.required("Endpoints"), c.path("Endpoints"),
+                                  limits::endpoints_per_client_max, 1, limits::endpoint_bytes_max);
+        summary.fragments = static_cast<std::size_t>(
+            wire::read_int(c.required("Fragments"), c.path("Fragments"), 0, count_max));
+        summary.bytes = wire::read_int(c.required("Bytes"), c.path("Bytes"), 0, count_max);
+        if (const auto* capacity = c.optional("Capacity"))
+          summary.capacity_bytes = wire::read_int(*capacity, c.path("Capacity"), 0, count_max);
+        a.clients.push_back(std::move(summary));
       }
-  }
-  if (r.error) return *r.error;
-  return a;
+    }
+    if (const auto* file = f.optional("File")) {
+      a.file = read_file_summary(*file, f.path("File"));
+      if (const auto* fragments = optional_array(f, "FragmentHolders", page_max)) {
+        for (std::size_t i = 0; i < fragments->size(); ++i) {
+          const auto path = wire::index_path(f.path("FragmentHolders"), i);
+          wire::read_object((*fragments)[i], path, 16);
+          const wire::Fields h((*fragments)[i], path);
+          FragmentHolders holders;
+          holders.hash = wire::read_hash(h.required("Hash"), h.path("Hash"));
+          holders.size_bytes = wire::read_int(h.required("Size"), h.path("Size"), 0,
+                                              limits::fragment_size_bytes_max);
+          for (const auto& id :
+               wire::read_string_set(h.required("Holders"), h.path("Holders"),
+                                     limits::clients_per_event_max, 1, limits::client_id_bytes_max))
+            holders.holders.push_back(id);
+          a.fragments.push_back(std::move(holders));
+        }
+      }
+    }
+    return a;
+  });
 }
 
 std::optional<std::string_view> requester_of_response_topic(std::string_view topic) {

@@ -188,14 +188,14 @@ Output TorrentServer::on_message(std::int64_t now_ms, std::string_view topic,
   Output out;
   const auto type = event_type_for_topic(topic);
   if (!type || phase_ == TorrentPhase::disconnected) return out;
-  DecodeResult decoded = decode(topic, payload);
+  Result<Event> decoded = decode(topic, payload);
   if (!decoded.ok()) {
     ++metrics_.events_rejected;
     out.log(LogLevel::warning, "ignored malformed " + std::string(event_name(*type)) + ": " +
                                    decoded.error().to_string());
     return out;
   }
-  Event& event = decoded.event();
+  Event& event = decoded.value();
   const Uuid event_id = std::visit([](const auto& e) { return e.event_id; }, event);
   if (!seen_.first_time(event_id)) return out;
 

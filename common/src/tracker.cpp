@@ -83,7 +83,7 @@ MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender,
     return result;
   }
 
-  DecodeResult decoded = decode(topic, payload);
+  Result<Event> decoded = decode(topic, payload);
   if (!decoded.ok()) {
     ++metrics_.events_rejected;
     result.verdict = Verdict::drop;
@@ -94,7 +94,7 @@ MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender,
       deny(sender, denial::other, problem, std::nullopt, out);
     return result;
   }
-  const Event& event = decoded.event();
+  const Event& event = decoded.value();
   const Uuid event_id = std::visit([](const auto& e) { return e.event_id; }, event);
   if (!seen_.first_time(event_id)) {
     ++metrics_.events_duplicated;

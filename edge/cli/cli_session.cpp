@@ -125,9 +125,9 @@ query::Answer CliSession::ask(const query::Request& request, std::chrono::millis
   }
   forget_acknowledgement(mid);
   auto decoded = query::decode_answer(answer->payload);
-  if (const auto* error = std::get_if<DecodeError>(&decoded))
-    throw CliError("the tracker's answer is not understood: " + error->to_string());
-  auto& a = std::get<query::Answer>(decoded);
+  if (!decoded)
+    throw CliError("the tracker's answer is not understood: " + decoded.error().to_string());
+  auto& a = *decoded;
   if (a.error) throw CliError(*a.error);
   return std::move(a);
 }

@@ -288,11 +288,11 @@ void EdgeDaemon::serve(const runtime::Received& request) {
     return;
   }
   const auto decoded = fetch::decode_request(request.payload);
-  if (const auto* error = std::get_if<DecodeError>(&decoded)) {
-    respond(request, fetch::Status::bad_request, error->to_string());
+  if (!decoded) {
+    respond(request, fetch::Status::bad_request, decoded.error().to_string());
     return;
   }
-  const auto& wanted = std::get<fetch::Request>(decoded);
+  const auto& wanted = *decoded;
   if (response_bytes_in_flight_ >= response_bytes_in_flight_max) {
     respond(request, fetch::Status::busy, "too many bytes in flight; ask again");
     return;

@@ -25,7 +25,7 @@ std::string default_client_id() {
 
 }  // namespace
 
-std::variant<EdgeOptions, int> parse_edge_options(int argc, const char* const* argv) {
+Result<EdgeOptions> parse_edge_options(int argc, const char* const* argv) {
   EdgeOptions options;
   CLI::App app{
       "mqds-edge: an mqds torrent server. Joins the service run by the tracker inside the MQTT "
@@ -61,31 +61,24 @@ std::variant<EdgeOptions, int> parse_edge_options(int argc, const char* const* a
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
     app.exit(e);
-    return exit_status::usage;
+    options.help_shown = true;
+    return options;
+  } catch (const CLI::ParseError& e) {
+    return Error{"", std::string(e.what()) + "; run with --help for more information"};
   }
-  if (auto problem = runtime::check_connection_options(options.connection)) {
-    std::cerr << "mqds-edge: " << *problem << "\n";
-    return exit_status::usage;
-  }
+  if (auto problem = runtime::check_connection_options(options.connection))
+    return Error{"", std::move(*problem)};
   if (capacity_option->count() > 0) {
-    if (capacity == 0 || capacity > static_cast<std::uint64_t>(INT64_MAX)) {
-      std::cerr << "mqds-edge: --capacity must be at least 1 byte\n";
-      return exit_status::usage;
-    }
+    if (capacity == 0 || capacity > static_cast<std::uint64_t>(INT64_MAX))
+      return Error{"--capacity", "must be at least 1 byte"};
     options.capacity_bytes = static_cast<std::int64_t>(capacity);
   }
   if (options.connection.client_id.empty()) options.connection.client_id = default_client_id();
-  if (options.endpoints.size() + 1 > limits::endpoints_per_client_max) {
-    std::cerr << "mqds-edge: at most " << limits::endpoints_per_client_max - 1 << " --endpoint\n";
-    return exit_status::usage;
-  }
-  if (verbose && quiet) {
-    std::cerr << "mqds-edge: --verbose and --quiet exclude each other\n";
-    return exit_status::usage;
-  }
+  if (options.endpoints.size() + 1 > limits::endpoints_per_client_max)
+    return Error{"--endpoint", "at most " + std::to_string(limits::endpoints_per_client_max - 1) +
+                                   " besides the fetch endpoint"};
+  if (verbose && quiet) return Error{"--verbose", "excludes --quiet"};
   options.log_level = verbose ? LogLevel::debug : quiet ? LogLevel::warning : LogLevel::info;
   return options;
 }

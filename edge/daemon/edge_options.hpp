@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "mqds/output.hpp"
+#include "mqds/result.hpp"
 #include "runtime/connection_options.hpp"
 
 namespace mqds::edge {
@@ -20,6 +21,7 @@ struct EdgeOptions {
   std::optional<std::int64_t> capacity_bytes;  // nullopt: no limit
   std::vector<std::string> endpoints;          // announced besides the fetch endpoint
   LogLevel log_level = LogLevel::info;
+  bool help_shown = false;  // --help printed the help: nothing else to do
 };
 
 // Exit statuses, documented in the README and the systemd unit.
@@ -31,8 +33,7 @@ inline constexpr int operator_must_act =
 inline constexpr int storage = 3;  // the data directory cannot be opened or written
 }  // namespace exit_status
 
-// The options, or the exit status to leave with (0 after --help, usage after an error, which has
-// then been printed).
-std::variant<EdgeOptions, int> parse_edge_options(int argc, const char* const* argv);
+// The options (with help_shown after --help, which printed the help), or an Error naming the flag.
+Result<EdgeOptions> parse_edge_options(int argc, const char* const* argv);
 
 }  // namespace mqds::edge

@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstring>
 #include <exception>
+#include <iostream>
 #include <string>
 #include <variant>
 
@@ -37,8 +38,12 @@ int main(int argc, char** argv) {
   // burst is over.
   runtime::keep_freed_memory(16 << 20, 16 << 20);
   auto parsed = edge::parse_edge_options(argc, argv);
-  if (const int* status = std::get_if<int>(&parsed)) return *status;
-  auto& options = std::get<edge::EdgeOptions>(parsed);
+  if (!parsed) {
+    std::cerr << "mqds-edge: " << parsed.error().to_string() << "\n";
+    return edge::exit_status::usage;
+  }
+  if (parsed->help_shown) return edge::exit_status::stopped;
+  auto& options = *parsed;
   runtime::Log log("mqds-edge", options.log_level);
   install_signal_handlers();
   std::unique_ptr<edge::EdgeDaemon> daemon;

@@ -107,7 +107,7 @@ std::optional<T> event_in(const Message& message) {
                   << decoded.error().to_string() << "): " << message.payload.substr(0, 300);
     return std::nullopt;
   }
-  if (auto* event = std::get_if<T>(&decoded.event())) return *event;
+  if (auto* event = std::get_if<T>(&decoded.value())) return *event;
   return std::nullopt;
 }
 

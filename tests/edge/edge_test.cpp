@@ -437,7 +437,7 @@ TEST(EdgeCommandLine, BadValuesGetAClearErrorAndExitOne) {
       {{"--data-dir", "/tmp/x", "-p", "0"}, "--port"},
       {{"--data-dir", "/tmp/x", "-p", "http"}, "--port"},
       {{"--data-dir", "/tmp/x", "--capacity", "lots"}, "--capacity"},
-      {{"--data-dir", "/tmp/x", "--capacity", "0"}, "--capacity must be at least 1 byte"},
+      {{"--data-dir", "/tmp/x", "--capacity", "0"}, "--capacity: must be at least 1 byte"},
       {{"--data-dir", "/tmp/x", "--endpoint", "no-scheme"}, "must be a URI"},
       {{"--data-dir", "/tmp/x", "-i", "a/b"}, "must not contain"},
       {{"--data-dir", "/tmp/x", "--cert", "/etc/hostname"}, "--cert and --key go together"},

@@ -201,11 +201,11 @@ void Simulation::apply_tracker(Output out) {
     if (p.topic == topics::fragment_distribution_delivered)
       violation("Delivered published without targeting");
     if (p.topic == topics::fragment_distribution_ended) {
-      DecodeResult d = decode(p.topic, p.payload);
+      auto d = decode(p.topic, p.payload);
       if (!d.ok()) {
         violation("tracker published an undecodable Ended: " + d.error().to_string());
       } else {
-        const auto& ended = std::get<FragmentDistributionEnded>(d.event());
+        const auto& ended = std::get<FragmentDistributionEnded>(d.value());
         for (const auto& receiver : ended.receivers) named_in_ended_.emplace(receiver, ended.hash);
       }
     }

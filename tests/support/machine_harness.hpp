@@ -113,14 +113,14 @@ inline std::string wire_payload(const Publish& p, const TrackerMemoryStore* stor
 inline std::optional<Event> decode_publish(const Publish& p,
                                            const TrackerMemoryStore* store = nullptr) {
   const std::string payload = wire_payload(p, store);
-  DecodeResult result = decode(p.topic, payload);
+  Result<Event> result = decode(p.topic, payload);
   if (!result.ok()) {
     ADD_FAILURE() << "a machine published an undecodable payload on " << p.topic << ": "
                   << result.error().to_string() << "\n"
                   << payload;
     return std::nullopt;
   }
-  return std::move(result.event());
+  return std::move(result.value());
 }
 
 // One line per publish and log, for failure messages.

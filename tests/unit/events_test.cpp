@@ -53,14 +53,14 @@ void expect_golden(const Event& event, std::string_view golden) {
   EXPECT_EQ(encode(event), golden);
   const auto result = decode(topic_of(event), golden);
   ASSERT_TRUE(result.ok()) << result.error().to_string();
-  EXPECT_EQ(result.event(), event);
+  EXPECT_EQ(result.value(), event);
 }
 
 template <typename T>
 T decode_as(std::string_view topic, std::string_view payload) {
   const auto result = decode(topic, payload);
   if (!result.ok()) throw std::runtime_error("decode failed: " + result.error().to_string());
-  return std::get<T>(result.event());
+  return std::get<T>(result.value());
 }
 
 void expect_error(std::string_view topic, std::string_view payload, std::string_view field,
@@ -1072,10 +1072,10 @@ TEST(EventCodec, InvalidUtf8IsReplacedSoThePayloadStaysValid) {
   EXPECT_TRUE(decode(topics::client_join_failed, text).ok());
 }
 
-TEST(EventCodec, DecodeErrorToString) {
-  EXPECT_EQ((DecodeError{"KnownFileInfos." HB ".Size", "must be positive"}).to_string(),
+TEST(EventCodec, ErrorToString) {
+  EXPECT_EQ((Error{"KnownFileInfos." HB ".Size", "must be positive"}).to_string(),
             "KnownFileInfos." HB ".Size: must be positive");
-  EXPECT_EQ((DecodeError{"", "invalid JSON"}).to_string(), "invalid JSON");
+  EXPECT_EQ((Error{"", "invalid JSON"}).to_string(), "invalid JSON");
 }
 
 TEST(EventCodec, MutatedGoldensNeverCrashAndReencodeCanonically) {
@@ -1112,10 +1112,10 @@ TEST(EventCodec, MutatedGoldensNeverCrashAndReencodeCanonically) {
       const auto result = decode(topic, payload);
       if (!result.ok()) continue;
       ++decoded;
-      const auto again = decode(topic, encode(result.event()));
+      const auto again = decode(topic, encode(result.value()));
       ASSERT_TRUE(again.ok()) << "seed " << seed << ": " << payload << " -> "
                               << again.error().to_string();
-      EXPECT_EQ(again.event(), result.event()) << "seed " << seed << ": " << payload;
+      EXPECT_EQ(again.value(), result.value()) << "seed " << seed << ": " << payload;
     }
   }
   // Some mutations must survive (a changed digit, say), or the re-encoding check above tests

@@ -7,14 +7,14 @@ namespace {
 
 Options parsed(const RawOptions& raw) {
   auto result = parse_options(raw);
-  EXPECT_TRUE(std::holds_alternative<Options>(result)) << std::get<std::string>(result);
-  return std::holds_alternative<Options>(result) ? std::get<Options>(result) : Options{};
+  EXPECT_TRUE(result.ok()) << result.error().to_string();
+  return result ? *result : Options{};
 }
 
 std::string error_of(const RawOptions& raw) {
   auto result = parse_options(raw);
-  EXPECT_TRUE(std::holds_alternative<std::string>(result));
-  return std::holds_alternative<std::string>(result) ? std::get<std::string>(result) : "";
+  EXPECT_FALSE(result.ok());
+  return result ? "" : result.error().to_string();
 }
 
 TEST(PluginOptions, DefaultsNeedOnlyTheDataDir) {

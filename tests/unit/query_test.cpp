@@ -43,9 +43,8 @@ struct Service {
 
 Answer round_trip(const Answer& a) {
   auto decoded = decode_answer(encode_answer(a));
-  EXPECT_TRUE(std::holds_alternative<Answer>(decoded))
-      << std::get<DecodeError>(decoded).to_string();
-  return std::holds_alternative<Answer>(decoded) ? std::get<Answer>(decoded) : Answer{};
+  EXPECT_TRUE(decoded.ok()) << decoded.error().to_string();
+  return decoded.ok() ? *decoded : Answer{};
 }
 
 TEST(Query, FilesSayHowWellEachIsReplicated) {
@@ -105,8 +104,8 @@ TEST(Query, PagesAreBoundedAndSayWhereTheyAre) {
   EXPECT_TRUE(beyond.clients.empty());
   EXPECT_EQ(beyond.offset, 3u);
   auto decoded = decode_request("{\"Query\":\"files\",\"Limit\":99999999}");
-  ASSERT_TRUE(std::holds_alternative<Request>(decoded));
-  EXPECT_EQ(std::get<Request>(decoded).limit, page_max);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(decoded->limit, page_max);
 }
 
 TEST(Query, AnUnknownFileIsAnErrorThatSaysWhich) {
@@ -121,29 +120,29 @@ TEST(Query, AnUnknownFileIsAnErrorThatSaysWhich) {
 TEST(Query, BadRequestsNameTheField) {
   auto error = [](std::string_view payload) {
     auto r = decode_request(payload);
-    return std::holds_alternative<Request>(r) ? std::string("decoded")
-                                              : std::get<DecodeError>(r).to_string();
+    return r ? std::string("decoded") : r.error().to_string();
   };
-  EXPECT_EQ(error("{}"), "Query: must be \"files\", \"clients\" or \"file\"");
+  EXPECT_EQ(error("{}"), "Query: missing");
   EXPECT_EQ(error("{\"Query\":\"everything\"}"),
             "Query: must be \"files\", \"clients\" or \"file\"");
   EXPECT_EQ(error("{\"Query\":\"file\"}"), "Hash: missing");
   EXPECT_EQ(error("{\"Query\":\"file\",\"Hash\":\"zz\"}"),
             "Hash: must be 64 hexadecimal characters");
-  EXPECT_EQ(error("{\"Query\":\"files\",\"Offset\":-1}"), "Offset: must be a non-negative integer");
-  EXPECT_EQ(error("nope"), "is not JSON");
+  EXPECT_EQ(error("{\"Query\":\"files\",\"Offset\":-1}"), "Offset: must not be negative");
+  EXPECT_EQ(error("nope"), "invalid JSON");
   const Request r{Kind::file, sha256(std::string_view("x")), 5, 7};
   auto decoded = decode_request(encode_request(r));
-  ASSERT_TRUE(std::holds_alternative<Request>(decoded));
-  EXPECT_EQ(std::get<Request>(decoded), r);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(*decoded, r);
 }
 
 TEST(Query, AnswersThatAreNotAnswersAreRejected) {
-  EXPECT_TRUE(std::holds_alternative<DecodeError>(decode_answer("[]")));
-  EXPECT_TRUE(std::holds_alternative<DecodeError>(decode_answer("{\"Replicas\":\"two\"}")));
-  EXPECT_TRUE(std::holds_alternative<DecodeError>(
+  EXPECT_FALSE(decode_answer("[]").ok());
+  EXPECT_FALSE(decode_answer("{\"Replicas\":\"two\"}").ok());
+  EXPECT_FALSE(
       decode_answer("{\"Replicas\":2,\"FragmentSize\":1,\"Revision\":1,\"Total\":1,\"Offset\":0,"
-                    "\"Files\":[{\"Hash\":1}]}")));
+                    "\"Files\":[{\"Hash\":1}]}")
+          .ok());
 }
 
 TEST(Query, ResponseTopicsBelongToTheirRequester) {

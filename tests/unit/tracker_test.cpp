@@ -607,9 +607,9 @@ TEST_F(TrackerClientLeaves, GoodbyeIsRewrittenWithTheSenderAndTheRevision) {
   const ClientGoodbye goodbye{ids(), std::nullopt, std::nullopt};
   const MessageResult result = send(20, "c1", goodbye);
   EXPECT_EQ(result.verdict, Verdict::rewrite);
-  const DecodeResult rewritten = decode(topics::client_goodbye, result.rewritten_payload);
+  const Result<Event> rewritten = decode(topics::client_goodbye, result.rewritten_payload);
   ASSERT_TRUE(rewritten.ok()) << rewritten.error().to_string();
-  const auto& stamped = std::get<ClientGoodbye>(rewritten.event());
+  const auto& stamped = std::get<ClientGoodbye>(rewritten.value());
   EXPECT_EQ(stamped.event_id, goodbye.event_id) << "it is the client's own event, stamped";
   EXPECT_EQ(stamped.client_identifier, to("c1"));
   EXPECT_EQ(stamped.revision, revision + 1);
@@ -627,9 +627,9 @@ TEST_F(TrackerClientLeaves, SpoofedClientIdentifierInAGoodbyeIsOverwritten) {
   const auto revision = tracker->view().revision();
   const MessageResult result = send(20, "c1", ClientGoodbye{ids(), ClientId("c2"), 999});
   ASSERT_EQ(result.verdict, Verdict::rewrite);
-  const DecodeResult rewritten = decode(topics::client_goodbye, result.rewritten_payload);
+  const Result<Event> rewritten = decode(topics::client_goodbye, result.rewritten_payload);
   ASSERT_TRUE(rewritten.ok());
-  const auto& stamped = std::get<ClientGoodbye>(rewritten.event());
+  const auto& stamped = std::get<ClientGoodbye>(rewritten.value());
   EXPECT_EQ(stamped.client_identifier, to("c1"));
   EXPECT_EQ(stamped.revision, revision + 1);
   EXPECT_FALSE(tracker->view().is_registered("c1"));
@@ -643,9 +643,9 @@ TEST_F(TrackerClientLeaves, GoodbyeFromAnUnregisteredClientChangesNoView) {
   const MessageResult result =
       send(20, "stranger", ClientGoodbye{ids(), ClientId("c1"), std::nullopt});
   ASSERT_EQ(result.verdict, Verdict::rewrite);
-  const DecodeResult rewritten = decode(topics::client_goodbye, result.rewritten_payload);
+  const Result<Event> rewritten = decode(topics::client_goodbye, result.rewritten_payload);
   ASSERT_TRUE(rewritten.ok());
-  const auto& stamped = std::get<ClientGoodbye>(rewritten.event());
+  const auto& stamped = std::get<ClientGoodbye>(rewritten.value());
   EXPECT_EQ(stamped.client_identifier, to("stranger"));
   EXPECT_FALSE(stamped.revision) << "no view change, no Revision";
   EXPECT_EQ(tracker->view().revision(), revision);

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "mqds/hash.hpp"
+#include "mqds/result.hpp"
 #include "mqds/uuid.hpp"
 
 namespace mqds {
@@ -315,28 +316,8 @@ void encode_delivered_cbor_into(const Uuid& event_id, const Hash& hash,
                                 std::size_t out_size_bytes,
                                 std::optional<std::uint64_t> revision = std::nullopt);
 
-struct DecodeError {
-  std::string
-      field;  // "" for the payload as a whole, else the JSON path: "KnownFileInfos.<hash>.Size"
-  std::string problem;  // "missing", "must be a string", "must be 64 hexadecimal characters", ...
-  std::string to_string() const;  // "KnownFileInfos.<hash>.Size: must be positive"
-};
-
-class DecodeResult {
- public:
-  DecodeResult(Event e) : value_(std::move(e)) {}
-  DecodeResult(DecodeError e) : value_(std::move(e)) {}
-  bool ok() const { return value_.index() == 0; }
-  Event& event() { return std::get<Event>(value_); }
-  const Event& event() const { return std::get<Event>(value_); }
-  const DecodeError& error() const { return std::get<DecodeError>(value_); }
-
- private:
-  std::variant<Event, DecodeError> value_;
-};
-
 // Decodes untrusted bytes received on a topic. Never throws; an unknown topic, invalid JSON or
-// any field out of its type or bounds gives a DecodeError that names the field.
-DecodeResult decode(std::string_view topic, std::string_view payload) noexcept;
+// any field out of its type or bounds gives an Error that names the field.
+Result<Event> decode(std::string_view topic, std::string_view payload) noexcept;
 
 }  // namespace mqds

@@ -62,7 +62,7 @@ struct Request {
 
 std::string encode_request(const Request& request);
 // Never throws. Length is clamped to chunk_bytes_max; negative values are errors.
-std::variant<Request, DecodeError> decode_request(std::string_view payload);
+Result<Request> decode_request(std::string_view payload) noexcept;
 
 // "mqds/fetch/request/<edge>", and the endpoint URI a torrent server announces for it.
 std::string request_topic(std::string_view edge_client_id);

@@ -47,7 +47,7 @@ struct Request {
 
 std::string encode_request(const Request& request);
 // Never throws; Limit is clamped to page_max.
-std::variant<Request, DecodeError> decode_request(std::string_view payload);
+Result<Request> decode_request(std::string_view payload) noexcept;
 
 struct FileSummary {
   Hash hash;
@@ -91,7 +91,7 @@ struct Answer {
 Answer answer(const DistributionView& view, std::size_t replicas, const Request& request);
 
 std::string encode_answer(const Answer& answer);
-std::variant<Answer, DecodeError> decode_answer(std::string_view payload);
+Result<Answer> decode_answer(std::string_view payload) noexcept;
 
 // The requester a response topic belongs to; nullopt outside response_prefix or with wildcards.
 std::optional<std::string_view> requester_of_response_topic(std::string_view topic);
