@@ -64,16 +64,10 @@ FetchGate::Kind FetchGate::kind(std::string_view topic) {
   return Kind::other;
 }
 
-bool FetchGate::user_allowed(const char* username) const {
-  if (options_.anyone) return true;
-  return username &&
-         std::find(options_.users.begin(), options_.users.end(), username) != options_.users.end();
-}
-
 std::optional<FetchRefusal> FetchGate::judge_request(const FetchRequest& request) const {
   // Cheapest first; the properties are looked at last.
   if (!enabled()) return FetchRefusal::fetch_off;
-  if (!user_allowed(request.username)) return FetchRefusal::user_not_allowed;
+  if (!options_.allows(request.username)) return FetchRefusal::user_not_allowed;
   if (!fetch::edge_of_request_topic(request.topic)) return FetchRefusal::bad_request_topic;
   if (request.retain) return FetchRefusal::retained_request;
   if (request.payload_bytes > fetch::request_payload_bytes_max)

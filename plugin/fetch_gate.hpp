@@ -30,16 +30,14 @@
 #include <variant>
 #include <vector>
 
+#include "allowed_users.hpp"
 #include "mqds/fetch.hpp"
 #include "mqds/output.hpp"
 
 namespace mqds::plugin {
 
-struct FetchOptions {
-  std::vector<std::string> users;  // MQTT usernames allowed to send fetch requests
-  bool anyone = false;             // "*": every client, anonymous ones included
-  bool enabled() const { return anyone || !users.empty(); }
-};
+// Who may send fetch requests (plugin_opt_fetch_users).
+struct FetchOptions : AllowedUsers {};
 
 struct FetchMetrics {
   std::uint64_t requests = 0;   // requests passed to their edge
@@ -122,8 +120,6 @@ class FetchGate {
     std::int64_t last_ms = 0;
     std::uint64_t unlogged = 0;  // refusals since the last line
   };
-
-  bool user_allowed(const char* username) const;
 
   FetchOptions options_;
   FetchMetrics metrics_;

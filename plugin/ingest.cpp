@@ -84,9 +84,7 @@ bool Ingest::on_message(std::int64_t now_ms, const std::string& client, const ch
                         std::string_view topic, std::string_view payload,
                         std::vector<IngestReply>& replies) {
   if (topic == ingest_topics::status) return false;  // only the tracker answers there
-  const bool allowed =
-      options_.anyone || (username && std::find(options_.users.begin(), options_.users.end(),
-                                                username) != options_.users.end());
+  const bool allowed = options_.allows(username);
   if (!allowed || client.empty()) {
     replies.push_back(
         {client, failed_payload(std::nullopt,

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "allowed_users.hpp"
 #include "mqds/fragmenter.hpp"
 #include "mqds/store/tracker_store.hpp"
 
@@ -37,9 +38,8 @@ inline constexpr std::string_view abort = "mqds/ingest/abort";
 inline constexpr std::string_view status = "mqds/ingest/status";
 }  // namespace ingest_topics
 
-struct IngestOptions {
-  std::vector<std::string> users;  // MQTT usernames allowed to upload
-  bool anyone = false;             // "*": every client, anonymous ones included
+// Who may upload (plugin_opt_ingest_users) and the bounds of an upload.
+struct IngestOptions : AllowedUsers {
   std::size_t chunk_bytes_max = 1024 * 1024;
   std::size_t window_bytes = 8 * 1024 * 1024;
   std::size_t uploads_max = 8;
@@ -73,7 +73,7 @@ class Ingest {
   static bool handles(std::string_view topic) {
     return topic.substr(0, ingest_topics::prefix.size()) == ingest_topics::prefix;
   }
-  bool enabled() const { return options_.anyone || !options_.users.empty(); }
+  bool enabled() const { return options_.enabled(); }
 
   // A message on an ingest topic. False: the publisher may not publish there (drop it).
   bool on_message(std::int64_t now_ms, const std::string& client, const char* username,

@@ -1,14 +1,12 @@
 #include "tracker_plugin.hpp"
 
-#include <sys/random.h>
-#include <time.h>
-
 // mosquitto_broker.h must come before mosquitto_plugin.h (header bug #2350).
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
+#include "mqds/os.hpp"
 #include "mqds/query.hpp"
 
 #include <algorithm>
@@ -33,20 +31,9 @@ int mosquitto_level(LogLevel level) {
   return MOSQ_LOG_INFO;
 }
 
-std::uint64_t os_random_seed() {
-  std::uint64_t seed = 0;
-  if (getrandom(&seed, sizeof seed, 0) != static_cast<ssize_t>(sizeof seed))
-    seed ^= static_cast<std::uint64_t>(monotonic_ms());
-  return seed;
-}
-
 }  // namespace
 
-std::int64_t monotonic_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
-}
+using os::monotonic_ms;
 
 namespace {
 
@@ -67,7 +54,7 @@ TrackerStore open_store(const Options& options) {
 TrackerPlugin::TrackerPlugin(Options options)
     : options_(std::move(options)),
       store_(open_store(options_)),
-      random_(std::make_unique<SplitMix64>(os_random_seed())),
+      random_(std::make_unique<SplitMix64>(os::random_seed())),
       ingest_(options_.ingest, store_, options_.tracker.fragment_size_bytes,
               [this](const Hash& file) -> const FileMetadata* {
                 auto it = tracker_->view().files().find(file);
@@ -394,11 +381,7 @@ int TrackerPlugin::on_query(mosquitto_evt_message& event) {
   const char* client_id = mosquitto_client_id(event.client);
   const char* username = mosquitto_client_username(event.client);
   // Those who may put files in or get them out may see what is there.
-  auto named = [&](const std::vector<std::string>& users) {
-    return username && std::find(users.begin(), users.end(), username) != users.end();
-  };
-  const bool allowed = options_.fetch.anyone || options_.ingest.anyone ||
-                       named(options_.fetch.users) || named(options_.ingest.users);
+  const bool allowed = options_.fetch.allows(username) || options_.ingest.allows(username);
   const auto refuse = [&](const char* why) {
     if (queries_refused_logged_ < queries_refused_logged_max) {
       ++queries_refused_logged_;

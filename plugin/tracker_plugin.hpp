@@ -82,6 +82,4 @@ class TrackerPlugin {
   bool warned_no_tick_ = false;
 };
 
-std::int64_t monotonic_ms();
-
 }  // namespace mqds::plugin

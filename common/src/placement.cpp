@@ -6,15 +6,6 @@ namespace mqds {
 
 namespace {
 
-std::uint64_t fnv1a64(std::string_view text) {
-  std::uint64_t h = 0xCBF29CE484222325ull;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 0x100000001B3ull;
-  }
-  return h;
-}
-
 std::uint64_t splitmix64_finalize(std::uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;

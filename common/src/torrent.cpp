@@ -28,7 +28,7 @@ TorrentServer::TorrentServer(TorrentConfig config, TorrentSnapshot snapshot, Ran
       stored_(std::move(snapshot.stored_fragments)),
 
       replicas_(config_.default_replicas),
-      retry_backoff_ms_(config_.join_retry_min_ms) {
+      join_backoff_(config_.join_retry_min_ms, config_.join_retry_max_ms) {
   if (config_.client_id.empty() || config_.client_id.size() > limits::client_id_bytes_max)
     throw std::invalid_argument("client id must have 1 to " +
                                 std::to_string(limits::client_id_bytes_max) + " bytes");
@@ -106,11 +106,7 @@ void TorrentServer::send_join(std::int64_t now_ms, Output& out) {
 
 void TorrentServer::retry_later(std::int64_t now_ms, Output& out) {
   leave_registration(out);
-  // Jitter spreads the rejoins of a whole fleet that lost the tracker at the same moment.
-  const auto jitter = static_cast<std::int64_t>(
-      random_.below(static_cast<std::uint64_t>(retry_backoff_ms_ / 2 + 1)));
-  retry_at_ms_ = now_ms + retry_backoff_ms_ / 2 + jitter;
-  retry_backoff_ms_ = std::min(retry_backoff_ms_ * 2, config_.join_retry_max_ms);
+  retry_at_ms_ = now_ms + join_backoff_.next_delay_ms(random_);
 }
 
 FragmentInfos TorrentServer::temporary_infos() const {
@@ -381,7 +377,7 @@ void TorrentServer::on_registered(std::int64_t now_ms, const ClientRegistered& e
       return;
     }
     phase_ = TorrentPhase::registered;
-    retry_backoff_ms_ = config_.join_retry_min_ms;
+    join_backoff_.reset();
     ++metrics_.registrations;
     out.log(LogLevel::notice, "registered with " + std::to_string(stored_.size()) + " fragments; " +
                                   std::to_string(view_.clients().size()) +

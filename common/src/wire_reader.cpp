@@ -42,7 +42,6 @@ void check_structure(std::string_view payload, std::size_t nesting_depth_max) {
   }
 }
 
-
 // CBOR (RFC 8949) read into the same document the JSON parser builds, so both forms go through
 // the same field checks. nlohmann's own CBOR reader appends a byte string one byte at a time,
 // which made reading a 1 MiB fragment cost more than storing it (measured with perf on mqds-edge);
@@ -225,7 +224,6 @@ std::string exceeds(std::uint64_t max, std::string_view unit) {
   }
   return problem;
 }
-
 
 Fields Fields::of_document(const json& document) {
   if (!document.is_object()) reject("", "must be an object");

@@ -74,15 +74,9 @@ Hash hash_file(const File& file, bool quiet) {
   return sha.finish();
 }
 
-std::uint64_t fnv1a(std::string_view text) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (char c : text) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
-  return h;
-}
-
 // The same file from the same client id is the same upload: running put again resumes it.
 Uuid upload_id_for(const Hash& hash, std::int64_t size, const std::string& client_id) {
-  return Uuid::v4_from(hash.prefix_u64() ^ fnv1a(client_id),
+  return Uuid::v4_from(hash.prefix_u64() ^ fnv1a64(client_id),
                        static_cast<std::uint64_t>(size) * 0x9E3779B97F4A7C15ull);
 }
 

@@ -10,15 +10,12 @@
 #include <utility>
 
 #include "mqds/fetch.hpp"
+#include "mqds/os.hpp"
 #include "mqds/overloaded.hpp"
 
 namespace mqds::edge {
 
-std::int64_t monotonic_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+using os::monotonic_ms;
 
 namespace {
 
@@ -37,11 +34,6 @@ std::size_t map_size_for(const std::optional<std::int64_t>& capacity_bytes) {
   return static_cast<std::size_t>(std::min(unlimited, capacity + capacity / 4 + 256 * mib));
 }
 
-std::uint64_t seed_from_os() {
-  std::random_device device;
-  return (std::uint64_t{device()} << 32) ^ device();
-}
-
 using runtime::human_bytes;
 
 std::size_t bytes_of(const StorageEffect& effect) {
@@ -55,9 +47,9 @@ EdgeDaemon::EdgeDaemon(EdgeOptions options, const runtime::Log& log)
     : options_(std::move(options)),
       log_(log),
       store_(options_.data_dir, map_size_for(options_.capacity_bytes)),
-      random_(seed_from_os()),
+      random_(os::random_seed()),
       request_topic_(fetch::request_topic(options_.connection.client_id)),
-      backoff_ms_(reconnect_min_ms) {}
+      reconnect_backoff_(reconnect_min_ms, reconnect_max_ms) {}
 
 void EdgeDaemon::verify_store() {
   IntegrityReport report;
@@ -144,11 +136,8 @@ void EdgeDaemon::connect(std::int64_t now_ms) {
 
 void EdgeDaemon::schedule_reconnect(std::int64_t now_ms) {
   link_ = Link::down;
-  const auto jitter =
-      static_cast<std::int64_t>(random_.below(static_cast<std::uint64_t>(backoff_ms_ / 2 + 1)));
-  reconnect_at_ms_ = now_ms + backoff_ms_ / 2 + jitter;
+  reconnect_at_ms_ = now_ms + reconnect_backoff_.next_delay_ms(random_);
   log_(LogLevel::info, "connecting again in " + std::to_string(reconnect_at_ms_ - now_ms) + " ms");
-  backoff_ms_ = std::min(backoff_ms_ * 2, reconnect_max_ms);
 }
 
 void EdgeDaemon::on_connected() {
@@ -179,7 +168,7 @@ void EdgeDaemon::on_lost(const std::string& why) {
   responses_in_flight_.clear();
   response_bytes_in_flight_ = 0;
   if (was_up) take(machine_->on_disconnected(monotonic_ms()));
-  if (was_up) backoff_ms_ = reconnect_min_ms;
+  if (was_up) reconnect_backoff_.reset();
   schedule_reconnect(monotonic_ms());
 }
 

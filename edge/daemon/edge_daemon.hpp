@@ -90,7 +90,7 @@ class EdgeDaemon {
 
   Link link_ = Link::down;
   std::int64_t reconnect_at_ms_ = 0;
-  std::int64_t backoff_ms_;
+  Backoff reconnect_backoff_;
   int subscribe_mid_ = -1;
 
   std::vector<StorageEffect> pending_storage_;
@@ -108,7 +108,5 @@ class EdgeDaemon {
   std::optional<int> goodbye_mid_;
   bool goodbye_acknowledged_ = false;
 };
-
-std::int64_t monotonic_ms();
 
 }  // namespace mqds::edge

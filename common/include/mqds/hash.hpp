@@ -60,6 +60,18 @@ inline Hash sha256(std::string_view bytes) {
   return sha256(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
 }
 
+// FNV-1a (64 bits) of a text: a cheap, stable, well-spread number for an identifier. Not a
+// cryptographic hash; placement (placement.hpp) scores clients with it, so it is part of the
+// protocol.
+constexpr std::uint64_t fnv1a64(std::string_view text) {
+  std::uint64_t h = 0xCBF29CE484222325ull;
+  for (const char c : text) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001B3ull;
+  }
+  return h;
+}
+
 // Name of the backend compiled in ("openssl" or "mbedtls"), for logs and benchmarks.
 std::string_view crypto_backend_name();
 

@@ -2,6 +2,7 @@
 // simulation from its seed.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "mqds/uuid.hpp"
@@ -19,6 +20,27 @@ class Random {
   }
   // Uniform in [0, bound); bound > 0. The slight modulo bias is irrelevant for jitter.
   std::uint64_t below(std::uint64_t bound) { return next_u64() % bound; }
+};
+
+// Exponential backoff with jitter: each delay is drawn from [d/2, d], and d doubles from min_ms up
+// to max_ms. The jitter spreads the retries of a whole fleet that lost the tracker at one moment.
+class Backoff {
+ public:
+  Backoff(std::int64_t min_ms, std::int64_t max_ms)
+      : min_ms_(min_ms), max_ms_(max_ms), next_ms_(min_ms) {}
+  std::int64_t next_delay_ms(Random& random) {
+    const auto half = next_ms_ / 2;
+    const auto delay =
+        half + static_cast<std::int64_t>(random.below(static_cast<std::uint64_t>(half + 1)));
+    next_ms_ = std::min(next_ms_ * 2, max_ms_);
+    return delay;
+  }
+  void reset() { next_ms_ = min_ms_; }
+
+ private:
+  std::int64_t min_ms_;
+  std::int64_t max_ms_;
+  std::int64_t next_ms_;
 };
 
 // SplitMix64: small, fast, and good enough for EventIds and jitter (not for secrets).

@@ -149,7 +149,7 @@ class TorrentServer {
   Uuid join_request_id_;
   std::int64_t phase_deadline_ms_ = 0;
   std::optional<std::int64_t> retry_at_ms_;
-  std::int64_t retry_backoff_ms_;
+  Backoff join_backoff_;
 };
 
 }  // namespace mqds

@@ -1,0 +1,25 @@
+#include "mqds/os.hpp"
+
+#include <sys/random.h>
+#include <time.h>
+
+namespace mqds::os {
+
+std::int64_t monotonic_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+std::uint64_t random_seed() {
+  std::uint64_t seed = 0;
+  if (getrandom(&seed, sizeof seed, 0) != static_cast<ssize_t>(sizeof seed)) {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    seed ^= static_cast<std::uint64_t>(ts.tv_nsec) * 0x9E3779B97F4A7C15ull ^
+            static_cast<std::uint64_t>(ts.tv_sec);
+  }
+  return seed;
+}
+
+}  // namespace mqds::os
