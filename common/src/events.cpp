@@ -53,72 +53,6 @@ using wire::reject;
 // unknown extension fields of other implementations through.
 constexpr std::size_t nesting_depth_max = 64;
 
-constexpr std::array<std::string_view, event_type_count> topic_table{
-    topics::tracker_hello,
-    topics::tracker_goodbye,
-    topics::client_join_requested,
-    topics::client_join_accepted,
-    topics::client_join_denied,
-    topics::client_join_succeeded,
-    topics::client_join_failed,
-    topics::client_registered,
-    topics::client_goodbye,
-    topics::file_info_published,
-    topics::fragment_distribution_started,
-    topics::fragment_distribution_requested,
-    topics::fragment_distribution_delivered,
-    topics::fragment_distribution_obtained,
-    topics::fragment_distribution_failed,
-    topics::fragment_distribution_ended,
-    topics::tracker_revision,
-};
-
-constexpr std::array<std::string_view, event_type_count> name_table{
-    "TrackerHello",
-    "TrackerGoodbye",
-    "ClientJoinRequested",
-    "ClientJoinAccepted",
-    "ClientJoinDenied",
-    "ClientJoinSucceeded",
-    "ClientJoinFailed",
-    "ClientRegistered",
-    "ClientGoodbye",
-    "FileInfoPublished",
-    "FragmentDistributionStarted",
-    "FragmentDistributionRequested",
-    "FragmentDistributionDelivered",
-    "FragmentDistributionObtained",
-    "FragmentDistributionFailed",
-    "FragmentDistributionEnded",
-    "TrackerRevision",
-};
-
-// "Torrent Server Startup" steps 2.1 to 2.10, plus the extension's revision heartbeat.
-constexpr std::array<std::string_view, 11> torrent_topic_list{
-    topics::tracker_hello,
-    topics::tracker_goodbye,
-    topics::client_join_accepted,
-    topics::client_join_denied,
-    topics::client_registered,
-    topics::client_goodbye,
-    topics::file_info_published,
-    topics::fragment_distribution_started,
-    topics::fragment_distribution_delivered,
-    topics::fragment_distribution_ended,
-    topics::tracker_revision,
-};
-
-// "Tracker Server Startup" steps 2.1 to 2.7.
-constexpr std::array<std::string_view, 7> tracker_topic_list{
-    topics::client_join_requested,
-    topics::client_join_succeeded,
-    topics::client_join_failed,
-    topics::client_goodbye,
-    topics::fragment_distribution_requested,
-    topics::fragment_distribution_obtained,
-    topics::fragment_distribution_failed,
-};
-
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
@@ -892,52 +826,10 @@ Event read_event(EventType type, const Fields& f) {
 
 }  // namespace
 
-std::string_view event_name(EventType type) {
-  const auto index = static_cast<std::size_t>(type);
-  return index < name_table.size() ? name_table[index] : std::string_view{};
-}
-
-std::string_view topic_of(EventType type) {
-  const auto index = static_cast<std::size_t>(type);
-  return index < topic_table.size() ? topic_table[index] : std::string_view{};
-}
-
 std::optional<EventType> event_type_for_topic(std::string_view topic) {
-  for (std::size_t i = 0; i < topic_table.size(); ++i) {
-    if (topic_table[i] == topic) return static_cast<EventType>(i);
-  }
+  for (std::size_t i = 0; i < event_table.size(); ++i)
+    if (event_table[i].topic == topic) return static_cast<EventType>(i);
   return std::nullopt;
-}
-
-bool is_tracker_issued(EventType type) {
-  switch (type) {
-    case EventType::tracker_hello:
-    case EventType::tracker_goodbye:
-    case EventType::client_join_accepted:
-    case EventType::client_join_denied:
-    case EventType::client_registered:
-    case EventType::file_info_published:
-    case EventType::fragment_distribution_started:
-    case EventType::fragment_distribution_delivered:
-    case EventType::fragment_distribution_ended:
-    case EventType::tracker_revision: return true;
-    case EventType::client_join_requested:
-    case EventType::client_join_succeeded:
-    case EventType::client_join_failed:
-    case EventType::client_goodbye:
-    case EventType::fragment_distribution_requested:
-    case EventType::fragment_distribution_obtained:
-    case EventType::fragment_distribution_failed: return false;
-  }
-  return false;
-}
-
-std::span<const std::string_view> torrent_subscriptions() {
-  return torrent_topic_list;
-}
-
-std::span<const std::string_view> tracker_subscriptions() {
-  return tracker_topic_list;
 }
 
 std::size_t delivered_payload_size(const Uuid& event_id, const Hash& hash,

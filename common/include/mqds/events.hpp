@@ -24,6 +24,7 @@
 // - "Reason" on ClientJoinFailed and FragmentDistributionFailed: a human-readable cause.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -31,6 +32,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -74,17 +77,32 @@ struct ClientMetadata {
 using FileInfos = std::map<Hash, FileMetadata>;
 using FragmentInfos = std::map<Hash, FragmentMetadata>;
 
+// What the protocol says about an event type, written once beside its struct: its name, its
+// topic, who issues it, and whether torrent servers subscribe to it (the tracker consumes every
+// event a torrent server issues). The table below is built from these, in the variant's order.
+enum class Issuer : std::uint8_t { tracker, torrent_server };
+struct EventInfo {
+  std::string_view name;   // "ClientJoinRequested"
+  std::string_view topic;  // "clients/join/requested"
+  Issuer issuer;
+  bool torrents_subscribe;  // "Torrent Server Startup", step 2 (plus the revision beacon)
+};
+
 struct TrackerHello {
+  static constexpr EventInfo protocol{"TrackerHello", "tracker/hello", Issuer::tracker, true};
   Uuid event_id;
   friend bool operator==(const TrackerHello&, const TrackerHello&) = default;
 };
 
 struct TrackerGoodbye {
+  static constexpr EventInfo protocol{"TrackerGoodbye", "tracker/goodbye", Issuer::tracker, true};
   Uuid event_id;
   friend bool operator==(const TrackerGoodbye&, const TrackerGoodbye&) = default;
 };
 
 struct ClientJoinRequested {
+  static constexpr EventInfo protocol{"ClientJoinRequested", "clients/join/requested",
+                                      Issuer::torrent_server, false};
   Uuid event_id;
   std::string hash_algorithm;
   std::optional<std::int64_t> fragment_size_bytes;  // absent: a fresh server without data
@@ -100,6 +118,8 @@ struct ClientJoinRequested {
 };
 
 struct ClientJoinAccepted {
+  static constexpr EventInfo protocol{"ClientJoinAccepted", "clients/join/accepted",
+                                      Issuer::tracker, true};
   Uuid event_id;
   ClientId client_identifier;
   std::int64_t fragment_size_bytes = 0;
@@ -115,6 +135,8 @@ struct ClientJoinAccepted {
 };
 
 struct ClientJoinDenied {
+  static constexpr EventInfo protocol{"ClientJoinDenied", "clients/join/denied", Issuer::tracker,
+                                      true};
   Uuid event_id;
   ClientId client_identifier;
   std::uint32_t reason_code = denial::other;
@@ -124,12 +146,16 @@ struct ClientJoinDenied {
 };
 
 struct ClientJoinSucceeded {
+  static constexpr EventInfo protocol{"ClientJoinSucceeded", "clients/join/succeeded",
+                                      Issuer::torrent_server, false};
   Uuid event_id;
   std::optional<Uuid> request_event_id;
   friend bool operator==(const ClientJoinSucceeded&, const ClientJoinSucceeded&) = default;
 };
 
 struct ClientJoinFailed {
+  static constexpr EventInfo protocol{"ClientJoinFailed", "clients/join/failed",
+                                      Issuer::torrent_server, false};
   Uuid event_id;
   std::optional<std::string> reason;
   std::optional<Uuid> request_event_id;
@@ -137,6 +163,8 @@ struct ClientJoinFailed {
 };
 
 struct ClientRegistered {
+  static constexpr EventInfo protocol{"ClientRegistered", "clients/registered", Issuer::tracker,
+                                      true};
   Uuid event_id;
   ClientId client_identifier;
   ClientMetadata info;
@@ -148,6 +176,8 @@ struct ClientRegistered {
 };
 
 struct ClientGoodbye {
+  static constexpr EventInfo protocol{"ClientGoodbye", "clients/goodbye", Issuer::torrent_server,
+                                      true};
   Uuid event_id;
   std::optional<ClientId> client_identifier;
   std::optional<std::uint64_t> revision;
@@ -155,6 +185,7 @@ struct ClientGoodbye {
 };
 
 struct FileInfoPublished {
+  static constexpr EventInfo protocol{"FileInfoPublished", "files/info", Issuer::tracker, true};
   Uuid event_id;
   Hash hash;
   std::int64_t size_bytes = 0;
@@ -164,6 +195,8 @@ struct FileInfoPublished {
 };
 
 struct FragmentDistributionStarted {
+  static constexpr EventInfo protocol{"FragmentDistributionStarted",
+                                      "fragments/distribution/started", Issuer::tracker, true};
   Uuid event_id;
   Hash hash;
   std::int64_t size_bytes = 0;
@@ -172,6 +205,9 @@ struct FragmentDistributionStarted {
 };
 
 struct FragmentDistributionRequested {
+  static constexpr EventInfo protocol{"FragmentDistributionRequested",
+                                      "fragments/distribution/requested", Issuer::torrent_server,
+                                      false};
   Uuid event_id;
   Hash hash;
   friend bool operator==(const FragmentDistributionRequested&,
@@ -179,6 +215,8 @@ struct FragmentDistributionRequested {
 };
 
 struct FragmentDistributionDelivered {
+  static constexpr EventInfo protocol{"FragmentDistributionDelivered",
+                                      "fragments/distribution/delivered", Issuer::tracker, true};
   Uuid event_id;
   Hash hash;
   Bytes data;
@@ -189,6 +227,9 @@ struct FragmentDistributionDelivered {
 };
 
 struct FragmentDistributionObtained {
+  static constexpr EventInfo protocol{"FragmentDistributionObtained",
+                                      "fragments/distribution/obtained", Issuer::torrent_server,
+                                      false};
   Uuid event_id;
   Hash hash;
   friend bool operator==(const FragmentDistributionObtained&,
@@ -196,6 +237,8 @@ struct FragmentDistributionObtained {
 };
 
 struct FragmentDistributionFailed {
+  static constexpr EventInfo protocol{"FragmentDistributionFailed", "fragments/distribution/failed",
+                                      Issuer::torrent_server, false};
   Uuid event_id;
   Hash hash;
   std::optional<std::string> reason;
@@ -204,6 +247,8 @@ struct FragmentDistributionFailed {
 };
 
 struct FragmentDistributionEnded {
+  static constexpr EventInfo protocol{"FragmentDistributionEnded", "fragments/distribution/ended",
+                                      Issuer::tracker, true};
   Uuid event_id;
   Hash hash;
   std::int64_t size_bytes = 0;
@@ -216,6 +261,7 @@ struct FragmentDistributionEnded {
 // Extension: published by the tracker when it has been quiet for a while, so that a torrent server
 // that lost the last view-changing event notices it even when nothing else follows.
 struct TrackerRevision {
+  static constexpr EventInfo protocol{"TrackerRevision", "tracker/revision", Issuer::tracker, true};
   Uuid event_id;
   std::uint64_t revision = 0;
   friend bool operator==(const TrackerRevision&, const TrackerRevision&) = default;
@@ -228,7 +274,19 @@ using Event = std::variant<TrackerHello, TrackerGoodbye, ClientJoinRequested, Cl
                            FragmentDistributionDelivered, FragmentDistributionObtained,
                            FragmentDistributionFailed, FragmentDistributionEnded, TrackerRevision>;
 
-// The variant index doubles as the event type; the topic table in events.cpp follows this order.
+// Every event's EventInfo, in the variant's order: event_table[event.index()].
+namespace detail {
+template <std::size_t... I>
+constexpr auto make_event_table(std::index_sequence<I...>) {
+  return std::array<EventInfo, sizeof...(I)>{std::variant_alternative_t<I, Event>::protocol...};
+}
+}  // namespace detail
+inline constexpr auto event_table =
+    detail::make_event_table(std::make_index_sequence<std::variant_size_v<Event>>{});
+inline constexpr std::size_t event_type_count = event_table.size();
+
+// The variant index doubles as the event type, so `switch` can name events; the static_asserts
+// below hold the enum to the variant's order.
 enum class EventType : std::uint8_t {
   tracker_hello,
   tracker_goodbye,
@@ -248,46 +306,124 @@ enum class EventType : std::uint8_t {
   fragment_distribution_ended,
   tracker_revision,
 };
-inline constexpr std::size_t event_type_count = 17;
+
+template <class T, std::size_t I = 0>
+constexpr EventType event_type_of() {
+  static_assert(I < std::variant_size_v<Event>, "not an event of the Event variant");
+  if constexpr (std::is_same_v<std::variant_alternative_t<I, Event>, T>)
+    return static_cast<EventType>(I);
+  else
+    return event_type_of<T, I + 1>();
+}
+static_assert(event_type_of<TrackerHello>() == EventType::tracker_hello);
+static_assert(event_type_of<TrackerGoodbye>() == EventType::tracker_goodbye);
+static_assert(event_type_of<ClientJoinRequested>() == EventType::client_join_requested);
+static_assert(event_type_of<ClientJoinAccepted>() == EventType::client_join_accepted);
+static_assert(event_type_of<ClientJoinDenied>() == EventType::client_join_denied);
+static_assert(event_type_of<ClientJoinSucceeded>() == EventType::client_join_succeeded);
+static_assert(event_type_of<ClientJoinFailed>() == EventType::client_join_failed);
+static_assert(event_type_of<ClientRegistered>() == EventType::client_registered);
+static_assert(event_type_of<ClientGoodbye>() == EventType::client_goodbye);
+static_assert(event_type_of<FileInfoPublished>() == EventType::file_info_published);
+static_assert(event_type_of<FragmentDistributionStarted>() ==
+              EventType::fragment_distribution_started);
+static_assert(event_type_of<FragmentDistributionRequested>() ==
+              EventType::fragment_distribution_requested);
+static_assert(event_type_of<FragmentDistributionDelivered>() ==
+              EventType::fragment_distribution_delivered);
+static_assert(event_type_of<FragmentDistributionObtained>() ==
+              EventType::fragment_distribution_obtained);
+static_assert(event_type_of<FragmentDistributionFailed>() ==
+              EventType::fragment_distribution_failed);
+static_assert(event_type_of<FragmentDistributionEnded>() == EventType::fragment_distribution_ended);
+static_assert(event_type_of<TrackerRevision>() == EventType::tracker_revision);
+static_assert(event_type_count == static_cast<std::size_t>(EventType::tracker_revision) + 1);
+
+namespace detail {
+constexpr bool names_and_topics_are_unique() {
+  for (std::size_t i = 0; i < event_table.size(); ++i)
+    for (std::size_t k = i + 1; k < event_table.size(); ++k)
+      if (event_table[i].name == event_table[k].name ||
+          event_table[i].topic == event_table[k].topic)
+        return false;
+  return true;
+}
+}  // namespace detail
+static_assert(detail::names_and_topics_are_unique(), "two events share a name or a topic");
 
 namespace topics {
-inline constexpr std::string_view tracker_hello = "tracker/hello";
-inline constexpr std::string_view tracker_goodbye = "tracker/goodbye";
-inline constexpr std::string_view client_join_requested = "clients/join/requested";
-inline constexpr std::string_view client_join_accepted = "clients/join/accepted";
-inline constexpr std::string_view client_join_denied = "clients/join/denied";
-inline constexpr std::string_view client_join_succeeded = "clients/join/succeeded";
-inline constexpr std::string_view client_join_failed = "clients/join/failed";
-inline constexpr std::string_view client_registered = "clients/registered";
-inline constexpr std::string_view client_goodbye = "clients/goodbye";
-inline constexpr std::string_view file_info_published = "files/info";
-inline constexpr std::string_view fragment_distribution_started = "fragments/distribution/started";
+inline constexpr std::string_view tracker_hello = TrackerHello::protocol.topic;
+inline constexpr std::string_view tracker_goodbye = TrackerGoodbye::protocol.topic;
+inline constexpr std::string_view client_join_requested = ClientJoinRequested::protocol.topic;
+inline constexpr std::string_view client_join_accepted = ClientJoinAccepted::protocol.topic;
+inline constexpr std::string_view client_join_denied = ClientJoinDenied::protocol.topic;
+inline constexpr std::string_view client_join_succeeded = ClientJoinSucceeded::protocol.topic;
+inline constexpr std::string_view client_join_failed = ClientJoinFailed::protocol.topic;
+inline constexpr std::string_view client_registered = ClientRegistered::protocol.topic;
+inline constexpr std::string_view client_goodbye = ClientGoodbye::protocol.topic;
+inline constexpr std::string_view file_info_published = FileInfoPublished::protocol.topic;
+inline constexpr std::string_view fragment_distribution_started =
+    FragmentDistributionStarted::protocol.topic;
 inline constexpr std::string_view fragment_distribution_requested =
-    "fragments/distribution/requested";
+    FragmentDistributionRequested::protocol.topic;
 inline constexpr std::string_view fragment_distribution_delivered =
-    "fragments/distribution/delivered";
+    FragmentDistributionDelivered::protocol.topic;
 inline constexpr std::string_view fragment_distribution_obtained =
-    "fragments/distribution/obtained";
-inline constexpr std::string_view fragment_distribution_failed = "fragments/distribution/failed";
-inline constexpr std::string_view fragment_distribution_ended = "fragments/distribution/ended";
-inline constexpr std::string_view tracker_revision = "tracker/revision";
+    FragmentDistributionObtained::protocol.topic;
+inline constexpr std::string_view fragment_distribution_failed =
+    FragmentDistributionFailed::protocol.topic;
+inline constexpr std::string_view fragment_distribution_ended =
+    FragmentDistributionEnded::protocol.topic;
+inline constexpr std::string_view tracker_revision = TrackerRevision::protocol.topic;
 }  // namespace topics
 
 inline EventType event_type(const Event& e) {
   return static_cast<EventType>(e.index());
 }
-std::string_view event_name(EventType type);  // "ClientJoinRequested"...
-std::string_view topic_of(EventType type);
+constexpr const EventInfo& event_info(EventType type) {
+  return event_table[static_cast<std::size_t>(type)];
+}
+constexpr std::string_view event_name(EventType type) {
+  return event_info(type).name;
+}
+constexpr std::string_view topic_of(EventType type) {
+  return event_info(type).topic;
+}
 inline std::string_view topic_of(const Event& e) {
   return topic_of(event_type(e));
 }
 std::optional<EventType> event_type_for_topic(std::string_view topic);
 
 // Who issues an event, by the spec's table (TrackerRevision: the tracker).
-bool is_tracker_issued(EventType type);
-// The topics a torrent server subscribes to, and those the tracker consumes.
-std::span<const std::string_view> torrent_subscriptions();
-std::span<const std::string_view> tracker_subscriptions();
+constexpr bool is_tracker_issued(EventType type) {
+  return event_info(type).issuer == Issuer::tracker;
+}
+
+namespace detail {
+// The topics of the events `wanted` selects, in the variant's order.
+template <class Wanted>
+constexpr auto topics_where(Wanted wanted) {
+  constexpr std::size_t n_max = event_table.size();
+  std::array<std::string_view, n_max> selected{};
+  std::size_t n = 0;
+  for (const auto& info : event_table)
+    if (wanted(info)) selected[n++] = info.topic;
+  return std::pair{selected, n};
+}
+constexpr auto torrent_topics =
+    topics_where([](const EventInfo& info) { return info.torrents_subscribe; });
+constexpr auto tracker_topics =
+    topics_where([](const EventInfo& info) { return info.issuer == Issuer::torrent_server; });
+}  // namespace detail
+
+// The topics a torrent server subscribes to ("Torrent Server Startup", step 2, and the revision
+// beacon), and those the tracker consumes ("Tracker Server Startup", step 2).
+inline std::span<const std::string_view> torrent_subscriptions() {
+  return {detail::torrent_topics.first.data(), detail::torrent_topics.second};
+}
+inline std::span<const std::string_view> tracker_subscriptions() {
+  return {detail::tracker_topics.first.data(), detail::tracker_topics.second};
+}
 
 std::string encode(const Event& event);
 
