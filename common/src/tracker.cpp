@@ -154,7 +154,11 @@ void Tracker::deny(const ClientId& client, std::uint32_t code, std::string reaso
 void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
                                 const ClientJoinRequested& e, Output& out) {
   const bool resync = view_.is_registered(sender);
-  if (resync) withdraw_from_rounds(now_ms, sender, false, out);
+  // The join plan is computed without the rounds in progress: a temporary copy the client
+  // reports that no Ended named it for yet is one it must delete. So the rounds must forget it
+  // too, also when it was lost and kept its place for what it had obtained: an Ended that named
+  // it later would count a copy it no longer holds.
+  withdraw_from_rounds(now_ms, sender, false, out);
   joins_.erase(sender);  // a new request supersedes one in progress
   if (joins_.size() >= config_.joins_in_flight_max) {
     deny(sender, denial::other,
