@@ -1,5 +1,7 @@
 #include "mqds/view.hpp"
 
+#include "mqds/assert.hpp"
+
 #include <algorithm>
 #include <string>
 
@@ -14,6 +16,7 @@ void DistributionView::remove_file(const Hash& hash) {
 }
 
 void DistributionView::put_fragment(const Hash& hash, std::int64_t size_bytes) {
+  MQDS_ASSERT(size_bytes > 0);
   auto [it, inserted] = fragments_.try_emplace(hash, FragmentMetadata{size_bytes});
   if (inserted || it->second.size_bytes == size_bytes) return;
   // A size change for a stored fragment would make every holder's used bytes wrong; the join check
@@ -43,8 +46,36 @@ void DistributionView::put_client(const ClientId& id, ClientMetadata metadata) {
       ++it;
     }
   }
+  MQDS_ASSERT(used >= 0);
   clients_[id] = std::move(metadata);
   used_bytes_[id] = used;
+}
+
+std::optional<std::string> DistributionView::check_invariants() const {
+  if (used_bytes_.size() != clients_.size())
+    return "the used-bytes cache has " + std::to_string(used_bytes_.size()) + " entries for " +
+           std::to_string(clients_.size()) + " clients";
+  for (const auto& [hash, fragment] : fragments_)
+    if (fragment.size_bytes <= 0) return "fragment " + hash.to_hex() + " has no positive size";
+  for (const auto& [id, meta] : clients_) {
+    std::int64_t used = 0;
+    for (const auto& hash : meta.stored_fragments) {
+      const auto fragment = fragments_.find(hash);
+      if (fragment == fragments_.end())
+        return "client " + id + " stores " + hash.to_hex() + ", which has no metadata";
+      used += fragment->second.size_bytes;
+    }
+    const auto cached = used_bytes_.find(id);
+    if (cached == used_bytes_.end() || cached->second != used)
+      return "client " + id + " uses " + std::to_string(used) + " bytes, the cache says " +
+             (cached == used_bytes_.end() ? std::string("nothing")
+                                          : std::to_string(cached->second));
+  }
+  if (fragment_size_bytes_ > 0)
+    for (const auto& [hash, file] : files_)
+      if (!expected_fragment_sizes(file, fragment_size_bytes_))
+        return "file " + hash.to_hex() + " does not match its size at the fragment size";
+  return std::nullopt;
 }
 
 void DistributionView::remove_client(const ClientId& id) {
@@ -65,7 +96,7 @@ void DistributionView::apply_ended(const FragmentDistributionEnded& event) {
     auto client = clients_.find(receiver);
     if (client == clients_.end()) continue;  // left before Ended: it does not store the fragment
     if (client->second.stored_fragments.insert(event.hash).second)
-      used_bytes_[receiver] += event.size_bytes;
+      used_bytes_.at(receiver) += event.size_bytes;
   }
 }
 

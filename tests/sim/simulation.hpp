@@ -1,8 +1,11 @@
 // Deterministic simulation of one tracker and a fleet of torrent servers (TigerBeetle's VOPR in
 // spirit). One seed chooses everything: fleet size, fragment size, replicas, files, and the faults
 // of the network (loss, duplication, delay and so reordering) and of the participants (crashes,
-// lost connections, broker restarts, graceful stops). After the fault phase the network behaves
-// and every participant comes back; within a bounded time the system must converge.
+// lost connections, broker restarts, graceful stops) and of storage (commits that fail, torn
+// writes that leave a fragment corrupt, local copies found corrupt when read back). After the
+// fault phase the network behaves and every participant comes back; within a bounded time the
+// system must converge. Safety is checked after every step: the views' invariants, and that the
+// tracker never counts a copy a board does not hold.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +18,8 @@ struct Options {
   bool verbose = false;  // print every participant's log lines
   std::int64_t fault_ms = 60'000;
   std::int64_t converge_ms = 180'000;
+  bool storage_faults =
+      true;  // false: the scenarios of the seeds as they were before these existed
 };
 
 struct Result {
@@ -26,6 +31,11 @@ struct Result {
   std::uint64_t messages_duplicated = 0;
   std::uint64_t crashes = 0;
   std::uint64_t broker_restarts = 0;
+  std::uint64_t store_failures = 0;  // commits that failed: the process stopped, or the
+                                     // tracker restarted from its store
+  std::uint64_t torn_writes = 0;     // a commit that left a fragment corrupt, then power loss
+  std::uint64_t copies_lost = 0;     // local copies found corrupt (read back or at start-up)
+  std::uint64_t safety_checks = 0;
   std::uint64_t files = 0;
   std::uint64_t fragments = 0;
   std::uint64_t torrents = 0;

@@ -210,3 +210,31 @@ TEST(ViewApply, ExpectedFragmentSizes) {
 
 }  // namespace
 }  // namespace mqds
+
+namespace mqds {
+namespace {
+
+TEST(ViewInvariants, HoldThroughEveryOperation) {
+  DistributionView view = service();
+  EXPECT_EQ(view.check_invariants(), std::nullopt);
+  view.apply_ended(FragmentDistributionEnded{{}, h(3), 100, {"c1", "gone"}, 8});
+  EXPECT_EQ(view.check_invariants(), std::nullopt);
+  EXPECT_EQ(view.used_bytes("c1"), 250);
+  view.put_fragment(h(3), 60);  // a size correction keeps the holders' sums right
+  EXPECT_EQ(view.check_invariants(), std::nullopt);
+  view.remove_fragment(h(1));
+  EXPECT_EQ(view.check_invariants(), std::nullopt);
+  view.remove_client("c1");
+  EXPECT_EQ(view.check_invariants(), std::nullopt);
+}
+
+TEST(ViewInvariants, AFileWhoseFragmentsDoNotMakeItsSizeIsNamed) {
+  DistributionView view = service();
+  view.put_file(h(0xF3), FileMetadata{250, {h(1)}});  // 250 bytes need 3 fragments of 100
+  const auto broken = view.check_invariants();
+  ASSERT_TRUE(broken);
+  EXPECT_NE(broken->find(h(0xF3).to_hex()), std::string::npos) << *broken;
+}
+
+}  // namespace
+}  // namespace mqds

@@ -2,9 +2,12 @@
 // clients. The tracker's copy is authoritative; a torrent server's copy equals it at the same
 // Revision. Only the operations below change it, so both sides apply an event the same way.
 //
-// Invariants kept by the operations:
-// - every fragment a client stores has a FragmentMetadata entry;
-// - a client's used bytes are the sum of the sizes of the fragments it stores (cached, derived).
+// Invariants kept by the operations (check_invariants() verifies them all; the operations assert
+// the cheap ones as they go):
+// - every fragment a client stores has a FragmentMetadata entry, of a positive size;
+// - a client's used bytes are the sum of the sizes of the fragments it stores (cached, derived),
+//   and the cache has an entry for exactly the registered clients;
+// - every file's fragment sequence matches its size at the view's fragment size, once known.
 #pragma once
 
 #include <cstdint>
@@ -91,6 +94,10 @@ class DistributionView {
   // True when the new files and fragments of an acceptance still agree with the view (the view
   // may have changed between ClientJoinAccepted and ClientJoinSucceeded).
   bool still_consistent(const JoinAcceptance& acceptance) const;
+
+  // The first invariant that does not hold, in words; nothing when all hold. Linear in the size
+  // of the view: for tests and the simulation's checker, not for every operation.
+  std::optional<std::string> check_invariants() const;
 
   // Data equality; the used-bytes cache is derived and not compared.
   friend bool operator==(const DistributionView& a, const DistributionView& b) {
