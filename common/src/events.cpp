@@ -223,8 +223,8 @@ void write_fields(JsonWriter& w, const TrackerGoodbye& e) {
   w.uuid(e.event_id);
 }
 
-// Field order follows the reference implementation's serializer (WIRE-FORMAT.md's examples), where
-// it differs from the order of the spec's table.
+// Field order follows the reference implementation's serializer (the examples of
+// docs/wire-format.md), where it differs from the order of the spec's table.
 void write_fields(JsonWriter& w, const ClientJoinRequested& e) {
   w.name("EventId");
   w.uuid(e.event_id);

@@ -1,5 +1,6 @@
 // Files through the real broker end to end: an upload over the ingest protocol, then distribution
-// (diagram 001) to torrent servers that are real MQTT clients driven by the core's TorrentServer.
+// (the specification's Fragment Distribution, docs/specification.md) to torrent servers that are
+// real MQTT clients driven by the core's TorrentServer.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>

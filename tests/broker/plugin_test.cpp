@@ -140,8 +140,8 @@ struct Joined {
   ClientRegistered registered;
 };
 
-// Diagram 000's standard procedure: request, accepted, succeeded, registered. The client must be
-// subscribed to clients/registered to see its own registration.
+// The specification's Client Join, standard procedure: request, accepted, succeeded, registered.
+// The client must be subscribed to clients/registered to see its own registration.
 ::testing::AssertionResult join(Client& client, const ClientJoinRequested& request,
                                 Joined* joined = nullptr) {
   const int sent = client.publish(topics::client_join_requested, encode(request), 2);

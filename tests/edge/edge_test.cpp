@@ -164,7 +164,8 @@ TEST(EdgeJoin, Kill9IsSeenByTheTrackerAsALostClient) {
   EXPECT_TRUE(monitor.wait_figures({{"clients/registered", "0"}, {"clients/lost", "1"}}, 5s));
 }
 
-// --- Distribution (diagram 001) -----------------------------------------------------------------
+// --- Distribution (the specification's Fragment Distribution, docs/specification.md)
+// -----------------------------------------------------------------
 
 TEST(EdgeDistribution, EveryFragmentIsStoredDurablyOnExactlyKEdges) {
   Broker broker(edge_config());

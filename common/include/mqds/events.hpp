@@ -1,14 +1,15 @@
 // The sixteen events of the specification, one extension event, and their JSON wire form.
 //
-// Wire rules (WIRE-FORMAT.md): compact UTF-8 JSON with the PascalCase names of the spec's tables,
-// lowercase GUIDs, uppercase hex hashes, Base64 Data, integer ReasonCode flags; null optionals are
-// omitted on output and accepted absent or null on input; unknown fields are ignored.
+// Wire rules (docs/wire-format.md): compact UTF-8 JSON with the PascalCase names of the spec's
+// tables, lowercase GUIDs, uppercase hex hashes, Base64 Data, integer ReasonCode flags; null
+// optionals are omitted on output and accepted absent or null on input; unknown fields are ignored.
 //
 // Extension fields (all optional, so the C# implementation ignores them and still interoperates):
 // - "Revision" on the tracker's view-changing events and "tracker/revision": lets a torrent
-//   server notice a lost event (a gap) and rejoin, as seed 003's revision numbers do. On
-//   FragmentDistributionDelivered it is the Revision when the data was sent, which tells a late
-//   Ended of an earlier round of the same fragment from the Ended of this one.
+//   server notice a lost event (a gap) and rejoin, as the revision numbers of docs/specification.md
+//   ("Failure handling") ask. On FragmentDistributionDelivered it is the Revision when the data was
+//   sent, which tells a late Ended of an earlier round of the same fragment from the Ended of this
+//   one.
 // - "RequestEventId" on ClientJoinAccepted, ClientJoinDenied, ClientJoinSucceeded and
 //   ClientJoinFailed: which join request they answer, so a late answer to an earlier attempt is not
 //   mistaken for the answer to the current one. On ClientRegistered it marks a confirmation: sent

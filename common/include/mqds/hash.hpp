@@ -17,7 +17,7 @@
 
 namespace mqds {
 
-// The only algorithm of the service. Compared case-insensitively on input (WIRE-FORMAT.md).
+// The only algorithm of the service. Compared case-insensitively on input (docs/wire-format.md).
 inline constexpr std::string_view hash_algorithm_sha256 = "SHA256";
 bool is_sha256_name(std::string_view name);
 

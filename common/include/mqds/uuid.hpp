@@ -1,4 +1,4 @@
-// EventId: a GUID, written lowercase 8-4-4-4-12 and accepted in any case (WIRE-FORMAT.md).
+// EventId: a GUID, written lowercase 8-4-4-4-12 and accepted in any case (docs/wire-format.md).
 #pragma once
 
 #include <array>

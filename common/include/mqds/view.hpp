@@ -83,11 +83,12 @@ class DistributionView {
   static std::optional<std::vector<std::int64_t>> expected_fragment_sizes(
       const FileMetadata& file, std::int64_t fragment_size_bytes);
 
-  // The tracker's join check (diagram 000): denial codes, then what the joining client must add
-  // and remove, and what it brings that is new. `endpoints_claimed` are the endpoints of clients
-  // with a join in progress, which conflict as much as those of registered clients. Of the
-  // request's ObtainedFragments, those in `named_for_client` (an Ended named the client for them)
-  // count as stored; the others must be deleted.
+  // The tracker's join check (the specification's Client Join with timeouts,
+  // docs/specification.md): denial codes, then what the joining client must add and remove, and
+  // what it brings that is new. `endpoints_claimed` are the endpoints of clients with a join in
+  // progress, which conflict as much as those of registered clients. Of the request's
+  // ObtainedFragments, those in `named_for_client` (an Ended named the client for them) count as
+  // stored; the others must be deleted.
   JoinPlan plan_join(const ClientId& id, const ClientJoinRequested& request,
                      const std::map<ClientId, std::set<std::string>>& endpoints_claimed,
                      const std::set<Hash>& named_for_client) const;

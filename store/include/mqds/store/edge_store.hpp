@@ -1,14 +1,16 @@
 // A torrent server's durable state in LMDB (mqds-edge): its fragments, kept apart while temporary
-// (diagram 001), the files it knows and the fragment size its data was cut at. The effects of the
-// core are applied in one transaction whose commit is durable (fsync at commit), so a kill -9 at
-// any moment leaves either all of a step or none of it, and an Obtained or a ClientJoinSucceeded
-// is only ever sent after what it speaks of is on disk.
+// (the specification's Fragment Distribution, docs/specification.md), the files it knows and the
+// fragment size its data was cut at. The effects of the core are applied in one transaction whose
+// commit is durable (fsync at commit), so a kill -9 at any moment leaves either all of a step or
+// none of it, and an Obtained or a ClientJoinSucceeded is only ever sent after what it speaks of is
+// on disk.
 //
 // Layout (one named database each; keys are raw bytes):
 //   meta       "fragment_size" -> int64 LE
 //   files      hash(32) -> size int64 LE, then the fragment hashes (32 each)
 //   fragments  hash(32) -> content, persisted or temporary
-//   temporary  hash(32) -> "" for a fragment obtained and not yet persisted (diagram 001)
+//   temporary  hash(32) -> "" for a fragment obtained and not yet persisted (the specification's
+//   Fragment Distribution, docs/specification.md)
 //
 // A temporary fragment is kept apart by its mark, not by where its content lies: persisting one
 // deletes the mark, so each fragment is written once (on a board, half the flash writes of
@@ -33,7 +35,8 @@
 
 namespace mqds {
 
-// What the integrity check found (seed 003, "Peer Starts Program Up").
+// What the integrity check found (docs/specification.md, "Failure handling": the integrity check at
+// start-up).
 struct IntegrityReport {
   std::size_t fragments_intact = 0;
   std::size_t temporary_intact = 0;
