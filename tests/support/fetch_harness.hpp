@@ -1,6 +1,7 @@
 // Fetch without a broker: an edge's fetch::Server over fragments held in memory, served the way
 // mqds-edge serves them from LMDB (edge/daemon/edge_daemon.cpp), and the messages a requester
-// receives for its replies.
+// receives for its replies. Unit tests wire Servers and Clients with it; every request and reply
+// goes through the wire codec (the request's JSON, the reply's User Properties).
 #pragma once
 
 #include <map>
@@ -10,6 +11,7 @@
 
 #include "mqds/events.hpp"
 #include "mqds/fetch.hpp"
+#include "mqds/fetch_client.hpp"
 #include "mqds/fetch_server.hpp"
 #include "mqds/hash.hpp"
 
@@ -25,14 +27,8 @@ inline fetch::LookupOutcome look_up(const std::map<Hash, Bytes>& stored, const H
 
 // The message the requester receives for `reply`: the broker passes the topic, the Correlation
 // Data and the User Properties on unchanged. `content` is the whole fragment (ok replies only).
-struct Delivered {
-  std::string topic;
-  std::string correlation_data;
-  fetch::UserProperties user_properties;
-  std::string payload;
-};
-inline Delivered delivered(const fetch::Reply& reply, const Bytes* content) {
-  Delivered response;
+inline fetch::IncomingResponse delivered(const fetch::Reply& reply, const Bytes* content) {
+  fetch::IncomingResponse response;
   response.topic = reply.topic;
   response.correlation_data = reply.correlation_data;
   response.user_properties = reply.properties();
@@ -41,6 +37,10 @@ inline Delivered delivered(const fetch::Reply& reply, const Bytes* content) {
     response.payload.assign(begin, begin + reply.length_bytes);
   }
   return response;
+}
+
+inline fetch::IncomingRequest as_received(const fetch::OutgoingRequest& request) {
+  return {request.topic, request.payload, request.response_topic, request.correlation_data};
 }
 
 // One edge's fetch side: requests are queued as they arrive and answered when serve() runs, as
@@ -52,7 +52,9 @@ class MemoryFetchEdge {
                   fetch::ServerConfig config = {})
       : stored(std::move(fragments)), server(with_topic(std::move(config), id)) {}
 
-  void receive(const fetch::IncomingRequest& request) { take(server.on_request(request), nullptr); }
+  void receive(const fetch::OutgoingRequest& request) {
+    take(server.on_request(as_received(request)), nullptr);
+  }
   void serve() {
     while (server.waiting() > 0) {
       fetch::ServerOutput out = server.serve_next();
@@ -71,11 +73,11 @@ class MemoryFetchEdge {
     for (int id = first_unacknowledged_; id < next_message_id_; ++id) server.on_acknowledged(id);
     first_unacknowledged_ = next_message_id_;
   }
-  std::vector<Delivered> take_outbox() { return std::exchange(outbox, {}); }
+  std::vector<fetch::IncomingResponse> take_outbox() { return std::exchange(outbox, {}); }
 
   std::map<Hash, Bytes> stored;
   fetch::Server server;
-  std::vector<Delivered> outbox;
+  std::vector<fetch::IncomingResponse> outbox;
   std::vector<Hash> lost;
   std::vector<fetch::Reply> replies;  // every reply, in order
 
