@@ -1,6 +1,7 @@
 #include "mqds/fetch.hpp"
 
 #include <algorithm>
+#include <charconv>
 
 #include "mqds/limits.hpp"
 #include "wire_reader.hpp"
@@ -43,6 +44,67 @@ Result<Request> decode_request(std::string_view payload) noexcept {
           wire::read_int(*length, fields.path("Length"), 0, limits::fragment_size_bytes_max);
     request.length_bytes = std::min(request.length_bytes, chunk_bytes_max);
     return request;
+  });
+}
+
+UserProperties encode_response_properties(const ResponseHeader& header) {
+  UserProperties properties{
+      {std::string(property_status), std::string(status_name(header.status))}};
+  if (header.status == Status::ok) {
+    properties.emplace_back(property_size, std::to_string(header.size_bytes));
+    properties.emplace_back(property_offset, std::to_string(header.offset_bytes));
+  } else {
+    properties.emplace_back(property_reason, header.reason);
+  }
+  return properties;
+}
+
+namespace {
+
+const std::string* first_property(const UserProperties& properties, std::string_view name) {
+  for (const auto& [key, value] : properties)
+    if (key == name) return &value;
+  return nullptr;
+}
+
+// A User Property's value is text, not JSON: plain decimal digits, no sign, no spaces.
+std::int64_t read_decimal(const std::string& text, std::string_view name, std::int64_t max_value) {
+  std::int64_t value = 0;
+  const char* const end = text.data() + text.size();
+  const auto [stop, error] = std::from_chars(text.data(), end, value);
+  if (text.empty() || text.front() == '-' || error != std::errc() || stop != end)
+    wire::reject(std::string(name), "must be a decimal integer");
+  if (value > max_value)
+    wire::reject(std::string(name), wire::exceeds(static_cast<std::uint64_t>(max_value)));
+  return value;
+}
+
+}  // namespace
+
+Result<ResponseHeader> decode_response_properties(const UserProperties& properties) noexcept {
+  return wire::decode_untrusted<ResponseHeader>([&] {
+    ResponseHeader header;
+    const std::string* status = first_property(properties, property_status);
+    if (!status) wire::reject(std::string(property_status), "missing");
+    const auto parsed = parse_status(*status);
+    if (!parsed) {
+      // Echoed to a person: cut, so a hostile edge cannot make the message huge.
+      wire::reject(std::string(property_status),
+                   "unknown '" + status->substr(0, 32) + (status->size() > 32 ? "...'" : "'"));
+    }
+    header.status = *parsed;
+    if (header.status == Status::ok) {
+      const auto read = [&](std::string_view name) {
+        const std::string* text = first_property(properties, name);
+        if (!text) wire::reject(std::string(name), "missing");
+        return read_decimal(*text, name, limits::fragment_size_bytes_max);
+      };
+      header.size_bytes = read(property_size);
+      header.offset_bytes = read(property_offset);
+    } else if (const std::string* reason = first_property(properties, property_reason)) {
+      header.reason = reason->substr(0, limits::reason_bytes_max);
+    }
+    return header;
   });
 }
 

@@ -94,16 +94,6 @@ std::optional<runtime::Received> CliSession::wait_for(
   }
 }
 
-std::optional<runtime::Received> CliSession::take_answer(const std::string& correlation) {
-  for (auto it = inbox_.begin(); it != inbox_.end(); ++it) {
-    if (it->correlation_data != correlation) continue;
-    runtime::Received found = std::move(*it);
-    inbox_.erase(it);
-    return found;
-  }
-  return std::nullopt;
-}
-
 query::Answer CliSession::ask(const query::Request& request, std::chrono::milliseconds timeout) {
   const std::string payload = query::encode_request(request);
   const std::string correlation = "q" + next_correlation();

@@ -10,6 +10,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mqds/query.hpp"
@@ -46,8 +47,8 @@ class CliSession {
   std::optional<runtime::Received> wait_for(
       const std::function<bool(const runtime::Received&)>& match,
       std::chrono::milliseconds timeout);
-  // Takes the received message answering `correlation`, if it arrived.
-  std::optional<runtime::Received> take_answer(const std::string& correlation);
+  // Takes every message received so far, in the order it arrived.
+  std::deque<runtime::Received> take_received() { return std::exchange(inbox_, {}); }
 
   // One query to the tracker (common/include/mqds/query.hpp); throws CliError on no answer or an
   // error answer.

@@ -2,31 +2,33 @@
 // from an edge that holds it (fetch, several at once), verified, written at its place in
 // <output>.part, and the whole file verified before it is renamed to <output>.
 //
-// An interrupted get resumes: the fragments already in <output>.part are verified and kept.
+// What to ask of whom, and what to make of each answer, is the core's fetch::Client
+// (common/include/mqds/fetch_client.hpp); this adapter moves bytes: MQTT messages in and out, the
+// clock, and the .part file. An interrupted get resumes: the fragments already in <output>.part
+// are verified here and handed to the Client as present.
 #include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <deque>
 #include <iostream>
-#include <map>
 #include <vector>
 
 #include "commands.hpp"
 #include "mqds/fetch.hpp"
+#include "mqds/fetch_client.hpp"
+#include "mqds/os.hpp"
 #include "progress.hpp"
 
 namespace mqds::cli {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-constexpr auto busy_retry = std::chrono::milliseconds(200);
-constexpr int busy_retries_max = 50;
+constexpr int step_max_ms = 20;
+constexpr std::size_t missing_listed_max = 10;
 
 class PartFile {
  public:
@@ -75,26 +77,129 @@ class PartFile {
   bool existed_ = false;
 };
 
-struct Fragment {
-  Hash hash;
-  std::int64_t offset = 0;  // in the file
-  std::int64_t size = 0;
-  std::vector<ClientId> holders;
-  std::size_t holder = 0;  // the one being asked
-  std::string data;        // received so far
-  std::vector<std::string> problems;
-  int busy_retries = 0;
-  bool done = false;
+// Correlation Data must be unpredictable (a guessed one lets another client answer for an edge),
+// so it is drawn from the kernel's generator, not from a seeded sequence.
+class KernelRandom final : public Random {
+ public:
+  std::uint64_t next_u64() override {
+    std::uint64_t value = 0;
+    auto* bytes = reinterpret_cast<char*>(&value);
+    std::size_t got = 0;
+    while (got < sizeof value) {
+      const ssize_t n = ::getrandom(bytes + got, sizeof value - got, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0)
+        throw CliError(std::string("no random bytes from the kernel: ") + std::strerror(errno));
+      got += static_cast<std::size_t>(n);
+    }
+    return value;
+  }
 };
 
-struct InFlight {
-  std::size_t fragment;
-  std::int64_t offset;
-  Clock::time_point deadline;
-};
+// Every page of a list the tracker answers in pages.
+template <class Entries>
+void for_each_page(CliSession& session, query::Request request, Entries entries_of) {
+  for (request.offset = 0;;) {
+    const query::Answer answer = session.ask(request);
+    const std::size_t count = entries_of(answer);
+    request.offset = answer.offset + count;
+    if (count == 0 || request.offset >= answer.total) break;
+  }
+}
 
-std::string hash_of_text(const std::string& data) {
-  return sha256(std::string_view(data)).to_hex();
+// What the tracker knows: the file, its fragments in order, who holds each and how to reach them.
+std::pair<query::FileSummary, std::vector<fetch::FileFragment>> ask_tracker(CliSession& session,
+                                                                            const Hash& hash) {
+  query::FileSummary file;
+  std::vector<query::FragmentHolders> fragments;
+  for_each_page(session, query::Request{query::Kind::file, hash, 0, query::page_max},
+                [&](const query::Answer& a) {
+                  file = *a.file;
+                  fragments.insert(fragments.end(), a.fragments.begin(), a.fragments.end());
+                  return a.fragments.size();
+                });
+  std::vector<query::ClientSummary> clients;
+  for_each_page(session, query::Request{query::Kind::clients, std::nullopt, 0, query::page_max},
+                [&](const query::Answer& a) {
+                  clients.insert(clients.end(), a.clients.begin(), a.clients.end());
+                  return a.clients.size();
+                });
+  auto planned = fetch::plan_fetch(file, fragments, clients);
+  if (!planned) throw CliError(planned.error().to_string());
+  return {file, std::move(planned).value()};
+}
+
+// Marks the fragments an earlier get left intact in the .part file; their bytes.
+std::int64_t resume(const PartFile& part, std::vector<fetch::FileFragment>& fragments) {
+  std::int64_t present_bytes = 0;
+  if (!part.existed()) return present_bytes;
+  for (auto& f : fragments) {
+    const std::string data = part.read(f.offset_bytes, static_cast<std::size_t>(f.size_bytes));
+    if (sha256(std::string_view(data)) != f.hash) continue;
+    f.present = true;
+    present_bytes += f.size_bytes;
+  }
+  return present_bytes;
+}
+
+void publish(CliSession& session, const fetch::OutgoingRequest& request) {
+  runtime::Outgoing out(request.topic, request.payload, 1);
+  out.response_topic = request.response_topic;
+  out.correlation_data = request.correlation_data;
+  session.publish(out);
+}
+
+// Moves the Client's requests out and its answers in until it has nothing left to do.
+void run(CliSession& session, fetch::Client& client, PartFile& part, Progress& progress) {
+  const auto perform = [&](fetch::ClientOutput out) {
+    for (const auto& request : out.requests) publish(session, request);
+    for (const auto& fragment : out.completed) part.write(fragment.offset_bytes, fragment.data);
+    if (!out.completed.empty()) progress.update(client.done_bytes());
+  };
+  perform(client.start(os::monotonic_ms()));
+  while (!client.finished()) {
+    int wait_ms = step_max_ms;
+    if (const auto deadline = client.next_deadline_ms())
+      wait_ms = static_cast<int>(
+          std::clamp<std::int64_t>(*deadline - os::monotonic_ms(), 0, step_max_ms));
+    session.step(wait_ms);
+    for (auto& message : session.take_received())
+      perform(client.on_response(
+          os::monotonic_ms(),
+          fetch::IncomingResponse{std::move(message.topic), std::move(message.correlation_data),
+                                  std::move(message.user_properties), std::move(message.payload)}));
+    perform(client.on_tick(os::monotonic_ms()));
+  }
+}
+
+std::string describe_missing(const fetch::Client& client, const std::string& hash_text,
+                             const std::string& part_path) {
+  const auto missing = client.missing();
+  std::string why = std::to_string(missing.size()) + " of " +
+                    std::to_string(client.fragments().size()) + " fragments of " + hash_text +
+                    " could not be fetched; what was fetched is kept in " + part_path +
+                    " and a new get resumes from it:";
+  for (std::size_t i = 0; i < missing.size() && i < missing_listed_max; ++i) {
+    const auto& m = missing[i];
+    why += "\n  fragment " + std::to_string(m.index) + " " + m.hash.to_hex() + ": ";
+    if (client.fragments()[m.index].holders.empty()) why += "no edge holds it";
+    for (std::size_t p = 0; p < m.problems.size(); ++p)
+      why += (p ? "; " : "") + m.problems[p].holder + ": " + m.problems[p].problem;
+  }
+  return why;
+}
+
+// The whole file, read back from disk, must be the file asked for.
+void verify_whole(const PartFile& part, const std::vector<fetch::FileFragment>& fragments,
+                  const Hash& hash, const std::string& part_path) {
+  Sha256 whole;
+  for (const auto& f : fragments) {
+    const std::string data = part.read(f.offset_bytes, static_cast<std::size_t>(f.size_bytes));
+    whole.update(std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size()));
+  }
+  if (const Hash actual = whole.finish(); actual != hash)
+    throw CliError("the assembled file hashes to " + actual.to_hex() + ", not " + hash.to_hex() +
+                   "; " + part_path + " is kept");
 }
 
 }  // namespace
@@ -103,198 +208,33 @@ int get(CliSession& session, const GetOptions& options) {
   const auto hash = Hash::from_hex(options.hash);
   if (!hash)
     throw CliError("'" + options.hash + "' is not a file hash (64 hexadecimal characters)");
-
-  // What the tracker knows: the fragments in order, who holds each, and how to reach them.
-  std::vector<Fragment> fragments;
-  query::FileSummary file;
-  for (std::size_t offset = 0;;) {
-    const query::Answer a =
-        session.ask(query::Request{query::Kind::file, *hash, offset, query::page_max});
-    file = *a.file;
-    for (const auto& f : a.fragments)
-      fragments.push_back(Fragment{f.hash, 0, f.size_bytes, f.holders, 0, {}, {}, 0, false});
-    offset = a.offset + a.fragments.size();
-    if (a.fragments.empty() || offset >= a.total) break;
-  }
-  std::map<ClientId, std::string> request_topic;
-  for (std::size_t offset = 0;;) {
-    const query::Answer a =
-        session.ask(query::Request{query::Kind::clients, std::nullopt, offset, query::page_max});
-    for (const auto& c : a.clients) {
-      std::string topic = fetch::request_topic(c.id);
-      for (const auto& e : c.endpoints)
-        if (auto t = fetch::request_topic_of_endpoint(e)) topic = *t;
-      request_topic[c.id] = topic;
-    }
-    offset = a.offset + a.clients.size();
-    if (a.clients.empty() || offset >= a.total) break;
-  }
-  std::int64_t at = 0;
-  for (std::size_t i = 0; i < fragments.size(); ++i) {
-    Fragment& f = fragments[i];
-    f.offset = at;
-    at += f.size;
-    // Spread the load: each fragment starts with another of its holders.
-    if (!f.holders.empty())
-      std::rotate(f.holders.begin(),
-                  f.holders.begin() + static_cast<std::ptrdiff_t>(i % f.holders.size()),
-                  f.holders.end());
-  }
-  if (at != file.size_bytes)
-    throw CliError("the tracker's fragments of " + options.hash + " do not add up to its size");
+  auto [file, fragments] = ask_tracker(session, *hash);
 
   const std::string part_path = options.output + ".part";
   PartFile part(part_path, file.size_bytes);
-  std::int64_t done_bytes = 0;
-  if (part.existed()) {
-    for (auto& f : fragments)
-      if (sha256(std::string_view(part.read(f.offset, static_cast<std::size_t>(f.size)))) ==
-          f.hash) {
-        f.done = true;
-        done_bytes += f.size;
-      }
-    if (!options.quiet && done_bytes > 0)
-      std::cerr << "resuming: " << human_bytes(done_bytes) << " already in " << part_path << "\n";
-  }
+  const std::int64_t present_bytes = resume(part, fragments);
+  if (!options.quiet && present_bytes > 0)
+    std::cerr << "resuming: " << human_bytes(present_bytes) << " already in " << part_path << "\n";
 
-  const std::string response_topic = fetch::response_topic(session.client_id(), "get");
-  session.subscribe({response_topic});
+  fetch::ClientConfig config;
+  config.response_topic = fetch::response_topic(session.client_id(), "get");
+  config.parallel = options.parallel;
+  config.request_timeout_ms = options.request_timeout.count();
+  session.subscribe({config.response_topic});
+  KernelRandom random;
+  fetch::Client client(config, std::move(fragments), random);
   Progress progress("downloading", file.size_bytes, options.quiet);
-  progress.update(done_bytes);
+  progress.update(client.done_bytes());
+  run(session, client, part, progress);
+  if (!client.complete()) throw CliError(describe_missing(client, options.hash, part_path));
 
-  std::deque<std::size_t> waiting;
-  for (std::size_t i = 0; i < fragments.size(); ++i)
-    if (!fragments[i].done) waiting.push_back(i);
-  std::map<std::string, InFlight> in_flight;  // correlation -> request
-  std::map<std::size_t, Clock::time_point> retry_at;
-  std::vector<std::size_t> missing;
-
-  auto ask_for = [&](std::size_t index) {
-    Fragment& f = fragments[index];
-    if (f.holder >= f.holders.size()) {
-      missing.push_back(index);
-      return;
-    }
-    const auto offset = static_cast<std::int64_t>(f.data.size());
-    const std::string payload = fetch::encode_request(
-        fetch::Request{f.hash, offset, std::min(fetch::chunk_bytes_max, f.size - offset)});
-    const std::string correlation = "g" + session.next_correlation();
-    const auto topic = request_topic.count(f.holders[f.holder])
-                           ? request_topic[f.holders[f.holder]]
-                           : fetch::request_topic(f.holders[f.holder]);
-    runtime::Outgoing out(topic, payload, 1);
-    out.response_topic = response_topic;
-    out.correlation_data = correlation;
-    session.publish(out);
-    in_flight[correlation] = InFlight{index, offset, Clock::now() + options.request_timeout};
-  };
-  auto next_holder = [&](std::size_t index, const std::string& problem) {
-    Fragment& f = fragments[index];
-    f.problems.push_back(f.holders[f.holder] + ": " + problem);
-    f.data.clear();
-    f.busy_retries = 0;
-    ++f.holder;
-    ask_for(index);
-  };
-
-  while (!waiting.empty() || !in_flight.empty() || !retry_at.empty()) {
-    while (!waiting.empty() && in_flight.size() + retry_at.size() < options.parallel) {
-      const std::size_t index = waiting.front();
-      waiting.pop_front();
-      ask_for(index);
-    }
-    session.step(20);
-    const auto now = Clock::now();
-    for (auto it = retry_at.begin(); it != retry_at.end();) {
-      if (it->second > now) {
-        ++it;
-        continue;
-      }
-      ask_for(it->first);
-      it = retry_at.erase(it);
-    }
-    for (auto it = in_flight.begin(); it != in_flight.end();) {
-      auto answer = session.take_answer(it->first);
-      if (!answer) {
-        if (it->second.deadline > now) {
-          ++it;
-          continue;
-        }
-        const std::size_t index = it->second.fragment;
-        it = in_flight.erase(it);
-        next_holder(index,
-                    "no answer within " + std::to_string(options.request_timeout.count()) + " ms");
-        continue;
-      }
-      const InFlight request = it->second;
-      it = in_flight.erase(it);
-      Fragment& f = fragments[request.fragment];
-      const std::string status = answer->user_property(fetch::property_status).value_or("");
-      if (status == fetch::status_name(fetch::Status::busy) &&
-          ++f.busy_retries <= busy_retries_max) {
-        retry_at[request.fragment] = now + busy_retry;
-        continue;
-      }
-      if (status != fetch::status_name(fetch::Status::ok)) {
-        next_holder(request.fragment,
-                    (status.empty() ? std::string("no status") : status) + " (" +
-                        answer->user_property(fetch::property_reason).value_or("") + ")");
-        continue;
-      }
-      if (answer->user_property(fetch::property_offset) != std::to_string(request.offset) ||
-          answer->user_property(fetch::property_size) != std::to_string(f.size) ||
-          answer->payload.empty()) {
-        next_holder(request.fragment, "an answer that does not fit the fragment");
-        continue;
-      }
-      f.data += answer->payload;
-      if (static_cast<std::int64_t>(f.data.size()) < f.size) {
-        ask_for(request.fragment);  // the next chunk of a large fragment
-        continue;
-      }
-      if (static_cast<std::int64_t>(f.data.size()) != f.size ||
-          sha256(std::string_view(f.data)) != f.hash) {
-        next_holder(request.fragment, "bad data (hashes to " + hash_of_text(f.data) + ")");
-        continue;
-      }
-      part.write(f.offset, f.data);
-      f.data.clear();
-      f.data.shrink_to_fit();
-      f.done = true;
-      done_bytes += f.size;
-      progress.update(done_bytes);
-    }
-  }
-
-  if (!missing.empty()) {
-    std::string why = std::to_string(missing.size()) + " of " + std::to_string(fragments.size()) +
-                      " fragments of " + options.hash +
-                      " could not be fetched; what was fetched is kept in " + part_path +
-                      " and a new get resumes from it:";
-    for (std::size_t i = 0; i < missing.size() && i < 10; ++i) {
-      const Fragment& f = fragments[missing[i]];
-      why += "\n  fragment " + std::to_string(missing[i]) + " " + f.hash.to_hex() + ": ";
-      if (f.holders.empty()) why += "no edge holds it";
-      for (std::size_t p = 0; p < f.problems.size(); ++p) why += (p ? "; " : "") + f.problems[p];
-    }
-    throw CliError(why);
-  }
-
-  // The whole file, read back from disk, must be the file asked for.
-  Sha256 whole;
-  for (const auto& f : fragments) {
-    const std::string data = part.read(f.offset, static_cast<std::size_t>(f.size));
-    whole.update(std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size()));
-  }
-  if (const Hash actual = whole.finish(); actual != *hash)
-    throw CliError("the assembled file hashes to " + actual.to_hex() + ", not " + options.hash +
-                   "; " + part_path + " is kept");
+  verify_whole(part, client.fragments(), *hash, part_path);
   part.sync();
   if (::rename(part_path.c_str(), options.output.c_str()) != 0)
     throw CliError("cannot rename " + part_path + " to " + options.output + ": " +
                    std::strerror(errno));
   progress.finish("verified " + human_bytes(file.size_bytes) + " in " +
-                  std::to_string(fragments.size()) + " fragments");
+                  std::to_string(client.fragments().size()) + " fragments");
   return exit_status::ok;
 }
 

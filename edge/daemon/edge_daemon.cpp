@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <utility>
 
+#include "mqds/assert.hpp"
 #include "mqds/fetch.hpp"
 #include "mqds/os.hpp"
 #include "mqds/overloaded.hpp"
@@ -36,6 +37,12 @@ std::size_t map_size_for(const std::optional<std::int64_t>& capacity_bytes) {
 
 using runtime::human_bytes;
 
+fetch::ServerConfig fetch_config(const ClientId& client_id) {
+  fetch::ServerConfig config;
+  config.request_topic = fetch::request_topic(client_id);
+  return config;
+}
+
 std::size_t bytes_of(const StorageEffect& effect) {
   if (const auto* put = std::get_if<store::PutTemporaryFragment>(&effect)) return put->data.size();
   return 64;
@@ -48,7 +55,7 @@ EdgeDaemon::EdgeDaemon(EdgeOptions options, const runtime::Log& log)
       log_(log),
       store_(options_.data_dir, map_size_for(options_.capacity_bytes)),
       random_(os::random_seed()),
-      request_topic_(fetch::request_topic(options_.connection.client_id)),
+      fetch_(fetch_config(options_.connection.client_id)),
       reconnect_backoff_(reconnect_min_ms, reconnect_max_ms) {}
 
 void EdgeDaemon::verify_store() {
@@ -143,7 +150,7 @@ void EdgeDaemon::schedule_reconnect(std::int64_t now_ms) {
 void EdgeDaemon::on_connected() {
   std::vector<std::string> topics;
   for (auto topic : torrent_subscriptions()) topics.emplace_back(topic);
-  topics.push_back(request_topic_);
+  topics.push_back(fetch_.config().request_topic);
   subscribe_mid_ = session_->subscribe(topics, 2);
   if (subscribe_mid_ < 0) {
     log_(LogLevel::warning, "cannot subscribe: " + runtime::describe_error(-subscribe_mid_));
@@ -164,9 +171,7 @@ void EdgeDaemon::on_lost(const std::string& why) {
   // What was decided but not yet published is stale once the connection is gone: the join after
   // the reconnect reports the truth. What it stored is still committed.
   pending_publishes_.clear();
-  fetch_queue_.clear();
-  responses_in_flight_.clear();
-  response_bytes_in_flight_ = 0;
+  fetch_.on_disconnected();
   if (was_up) take(machine_->on_disconnected(monotonic_ms()));
   if (was_up) reconnect_backoff_.reset();
   schedule_reconnect(monotonic_ms());
@@ -177,7 +182,8 @@ void EdgeDaemon::on_subscribed(int mid, const std::vector<int>& granted) {
   for (int qos : granted) {
     if (qos < 128) continue;
     fatal_ = "the broker refused a subscription (reason " + std::to_string(qos) +
-             "): allow this client to subscribe to the mqds topics and to " + request_topic_;
+             "): allow this client to subscribe to the mqds topics and to " +
+             fetch_.config().request_topic;
     exit_status_ = exit_status::operator_must_act;
     return;
   }
@@ -187,23 +193,17 @@ void EdgeDaemon::on_subscribed(int mid, const std::vector<int>& granted) {
 }
 
 void EdgeDaemon::on_message(runtime::Received&& message) {
-  if (message.topic == request_topic_) {
-    if (fetch_queue_.size() >= fetch_queue_max) {
-      respond(message, fetch::Status::busy, "too many requests waiting");
-      return;
-    }
-    fetch_queue_.push_back(std::move(message));
+  if (message.topic == fetch_.config().request_topic) {
+    take(fetch_.on_request(
+        {message.topic, message.payload, message.response_topic, message.correlation_data}));
     return;
   }
   take(machine_->on_message(monotonic_ms(), message.topic, message.payload));
 }
 
 void EdgeDaemon::on_published(int mid, int reason_code) {
-  if (auto it = responses_in_flight_.find(mid); it != responses_in_flight_.end()) {
-    response_bytes_in_flight_ -= it->second;
-    responses_in_flight_.erase(it);
-    return;  // the tracker plugin delivers responses itself and refuses the original: not an error
-  }
+  // The tracker plugin delivers responses itself and refuses the original: not an error.
+  if (fetch_.on_acknowledged(mid)) return;
   if (goodbye_mid_ && mid == *goodbye_mid_) goodbye_acknowledged_ = true;
   if (reason_code >= 128)
     log_(LogLevel::warning, "the broker refused an event (reason " + std::to_string(reason_code) +
@@ -259,79 +259,49 @@ void EdgeDaemon::flush() {
 }
 
 void EdgeDaemon::serve_fetches() {
-  while (!fetch_queue_.empty() && link_ != Link::down) {
-    const runtime::Received request = std::move(fetch_queue_.front());
-    fetch_queue_.pop_front();
-    serve(request);
+  while (fetch_.waiting() > 0 && link_ != Link::down) {
+    take(fetch_.serve_next());
     flush();  // a corrupt copy found while serving is deleted, and the rejoin is sent
   }
 }
 
-void EdgeDaemon::serve(const runtime::Received& request) {
-  if (request.response_topic.empty() ||
-      !fetch::requester_of_response_topic(request.response_topic)) {
-    // Answering on any topic a request names would let anyone make this board publish there.
-    log_(LogLevel::warning, "ignored a fetch request whose Response Topic is not under " +
-                                std::string(fetch::response_prefix) + ": '" +
-                                request.response_topic.substr(0, 200) + "'");
-    return;
-  }
-  const auto decoded = fetch::decode_request(request.payload);
-  if (!decoded) {
-    respond(request, fetch::Status::bad_request, decoded.error().to_string());
-    return;
-  }
-  const auto& wanted = *decoded;
-  if (response_bytes_in_flight_ >= response_bytes_in_flight_max) {
-    respond(request, fetch::Status::busy, "too many bytes in flight; ask again");
-    return;
-  }
-  bool answered = false;
-  const auto result = store_.read_fragment(wanted.hash, [&](std::span<const std::uint8_t> content) {
-    const auto size = static_cast<std::int64_t>(content.size());
-    if (wanted.offset_bytes > size) {
-      respond(request, fetch::Status::bad_request,
-              "Offset is beyond the fragment's " + std::to_string(size) + " bytes");
-    } else {
-      const auto length = std::min(wanted.length_bytes, size - wanted.offset_bytes);
-      respond(request, fetch::Status::ok, {},
-              std::string_view(reinterpret_cast<const char*>(content.data()) + wanted.offset_bytes,
-                               static_cast<std::size_t>(length)),
-              size, wanted.offset_bytes);
-    }
-    answered = true;
-  });
-  if (answered) return;
-  if (result == EdgeStore::ReadResult::corrupt) {
-    take(machine_->fragment_lost(monotonic_ms(), wanted.hash));
-    respond(request, fetch::Status::not_found, "the stored copy was corrupt and is deleted");
-    return;
-  }
-  respond(request, fetch::Status::not_found, "not stored here");
+void EdgeDaemon::take(fetch::ServerOutput out, std::span<const std::uint8_t> content) {
+  for (const auto& line : out.logs) log_(line.level, line.text);
+  if (out.lost) take(machine_->fragment_lost(monotonic_ms(), *out.lost));
+  for (const auto& reply : out.replies) publish_reply(reply, content);
+  if (out.lookup) look_up(*out.lookup);
 }
 
-void EdgeDaemon::respond(const runtime::Received& request, fetch::Status status,
-                         std::string_view reason, std::string_view data, std::int64_t size_bytes,
-                         std::int64_t offset_bytes) {
-  runtime::UserProperties properties{
-      {std::string(fetch::property_status), std::string(fetch::status_name(status))}};
-  if (status == fetch::Status::ok) {
-    properties.emplace_back(fetch::property_size, std::to_string(size_bytes));
-    properties.emplace_back(fetch::property_offset, std::to_string(offset_bytes));
-  } else {
-    properties.emplace_back(fetch::property_reason, std::string(reason));
-    log_(LogLevel::debug,
-         "fetch answered " + std::string(fetch::status_name(status)) + ": " + std::string(reason));
-  }
-  const std::string_view correlation =
-      std::string_view(request.correlation_data).substr(0, fetch::correlation_bytes_max);
-  runtime::Outgoing response(request.response_topic, data, 1);
-  response.correlation_data = correlation;
+void EdgeDaemon::look_up(const fetch::Lookup& lookup) {
+  bool stored = false;
+  const auto result = store_.read_fragment(lookup.hash, [&](std::span<const std::uint8_t> content) {
+    stored = true;
+    // Answered inside the read: the reply's bytes go from the store's memory to the broker.
+    take(fetch_.on_lookup(lookup.ticket,
+                          fetch::LookupOutcome::stored(static_cast<std::int64_t>(content.size()))),
+         content);
+  });
+  if (stored) return;
+  take(fetch_.on_lookup(lookup.ticket, result == EdgeStore::ReadResult::corrupt
+                                           ? fetch::LookupOutcome::corrupt()
+                                           : fetch::LookupOutcome::not_found()));
+}
+
+void EdgeDaemon::publish_reply(const fetch::Reply& reply, std::span<const std::uint8_t> content) {
+  const auto offset = static_cast<std::size_t>(reply.header.offset_bytes);
+  const auto length = static_cast<std::size_t>(reply.length_bytes);
+  MQDS_ASSERT(length == 0 || offset + length <= content.size());
+  const runtime::UserProperties properties = reply.properties();
+  runtime::Outgoing response(
+      reply.topic,
+      length == 0
+          ? std::string_view()
+          : std::string_view(reinterpret_cast<const char*>(content.data()) + offset, length),
+      1);
+  response.correlation_data = reply.correlation_data;
   response.user_properties = &properties;
   const int mid = session_->publish(response);
-  if (mid < 0) return;
-  responses_in_flight_[mid] = data.size();
-  response_bytes_in_flight_ += data.size();
+  if (mid >= 0) fetch_.on_sent(mid, reply);
 }
 
 void EdgeDaemon::say_goodbye(const volatile std::sig_atomic_t&) {

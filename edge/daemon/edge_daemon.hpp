@@ -12,10 +12,13 @@
 // - The connection: joining happens once the subscriptions are granted. A lost connection is the
 //   tracker gone (it lives in the broker): the machine is told, and the daemon reconnects with
 //   jittered exponential backoff (1 s to 30 s) and joins again.
-// - Fetch (common/include/mqds/fetch.hpp): requests on mqds/fetch/request/<id> are served after the
-//   batch they arrived in is committed, from persisted fragments only, each verified against its
-//   hash first. A corrupt copy is handed to the machine as lost (deleted, and a rejoin reports it).
-//   Responses in flight are bounded in bytes; beyond the bound the answer is "busy".
+// - Fetch: the core's fetch::Server (common/include/mqds/fetch_server.hpp) decides every answer;
+//   the daemon moves bytes. Requests on mqds/fetch/request/<id> go to it as they arrive; after
+//   each committed batch the daemon serves its queue, performing each Lookup with
+//   EdgeStore::read_fragment (which verifies the hash) and publishing the replies straight from
+//   the store's memory. A copy the Server names as lost goes to the TorrentServer
+//   (fragment_lost: deleted, and a rejoin reports it). PUBACKs of replies free the Server's
+//   in-flight budget.
 // - SIGTERM/SIGINT: ClientGoodbye is published and acknowledged (bounded wait), then a clean
 //   DISCONNECT. A denial the operator must fix ends the process with
 //   exit_status::operator_must_act.
@@ -23,16 +26,15 @@
 
 #include <csignal>
 #include <cstdint>
-#include <deque>
-#include <map>
 #include <memory>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "edge_options.hpp"
-#include "mqds/fetch.hpp"
+#include "mqds/fetch_server.hpp"
 #include "mqds/random.hpp"
 #include "mqds/store/edge_store.hpp"
 #include "mqds/torrent.hpp"
@@ -50,8 +52,6 @@ class EdgeDaemon {
   int run(const volatile std::sig_atomic_t& stop);
 
   static constexpr std::size_t batch_bytes_max = 8 * 1024 * 1024;
-  static constexpr std::size_t fetch_queue_max = 64;
-  static constexpr std::size_t response_bytes_in_flight_max = 16 * 1024 * 1024;
   // The broker may have this many QoS 1 and 2 messages in flight to us. libmosquitto's default of
   // 20 is overrun by Debian's 2.0.11 broker under bursts, which drops the connection; the broker's
   // own max_queued_messages still bounds what waits for us.
@@ -74,10 +74,11 @@ class EdgeDaemon {
   void take(Output out);
   void flush();
   void serve_fetches();
-  void serve(const runtime::Received& request);
-  void respond(const runtime::Received& request, fetch::Status status, std::string_view reason,
-               std::string_view data = {}, std::int64_t size_bytes = 0,
-               std::int64_t offset_bytes = 0);
+  // Performs what the fetch Server decided. `content` is the fragment its ok replies are ranges
+  // of, valid during the call (the store's memory, inside a read).
+  void take(fetch::ServerOutput out, std::span<const std::uint8_t> content = {});
+  void look_up(const fetch::Lookup& lookup);
+  void publish_reply(const fetch::Reply& reply, std::span<const std::uint8_t> content);
   void say_goodbye(const volatile std::sig_atomic_t& stop);
 
   EdgeOptions options_;
@@ -86,7 +87,7 @@ class EdgeDaemon {
   SplitMix64 random_;
   std::unique_ptr<TorrentServer> machine_;
   std::unique_ptr<runtime::MqttSession> session_;
-  std::string request_topic_;
+  fetch::Server fetch_;
 
   Link link_ = Link::down;
   std::int64_t reconnect_at_ms_ = 0;
@@ -102,9 +103,6 @@ class EdgeDaemon {
   std::optional<std::string> fatal_;
   int exit_status_ = exit_status::stopped;
 
-  std::deque<runtime::Received> fetch_queue_;
-  std::map<int, std::size_t> responses_in_flight_;  // message id -> payload bytes
-  std::size_t response_bytes_in_flight_ = 0;
   std::optional<int> goodbye_mid_;
   bool goodbye_acknowledged_ = false;
 };

@@ -1,10 +1,12 @@
-// Unit tests of the fetch protocol's pure parts: the request codec and the topic rules the edge,
-// the command line and the plugin share.
+// Unit tests of the fetch protocol's codecs (the request, the response's User Properties) and of
+// the topic rules the edge, the command line and the plugin share.
 #include "mqds/fetch.hpp"
 
 #include <gtest/gtest.h>
 
 #include <string>
+
+#include "mqds/limits.hpp"
 
 namespace mqds::fetch {
 namespace {
@@ -80,6 +82,54 @@ TEST(FetchTopics, ResponseTopicBelongsToItsRequester) {
   EXPECT_EQ(requester_of_response_topic("mqds/fetch/response//x"), std::nullopt);
   EXPECT_EQ(requester_of_response_topic("mqds/fetch/response/#"), std::nullopt);
   EXPECT_EQ(requester_of_response_topic("tracker/hello"), std::nullopt);
+}
+
+TEST(FetchResponseProperties, RoundTrip) {
+  const ResponseHeader ok{Status::ok, 5000, 1024, ""};
+  const UserProperties properties = encode_response_properties(ok);
+  EXPECT_EQ(properties, (UserProperties{{"Status", "ok"}, {"Size", "5000"}, {"Offset", "1024"}}));
+  const auto decoded = decode_response_properties(properties);
+  ASSERT_TRUE(decoded.ok()) << decoded.error().to_string();
+  EXPECT_EQ(*decoded, ok);
+
+  const ResponseHeader busy{Status::busy, 0, 0, "ask again"};
+  EXPECT_EQ(encode_response_properties(busy),
+            (UserProperties{{"Status", "busy"}, {"Reason", "ask again"}}));
+  EXPECT_EQ(*decode_response_properties(encode_response_properties(busy)), busy);
+}
+
+std::string header_error(const UserProperties& properties) {
+  auto result = decode_response_properties(properties);
+  return result ? "decoded" : result.error().to_string();
+}
+
+TEST(FetchResponseProperties, BadPropertiesNameTheProperty) {
+  EXPECT_EQ(header_error({}), "Status: missing");
+  EXPECT_EQ(header_error({{"Reason", "x"}}), "Status: missing");
+  EXPECT_EQ(header_error({{"Status", "OK"}}), "Status: unknown 'OK'");
+  EXPECT_EQ(header_error({{"Status", std::string(100, 'x')}}),
+            "Status: unknown '" + std::string(32, 'x') + "...'");
+  EXPECT_EQ(header_error({{"Status", "ok"}, {"Offset", "0"}}), "Size: missing");
+  EXPECT_EQ(header_error({{"Status", "ok"}, {"Size", "10"}}), "Offset: missing");
+  for (const char* size :
+       {"", "-1", "+1", " 1", "1 ", "1e3", "0x10", "1.0", "99999999999999999999"})
+    EXPECT_EQ(header_error({{"Status", "ok"}, {"Size", size}, {"Offset", "0"}}),
+              "Size: must be a decimal integer")
+        << "'" << size << "'";
+  EXPECT_EQ(header_error({{"Status", "ok"}, {"Size", "67108865"}, {"Offset", "0"}}),
+            "Size: exceeds 67108864");
+}
+
+TEST(FetchResponseProperties, TheFirstOfEachNameCountsAndReasonsAreCut) {
+  const auto decoded = decode_response_properties(
+      {{"Status", "not-found"}, {"Status", "ok"}, {"Reason", std::string(5000, 'r')}});
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(decoded->status, Status::not_found);
+  EXPECT_EQ(decoded->reason.size(), limits::reason_bytes_max);
+  // A reason is optional, and Size and Offset are only read from ok answers.
+  const auto bare = decode_response_properties({{"Status", "busy"}, {"Size", "nonsense"}});
+  ASSERT_TRUE(bare.ok());
+  EXPECT_EQ(bare->reason, "");
 }
 
 TEST(FetchStatus, NamesRoundTrip) {

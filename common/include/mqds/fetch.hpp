@@ -20,6 +20,10 @@
 // requests. The edge verifies the fragment's hash before every answer (a corrupt copy is deleted
 // and answered not-found) and the requester verifies the assembled fragment again.
 //
+// The edge's side is the machine fetch::Server (mqds/fetch_server.hpp), the requester's side
+// fetch::Client (mqds/fetch_client.hpp); this header holds what both share: the codecs and the
+// topic rules, which the plugin's gate (plugin/fetch_gate.hpp) uses too.
+//
 // Who may fetch is the broker's decision: the tracker plugin lets only its fetch_users publish
 // requests, refuses a Response Topic that is not the requester's own, and delivers each response
 // to its requester alone. The endpoint a torrent server announces for fetching is
@@ -30,7 +34,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
+#include <vector>
 
 #include "mqds/events.hpp"
 
@@ -63,6 +69,27 @@ struct Request {
 std::string encode_request(const Request& request);
 // Never throws. Length is clamped to chunk_bytes_max; negative values are errors.
 Result<Request> decode_request(std::string_view payload) noexcept;
+
+// MQTT 5 User Properties, name and value, in the order they travel (the same type as the
+// adapters' runtime::UserProperties, so they pass without a copy).
+using UserProperties = std::vector<std::pair<std::string, std::string>>;
+
+// What a response says besides its payload: its User Properties.
+struct ResponseHeader {
+  Status status = Status::ok;
+  std::int64_t size_bytes = 0;    // ok: the whole fragment's size
+  std::int64_t offset_bytes = 0;  // ok: where the payload starts in the fragment
+  std::string reason;             // all but ok: why, in words
+  friend bool operator==(const ResponseHeader&, const ResponseHeader&) = default;
+};
+
+// Status first, then Size and Offset (ok) or Reason (all but ok).
+UserProperties encode_response_properties(const ResponseHeader& header);
+// Never throws. The first property of each name counts, others are ignored. Status must be one
+// of the four names; Size and Offset (ok only) decimal integers from 0 to the largest fragment
+// size. Reason is optional and cut to limits::reason_bytes_max: the requester shows it, so a
+// hostile edge must not make that text huge.
+Result<ResponseHeader> decode_response_properties(const UserProperties& properties) noexcept;
 
 // "mqds/fetch/request/<edge>", and the endpoint URI a torrent server announces for it.
 std::string request_topic(std::string_view edge_client_id);
