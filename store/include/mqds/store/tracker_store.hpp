@@ -31,13 +31,6 @@
 
 namespace mqds {
 
-struct UploadRecord {
-  Uuid id;
-  Hash declared_hash;
-  std::int64_t size_bytes = 0;
-  ClientId uploader;
-};
-
 class TrackerStore {
  public:
   TrackerStore(const std::string& directory, std::size_t map_size_bytes);
