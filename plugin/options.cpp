@@ -89,12 +89,12 @@ Result<Options> parse_options(const RawOptions& raw) {
       {"ingest_chunk_size",
        [&](const std::string& k, const std::string& v) {
          o.ingest.chunk_bytes_max =
-             static_cast<std::size_t>(integer(k, v, 1024, limits::fragment_size_bytes_max));
+             static_cast<std::size_t>(integer(k, v, 1024, ingest::chunk_bytes_limit));
        }},
       {"ingest_window",
        [&](const std::string& k, const std::string& v) {
          o.ingest.window_bytes =
-             static_cast<std::size_t>(integer(k, v, 1024, std::int64_t{1} << 30));
+             static_cast<std::size_t>(integer(k, v, 1024, ingest::window_bytes_limit));
        }},
       {"ingest_uploads", count(o.ingest.uploads_max, 1'024)},
       {"ingest_file_size_max",

@@ -9,12 +9,21 @@
 #include <variant>
 #include <vector>
 
+#include "allowed_users.hpp"
 #include "fetch_gate.hpp"
-#include "ingest.hpp"
+#include "mqds/ingest.hpp"
 #include "mqds/result.hpp"
 #include "mqds/tracker.hpp"
 
 namespace mqds::plugin {
+
+// Who may upload (plugin_opt_ingest_users) and the bounds of an upload (plugin_opt_ingest_*).
+struct IngestOptions : AllowedUsers, ingest::ReceiverConfig {
+  ingest::Permission permission(const char* username) const {
+    if (!enabled()) return ingest::Permission::disabled;
+    return allows(username) ? ingest::Permission::granted : ingest::Permission::denied;
+  }
+};
 
 struct Options {
   std::string data_dir;

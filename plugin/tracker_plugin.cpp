@@ -31,6 +31,21 @@ int mosquitto_level(LogLevel level) {
   return MOSQ_LOG_INFO;
 }
 
+// MOSQ_ERR_* for a machine's verdict on a message; a rewrite replaces its payload, or refuses it
+// when the copy cannot be made.
+int apply_verdict(const MessageResult& result, mosquitto_evt_message& event) {
+  if (result.verdict == Verdict::drop) return MOSQ_ERR_ACL_DENIED;
+  if (result.verdict == Verdict::rewrite) {
+    void* rewritten = mosquitto_malloc(result.rewritten_payload.size() + 1);
+    if (!rewritten) return MOSQ_ERR_ACL_DENIED;
+    std::memcpy(rewritten, result.rewritten_payload.data(), result.rewritten_payload.size());
+    static_cast<char*>(rewritten)[result.rewritten_payload.size()] = '\0';
+    event.payload = rewritten;  // the broker frees the original
+    event.payloadlen = static_cast<std::uint32_t>(result.rewritten_payload.size());
+  }
+  return MOSQ_ERR_SUCCESS;
+}
+
 }  // namespace
 
 using os::monotonic_ms;
@@ -55,11 +70,6 @@ TrackerPlugin::TrackerPlugin(Options options)
     : options_(std::move(options)),
       store_(open_store(options_)),
       random_(std::make_unique<SplitMix64>(os::random_seed())),
-      ingest_(options_.ingest, store_, options_.tracker.fragment_size_bytes,
-              [this](const Hash& file) -> const FileMetadata* {
-                auto it = tracker_->view().files().find(file);
-                return it == tracker_->view().files().end() ? nullptr : &it->second;
-              }),
       fetch_(options_.fetch),
       metrics_(options_.metrics_interval_ms) {
   const auto stored_size = store_.fragment_size_bytes();
@@ -70,8 +80,10 @@ TrackerPlugin::TrackerPlugin(Options options)
         " bytes: set it back, or start with an empty data_dir");
   if (!stored_size) store_.set_fragment_size(options_.tracker.fragment_size_bytes);
   tracker_ = std::make_unique<Tracker>(options_.tracker, store_.load(), *random_);
+  receiver_ = std::make_unique<ingest::Receiver>(options_.ingest,
+                                                 options_.tracker.fragment_size_bytes, store_);
   last_tick_ms_ = monotonic_ms();
-  if (!ingest_.enabled())
+  if (!options_.ingest.enabled())
     mosquitto_log_printf(MOSQ_LOG_NOTICE,
                          "mqds: uploads are disabled; allow them with plugin_opt_ingest_users");
   if (!fetch_.enabled())
@@ -116,38 +128,20 @@ void TrackerPlugin::take(Output output) {
   }
 }
 
-void TrackerPlugin::take(std::vector<IngestReply>& replies) {
-  for (auto& reply : replies)
-    pending_publishes_.push_back({std::string(ingest_topics::status), std::move(reply.payload),
-                                  std::move(reply.to), false, nullptr, 0});
-  replies.clear();
-}
-
-bool TrackerPlugin::still_needed(const Hash& fragment) const {
-  return tracker_->is_staged(fragment);
-}
-
 void TrackerPlugin::flush(bool ticking) {
-  // Uploaded fragments become durable first; a verified file then goes to the tracker, and its
-  // "published" answer queues behind the tracker's FileInfoPublished, so it leaves only once that
-  // is durable too.
-  std::vector<IngestReply> replies;
+  // Uploaded fragments are staged, a verified file goes to the tracker, and its "published" answer
+  // queues behind the tracker's FileInfoPublished: all of it is committed in the one transaction
+  // below, and only then published.
   const auto now = monotonic_ms();
-  for (const auto& upload : ingest_.flush(now, replies, ticking)) {
-    std::string error = upload.failure;
-    if (error.empty()) {
-      IngestResult added =
-          tracker_->add_file(now, upload.digest.hash, upload.digest.metadata, upload.staged_sizes);
-      take(std::move(added.output));
-      error = added.error;
-    }
-    if (!error.empty())
-      mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqds: upload %s from '%s' failed: %s",
-                           upload.id.to_string().c_str(), upload.uploader.c_str(), error.c_str());
-    ingest_.finish(
-        upload, error, [this](const Hash& h) { return still_needed(h); }, replies);
+  const ingest::StillNeeded still_needed = [this](const Hash& h) { return tracker_->is_staged(h); };
+  ingest::Flushed flushed = receiver_->flush(now, ticking, still_needed);
+  take(std::move(flushed.output));
+  for (const auto& upload : flushed.verified) {
+    IngestResult added =
+        tracker_->add_file(now, upload.digest.hash, upload.digest.metadata, upload.staged_sizes);
+    take(std::move(added.output));
+    take(receiver_->finish(upload, added.error, still_needed));
   }
-  take(replies);
   if (!pending_effects_.empty()) {
     try {
       store_.apply(pending_effects_);
@@ -195,6 +189,9 @@ void TrackerPlugin::restart_from_store(const char* why) {
   pending_effects_.clear();
   pending_publishes_.clear();
   tracker_ = std::make_unique<Tracker>(options_.tracker, store_.load(), *random_);
+  // Uploads in memory believed parts durable that were not: they resume from the store at `begin`.
+  receiver_ = std::make_unique<ingest::Receiver>(options_.ingest,
+                                                 options_.tracker.fragment_size_bytes, store_);
   take(tracker_->start(monotonic_ms()));
 }
 
@@ -214,7 +211,7 @@ void TrackerPlugin::flush_if_no_tick() {
 
 int TrackerPlugin::on_message(mosquitto_evt_message& event) {
   if (!event.topic) return MOSQ_ERR_SUCCESS;
-  if (Ingest::handles(event.topic)) return on_ingest(event);
+  if (ingest::Receiver::handles(event.topic)) return on_ingest(event);
   if (FetchGate::kind(event.topic) != FetchGate::Kind::none) return on_fetch(event);
   if (std::string_view(event.topic).substr(0, query_prefix.size()) == query_prefix)
     return on_query(event);
@@ -225,20 +222,8 @@ int TrackerPlugin::on_message(mosquitto_evt_message& event) {
   MessageResult result =
       tracker_->on_message(monotonic_ms(), sender ? sender : "", event.topic, payload);
   take(std::move(result.output));
-  int rc = MOSQ_ERR_SUCCESS;
-  if (result.verdict == Verdict::drop) {
-    rc = MOSQ_ERR_ACL_DENIED;
-  } else if (result.verdict == Verdict::rewrite) {
-    void* rewritten = mosquitto_malloc(result.rewritten_payload.size() + 1);
-    if (rewritten) {
-      std::memcpy(rewritten, result.rewritten_payload.data(), result.rewritten_payload.size());
-      static_cast<char*>(rewritten)[result.rewritten_payload.size()] = '\0';
-      event.payload = rewritten;  // the broker frees the original
-      event.payloadlen = static_cast<std::uint32_t>(result.rewritten_payload.size());
-    } else {
-      rc = MOSQ_ERR_ACL_DENIED;  // an unstamped goodbye must not pass: it would name nobody
-    }
-  }
+  // A goodbye whose stamped copy cannot be made is refused: unstamped, it would name nobody.
+  const int rc = apply_verdict(result, event);
   flush_if_no_tick();
   return rc;
 }
@@ -247,25 +232,15 @@ int TrackerPlugin::on_ingest(mosquitto_evt_message& event) {
   const char* sender = mosquitto_client_id(event.client);
   const std::string_view payload(static_cast<const char*>(event.payload),
                                  event.payload ? event.payloadlen : 0);
-  std::vector<IngestReply> replies;
-  const bool consumed =
-      ingest_.on_message(monotonic_ms(), sender ? sender : "",
-                         mosquitto_client_username(event.client), event.topic, payload, replies);
-  take(replies);
+  MessageResult result =
+      receiver_->on_message(monotonic_ms(), sender ? sender : "",
+                            options_.ingest.permission(mosquitto_client_username(event.client)),
+                            event.topic, payload, tracker_->view().files());
+  take(std::move(result.output));
   flush_if_no_tick();
-  if (!consumed) return MOSQ_ERR_ACL_DENIED;
-  // File content is for the tracker only: subscribers of mqds/ingest/# see an empty message.
-  if (event.payloadlen > 0 &&
-      std::string_view(event.topic).substr(0, ingest_topics::chunk_prefix.size()) ==
-          ingest_topics::chunk_prefix) {
-    void* empty = mosquitto_malloc(1);
-    if (!empty) return MOSQ_ERR_ACL_DENIED;
-    static_cast<char*>(empty)[0] = '\0';
-    event.payload = empty;
-    event.payloadlen = 0;
-    event.retain = false;
-  }
-  return MOSQ_ERR_SUCCESS;
+  // A chunk's content is for the tracker only (the rewrite empties it), and is never retained.
+  if (result.verdict == Verdict::rewrite) event.retain = false;
+  return apply_verdict(result, event);
 }
 
 namespace {

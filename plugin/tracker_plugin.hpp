@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "mqds/ingest.hpp"
 #include "mqds/random.hpp"
 #include "mqds/store/tracker_store.hpp"
 #include "mqds/tracker.hpp"
 #include "fetch_gate.hpp"
-#include "ingest.hpp"
 #include "metrics.hpp"
 #include "options.hpp"
 
@@ -32,6 +32,7 @@ class TrackerPlugin {
   // MOSQ_ERR_* for the MESSAGE callback: SUCCESS to deliver (possibly rewritten), ACL_DENIED to
   // drop.
   int on_message(mosquitto_evt_message& event);
+  // A publish under mqds/ingest/ (common/include/mqds/ingest.hpp), for the ingest::Receiver.
   int on_ingest(mosquitto_evt_message& event);
   // A publish under mqds/fetch/: see fetch_gate.hpp.
   int on_fetch(mosquitto_evt_message& event);
@@ -58,9 +59,7 @@ class TrackerPlugin {
   };
 
   void take(Output output);
-  void take(std::vector<IngestReply>& replies);
-  bool still_needed(const Hash& fragment) const;
-  // Commits what the tracker and ingest decided, then publishes. `ticking`: called from TICK.
+  // Commits what the tracker and the receiver decided, then publishes. `ticking`: called from TICK.
   void flush(bool ticking = false);
   void restart_from_store(const char* why);
   // Without TICK nothing would ever be flushed: flush now if the last one is long gone.
@@ -70,7 +69,8 @@ class TrackerPlugin {
   TrackerStore store_;
   std::unique_ptr<Random> random_;
   std::unique_ptr<Tracker> tracker_;
-  Ingest ingest_;
+  // Rebuilt with the tracker when a commit fails: both then start again from what is durable.
+  std::unique_ptr<ingest::Receiver> receiver_;
   FetchGate fetch_;
   std::size_t queries_refused_logged_ = 0;
   static constexpr std::size_t queries_refused_logged_max = 100;  // the log cannot be flooded

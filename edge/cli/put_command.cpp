@@ -1,29 +1,27 @@
-// mqds put: the ingest protocol of the tracker plugin (README, "Ingest"), then waiting until every
-// fragment of the file has its k replicas.
+// mqds put: the file goes in through the ingest protocol, as the core's ingest::Sender says
+// (common/include/mqds/ingest.hpp), then put waits until every fragment has its k replicas.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
-
 #include <cerrno>
 #include <cstring>
 #include <iostream>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "commands.hpp"
+#include "mqds/ingest.hpp"
 #include "progress.hpp"
 
 namespace mqds::cli {
 
 namespace {
 
-using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-constexpr std::string_view ingest_begin = "mqds/ingest/begin";
-constexpr std::string_view ingest_status = "mqds/ingest/status";
 constexpr std::size_t hash_buffer_bytes = 1024 * 1024;
 
 class File {
@@ -80,56 +78,56 @@ Uuid upload_id_for(const Hash& hash, std::int64_t size, const std::string& clien
                        static_cast<std::uint64_t>(size) * 0x9E3779B97F4A7C15ull);
 }
 
-// Sends the file from the tracker's Offset within its Window until it answers published or failed.
-json upload(CliSession& session, const File& file, const Hash& hash, bool quiet) {
-  const Uuid id = upload_id_for(hash, file.size(), session.client_id());
-  const std::string id_text = id.to_string();
-  auto status_of_this_upload = [&](const runtime::Received& m) {
-    if (m.topic != ingest_status) return false;
-    const json j = json::parse(m.payload, nullptr, false);
-    return j.is_object() && (j.value("UploadId", "") == id_text || !j.contains("UploadId"));
+// Waits for the next status about the sender's upload and moves the sender on with it.
+void receive_status(CliSession& session, ingest::Sender& sender,
+                    std::chrono::milliseconds timeout) {
+  std::optional<ingest::Status> status;
+  std::optional<Error> unreadable;
+  const auto about_this_upload = [&](const runtime::Received& m) {
+    if (m.topic != ingest::topics::status) return false;
+    auto decoded = ingest::decode_status(m.payload);
+    if (!decoded) {
+      unreadable = decoded.error();
+      return false;
+    }
+    if (!sender.concerns(*decoded)) return false;
+    status = std::move(*decoded);
+    return true;
   };
-  auto next_status = [&](std::chrono::milliseconds timeout) -> json {
-    auto m = session.wait_for(status_of_this_upload, timeout);
-    if (!m)
-      throw CliError(
-          "no answer from the tracker about the upload: is the mqds plugin loaded, and ingest on?");
-    return json::parse(m->payload, nullptr, false);
-  };
-  const std::string begin =
-      json{{"UploadId", id_text}, {"Hash", hash.to_hex()}, {"Size", file.size()}}.dump();
-  session.publish(runtime::Outgoing(ingest_begin, begin, 1));
-  json status = next_status(std::chrono::seconds(10));
+  if (!session.wait_for(about_this_upload, timeout)) {
+    if (unreadable)
+      throw CliError("the tracker's answer about the upload is unreadable: " +
+                     unreadable->to_string());
+    throw CliError(
+        "no answer from the tracker about the upload: is the mqds plugin loaded, and ingest on?");
+  }
+  sender.on_status(*status);
+}
+
+// The ingest protocol (common/include/mqds/ingest.hpp): the Sender says what to send, this
+// function reads it from the file and publishes it, until the tracker answers published or failed.
+void upload(CliSession& session, const File& file, const Hash& hash, bool quiet) {
+  ingest::Sender sender(upload_id_for(hash, file.size(), session.client_id()), hash, file.size());
+  const std::string begin = ingest::encode(sender.begin());
+  session.publish(runtime::Outgoing(ingest::topics::begin, begin, 1));
+  receive_status(session, sender, std::chrono::seconds(10));
 
   Progress progress("uploading", file.size(), quiet);
-  std::int64_t acknowledged = 0, sent = 0;
   std::vector<char> chunk;
-  while (status.value("State", "") == "receiving") {
-    const auto offset = status.value("Offset", std::int64_t{0});
-    const auto chunk_max =
-        std::max<std::int64_t>(1, status.value("ChunkSize", std::int64_t{1} << 20));
-    const auto window =
-        std::max<std::int64_t>(chunk_max, status.value("Window", std::int64_t{8} << 20));
-    acknowledged = std::max(acknowledged, offset);
-    // A Reason means a chunk was refused (out of order, window full): resend from Offset.
-    if (status.contains("Reason") || offset > sent) acknowledged = sent = offset;
-    progress.update(acknowledged);
-    while (sent < file.size() &&
-           sent + std::min(chunk_max, file.size() - sent) <= acknowledged + window) {
-      const auto n = static_cast<std::size_t>(std::min(chunk_max, file.size() - sent));
-      file.read(sent, n, chunk);
-      const std::string topic = "mqds/ingest/chunk/" + id_text + "/" + std::to_string(sent);
-      session.publish(runtime::Outgoing(topic, std::string_view(chunk.data(), n), 1));
-      sent += static_cast<std::int64_t>(n);
+  while (!sender.done()) {
+    progress.update(sender.acknowledged_bytes());
+    while (const auto range = sender.next_chunk()) {
+      const auto size = static_cast<std::size_t>(range->size_bytes);
+      file.read(range->offset_bytes, size, chunk);
+      const std::string topic = sender.chunk_topic(*range);
+      session.publish(runtime::Outgoing(topic, std::string_view(chunk.data(), size), 1));
     }
-    status = next_status(std::chrono::seconds(30));
+    receive_status(session, sender, std::chrono::seconds(30));
   }
-  if (status.value("State", "") != "published")
-    throw CliError("the tracker refused the upload: " +
-                   status.value("Reason", std::string("no reason given")));
+  if (sender.phase() == ingest::SenderPhase::failed)
+    throw CliError("the tracker refused the upload: " + sender.failure());
   progress.update(file.size());
-  progress.finish("published " + std::to_string(status.value("Fragments", 0)) + " fragments");
-  return status;
+  progress.finish("published " + std::to_string(sender.last_status()->fragments) + " fragments");
 }
 
 void wait_replicated(CliSession& session, const Hash& hash, const PutOptions& options) {

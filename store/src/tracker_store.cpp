@@ -31,6 +31,13 @@ std::string part_key(const Uuid& upload, std::uint32_t index) {
   return key;
 }
 
+std::vector<Hash> part_hashes(const lmdb::Txn& txn, MDB_dbi parts, const Uuid& upload) {
+  std::vector<Hash> hashes;
+  txn.for_each(parts, key_of(upload),
+               [&](std::string_view, std::string_view value) { hashes.push_back(hash_of(value)); });
+  return hashes;
+}
+
 }  // namespace
 
 TrackerStore::TrackerStore(const std::string& directory, std::size_t map_size_bytes)
@@ -118,6 +125,25 @@ void TrackerStore::apply(const std::vector<StorageEffect>& effects) {
               for (const auto& hash : e.hashes)
                 txn.put(holdings_, holding_key(e.client, hash), std::string_view{});
             },
+            [&](const store::PutUpload& e) {
+              std::string value(key_of(e.upload.declared_hash));
+              value += u64_bytes(static_cast<std::uint64_t>(e.upload.size_bytes));
+              value += e.upload.uploader;
+              txn.put(uploads_, key_of(e.upload.id), value);
+            },
+            [&](const store::PutUploadParts& e) {
+              std::uint32_t index = e.first_index;
+              for (const auto& [hash, data] : e.fragments) {
+                txn.put(staged_, key_of(hash), std::span<const std::uint8_t>(data));
+                txn.put(parts_, part_key(e.upload, index++), key_of(hash));
+              }
+            },
+            [&](const store::DeleteUpload& e) {
+              const auto parts = part_hashes(txn, parts_, e.upload);
+              for (std::uint32_t index = 0; index < parts.size(); ++index)
+                txn.del(parts_, part_key(e.upload, index));
+              txn.del(uploads_, key_of(e.upload));
+            },
             [&](const auto&) {
               throw std::logic_error("a torrent server's effect reached the tracker store");
             },
@@ -134,15 +160,6 @@ bool TrackerStore::read_staged(const Hash& hash,
   if (!value) return false;
   fn(std::span(reinterpret_cast<const std::uint8_t*>(value->data()), value->size()));
   return true;
-}
-
-void TrackerStore::begin_upload(const UploadRecord& upload) {
-  lmdb::Txn txn(env_, false);
-  std::string value(key_of(upload.declared_hash));
-  value += u64_bytes(static_cast<std::uint64_t>(upload.size_bytes));
-  value += upload.uploader;
-  txn.put(uploads_, key_of(upload.id), value);
-  txn.commit();
 }
 
 namespace {
@@ -167,29 +184,6 @@ std::optional<UploadRecord> TrackerStore::find_upload(const Uuid& id) const {
   return upload_of(key_of(id), *value);
 }
 
-void TrackerStore::put_upload_parts(const Uuid& upload, std::uint32_t first_index,
-                                    const std::vector<std::pair<Hash, Bytes>>& fragments) {
-  if (fragments.empty()) return;
-  lmdb::Txn txn(env_, false);
-  std::uint32_t index = first_index;
-  for (const auto& [hash, data] : fragments) {
-    txn.put(staged_, key_of(hash), std::span<const std::uint8_t>(data));
-    txn.put(parts_, part_key(upload, index++), key_of(hash));
-  }
-  txn.commit();
-}
-
-namespace {
-
-std::vector<Hash> part_hashes(const lmdb::Txn& txn, MDB_dbi parts, const Uuid& upload) {
-  std::vector<Hash> hashes;
-  txn.for_each(parts, key_of(upload),
-               [&](std::string_view, std::string_view value) { hashes.push_back(hash_of(value)); });
-  return hashes;
-}
-
-}  // namespace
-
 void TrackerStore::read_upload_parts(
     const Uuid& upload,
     const std::function<void(const Hash&, std::span<const std::uint8_t>)>& fn) const {
@@ -201,22 +195,6 @@ void TrackerStore::read_upload_parts(
                                " of an upload is missing from staging");
     fn(hash, std::span(reinterpret_cast<const std::uint8_t*>(content->data()), content->size()));
   }
-}
-
-void TrackerStore::finish_upload(const Uuid& upload) {
-  drop_upload(upload, [](const Hash&) { return true; });
-}
-
-void TrackerStore::drop_upload(const Uuid& upload,
-                               const std::function<bool(const Hash&)>& still_needed) {
-  lmdb::Txn txn(env_, false);
-  const auto hashes = part_hashes(txn, parts_, upload);
-  for (std::uint32_t index = 0; index < hashes.size(); ++index)
-    txn.del(parts_, part_key(upload, index));
-  for (const auto& hash : hashes)
-    if (!still_needed(hash)) txn.del(staged_, key_of(hash));
-  txn.del(uploads_, key_of(upload));
-  txn.commit();
 }
 
 }  // namespace mqds

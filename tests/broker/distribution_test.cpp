@@ -158,16 +158,16 @@ TEST(PluginDistribution, AnUploadedFileReachesExactlyKTorrentServersWithItsDeliv
   ASSERT_TRUE(uploader.connect(broker.port()));
   const Uuid upload = Uuid::v4_from(1, 2);
   const auto begun = uploader.begin(upload, file_hash, content.size());
-  ASSERT_TRUE(begun && begun->value("State", "") == "receiving")
-      << (begun ? begun->dump() : "no answer") << broker.where();
-  EXPECT_EQ(begun->value("Offset", -1), 0);
-  const auto result =
-      uploader.send(upload, content, 0, content.size(), begun->value("ChunkSize", std::size_t{0}),
-                    begun->value("Window", std::size_t{0}));
-  ASSERT_TRUE(result && result->value("State", "") == "published")
-      << (result ? result->dump() : "no answer") << broker.where();
-  EXPECT_EQ(result->value("Hash", ""), file_hash.to_hex());
-  EXPECT_EQ(result->value("Fragments", 0), 11);
+  ASSERT_TRUE(begun && begun->state == ingest::State::receiving)
+      << describe(begun) << broker.where();
+  EXPECT_EQ(begun->offset_bytes, 0);
+  EXPECT_EQ(begun->chunk_bytes_max, 4096);
+  EXPECT_EQ(begun->window_bytes, 16384);
+  const auto result = uploader.send(upload, content);
+  ASSERT_TRUE(result && result->state == ingest::State::published)
+      << describe(result) << broker.where();
+  EXPECT_EQ(result->hash, file_hash);
+  EXPECT_EQ(result->fragments, 11u);
 
   // Distribution: every fragment persisted on exactly two of the three.
   std::map<Hash, int> holders;
@@ -273,12 +273,12 @@ TEST(PluginIngest, AnUploadCompletesWithoutTick) {
   const Bytes content = random_content(20 * 4096 + 77, 11);
   const Uuid id = Uuid::v4_from(9, 9);
   const auto begun = uploader.begin(id, sha256(content), content.size());
-  ASSERT_TRUE(begun && begun->value("State", "") == "receiving")
-      << (begun ? begun->dump() : "no answer") << broker.where();
-  EXPECT_EQ(begun->value("Window", 0), 10000);
-  const auto result = uploader.send(id, content, 0, content.size(), 4096, 10000);
-  ASSERT_TRUE(result && result->value("State", "") == "published")
-      << (result ? result->dump() : "no answer") << broker.where();
+  ASSERT_TRUE(begun && begun->state == ingest::State::receiving)
+      << describe(begun) << broker.where();
+  EXPECT_EQ(begun->window_bytes, 10000);
+  const auto result = uploader.send(id, content);
+  ASSERT_TRUE(result && result->state == ingest::State::published)
+      << describe(result) << broker.where();
   EXPECT_NE(broker.log().find("sends no TICK"), std::string::npos)
       << "the broker did tick: this tests nothing";
 }
@@ -293,12 +293,12 @@ TEST(PluginIngest, AFileThatDoesNotMatchItsDeclaredHashIsRefused) {
   wrong.digest[0] ^= 0xFF;
   const auto begun = uploader.begin(Uuid::v4_from(3, 4), wrong, content.size());
   ASSERT_TRUE(begun) << broker.where();
-  const auto result = uploader.send(Uuid::v4_from(3, 4), content, 0, content.size(), 4096, 16384);
+  const auto result = uploader.send(Uuid::v4_from(3, 4), content);
   ASSERT_TRUE(result) << broker.where();
-  EXPECT_EQ(result->value("State", ""), "failed");
-  EXPECT_NE(result->value("Reason", "").find("not the declared " + wrong.to_hex()),
+  EXPECT_EQ(result->state, ingest::State::failed);
+  EXPECT_NE(result->reason.value_or("").find("not the declared " + wrong.to_hex()),
             std::string::npos)
-      << result->dump();
+      << describe(result);
 }
 
 TEST(PluginIngest, OnlyUsersNamedInTheOptionMayUpload) {
@@ -307,18 +307,16 @@ TEST(PluginIngest, OnlyUsersNamedInTheOptionMayUpload) {
   Uploader anonymous("anonymous-uploader");
   ASSERT_TRUE(anonymous.connect(broker.port()));
   const Bytes content = random_content(100, 9);
-  const int rc = anonymous.client().publish(Uploader::ingest_begin,
-                                            json{{"UploadId", Uuid::v4_from(5, 6).to_string()},
-                                                 {"Hash", sha256(content).to_hex()},
-                                                 {"Size", 100}}
-                                                .dump(),
-                                            1);
+  const int rc = anonymous.client().publish(
+      ingest::topics::begin,
+      ingest::encode(ingest::Begin{Uuid::v4_from(5, 6), sha256(content), 100}), 1);
   EXPECT_EQ(rc, reason::not_authorized) << describe_reason(rc);
   const auto answer = anonymous.any_status(3s);
   ASSERT_TRUE(answer) << broker.where();
-  EXPECT_EQ(answer->value("State", ""), "failed");
-  EXPECT_NE(answer->value("Reason", "").find("may not upload"), std::string::npos)
-      << answer->dump();
+  EXPECT_EQ(answer->state, ingest::State::failed);
+  EXPECT_FALSE(answer->upload_id) << "a refusal names no upload";
+  EXPECT_NE(answer->reason.value_or("").find("may not upload"), std::string::npos)
+      << describe(answer);
 }
 
 TEST(PluginIngest, AnUploadResumesAfterABrokerRestartFromWhatWasDurable) {
@@ -331,9 +329,9 @@ TEST(PluginIngest, AnUploadResumesAfterABrokerRestartFromWhatWasDurable) {
     Uploader uploader("uploader");
     ASSERT_TRUE(uploader.connect(broker.port()));
     ASSERT_TRUE(uploader.begin(id, hash, content.size()));
-    const auto half = uploader.send(id, content, 0, 20 * 1024, 4096, 16384);
-    ASSERT_TRUE(half && half->value("State", "") == "receiving")
-        << (half ? half->dump() : "no answer") << broker.where();
+    const auto half = uploader.send(id, content, 20 * 1024);
+    ASSERT_TRUE(half && half->state == ingest::State::receiving)
+        << describe(half) << broker.where();
     uploader.client().disconnect();
   }
   std::this_thread::sleep_for(300ms);  // a TICK or two: what arrived is committed
@@ -343,21 +341,21 @@ TEST(PluginIngest, AnUploadResumesAfterABrokerRestartFromWhatWasDurable) {
   Uploader uploader("uploader");
   ASSERT_TRUE(uploader.connect(broker.port()));
   const auto resumed = uploader.begin(id, hash, content.size());
-  ASSERT_TRUE(resumed && resumed->value("State", "") == "receiving")
-      << (resumed ? resumed->dump() : "no answer") << broker.where();
-  const auto offset = resumed->value("Offset", std::size_t{0});
-  EXPECT_EQ(offset % fragment_size, 0u) << "resumes at a fragment boundary";
-  EXPECT_GT(offset, 0u) << "what was durable before the kill was kept";
-  EXPECT_LE(offset, 20u * 1024);
-  const auto result = uploader.send(id, content, offset, content.size(), 4096, 16384);
-  ASSERT_TRUE(result && result->value("State", "") == "published")
-      << (result ? result->dump() : "no answer") << broker.where();
-  EXPECT_EQ(result->value("Hash", ""), hash.to_hex());
+  ASSERT_TRUE(resumed && resumed->state == ingest::State::receiving)
+      << describe(resumed) << broker.where();
+  const auto offset = resumed->offset_bytes;
+  EXPECT_EQ(offset % fragment_size, 0) << "resumes at a fragment boundary";
+  EXPECT_GT(offset, 0) << "what was durable before the kill was kept";
+  EXPECT_LE(offset, 20 * 1024);
+  const auto result = uploader.send(id, content);
+  ASSERT_TRUE(result && result->state == ingest::State::published)
+      << describe(result) << broker.where();
+  EXPECT_EQ(result->hash, hash);
 
   // Uploading the same file again is answered at once.
   const auto again = uploader.begin(Uuid::v4_from(9, 10), hash, content.size());
   ASSERT_TRUE(again);
-  EXPECT_EQ(again->value("State", ""), "published") << again->dump();
+  EXPECT_EQ(again->state, ingest::State::published) << describe(again);
 }
 
 }  // namespace
@@ -376,9 +374,8 @@ TEST(PluginDistribution, FragmentsStagedBeforeARestartAreDistributedAfterIt) {
     Uploader uploader("uploader");
     ASSERT_TRUE(uploader.connect(broker.port()));
     ASSERT_TRUE(uploader.begin(Uuid::v4_from(11, 12), hash, content.size()));
-    const auto result =
-        uploader.send(Uuid::v4_from(11, 12), content, 0, content.size(), 4096, 16384);
-    ASSERT_TRUE(result && result->value("State", "") == "published") << broker.where();
+    const auto result = uploader.send(Uuid::v4_from(11, 12), content);
+    ASSERT_TRUE(result && result->state == ingest::State::published) << broker.where();
   }
   broker.kill9();
   ASSERT_TRUE(broker.restart());

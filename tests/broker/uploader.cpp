@@ -1,66 +1,80 @@
 #include "uploader.hpp"
 
-#include <algorithm>
+#include <limits>
 
 namespace mqds::broker_test {
 
 namespace {
-using nlohmann::json;
+
 using Clock = std::chrono::steady_clock;
 
-std::string as_text(const Bytes& data, std::size_t offset, std::size_t size) {
-  return std::string(reinterpret_cast<const char*>(data.data()) + offset, size);
+std::optional<ingest::Status> decoded(const std::optional<Message>& message) {
+  if (!message) return std::nullopt;
+  auto status = ingest::decode_status(message->payload);
+  if (!status) {
+    ADD_FAILURE() << "the tracker sent an unreadable status: " << status.error().to_string() << "\n"
+                  << message->payload;
+    return std::nullopt;
+  }
+  return *status;
 }
+
 }  // namespace
 
-std::optional<json> Uploader::begin(const Uuid& id, const Hash& hash, std::size_t size) {
-  client_.publish(
-      ingest_begin,
-      json{{"UploadId", id.to_string()}, {"Hash", hash.to_hex()}, {"Size", size}}.dump(), 1);
-  return status(id, 5s);
+std::optional<ingest::Status> Uploader::begin(const Uuid& id, const Hash& hash, std::size_t size) {
+  ingest::Sender& sender =
+      senders_.insert_or_assign(id, ingest::Sender(id, hash, static_cast<std::int64_t>(size)))
+          .first->second;
+  client_.publish(ingest::topics::begin, ingest::encode(sender.begin()), 1);
+  auto first = status(id, 5s);
+  if (first) sender.on_status(*first);
+  return first;
 }
 
-std::optional<json> Uploader::status(const Uuid& id, std::chrono::milliseconds timeout) {
-  const std::string wanted = id.to_string();
-  auto found = client_.wait_for(
+std::optional<ingest::Status> Uploader::status(const Uuid& id, std::chrono::milliseconds timeout) {
+  // A failed status without UploadId answers a message whose UploadId the tracker could not read.
+  return decoded(client_.wait_for(
       [&](const Message& m) {
-        if (m.topic != ingest_status) return false;
-        const json j = json::parse(m.payload, nullptr, false);
-        return j.is_object() && j.value("UploadId", "") == wanted;
+        if (m.topic != ingest::topics::status) return false;
+        const auto s = ingest::decode_status(m.payload);
+        return !s || (s->upload_id ? *s->upload_id == id : s->state == ingest::State::failed);
       },
-      timeout);
-  if (!found) return std::nullopt;
-  return json::parse(found->payload, nullptr, false);
+      timeout));
 }
 
-std::optional<json> Uploader::any_status(std::chrono::milliseconds timeout) {
-  auto m = client_.wait_for(ingest_status, timeout);
-  if (!m) return std::nullopt;
-  return json::parse(m->payload, nullptr, false);
+std::optional<ingest::Status> Uploader::any_status(std::chrono::milliseconds timeout) {
+  return decoded(client_.wait_for(ingest::topics::status, timeout));
 }
 
-std::optional<json> Uploader::send(const Uuid& id, const Bytes& data, std::size_t from,
-                                   std::size_t to, std::size_t chunk, std::size_t window) {
-  std::size_t acknowledged = from, sent = from;
+std::optional<ingest::Status> Uploader::send(const Uuid& id, const Bytes& data,
+                                             std::optional<std::size_t> stop_at) {
+  const auto found = senders_.find(id);
+  if (found == senders_.end()) {
+    ADD_FAILURE() << "send() of upload " << id.to_string() << " before its begin()";
+    return std::nullopt;
+  }
+  ingest::Sender& sender = found->second;
+  const auto end_bytes =
+      stop_at ? static_cast<std::int64_t>(*stop_at) : std::numeric_limits<std::int64_t>::max();
   const auto deadline = Clock::now() + 60s;
   while (Clock::now() < deadline) {
-    while (sent < to && sent + chunk <= acknowledged + window) {
-      const std::size_t n = std::min(chunk, to - sent);
-      client_.publish_async("mqds/ingest/chunk/" + id.to_string() + "/" + std::to_string(sent),
-                            as_text(data, sent, n), 1);
-      sent += n;
+    if (sender.done() || (stop_at && sender.acknowledged_bytes() >= end_bytes))
+      return sender.last_status();
+    while (const auto chunk = sender.next_chunk(end_bytes)) {
+      const auto* first = reinterpret_cast<const char*>(data.data()) + chunk->offset_bytes;
+      client_.publish_async(sender.chunk_topic(*chunk),
+                            std::string_view(first, static_cast<std::size_t>(chunk->size_bytes)),
+                            1);
     }
-    auto s = status(id, 10s);
-    if (!s || !s->is_object()) return std::nullopt;
-    const std::string state = s->value("State", "");
-    if (state != "receiving") return s;
-    acknowledged = std::max(acknowledged, s->value("Offset", std::size_t{0}));
-    // An answer with a Reason refused a chunk: resume where the tracker says. Without one it is
-    // an acknowledgement that may lag behind what was sent since.
-    if (s->contains("Reason")) acknowledged = sent = s->value("Offset", std::size_t{0});
-    if (to < data.size() && acknowledged >= to) return s;
+    const auto next = status(id, 10s);
+    if (!next) return std::nullopt;
+    sender.on_status(*next);
   }
   return std::nullopt;
+}
+
+std::string describe(const std::optional<ingest::Status>& status) {
+  return status ? ingest::encode(*status) : "no answer";
 }
 
 }  // namespace mqds::broker_test

@@ -128,13 +128,11 @@ inline ::testing::AssertionResult put(int port, const Bytes& content) {
   if (auto r = uploader.connect(port); !r) return r;
   const Uuid id = Uuid::v4_from(content.size(), 77);
   const auto begun = uploader.begin(id, sha256(content), content.size());
-  if (!begun || begun->value("State", "") != "receiving")
-    return ::testing::AssertionFailure() << "begin: " << (begun ? begun->dump() : "no answer");
-  const auto done =
-      uploader.send(id, content, 0, content.size(), begun->value("ChunkSize", std::size_t{0}),
-                    begun->value("Window", std::size_t{0}));
-  if (!done || done->value("State", "") != "published")
-    return ::testing::AssertionFailure() << "upload: " << (done ? done->dump() : "no answer");
+  if (!begun || begun->state != ingest::State::receiving)
+    return ::testing::AssertionFailure() << "begin: " << broker_test::describe(begun);
+  const auto done = uploader.send(id, content);
+  if (!done || done->state != ingest::State::published)
+    return ::testing::AssertionFailure() << "upload: " << broker_test::describe(done);
   return ::testing::AssertionSuccess();
 }
 

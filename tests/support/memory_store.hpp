@@ -3,11 +3,16 @@
 // crash of the machine that owns them, exactly like a committed transaction.
 #pragma once
 
+#include <functional>
 #include <map>
+#include <optional>
+#include <set>
+#include <span>
 #include <stdexcept>
 #include <variant>
 #include <vector>
 
+#include "mqds/ingest.hpp"
 #include "mqds/output.hpp"
 #include "mqds/overloaded.hpp"
 #include "mqds/torrent.hpp"
@@ -61,12 +66,15 @@ struct TorrentMemoryStore {
   }
 };
 
-struct TrackerMemoryStore {
+// Also what an ingest::Receiver reads back to resume an upload, as TrackerStore does.
+struct TrackerMemoryStore final : ingest::DurableUploads {
   FileInfos files;
   FragmentInfos fragments;
   std::uint64_t revision = 0;
   std::map<Hash, Bytes> staged;
   std::map<ClientId, std::set<Hash>> holdings;
+  std::map<Uuid, UploadRecord> uploads;
+  std::map<Uuid, std::vector<Hash>> upload_parts;  // in order
 
   void apply(const std::vector<StorageEffect>& effects) {
     for (const auto& effect : effects) {
@@ -79,6 +87,20 @@ struct TrackerMemoryStore {
                      [&](const store::DropStaged& e) { staged.erase(e.hash); },
                      [&](const store::AddHolding& e) { holdings[e.client].insert(e.hash); },
                      [&](const store::PutHoldings& e) { holdings[e.client] = e.hashes; },
+                     [&](const store::PutUpload& e) { uploads[e.upload.id] = e.upload; },
+                     [&](const store::PutUploadParts& e) {
+                       auto& parts = upload_parts[e.upload];
+                       if (parts.size() != e.first_index)
+                         throw std::logic_error("upload parts out of sequence");
+                       for (const auto& [hash, data] : e.fragments) {
+                         staged[hash] = data;
+                         parts.push_back(hash);
+                       }
+                     },
+                     [&](const store::DeleteUpload& e) {
+                       uploads.erase(e.upload);
+                       upload_parts.erase(e.upload);
+                     },
                      [&](const auto&) {
                        throw std::logic_error("a torrent effect reached the tracker store");
                      },
@@ -92,10 +114,37 @@ struct TrackerMemoryStore {
     s.files = files;
     s.fragments = fragments;
     s.revision = revision;
+    // As TrackerStore::load(): the parts of an upload in progress are not distributable until a
+    // published file references them.
+    std::set<Hash> referenced;
+    for (const auto& [hash, file] : files)
+      referenced.insert(file.fragment_sequence.begin(), file.fragment_sequence.end());
+    std::set<Hash> uploading;
+    for (const auto& [id, parts] : upload_parts) uploading.insert(parts.begin(), parts.end());
     for (const auto& [hash, data] : staged)
-      s.staged.emplace(hash, static_cast<std::int64_t>(data.size()));
+      if (referenced.count(hash) || !uploading.count(hash))
+        s.staged.emplace(hash, static_cast<std::int64_t>(data.size()));
     s.holdings = holdings;
     return s;
+  }
+
+  std::optional<UploadRecord> find_upload(const Uuid& id) const override {
+    const auto it = uploads.find(id);
+    if (it == uploads.end()) return std::nullopt;
+    return it->second;
+  }
+  void read_upload_parts(
+      const Uuid& id,
+      const std::function<void(const Hash&, std::span<const std::uint8_t>)>& fn) const override {
+    const auto it = upload_parts.find(id);
+    if (it == upload_parts.end()) return;
+    for (const auto& hash : it->second) {
+      const auto content = staged.find(hash);
+      if (content == staged.end())
+        throw std::runtime_error("fragment " + hash.to_hex() +
+                                 " of an upload is missing from staging");
+      fn(hash, content->second);
+    }
   }
 
   // What the plugin does for a Publish with `staged`: the payload is encoded from the store.

@@ -11,6 +11,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -18,8 +19,18 @@
 
 namespace mqds {
 
-// Storage effects. The tracker uses the file, fragment-info, revision, staging and holding ones; a
-// torrent server the file, fragment-size and fragment ones.
+// An upload in progress (mqds/ingest.hpp): what its `begin` declared, kept so that it can resume
+// after a restart.
+struct UploadRecord {
+  Uuid id;
+  Hash declared_hash;
+  std::int64_t size_bytes = 0;
+  ClientId uploader;
+  friend bool operator==(const UploadRecord&, const UploadRecord&) = default;
+};
+
+// Storage effects. The tracker uses the file, fragment-info, revision, staging, holding and upload
+// ones; a torrent server the file, fragment-size and fragment ones.
 namespace store {
 struct PutFile {
   Hash hash;
@@ -51,6 +62,23 @@ struct PutHoldings {
   ClientId client;
   std::set<Hash> hashes;
 };
+// Tracker: an upload began; its record lets a `begin` after a restart resume it.
+struct PutUpload {
+  UploadRecord upload;
+};
+// Tracker: fragments of an upload, staged by their hash and listed as its parts numbered from
+// `first_index`, so that a resumed upload reads them back in order. They are not distributable
+// until a published file references them.
+struct PutUploadParts {
+  Uuid upload;
+  std::uint32_t first_index = 0;
+  std::vector<std::pair<Hash, Bytes>> fragments;
+};
+// Tracker: forget an upload's record and its list of parts. Their staged content stays (a
+// published file references it); what nobody needs goes with DropStaged.
+struct DeleteUpload {
+  Uuid upload;
+};
 // Torrent server: keep a verified fragment apart from the persisted ones until Ended names us.
 struct PutTemporaryFragment {
   Hash hash;
@@ -68,6 +96,7 @@ struct DeleteFragment {
 using StorageEffect =
     std::variant<store::PutFile, store::DeleteFile, store::PutFragmentInfo, store::PutRevision,
                  store::PutFragmentSize, store::DropStaged, store::AddHolding, store::PutHoldings,
+                 store::PutUpload, store::PutUploadParts, store::DeleteUpload,
                  store::PutTemporaryFragment, store::PersistFragment, store::DeleteFragment>;
 
 // A FragmentDistributionDelivered whose Data is the staged fragment: the adapter encodes it with

@@ -15,7 +15,7 @@
 // themselves, so it is correct whatever file it belongs to. An upload in progress writes its
 // fragments to `staged` at once and lists them in `parts`; they become distributable only when a
 // verified file that references them is published (load() counts as staged only fragments that a
-// published file references). A failed upload deletes what no one else references.
+// published file references). A failed upload deletes what no one else references (DropStaged).
 #pragma once
 
 #include <cstdint>
@@ -25,20 +25,16 @@
 #include <string>
 #include <vector>
 
+#include "mqds/ingest.hpp"
 #include "mqds/output.hpp"
 #include "mqds/store/lmdb.hpp"
 #include "mqds/tracker.hpp"
 
 namespace mqds {
 
-struct UploadRecord {
-  Uuid id;
-  Hash declared_hash;
-  std::int64_t size_bytes = 0;
-  ClientId uploader;
-};
-
-class TrackerStore {
+// Also what an ingest::Receiver reads back to resume an upload after a restart; it writes uploads
+// with storage effects (PutUpload, PutUploadParts, DeleteUpload) like everything else.
+class TrackerStore final : public ingest::DurableUploads {
  public:
   TrackerStore(const std::string& directory, std::size_t map_size_bytes);
 
@@ -53,20 +49,11 @@ class TrackerStore {
   bool read_staged(const Hash& hash,
                    const std::function<void(std::span<const std::uint8_t>)>& fn) const;
 
-  void begin_upload(const UploadRecord& upload);
-  std::optional<UploadRecord> find_upload(const Uuid& id) const;
-  // Stages fragments of an upload and lists them, numbered from `first_index`, in one durable
-  // transaction.
-  void put_upload_parts(const Uuid& upload, std::uint32_t first_index,
-                        const std::vector<std::pair<Hash, Bytes>>& fragments);
-  // Calls fn(hash, content) for the upload's fragments in order.
+  std::optional<UploadRecord> find_upload(const Uuid& id) const override;
+  // Calls fn(hash, content) for the upload's fragments in order; throws if one is not staged.
   void read_upload_parts(
       const Uuid& upload,
-      const std::function<void(const Hash&, std::span<const std::uint8_t>)>& fn) const;
-  // Forgets the upload; its fragments stay staged for the file that references them.
-  void finish_upload(const Uuid& upload);
-  // Forgets the upload and deletes the staged content of its fragments that `still_needed` rejects.
-  void drop_upload(const Uuid& upload, const std::function<bool(const Hash&)>& still_needed);
+      const std::function<void(const Hash&, std::span<const std::uint8_t>)>& fn) const override;
 
  private:
   lmdb::Env env_;
