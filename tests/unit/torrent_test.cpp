@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "mqds/assert.hpp"
 #include "mqds/placement.hpp"
 #include "mqds/tracker.hpp"
 #include "support/machine_harness.hpp"
@@ -163,6 +164,7 @@ using TorrentDistribution = TorrentFixture;
 using TorrentTemporaries = TorrentFixture;
 using TorrentGoodbye = TorrentFixture;
 using TorrentMessages = TorrentFixture;
+using TorrentPhases = TorrentFixture;
 
 // --- Torrent Server Startup step 3, Client Join step 1: the request ------------------------------
 
@@ -944,6 +946,134 @@ TEST_F(TorrentGoodbye, GoodbyePublishesClientGoodbye) {
   EXPECT_FALSE(goodbye.revision);
   EXPECT_EQ(torrent->phase(), TorrentPhase::disconnected);
   EXPECT_TRUE(track(torrent->goodbye(40)).publishes.empty()) << "said once";
+}
+
+// --- Phases and their transitions ---------------------------------------------------------------
+
+// Every allowed transition happens, through the public interface, and no other: the debug line
+// enter() writes for each is read back.
+TEST_F(TorrentPhases, TheServerMakesExactlyTheTransitionsOfItsTable) {
+  using P = TorrentPhase;
+  std::set<std::pair<P, P>> seen;
+  auto record = [&](const Output& out) {
+    for (const auto& line : out.logs) {
+      if (line.level != LogLevel::debug || line.text.rfind("phase ", 0) != 0) continue;
+      bool found = false;
+      for (int from = 0; from <= static_cast<int>(P::registered); ++from)
+        for (int to = 0; to <= static_cast<int>(P::registered); ++to)
+          if (line.text == "phase " + std::string(phase_name(static_cast<P>(from))) + " -> " +
+                               std::string(phase_name(static_cast<P>(to)))) {
+            seen.emplace(static_cast<P>(from), static_cast<P>(to));
+            found = true;
+          }
+      EXPECT_TRUE(found) << line.text;
+    }
+    return out;
+  };
+  auto fresh = [&] {
+    torrent.reset();
+    request = {};
+    record(connect(0));  // disconnected -> joining
+  };
+  auto accepted = [&](std::int64_t now_ms) { record(receive(now_ms, accept())); };
+  auto registered_now = [&](std::int64_t now_ms) { record(receive(now_ms, registered(6))); };
+
+  fresh();
+  record(receive(10, TrackerHello{ids()}));        // joining -> joining
+  record(tick(10 + config.join_timeout_ms));       // joining -> unregistered
+  record(receive(2'000, TrackerGoodbye{ids()}));   // unregistered -> unregistered
+  record(receive(2'010, TrackerHello{ids()}));     // unregistered -> joining
+  record(track(torrent->on_disconnected(2'020)));  // joining -> disconnected
+
+  fresh();
+  receive(10, ClientJoinDenied{ids(), "t1", denial::other, "busy", request.event_id});
+  record(track(torrent->on_disconnected(20)));  // unregistered -> disconnected
+
+  fresh();
+  accepted(10);                              // joining -> awaiting registration
+  record(receive(20, TrackerHello{ids()}));  // awaiting registration -> joining
+
+  fresh();
+  accepted(10);
+  record(tick(10 + config.registration_timeout_ms));  // awaiting registration -> unregistered
+
+  fresh();
+  accepted(10);
+  record(track(torrent->goodbye(20)));  // awaiting registration -> disconnected
+
+  fresh();
+  accepted(10);
+  registered_now(20);                        // awaiting registration -> registered
+  record(receive(30, TrackerHello{ids()}));  // registered -> joining
+
+  fresh();
+  accepted(10);
+  registered_now(20);
+  record(receive(30, TrackerGoodbye{ids()}));  // registered -> unregistered
+
+  fresh();
+  accepted(10);
+  registered_now(20);
+  record(track(torrent->on_disconnected(30)));  // registered -> disconnected
+
+  std::set<std::pair<P, P>> table;
+  for (int from = 0; from <= static_cast<int>(P::registered); ++from)
+    for (int to = 0; to <= static_cast<int>(P::registered); ++to)
+      if (TorrentServer::transition_allowed(static_cast<P>(from), static_cast<P>(to)))
+        table.emplace(static_cast<P>(from), static_cast<P>(to));
+  EXPECT_EQ(table.size(), 15u);
+  EXPECT_EQ(seen, table);
+}
+
+TEST_F(TorrentPhases, AnIllegalTransitionIsABug) {
+  EXPECT_FALSE(TorrentServer::transition_allowed(TorrentPhase::unregistered,
+                                                 TorrentPhase::awaiting_registration));
+  EXPECT_THROW(TorrentServer::check_transition(TorrentPhase::unregistered,
+                                               TorrentPhase::awaiting_registration),
+               AssertionFailure)
+      << "an accept is only ever applied while joining";
+  EXPECT_THROW(
+      TorrentServer::check_transition(TorrentPhase::disconnected, TorrentPhase::registered),
+      AssertionFailure);
+  EXPECT_NO_THROW(
+      TorrentServer::check_transition(TorrentPhase::joining, TorrentPhase::awaiting_registration));
+}
+
+TEST_F(TorrentPhases, EachPhaseCarriesItsOwnDeadline) {
+  make();
+  EXPECT_FALSE(torrent->next_deadline_ms()) << "disconnected: waits for the connection";
+  connect(0);
+  EXPECT_EQ(torrent->next_deadline_ms(), std::optional<std::int64_t>(config.join_timeout_ms));
+  receive(10, accept());
+  EXPECT_EQ(torrent->next_deadline_ms(),
+            std::optional<std::int64_t>(10 + config.registration_timeout_ms));
+  receive(20, registered(6));
+  EXPECT_FALSE(torrent->next_deadline_ms()) << "registered with nothing pending";
+  receive(30, TrackerGoodbye{ids()});
+  EXPECT_EQ(torrent->next_deadline_ms(),
+            std::optional<std::int64_t>(30 + config.join_retry_max_ms));
+  track(torrent->on_disconnected(40));
+  EXPECT_FALSE(torrent->next_deadline_ms()) << "the retry belonged to the phase it left";
+  EXPECT_TRUE(tick(1'000'000).empty());
+}
+
+// A late answer to an earlier attempt names that attempt's request and changes nothing.
+TEST_F(TorrentPhases, EachJoinAttemptHasItsOwnRequestId) {
+  connect(0);
+  const ClientJoinRequested first = request;
+  receive(10, TrackerHello{ids()});
+  ASSERT_NE(request.event_id, first.event_id);
+  auto late = accept();
+  late.request_event_id = first.event_id;
+  EXPECT_TRUE(receive(20, late).publishes.empty());
+  EXPECT_EQ(torrent->phase(), TorrentPhase::joining);
+  const Output current = receive(30, accept());
+  EXPECT_EQ(only<ClientJoinSucceeded>(current).request_event_id, request.event_id);
+  auto late_denial = ClientJoinDenied{ids(), "t1", denial::other, "busy", first.event_id};
+  EXPECT_TRUE(receive(40, late_denial).publishes.empty());
+  EXPECT_EQ(torrent->phase(), TorrentPhase::awaiting_registration);
+  const Output timeout = tick(30 + config.registration_timeout_ms);
+  EXPECT_EQ(only<ClientJoinFailed>(timeout).request_event_id, request.event_id);
 }
 
 // --- Hostile and repeated input -----------------------------------------------------------------
