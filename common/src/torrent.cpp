@@ -337,12 +337,23 @@ TorrentServer::Fit TorrentServer::fit_in_phase(const Event& event) const {
       event);
 }
 
+void TorrentServer::out_of_phase(EventType type, Fit fit, Output& out) {
+  ++metrics_.events_out_of_phase;
+  out.log(LogLevel::debug, "ignored " + std::string(event_name(type)) + " while " +
+                               std::string(phase_name(phase())) +
+                               (fit == Fit::other_request ? ": it answers another request" : ""));
+}
+
 Output TorrentServer::on_message(std::int64_t now_ms, std::string_view topic,
                                  std::string_view payload) {
   Output out;
   const auto type = event_type_for_topic(topic);
   if (!type) return out;
-  if (is<Disconnected>()) return out;
+  if (is<Disconnected>()) {
+    // Left over from the connection that dropped; not even read, the next join brings the view.
+    if (consumed_by_torrent_servers(*type)) out_of_phase(*type, Fit::wrong_phase, out);
+    return out;
+  }
   Result<Event> decoded = decode(topic, payload);
   if (!decoded.ok()) {
     ++metrics_.events_rejected;
@@ -357,7 +368,10 @@ Output TorrentServer::on_message(std::int64_t now_ms, std::string_view topic,
     if (*type == EventType::fragment_distribution_delivered) ++metrics_.deliveries_unexpected;
     return out;
   }
-  if (fit_in_phase(event) != Fit::usable) return out;
+  if (const Fit fit = fit_in_phase(event); fit != Fit::usable) {
+    out_of_phase(*type, fit, out);
+    return out;
+  }
   dispatch(now_ms, event, out);
   return out;
 }

@@ -481,8 +481,10 @@ TEST_F(TorrentJoinDenied, DenialOfAnotherClientOrAnEarlierRequestIsIgnored) {
   EXPECT_TRUE(other.empty()) << describe(other);
   const Output stale =
       receive(10, ClientJoinDenied{ids(), "t1", denial::wrong_fragment_size, "no", ids()});
-  EXPECT_TRUE(stale.empty()) << describe(stale);
+  EXPECT_TRUE(stale.publishes.empty() && stale.storage.empty() && !stale.fatal) << describe(stale);
+  EXPECT_FALSE(logged_at_least(stale, LogLevel::info)) << describe(stale);
   EXPECT_EQ(torrent->phase(), TorrentPhase::joining);
+  EXPECT_EQ(torrent->metrics().events_out_of_phase, 1u) << "the stale one; the other's is not ours";
 }
 
 // --- Client Join alternative 4: timeouts --------------------------------------------------------
@@ -928,7 +930,10 @@ TEST_F(TorrentTemporaries, TemporaryWithoutEndedIsSettledByARejoin) {
 TEST_F(TorrentTemporaries, MessagesWhileDisconnectedAreIgnored) {
   register_alone();
   torrent->on_disconnected(30);
-  EXPECT_TRUE(receive(40, TrackerHello{ids()}).empty());
+  const Output hello = receive(40, TrackerHello{ids()});
+  EXPECT_TRUE(hello.publishes.empty() && hello.storage.empty()) << describe(hello);
+  EXPECT_FALSE(logged_at_least(hello, LogLevel::info)) << describe(hello);
+  EXPECT_EQ(torrent->metrics().events_out_of_phase, 1u);
   EXPECT_TRUE(tick(1'000'000).empty());
   EXPECT_EQ(torrent->phase(), TorrentPhase::disconnected);
 }
@@ -1074,6 +1079,91 @@ TEST_F(TorrentPhases, EachJoinAttemptHasItsOwnRequestId) {
   EXPECT_EQ(torrent->phase(), TorrentPhase::awaiting_registration);
   const Output timeout = tick(30 + config.registration_timeout_ms);
   EXPECT_EQ(only<ClientJoinFailed>(timeout).request_event_id, request.event_id);
+}
+
+// A message meant for this server that its phase cannot use is ignored, counted and logged at
+// debug, with the event and the phase.
+TEST_F(TorrentPhases, MessagesItsPhaseCannotUseAreCountedAndLogged) {
+  std::uint64_t counted = 0;
+  auto expect_out_of_phase = [&](const Output& out, std::string_view event,
+                                 std::string_view phase) {
+    ++counted;
+    EXPECT_EQ(torrent->metrics().events_out_of_phase, counted) << event << "\n" << describe(out);
+    EXPECT_TRUE(out.publishes.empty() && out.storage.empty() && !out.fatal) << describe(out);
+    ASSERT_EQ(out.logs.size(), 1u) << describe(out);
+    EXPECT_EQ(out.logs[0].level, LogLevel::debug);
+    EXPECT_NE(out.logs[0].text.find(event), std::string::npos) << out.logs[0].text;
+    EXPECT_NE(out.logs[0].text.find(phase), std::string::npos) << out.logs[0].text;
+  };
+  const TestFragment f = fragment_of(80, 40);
+  const TestFile file = cut_file(pattern(60, 41), 100);
+
+  connect(0);  // joining: nothing but the answer to its request is of use
+  auto stale = accept();
+  stale.request_event_id = ids();
+  expect_out_of_phase(receive(1, stale), "ClientJoinAccepted", "joining: it answers another");
+  expect_out_of_phase(receive(2, FragmentDistributionStarted{ids(), f.hash, 80}),
+                      "FragmentDistributionStarted", "joining");
+  expect_out_of_phase(
+      receive(3, FileInfoPublished{ids(), file.hash, 60, file.metadata.fragment_sequence, 9}),
+      "FileInfoPublished", "joining");
+  expect_out_of_phase(receive(4, TrackerRevision{ids(), 9}), "TrackerRevision", "joining");
+  ClientRegistered other;
+  other.event_id = ids();
+  other.client_identifier = "c7";
+  other.info = ClientMetadata{{"grpc://c7"}, {}, std::nullopt};
+  other.revision = 9;
+  expect_out_of_phase(receive(5, other), "ClientRegistered", "joining");
+
+  receive(10, accept());  // awaiting registration: a view, but no fragments yet
+  expect_out_of_phase(receive(11, accept()), "ClientJoinAccepted", "awaiting registration");
+  expect_out_of_phase(receive(12, delivered(f)), "FragmentDistributionDelivered",
+                      "awaiting registration");
+  auto other_confirmation = registered(5);
+  other_confirmation.request_event_id = ids();
+  expect_out_of_phase(receive(13, other_confirmation), "ClientRegistered",
+                      "awaiting registration: it answers another");
+
+  receive(20, registered(6));
+  ASSERT_EQ(torrent->phase(), TorrentPhase::registered);
+  auto late = accept();
+  late.request_event_id = std::nullopt;
+  expect_out_of_phase(receive(21, late), "ClientJoinAccepted", "registered");
+  expect_out_of_phase(
+      receive(22, ClientJoinDenied{ids(), "t1", denial::other, "late", std::nullopt}),
+      "ClientJoinDenied", "registered");
+  auto confirmation = registered(6);
+  confirmation.request_event_id = request.event_id;
+  expect_out_of_phase(receive(23, confirmation), "ClientRegistered", "registered");
+
+  receive(30, TrackerGoodbye{ids()});  // unregistered: waiting to ask again
+  expect_out_of_phase(receive(31, FragmentDistributionStarted{ids(), f.hash, 80}),
+                      "FragmentDistributionStarted", "unregistered");
+  EXPECT_EQ(torrent->metrics().joins_requested, 1u);
+}
+
+// Messages addressed to another server are none of this one's business in any phase: they keep
+// their own counters (or none), not events_out_of_phase.
+TEST_F(TorrentPhases, MessagesForOtherServersAreNotOutOfPhase) {
+  connect(0);
+  auto theirs = accept();
+  theirs.client_identifier = "t2";
+  EXPECT_TRUE(receive(1, theirs).empty());
+  EXPECT_TRUE(receive(2, ClientJoinDenied{ids(), "t2", denial::other, "no", std::nullopt}).empty());
+  const TestFragment f = fragment_of(80, 42);
+  EXPECT_TRUE(receive(3, delivered(f, {"c1"})).empty());
+  EXPECT_EQ(torrent->metrics().deliveries_unexpected, 1u);
+  EXPECT_TRUE(receive(4, ClientGoodbye{ids(), std::nullopt, std::nullopt}).empty());
+  EXPECT_TRUE(receive(5, FragmentDistributionRequested{ids(), f.hash}).empty())
+      << "what other clients send the tracker";
+  // Neither are a stale view change or a repeated event while following the view.
+  receive(10, accept());
+  receive(20, registered(6));
+  EXPECT_TRUE(receive(30, TrackerRevision{ids(), 6}).empty());
+  const std::string hello = encode(TrackerHello{ids()});
+  receive_raw(40, topics::tracker_hello, hello);
+  EXPECT_TRUE(receive_raw(50, topics::tracker_hello, hello).empty());
+  EXPECT_EQ(torrent->metrics().events_out_of_phase, 0u);
 }
 
 // --- Hostile and repeated input -----------------------------------------------------------------

@@ -23,7 +23,8 @@
 //   Revision; a gap means an event was lost, and the server rejoins to get the current view.
 // A message meant for this server that its phase cannot use (an Accepted while not joining, an
 // answer to another request, a Started or a Delivered while not registered, a view change while
-// its view is not the tracker's) is ignored.
+// its view is not the tracker's) is ignored, counted in events_out_of_phase and logged at debug:
+// after a reconnection or a rejoin such leftovers are normal, a steady stream of them is not.
 // A temporary fragment lives until an Ended says whether to persist or delete it, or, if that Ended
 // is lost (a broken connection, a restart), until the next join: the request reports it as
 // obtained and the tracker keeps it only if an Ended named this server for it.
@@ -90,6 +91,8 @@ struct TorrentMetrics {
   std::uint64_t deliveries_unexpected = 0;  // a Delivered that does not name this server
   std::uint64_t revision_gaps = 0;
   std::uint64_t events_rejected = 0;  // malformed
+  // Meant for this server, but not usable in its phase (see the theory of operation above).
+  std::uint64_t events_out_of_phase = 0;
 };
 
 class TorrentServer {
@@ -175,6 +178,7 @@ class TorrentServer {
 
   bool for_this_server(EventType type, const Event& event) const;
   Fit fit_in_phase(const Event& event) const;
+  void out_of_phase(EventType type, Fit fit, Output& out);
   void dispatch(std::int64_t now_ms, Event& event, Output& out);
 
   void on_accepted(std::int64_t now_ms, const ClientJoinAccepted& e, Output& out);
