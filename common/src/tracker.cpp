@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "mqds/assert.hpp"
 #include "mqds/limits.hpp"
 #include "mqds/placement.hpp"
 
@@ -14,6 +15,16 @@ namespace {
 template <class T>
 bool contains_all(const std::set<T>& superset, const std::set<T>& subset) {
   return std::includes(superset.begin(), superset.end(), subset.begin(), subset.end());
+}
+
+// Sets of at most `replicas` clients: cheap to check on every step of a round.
+template <class Round>
+void check_round(const Round& round) {
+  MQDS_ASSERT(contains_all(round.targets, round.answered));
+  MQDS_ASSERT(contains_all(round.answered, round.receivers));
+  MQDS_ASSERT(contains_all(round.receivers, round.settled));
+  MQDS_ASSERT(contains_all(round.settled, round.obtained));
+  MQDS_ASSERT(round.stage == Round::Stage::delivering || round.settled.empty());
 }
 
 }  // namespace
@@ -281,14 +292,15 @@ void Tracker::on_requested(std::int64_t now_ms, const ClientId& sender,
     return;
   }
   auto it = rounds_.find(e.hash);
-  if (it == rounds_.end() || it->second.delivering || !it->second.targets.count(sender)) {
+  if (it == rounds_.end() || it->second.stage != Round::Stage::requesting ||
+      !it->second.targets.count(sender)) {
     out.log(LogLevel::debug, "request for " + e.hash.to_hex() + " from '" + sender +
                                  "' outside its distribution: ignored");
     return;
   }
   it->second.answered.insert(sender);
   it->second.receivers.insert(sender);
-  advance_round(now_ms, e.hash, out);
+  advance_round(now_ms, e.hash, false, out);
 }
 
 void Tracker::on_obtained(std::int64_t now_ms, const ClientId& sender, const Hash& hash, bool ok,
@@ -296,11 +308,11 @@ void Tracker::on_obtained(std::int64_t now_ms, const ClientId& sender, const Has
   auto it = rounds_.find(hash);
   if (it == rounds_.end()) return;
   Round& round = it->second;
-  if (!round.delivering) {
+  if (round.stage == Round::Stage::requesting) {
     // A target that cannot take the fragment says so with Failed instead of Requested.
     if (!ok && round.targets.count(sender)) {
       round.answered.insert(sender);
-      advance_round(now_ms, hash, out);
+      advance_round(now_ms, hash, false, out);
     }
     return;
   }
@@ -309,7 +321,7 @@ void Tracker::on_obtained(std::int64_t now_ms, const ClientId& sender, const Has
     round.obtained.insert(sender);
   else
     ++metrics_.deliveries_failed;
-  advance_round(now_ms, hash, out);
+  advance_round(now_ms, hash, false, out);
 }
 
 std::uint64_t Tracker::unregister(std::int64_t now_ms, const ClientId& client, bool publish_goodbye,
@@ -332,7 +344,7 @@ void Tracker::withdraw_from_rounds(std::int64_t now_ms, const ClientId& client, 
                   round.settled.erase(client);
     if (member) affected.push_back(hash);
   }
-  for (const auto& hash : affected) advance_round(now_ms, hash, out);
+  for (const auto& hash : affected) advance_round(now_ms, hash, false, out);
 }
 
 Output Tracker::on_disconnect(std::int64_t now_ms, const ClientId& client) {
@@ -407,30 +419,40 @@ void Tracker::start_rounds(std::int64_t now_ms, Output& out) {
     round.targets.insert(targets.begin(), targets.end());
     round.deadline_ms = now_ms + config_.request_timeout_ms;
     rounds_.emplace(hash, std::move(round));
+    MQDS_ASSERT(rounds_.size() <= config_.distributions_in_flight_max);
     ++metrics_.distributions_started;
     out.publish(FragmentDistributionStarted{random_.next_uuid(), hash, staged->second});
   }
 }
 
-void Tracker::advance_round(std::int64_t now_ms, const Hash& hash, Output& out) {
-  auto it = rounds_.find(hash);
+void Tracker::advance_round(std::int64_t now_ms, const Hash& hash, bool deadline_passed,
+                            Output& out) {
+  const auto it = rounds_.find(hash);
   if (it == rounds_.end()) return;
-  Round& round = it->second;
-  if (!round.delivering) {
-    if (contains_all(round.answered, round.targets)) deliver(now_ms, hash, round, out);
-  } else if (contains_all(round.settled, round.receivers)) {
-    end_round(now_ms, hash, out);
+  const Round& round = it->second;
+  check_round(round);
+  switch (round.stage) {
+    case Round::Stage::requesting:
+      if (!deadline_passed && !contains_all(round.answered, round.targets)) return;
+      // Nobody asked (every target declined or stayed silent): nothing was sent, nothing to end.
+      if (round.receivers.empty())
+        end_round(now_ms, hash, out);
+      else
+        deliver(now_ms, hash, out);
+      return;
+    case Round::Stage::delivering:
+      if (deadline_passed || contains_all(round.settled, round.receivers))
+        end_round(now_ms, hash, out);
+      return;
   }
 }
 
-void Tracker::deliver(std::int64_t now_ms, const Hash& hash, Round& round, Output& out) {
-  if (round.receivers.empty()) {
-    // Nobody asked (every target declined or stayed silent): nothing was sent, nothing to end.
-    rounds_.erase(hash);
-    schedule(hash, now_ms + config_.retry_delay_ms);
-    return;
-  }
-  round.delivering = true;
+void Tracker::deliver(std::int64_t now_ms, const Hash& hash, Output& out) {
+  const auto it = rounds_.find(hash);
+  MQDS_ASSERT(it != rounds_.end());
+  Round& round = it->second;
+  MQDS_ASSERT(round.stage == Round::Stage::requesting && !round.receivers.empty());
+  round.stage = Round::Stage::delivering;
   round.deadline_ms = now_ms + config_.delivery_timeout_ms;
   StagedDelivery delivery{random_.next_uuid(), hash, round.receivers, view_.revision()};
   for (const auto& receiver : round.receivers) {
@@ -441,9 +463,16 @@ void Tracker::deliver(std::int64_t now_ms, const Hash& hash, Round& round, Outpu
 }
 
 void Tracker::end_round(std::int64_t now_ms, const Hash& hash, Output& out) {
-  auto it = rounds_.find(hash);
-  Round round = std::move(it->second);
-  rounds_.erase(it);
+  const auto it = rounds_.find(hash);
+  MQDS_ASSERT(it != rounds_.end());
+  const Round round = std::move(it->second);
+  rounds_.erase(it);  // the one place a round ends: only the copy is read from here on
+  check_round(round);
+  if (round.stage == Round::Stage::requesting) {
+    MQDS_ASSERT(round.receivers.empty());
+    schedule(hash, now_ms + config_.retry_delay_ms);
+    return;
+  }
   for (const auto& receiver : round.receivers)
     if (!round.settled.count(receiver)) ++metrics_.deliveries_failed;  // never confirmed in time
 
@@ -484,13 +513,7 @@ Output Tracker::on_tick(std::int64_t now_ms) {
   std::vector<Hash> expired_rounds;
   for (const auto& [hash, round] : rounds_)
     if (round.deadline_ms <= now_ms) expired_rounds.push_back(hash);
-  for (const auto& hash : expired_rounds) {
-    Round& round = rounds_.at(hash);
-    if (round.delivering)
-      end_round(now_ms, hash, out);
-    else
-      deliver(now_ms, hash, round, out);
-  }
+  for (const auto& hash : expired_rounds) advance_round(now_ms, hash, true, out);
   start_rounds(now_ms, out);
   if (now_ms - last_view_event_ms_ >= config_.revision_beacon_ms) {
     out.publish(TrackerRevision{random_.next_uuid(), view_.revision()});

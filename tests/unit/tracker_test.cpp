@@ -1114,6 +1114,53 @@ TEST_F(TrackerDistribution, ReceiverLostDuringDeliveryDoesNotHoldTheRoundUp) {
   EXPECT_EQ(only<FragmentDistributionEnded>(lost).receivers, std::set<ClientId>{chosen[0]});
 }
 
+// A round has two stages, each with its deadline: requesting (until every target answered, or the
+// request timeout) and delivering (until every receiver settled, or the delivery timeout). Then it
+// is gone, and what still arrives for it changes nothing.
+TEST_F(TrackerDistribution, RoundGoesFromRequestingToDeliveringToEnded) {
+  EXPECT_EQ(tracker->gauges().distributions_in_flight, 1u);
+  requested(started_at_ms + 10, chosen[0]);
+  const MessageResult delivery = requested(started_at_ms + 20, chosen[1]);
+  ASSERT_EQ(delivered_targets(delivery.output), chosen) << describe(delivery.output);
+  EXPECT_TRUE(requested(started_at_ms + 30, chosen[0]).output.publishes.empty())
+      << "requesting is over";
+  EXPECT_TRUE(tick(started_at_ms + config.request_timeout_ms).empty())
+      << "the request deadline belonged to the stage it left";
+  EXPECT_EQ(tracker->gauges().distributions_in_flight, 1u);
+
+  obtained(started_at_ms + 600, chosen[0]);
+  const MessageResult both = obtained(started_at_ms + 610, chosen[1]);
+  EXPECT_EQ(only<FragmentDistributionEnded>(both.output).receivers,
+            std::set<ClientId>(chosen.begin(), chosen.end()));
+  EXPECT_EQ(tracker->gauges().distributions_in_flight, 0u);
+  const auto revision = tracker->view().revision();
+  EXPECT_TRUE(obtained(started_at_ms + 620, chosen[0]).output.publishes.empty());
+  EXPECT_TRUE(failed(started_at_ms + 630, chosen[1], "late").output.publishes.empty());
+  EXPECT_TRUE(tick(started_at_ms + 20 + config.delivery_timeout_ms).empty())
+      << "nor does the delivery deadline outlive the round";
+  EXPECT_EQ(tracker->view().revision(), revision);
+  EXPECT_EQ(tracker->metrics().distributions_ended, 1u);
+  EXPECT_EQ(tracker->metrics().deliveries_failed, 0u);
+}
+
+// Receivers that resync leave the round completely; when none is left it ends, naming nobody,
+// and the fragment is tried again after the retry delay.
+TEST_F(TrackerDistribution, RoundWhoseReceiversAllLeaveEndsNamingNobody) {
+  requested(started_at_ms + 10, chosen[0]);
+  requested(started_at_ms + 10, chosen[1]);
+  const MessageResult first = send(started_at_ms + 20, chosen[0], request(chosen[0]));
+  EXPECT_TRUE(all_of<FragmentDistributionEnded>(first.output).empty()) << describe(first.output);
+  const std::int64_t left_ms = started_at_ms + 30;
+  const MessageResult second = send(left_ms, chosen[1], request(chosen[1]));
+  EXPECT_TRUE(only<FragmentDistributionEnded>(second.output).receivers.empty());
+  EXPECT_EQ(tracker->gauges().distributions_in_flight, 0u);
+  EXPECT_EQ(tracker->metrics().deliveries_failed, 0u);
+  EXPECT_TRUE(
+      all_of<FragmentDistributionStarted>(tick(left_ms + config.retry_delay_ms - 1)).empty());
+  EXPECT_EQ(only<FragmentDistributionStarted>(tick(left_ms + config.retry_delay_ms)).hash,
+            fragment.hash);
+}
+
 // Fewer registered clients than replicas: the fragment goes to those there are, the staged copy
 // stays, and a client that registers later gets it.
 TEST_F(TrackerReplication, FragmentShortOfReplicasWaitsForANewClient) {

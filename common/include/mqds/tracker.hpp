@@ -155,15 +155,21 @@ class Tracker {
     std::int64_t deadline_ms;
     bool cbor = false;  // the request listed CBOR in DeliveryEncodings
   };
+  // One fragment's distribution, from Started to Ended. Its stage changes in deliver() alone, and
+  // it ends in end_round() alone; advance_round() decides when.
   struct Round {
-    bool delivering = false;
+    enum class Stage : std::uint8_t {
+      requesting,  // Started sent: waiting for each target's Requested or Failed
+      delivering,  // Delivered sent to the receivers: waiting for their Obtained or Failed
+    };
+    Stage stage = Stage::requesting;
     std::int64_t size_bytes = 0;
-    std::set<ClientId> targets;    // requesting: whom placement chose
-    std::set<ClientId> answered;   // requesting: requested or declined
-    std::set<ClientId> receivers;  // requesting: who requested; delivering: who was delivered to
-    std::set<ClientId> obtained;
-    std::set<ClientId> settled;  // delivering: obtained or failed
-    std::int64_t deadline_ms = 0;
+    std::set<ClientId> targets;    // whom placement chose
+    std::set<ClientId> answered;   // targets that requested or declined
+    std::set<ClientId> receivers;  // targets that requested: whom Delivered goes to
+    std::set<ClientId> obtained;   // delivering: receivers that confirmed
+    std::set<ClientId> settled;    // delivering: receivers that confirmed or failed
+    std::int64_t deadline_ms = 0;  // of the stage
   };
 
   void on_join_requested(std::int64_t now_ms, const ClientId& sender, const ClientJoinRequested& e,
@@ -193,10 +199,14 @@ class Tracker {
   void schedule(const Hash& fragment, std::int64_t not_before_ms);
   void unpark_all(std::int64_t now_ms);
   void start_rounds(std::int64_t now_ms, Output& out);
-  void deliver(std::int64_t now_ms, const Hash& hash, Round& round, Output& out);
+  // Called when a round's membership changes or its deadline passes: moves it on if nobody is left
+  // to wait for, or nobody is waited for any longer.
+  void advance_round(std::int64_t now_ms, const Hash& hash, bool deadline_passed, Output& out);
+  // Requesting -> delivering: one Delivered to each receiver.
+  void deliver(std::int64_t now_ms, const Hash& hash, Output& out);
+  // Removes the round. One that delivered to nobody is tried again later; one that delivered is
+  // closed with FragmentDistributionEnded naming who obtained the fragment.
   void end_round(std::int64_t now_ms, const Hash& hash, Output& out);
-  // Called when a round's membership shrinks or grows: moves it on if nobody is left to wait for.
-  void advance_round(std::int64_t now_ms, const Hash& hash, Output& out);
   // Drops the staged copy once the fragment has its replicas; true if it did.
   bool release_if_replicated(const Hash& hash, Output& out);
 
