@@ -582,7 +582,7 @@ IngestResult Tracker::add_file(std::int64_t now_ms, const Hash& hash, const File
   return result;
 }
 
-std::optional<std::int64_t> Tracker::next_deadline_ms() const {
+std::int64_t Tracker::next_deadline_ms() const {
   std::int64_t next = last_view_event_ms_ + config_.revision_beacon_ms;
   for (const auto& [id, join] : joins_) next = std::min(next, join.deadline_ms);
   for (const auto& [hash, round] : rounds_) next = std::min(next, round.deadline_ms);

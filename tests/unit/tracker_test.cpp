@@ -1230,6 +1230,48 @@ TEST_F(TrackerBeacon, RevisionIsRepeatedAfterAQuietPeriod) {
   EXPECT_EQ(only<TrackerRevision>(tick(17'000)).revision, tracker->view().revision());
 }
 
+// next_deadline_ms() is always set: at the latest the next beacon; earlier when a join, a round or
+// a queued fragment has work. Ticking before it does nothing, ticking at it does the work.
+TEST_F(TrackerBeacon, NextDeadlineIsTheBeaconWhenIdleAndTheEarliestWorkOtherwise) {
+  config.revision_beacon_ms = 5'000;
+  boot(0);
+  EXPECT_EQ(tracker->next_deadline_ms(), 5'000) << "idle: the beacon";
+  EXPECT_TRUE(tick(4'999).empty());
+  EXPECT_EQ(all_of<TrackerRevision>(tick(5'000)).size(), 1u);
+  EXPECT_EQ(tracker->next_deadline_ms(), 10'000);
+
+  const auto r = request("c1");
+  send(6'000, "c1", r);
+  EXPECT_EQ(tracker->next_deadline_ms(), 6'000 + config.join_timeout_ms) << "the pending join";
+  send(6'010, "c1", ClientJoinSucceeded{ids(), r.event_id});
+  EXPECT_EQ(tracker->next_deadline_ms(), 6'010 + config.revision_beacon_ms)
+      << "registered: the beacon, counted from that view change";
+
+  const TestFile file = file_of(60, 43);
+  ASSERT_TRUE(ingest(6'020, file).ok());
+  const std::int64_t started_ms = 6'020;
+  EXPECT_EQ(tracker->next_deadline_ms(), started_ms + config.request_timeout_ms)
+      << "the round's request deadline";
+  EXPECT_TRUE(tick(started_ms + config.request_timeout_ms - 1).empty());
+  // Nobody asks: the round ends, and the fragment waits out the retry delay.
+  const Output timeout = tick(started_ms + config.request_timeout_ms);
+  EXPECT_TRUE(timeout.publishes.empty()) << describe(timeout);
+  const std::int64_t retry_ms = started_ms + config.request_timeout_ms + config.retry_delay_ms;
+  EXPECT_EQ(tracker->next_deadline_ms(), retry_ms) << "the queued fragment's turn";
+  EXPECT_TRUE(tick(retry_ms - 1).empty());
+  EXPECT_EQ(only<FragmentDistributionStarted>(tick(retry_ms)).hash, file.fragments[0].hash);
+}
+
+// Before the settle time after start, a queued fragment waits for it.
+TEST_F(TrackerBeacon, NextDeadlineOfAFragmentQueuedBeforeTheSettleTimeIsTheSettleTime) {
+  boot(0);
+  join(10, "c1");
+  ASSERT_TRUE(ingest(20, file_of(60, 44)).ok());
+  EXPECT_EQ(tracker->next_deadline_ms(), config.startup_settle_ms);
+  EXPECT_TRUE(all_of<FragmentDistributionStarted>(tick(config.startup_settle_ms - 1)).empty());
+  EXPECT_EQ(all_of<FragmentDistributionStarted>(tick(config.startup_settle_ms)).size(), 1u);
+}
+
 // --- The holdings ledger ------------------------------------------------------------------------
 
 TEST_F(TrackerHoldings, ClientNamedByAnEndedKeepsTheFragmentItReportsAsObtained) {

@@ -137,8 +137,11 @@ class Tracker {
   IngestResult add_file(std::int64_t now_ms, const Hash& hash, const FileMetadata& metadata,
                         const std::map<Hash, std::int64_t>& staged_sizes);
 
-  // When on_tick() next has work; nullopt if it has none (adapters may still tick regularly).
-  std::optional<std::int64_t> next_deadline_ms() const;
+  // When on_tick() next has work: the earliest of a pending join's deadline, a round's deadline,
+  // the turn of the first queued fragment when a round is free, and the next TrackerRevision.
+  // That beacon is always due at some time, so there always is a next deadline; it may be in the
+  // past when work is due now. Adapters may tick more often.
+  std::int64_t next_deadline_ms() const;
 
   const DistributionView& view() const { return view_; }
   const TrackerConfig& config() const { return config_; }
