@@ -153,6 +153,11 @@ MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender,
   return result;
 }
 
+void Tracker::out_of_place(const std::string& what, Output& out) {
+  ++metrics_.events_out_of_place;
+  out.log(LogLevel::debug, what + ": ignored");
+}
+
 void Tracker::deny(const ClientId& client, std::uint32_t code, std::string reason,
                    std::optional<Uuid> request, Output& out) {
   ++metrics_.joins_denied;
@@ -221,8 +226,7 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender,
   auto it = joins_.find(sender);
   if (it == joins_.end() ||
       (e.request_event_id && *e.request_event_id != it->second.request_event_id)) {
-    out.log(LogLevel::debug,
-            "ClientJoinSucceeded from '" + sender + "' answers no join in progress: ignored");
+    out_of_place("ClientJoinSucceeded from '" + sender + "' answers no join in progress", out);
     return;
   }
   PendingJoin join = std::move(it->second);
@@ -277,8 +281,10 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender,
 void Tracker::on_join_failed(const ClientId& sender, const ClientJoinFailed& e, Output& out) {
   auto it = joins_.find(sender);
   if (it == joins_.end() ||
-      (e.request_event_id && *e.request_event_id != it->second.request_event_id))
+      (e.request_event_id && *e.request_event_id != it->second.request_event_id)) {
+    out_of_place("ClientJoinFailed from '" + sender + "' answers no join in progress", out);
     return;
+  }
   joins_.erase(it);
   out.log(LogLevel::notice,
           "client '" + sender + "' failed its join: " + e.reason.value_or("no reason given"));
@@ -287,15 +293,14 @@ void Tracker::on_join_failed(const ClientId& sender, const ClientJoinFailed& e, 
 void Tracker::on_requested(std::int64_t now_ms, const ClientId& sender,
                            const FragmentDistributionRequested& e, Output& out) {
   if (!view_.is_registered(sender)) {
-    out.log(LogLevel::debug,
-            "request for " + e.hash.to_hex() + " from unregistered '" + sender + "': ignored");
+    out_of_place("request for " + e.hash.to_hex() + " from unregistered '" + sender + "'", out);
     return;
   }
   auto it = rounds_.find(e.hash);
   if (it == rounds_.end() || it->second.stage != Round::Stage::requesting ||
       !it->second.targets.count(sender)) {
-    out.log(LogLevel::debug, "request for " + e.hash.to_hex() + " from '" + sender +
-                                 "' outside its distribution: ignored");
+    out_of_place(
+        "request for " + e.hash.to_hex() + " from '" + sender + "' outside its distribution", out);
     return;
   }
   it->second.answered.insert(sender);
@@ -305,22 +310,29 @@ void Tracker::on_requested(std::int64_t now_ms, const ClientId& sender,
 
 void Tracker::on_obtained(std::int64_t now_ms, const ClientId& sender, const Hash& hash, bool ok,
                           Output& out) {
-  auto it = rounds_.find(hash);
-  if (it == rounds_.end()) return;
-  Round& round = it->second;
-  if (round.stage == Round::Stage::requesting) {
-    // A target that cannot take the fragment says so with Failed instead of Requested.
-    if (!ok && round.targets.count(sender)) {
-      round.answered.insert(sender);
-      advance_round(now_ms, hash, false, out);
-    }
+  const auto it = rounds_.find(hash);
+  Round* round = it == rounds_.end() ? nullptr : &it->second;
+  // Requesting, a target that cannot take the fragment says so with Failed instead of Requested;
+  // delivering, each receiver settles once, with Obtained or Failed.
+  const bool fits =
+      round && (round->stage == Round::Stage::requesting
+                    ? !ok && round->targets.count(sender)
+                    : round->receivers.count(sender) && !round->settled.count(sender));
+  if (!fits) {
+    out_of_place(std::string(ok ? "Obtained" : "Failed") + " for " + hash.to_hex() + " from '" +
+                     sender + "' outside its distribution",
+                 out);
     return;
   }
-  if (!round.receivers.count(sender) || !round.settled.insert(sender).second) return;
-  if (ok)
-    round.obtained.insert(sender);
-  else
-    ++metrics_.deliveries_failed;
+  if (round->stage == Round::Stage::requesting) {
+    round->answered.insert(sender);
+  } else {
+    round->settled.insert(sender);
+    if (ok)
+      round->obtained.insert(sender);
+    else
+      ++metrics_.deliveries_failed;
+  }
   advance_round(now_ms, hash, false, out);
 }
 

@@ -1161,6 +1161,59 @@ TEST_F(TrackerDistribution, RoundWhoseReceiversAllLeaveEndsNamingNobody) {
             fragment.hash);
 }
 
+// What fits no join or round in progress is ignored, counted and logged at debug; the broker still
+// forwards it unchanged (it is well formed, only late or misplaced).
+TEST_F(TrackerDistribution, EventsThatFitNoJoinOrRoundAreCountedAndLogged) {
+  std::uint64_t counted = 0;
+  auto expect_out_of_place = [&](const MessageResult& result, std::string_view what) {
+    ++counted;
+    EXPECT_EQ(tracker->metrics().events_out_of_place, counted) << what;
+    EXPECT_EQ(result.verdict, Verdict::pass) << what;
+    EXPECT_TRUE(result.output.publishes.empty() && result.output.storage.empty())
+        << what << "\n"
+        << describe(result.output);
+    // A Failed is logged with its reason first, as any Failed is.
+    ASSERT_FALSE(result.output.logs.empty()) << what;
+    EXPECT_EQ(result.output.logs.back().level, LogLevel::debug) << what;
+    EXPECT_NE(result.output.logs.back().text.find(what), std::string::npos)
+        << result.output.logs.back().text;
+  };
+  auto expect_used = [&](const MessageResult& result) {
+    EXPECT_EQ(tracker->metrics().events_out_of_place, counted) << describe(result.output);
+  };
+
+  // Requesting: only the targets' Requested or Failed.
+  expect_out_of_place(requested(started_at_ms + 1, bystander), "outside its distribution");
+  expect_out_of_place(requested(started_at_ms + 2, "stranger"), "from unregistered 'stranger'");
+  expect_out_of_place(obtained(started_at_ms + 3, chosen[0]), "Obtained for");
+  expect_out_of_place(failed(started_at_ms + 4, bystander, "full"), "Failed for");
+  expect_used(requested(started_at_ms + 5, chosen[0]));
+  expect_used(requested(started_at_ms + 6, chosen[1]));
+
+  // Delivering: each receiver's Obtained or Failed, once.
+  expect_out_of_place(requested(started_at_ms + 7, chosen[0]), "outside its distribution");
+  expect_out_of_place(obtained(started_at_ms + 8, bystander), "Obtained for");
+  expect_used(obtained(started_at_ms + 9, chosen[0]));
+  expect_out_of_place(obtained(started_at_ms + 10, chosen[0]), "Obtained for");
+  expect_used(obtained(started_at_ms + 11, chosen[1]));
+  ASSERT_EQ(tracker->gauges().distributions_in_flight, 0u);
+
+  // Over: nothing is left to confirm.
+  expect_out_of_place(failed(started_at_ms + 12, chosen[1], "late"), "Failed for");
+
+  // Joins: an answer for no join in progress, or for another request.
+  expect_out_of_place(send(started_at_ms + 13, "c9", ClientJoinSucceeded{ids(), ids()}),
+                      "ClientJoinSucceeded from 'c9' answers no join in progress");
+  expect_out_of_place(send(started_at_ms + 14, "c9", ClientJoinFailed{ids(), "no", ids()}),
+                      "ClientJoinFailed from 'c9' answers no join in progress");
+  const auto r = request("c9");
+  send(started_at_ms + 15, "c9", r);
+  expect_out_of_place(send(started_at_ms + 16, "c9", ClientJoinSucceeded{ids(), ids()}),
+                      "ClientJoinSucceeded from 'c9'");
+  expect_used(send(started_at_ms + 17, "c9", ClientJoinSucceeded{ids(), r.event_id}));
+  EXPECT_TRUE(tracker->view().is_registered("c9"));
+}
+
 // Fewer registered clients than replicas: the fragment goes to those there are, the staged copy
 // stays, and a client that registers later gets it.
 TEST_F(TrackerReplication, FragmentShortOfReplicasWaitsForANewClient) {

@@ -26,6 +26,8 @@
 //   away, so a client that lost its connection between Obtained and Ended keeps that replica.
 // - Every view change increments the Revision carried by the event that announces it, so a torrent
 //   server that misses one notices the gap and rejoins; when quiet, TrackerRevision repeats it.
+// - A client event that fits no join or round in progress (late after a timeout, or from a client
+//   out of step) changes nothing; it is counted in events_out_of_place and logged at debug.
 #pragma once
 
 #include <cstdint>
@@ -103,6 +105,11 @@ struct TrackerMetrics {
   std::uint64_t ingested_bytes = 0;     // content of published files
   std::uint64_t events_rejected = 0;    // malformed, or on a topic the sender may not use
   std::uint64_t events_duplicated = 0;
+  // Well formed, but fits no join or round in progress: a ClientJoinSucceeded or ClientJoinFailed
+  // for no pending join, a Requested from outside a round's targets or after its requesting stage,
+  // an Obtained or Failed from no receiver, or for a round already over. Each is ignored and
+  // logged at debug; a few follow every timeout, a steady stream means a client out of step.
+  std::uint64_t events_out_of_place = 0;
 };
 
 struct TrackerGauges {
@@ -185,6 +192,8 @@ class Tracker {
   void on_obtained(std::int64_t now_ms, const ClientId& sender, const Hash& hash, bool ok,
                    Output& out);
 
+  // Counts and logs a client event that fits no join or round in progress.
+  void out_of_place(const std::string& what, Output& out);
   void deny(const ClientId& client, std::uint32_t code, std::string reason,
             std::optional<Uuid> request, Output& out);
   // Removes a registered client from the view and from its rounds. The ClientGoodbye announcing it
