@@ -219,6 +219,7 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
   joins_[sender] =
       PendingJoin{e.event_id, std::move(accepted), now_ms + config_.join_timeout_ms,
                   e.delivery_encodings.count(std::string(delivery_encoding_cbor)) != 0};
+  MQDS_ASSERT(joins_.size() <= config_.joins_in_flight_max);
 }
 
 void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender,
