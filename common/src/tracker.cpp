@@ -208,8 +208,9 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
   answer.request_event_id = e.event_id;
   answer.revision = view_.revision();
   answer.replicas = config_.replicas;
-  // Only the joining client needs the answer (diagram 000: others ignore it), and it can be the
-  // largest event of all: it goes to that client alone.
+  // Only the joining client needs the answer (in the specification's Client Join with timeouts,
+  // docs/specification.md, others ignore it), and it can be the largest event of all: it goes to
+  // that client alone.
   out.publish(answer, sender);
   ++metrics_.joins_accepted;
   out.log(LogLevel::info,

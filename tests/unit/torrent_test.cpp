@@ -1,6 +1,7 @@
 // Unit tests of the Torrent Server state machine, one per use-case step or branch of the
-// specification (seeds 002, 000 Client Join alternative 4, 001 Fragment Distribution), and an
-// end-to-end run of one tracker and three torrent servers through a tiny synchronous router.
+// specification (Torrent Server Startup, Client Join with timeouts, Fragment Distribution and the
+// failure handling of docs/specification.md), its phases and their transitions, and an end-to-end
+// run of one tracker and three torrent servers through a tiny synchronous router.
 //
 // Every input is a real JSON payload (an event struct passed through encode()), and every
 // assertion reads the server's publishes back through decode(). Storage effects go through the
@@ -212,7 +213,7 @@ TEST_F(TorrentJoinRequest, ServerWithDataReportsFragmentSizeFilesStoredAndObtain
   EXPECT_EQ(r.capacity_bytes, std::optional<std::int64_t>(1'000'000));
 }
 
-// --- Seed 003, "Subscriber Loses Some Or All of Local Copy" -------------------------------------
+// --- Failure handling: a subscriber loses some or all of its local copy -------------------------
 
 TEST_F(TorrentRegistration, LostLocalCopyIsDeletedAndReportedByARejoin) {
   const TestFile file = cut_file(pattern(150, 1), 100);
@@ -487,7 +488,7 @@ TEST_F(TorrentJoinDenied, DenialOfAnotherClientOrAnEarlierRequestIsIgnored) {
   EXPECT_EQ(torrent->metrics().events_out_of_phase, 1u) << "the stale one; the other's is not ours";
 }
 
-// --- Client Join alternative 4: timeouts --------------------------------------------------------
+// --- Client Join with timeouts ------------------------------------------------------------------
 
 TEST_F(TorrentJoinTimeouts, NoAnswerWithinJoinTimeoutRetriesLater) {
   connect(0);
@@ -699,7 +700,7 @@ TEST_F(TorrentViewUpdates, ClientRegisteredOfAnotherClientAddsItAndItsFiles) {
   EXPECT_EQ(torrent->phase(), TorrentPhase::registered);
 }
 
-// --- Fragment Distribution (diagram 001), the torrent server's side ------------------------------
+// --- Fragment Distribution, the torrent server's side -------------------------------------------
 
 TEST_F(TorrentDistribution, StartedIsRequestedOnlyWhenPlacementNamesThisServer) {
   auto a = accept(5);

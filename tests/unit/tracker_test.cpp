@@ -1,5 +1,7 @@
 // Unit tests of the Tracker Server state machine, one per use-case step or branch of the
-// specification (seeds 002, 000 Client Join alternative 4, 001 Fragment Distribution).
+// specification (Tracker Server Startup and Goodbye, Client Join with timeouts, Client Goodbye,
+// Publish File Info and Fragment Distribution in docs/specification.md), with the lifecycle of a
+// distribution round and the contract of next_deadline_ms().
 //
 // Every input is a real JSON payload (an event struct passed through encode()), and every
 // assertion reads the tracker's publishes back through decode(), so the wire format is part of
@@ -135,7 +137,8 @@ class TrackerFixture : public ::testing::Test {
 };
 
 // A service of three registered clients with one single-fragment file in distribution: the state
-// right after FragmentDistributionStarted, the starting point of diagram 001.
+// right after FragmentDistributionStarted, where the specification's Fragment Distribution
+// (docs/specification.md) begins.
 class TrackerDistributionFixture : public TrackerFixture {
  protected:
   void SetUp() override {
@@ -921,7 +924,7 @@ TEST_F(TrackerIngest, TheSameFileAddedAgainIsNotPublishedTwice) {
   EXPECT_EQ(tracker->view().revision(), revision);
 }
 
-// --- Fragment Distribution (diagram 001) --------------------------------------------------------
+// --- Fragment Distribution ----------------------------------------------------------------------
 
 TEST_F(TrackerDistribution, DeliveredGoesOnlyToTheRequestersOnceAllTargetsAnswered) {
   const MessageResult first = requested(started_at_ms + 10, chosen[0]);

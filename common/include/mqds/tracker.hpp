@@ -6,22 +6,25 @@
 // (on_disconnect), the passage of time (on_tick) and files it has staged (add_file). Each call
 // returns an Output: storage effects to commit durably, then events to publish.
 //
-// - Join (diagram 000): ClientJoinRequested is checked against the view (plan_join); denial, or
-//   ClientJoinAccepted with what the client must add and remove, then a timeout. Only on
-//   ClientJoinSucceeded is the client registered and announced in ClientRegistered. A request
-//   from a client that is already registered is a resync (it missed events, or restarted): it stays
-//   registered but leaves its distribution rounds, and if what it holds is unchanged the tracker
-//   confirms with a ClientRegistered for it alone at the current Revision, so that a client
-//   catching up costs the rest of the fleet nothing.
+// - Join (the specification's Client Join with timeouts, docs/specification.md):
+//   ClientJoinRequested is checked against the view (plan_join); denial, or ClientJoinAccepted
+//   with what the client must add and remove, then a timeout. Only on ClientJoinSucceeded is the
+//   client registered and announced in ClientRegistered. A request from a client that is already
+//   registered is a resync (it missed events, or restarted): it stays registered but leaves its
+//   distribution rounds, and if what it holds is unchanged the tracker confirms with a
+//   ClientRegistered for it alone at the current Revision, so that a client catching up costs the
+//   rest of the fleet nothing.
 // - Goodbye and loss: a registered client that says goodbye or whose connection is lost is removed
 //   from the view; everybody learns who it was from the ClientIdentifier the tracker stamps into
 //   the ClientGoodbye (a rewritten payload, or one the tracker publishes).
-// - Distribution (diagram 001): staged fragments go out in rounds, at most
-//   `distributions_in_flight_max` at once. Started; the clients that placement chose ask with
-//   Requested; Delivered goes to those clients only; each confirms Obtained once its temporary copy
-//   is durable; Ended names who obtained it and changes the view. When a fragment has `replicas`
-//   holders its staged copy is dropped; otherwise another round follows after `retry_delay_ms`,
-//   or when a client registers if no client can take it now.
+// - Distribution (the specification's Fragment Distribution, docs/specification.md): staged
+//   fragments go out in rounds, at most `distributions_in_flight_max` at once. Started; the clients
+//   that placement chose ask with Requested (the round is requesting); Delivered goes to those
+//   clients only (it is delivering); each confirms Obtained once its temporary copy is durable;
+//   Ended names who obtained it and changes the view. Each stage ends early when nobody is left to
+//   wait for, else at its deadline. When a fragment has `replicas` holders its staged copy is
+//   dropped; otherwise another round follows after `retry_delay_ms`, or when a client registers if
+//   no client can take it now.
 // - A ledger of holdings remembers which fragments each client was named for, also while it is
 //   away, so a client that lost its connection between Obtained and Ended keeps that replica.
 // - Every view change increments the Revision carried by the event that announces it, so a torrent
