@@ -307,7 +307,7 @@ void Tracker::on_requested(std::int64_t now_ms, const ClientId& sender,
   }
   it->second.answered.insert(sender);
   it->second.receivers.insert(sender);
-  advance_round(now_ms, e.hash, false, out);
+  advance_round(now_ms, e.hash, RoundChange::members, out);
 }
 
 void Tracker::on_obtained(std::int64_t now_ms, const ClientId& sender, const Hash& hash, bool ok,
@@ -335,7 +335,7 @@ void Tracker::on_obtained(std::int64_t now_ms, const ClientId& sender, const Has
     else
       ++metrics_.deliveries_failed;
   }
-  advance_round(now_ms, hash, false, out);
+  advance_round(now_ms, hash, RoundChange::members, out);
 }
 
 std::uint64_t Tracker::unregister(std::int64_t now_ms, const ClientId& client, bool publish_goodbye,
@@ -358,7 +358,7 @@ void Tracker::withdraw_from_rounds(std::int64_t now_ms, const ClientId& client, 
                   round.settled.erase(client);
     if (member) affected.push_back(hash);
   }
-  for (const auto& hash : affected) advance_round(now_ms, hash, false, out);
+  for (const auto& hash : affected) advance_round(now_ms, hash, RoundChange::members, out);
 }
 
 Output Tracker::on_disconnect(std::int64_t now_ms, const ClientId& client) {
@@ -439,11 +439,12 @@ void Tracker::start_rounds(std::int64_t now_ms, Output& out) {
   }
 }
 
-void Tracker::advance_round(std::int64_t now_ms, const Hash& hash, bool deadline_passed,
+void Tracker::advance_round(std::int64_t now_ms, const Hash& hash, RoundChange change,
                             Output& out) {
   const auto it = rounds_.find(hash);
   if (it == rounds_.end()) return;
   const Round& round = it->second;
+  const bool deadline_passed = change == RoundChange::deadline_passed;
   check_round(round);
   switch (round.stage) {
     case Round::Stage::requesting:
@@ -527,7 +528,8 @@ Output Tracker::on_tick(std::int64_t now_ms) {
   std::vector<Hash> expired_rounds;
   for (const auto& [hash, round] : rounds_)
     if (round.deadline_ms <= now_ms) expired_rounds.push_back(hash);
-  for (const auto& hash : expired_rounds) advance_round(now_ms, hash, true, out);
+  for (const auto& hash : expired_rounds)
+    advance_round(now_ms, hash, RoundChange::deadline_passed, out);
   start_rounds(now_ms, out);
   if (now_ms - last_view_event_ms_ >= config_.revision_beacon_ms) {
     out.publish(TrackerRevision{random_.next_uuid(), view_.revision()});

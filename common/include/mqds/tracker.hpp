@@ -216,7 +216,8 @@ class Tracker {
   void start_rounds(std::int64_t now_ms, Output& out);
   // Called when a round's membership changes or its deadline passes: moves it on if nobody is left
   // to wait for, or nobody is waited for any longer.
-  void advance_round(std::int64_t now_ms, const Hash& hash, bool deadline_passed, Output& out);
+  enum class RoundChange : std::uint8_t { members, deadline_passed };
+  void advance_round(std::int64_t now_ms, const Hash& hash, RoundChange change, Output& out);
   // Requesting -> delivering: one Delivered to each receiver.
   void deliver(std::int64_t now_ms, const Hash& hash, Output& out);
   // Removes the round. One that delivered to nobody is tried again later; one that delivered is
