@@ -1,10 +1,14 @@
 #include "mqds/torrent.hpp"
 
 #include <algorithm>
-#include <numeric>
+#include <iterator>
 #include <stdexcept>
+#include <type_traits>
+#include <utility>
 
+#include "mqds/assert.hpp"
 #include "mqds/limits.hpp"
+#include "mqds/overloaded.hpp"
 #include "mqds/placement.hpp"
 
 namespace mqds {
@@ -20,13 +24,84 @@ std::string_view phase_name(TorrentPhase phase) {
   return "unknown";
 }
 
+namespace {
+
+using Deadline = std::optional<std::int64_t>;
+
+// Every phase change the server makes, and what makes it.
+constexpr std::pair<TorrentPhase, TorrentPhase> allowed_transitions[] = {
+    // Connected: join at once.
+    {TorrentPhase::disconnected, TorrentPhase::joining},
+    // The retry is due, or TrackerHello.
+    {TorrentPhase::unregistered, TorrentPhase::joining},
+    // TrackerGoodbye while waiting to retry: wait for the tracker to come back instead.
+    {TorrentPhase::unregistered, TorrentPhase::unregistered},
+    // TrackerHello or a lost local copy: a new request supersedes the one in progress.
+    {TorrentPhase::joining, TorrentPhase::joining},
+    {TorrentPhase::joining, TorrentPhase::awaiting_registration},
+    // No answer in time, a denial, a fatal accept, TrackerGoodbye.
+    {TorrentPhase::joining, TorrentPhase::unregistered},
+    // Registered with other fragments than it holds, a Revision gap, TrackerHello, a lost copy...
+    {TorrentPhase::awaiting_registration, TorrentPhase::joining},
+    {TorrentPhase::awaiting_registration, TorrentPhase::registered},
+    // Not registered in time, a denial, TrackerGoodbye.
+    {TorrentPhase::awaiting_registration, TorrentPhase::unregistered},
+    // A Revision gap, TrackerHello, a temporary copy without Ended, a lost copy...
+    {TorrentPhase::registered, TorrentPhase::joining},
+    // TrackerGoodbye.
+    {TorrentPhase::registered, TorrentPhase::unregistered},
+    // The connection is lost, or the server says goodbye, in any phase but this one.
+    {TorrentPhase::unregistered, TorrentPhase::disconnected},
+    {TorrentPhase::joining, TorrentPhase::disconnected},
+    {TorrentPhase::awaiting_registration, TorrentPhase::disconnected},
+    {TorrentPhase::registered, TorrentPhase::disconnected},
+};
+
+// Events a torrent server consumes: the tracker's, and the ClientGoodbye it stamps.
+bool consumed_by_torrent_servers(EventType type) {
+  return is_tracker_issued(type) || type == EventType::client_goodbye;
+}
+
+}  // namespace
+
+bool TorrentServer::transition_allowed(TorrentPhase from, TorrentPhase to) {
+  return std::find(std::begin(allowed_transitions), std::end(allowed_transitions),
+                   std::pair{from, to}) != std::end(allowed_transitions);
+}
+
+void TorrentServer::check_transition(TorrentPhase from, TorrentPhase to) {
+  MQDS_ASSERT(transition_allowed(from, to));
+}
+
+TorrentPhase TorrentServer::phase() const {
+  static_assert(
+      std::is_same_v<
+          std::variant_alternative_t<static_cast<std::size_t>(TorrentPhase::disconnected), Phase>,
+          Disconnected>);
+  static_assert(
+      std::is_same_v<
+          std::variant_alternative_t<static_cast<std::size_t>(TorrentPhase::unregistered), Phase>,
+          Unregistered>);
+  static_assert(std::is_same_v<
+                std::variant_alternative_t<static_cast<std::size_t>(TorrentPhase::joining), Phase>,
+                Joining>);
+  static_assert(
+      std::is_same_v<std::variant_alternative_t<
+                         static_cast<std::size_t>(TorrentPhase::awaiting_registration), Phase>,
+                     AwaitingRegistration>);
+  static_assert(
+      std::is_same_v<
+          std::variant_alternative_t<static_cast<std::size_t>(TorrentPhase::registered), Phase>,
+          Registered>);
+  return static_cast<TorrentPhase>(phase_.index());
+}
+
 TorrentServer::TorrentServer(TorrentConfig config, TorrentSnapshot snapshot, Random& random)
     : config_(std::move(config)),
       random_(random),
       seen_(config_.seen_events_max),
       fragment_size_bytes_(snapshot.fragment_size_bytes),
       stored_(std::move(snapshot.stored_fragments)),
-
       replicas_(config_.default_replicas),
       join_backoff_(config_.join_retry_min_ms, config_.join_retry_max_ms) {
   if (config_.client_id.empty() || config_.client_id.size() > limits::client_id_bytes_max)
@@ -39,9 +114,30 @@ TorrentServer::TorrentServer(TorrentConfig config, TorrentSnapshot snapshot, Ran
   if (fragment_size_bytes_) view_.set_fragment_size(*fragment_size_bytes_);
 }
 
+void TorrentServer::enter(Phase next, Output& out) {
+  const TorrentPhase from = phase();
+  const auto to = static_cast<TorrentPhase>(next.index());
+  check_transition(from, to);
+  // A request belongs to the registration it was made in; a new one asks again.
+  if (from == TorrentPhase::registered) requested_.clear();
+  phase_ = std::move(next);
+  MQDS_ASSERT(is<Registered>() || requested_.empty());
+  // The accept fixed the fragment size and persisted or deleted every temporary copy, and nothing
+  // is delivered before the registration.
+  if (follows_view()) MQDS_ASSERT(fragment_size_bytes_ && temporaries_.empty());
+  out.log(LogLevel::debug,
+          "phase " + std::string(phase_name(from)) + " -> " + std::string(phase_name(to)));
+}
+
+const Uuid* TorrentServer::join_request_id() const {
+  if (const auto* joining = std::get_if<Joining>(&phase_)) return &joining->request_id;
+  if (const auto* awaiting = std::get_if<AwaitingRegistration>(&phase_))
+    return &awaiting->request_id;
+  return nullptr;
+}
+
 Output TorrentServer::on_connected(std::int64_t now_ms) {
   Output out;
-  phase_ = TorrentPhase::unregistered;
   send_join(now_ms, out);
   return out;
 }
@@ -49,18 +145,15 @@ Output TorrentServer::on_connected(std::int64_t now_ms) {
 Output TorrentServer::on_disconnected(std::int64_t) {
   Output out;
   // Without the broker there is no tracker (it lives in the broker): wait to reconnect, then join.
-  leave_registration(out);
-  phase_ = TorrentPhase::disconnected;
-  retry_at_ms_.reset();
+  if (!is<Disconnected>()) enter(Disconnected{}, out);
   return out;
 }
 
 Output TorrentServer::goodbye(std::int64_t) {
   Output out;
-  if (phase_ != TorrentPhase::disconnected)
-    out.publish(ClientGoodbye{random_.next_uuid(), std::nullopt, std::nullopt});
-  leave_registration(out);
-  phase_ = TorrentPhase::disconnected;
+  if (is<Disconnected>()) return out;
+  out.publish(ClientGoodbye{random_.next_uuid(), std::nullopt, std::nullopt});
+  enter(Disconnected{}, out);
   return out;
 }
 
@@ -71,19 +164,11 @@ Output TorrentServer::fragment_lost(std::int64_t now_ms, const Hash& hash) {
   out.log(LogLevel::warning,
           "lost the local copy of " + hash.to_hex() + "; joining again to report it");
   // Disconnected or between attempts, the next join reports it anyway.
-  if (phase_ == TorrentPhase::registered || phase_ == TorrentPhase::awaiting_registration ||
-      phase_ == TorrentPhase::joining)
-    send_join(now_ms, out);
+  if (!is<Disconnected>() && !is<Unregistered>()) send_join(now_ms, out);
   return out;
 }
 
-void TorrentServer::leave_registration(Output&) {
-  requested_.clear();
-  if (phase_ != TorrentPhase::disconnected) phase_ = TorrentPhase::unregistered;
-}
-
 void TorrentServer::send_join(std::int64_t now_ms, Output& out) {
-  leave_registration(out);
   ClientJoinRequested request;
   request.event_id = random_.next_uuid();
   request.hash_algorithm = std::string(hash_algorithm_sha256);
@@ -96,17 +181,13 @@ void TorrentServer::send_join(std::int64_t now_ms, Output& out) {
   request.endpoints = config_.endpoints;
   request.capacity_bytes = config_.capacity_bytes;
   if (config_.cbor_delivery) request.delivery_encodings.insert(std::string(delivery_encoding_cbor));
-  join_request_id_ = request.event_id;
   out.publish(request);
   ++metrics_.joins_requested;
-  phase_ = TorrentPhase::joining;
-  phase_deadline_ms_ = now_ms + config_.join_timeout_ms;
-  retry_at_ms_.reset();
+  enter(Joining{request.event_id, now_ms + config_.join_timeout_ms}, out);
 }
 
 void TorrentServer::retry_later(std::int64_t now_ms, Output& out) {
-  leave_registration(out);
-  retry_at_ms_ = now_ms + join_backoff_.next_delay_ms(random_);
+  enter(Unregistered{now_ms + join_backoff_.next_delay_ms(random_)}, out);
 }
 
 FragmentInfos TorrentServer::temporary_infos() const {
@@ -116,56 +197,80 @@ FragmentInfos TorrentServer::temporary_infos() const {
   return infos;
 }
 
+Deadline TorrentServer::phase_deadline_ms() const {
+  return std::visit(Overloaded{
+                        [](const Disconnected&) -> Deadline { return std::nullopt; },
+                        [](const Unregistered& p) -> Deadline { return p.retry_at_ms; },
+                        [](const Joining& p) -> Deadline { return p.deadline_ms; },
+                        [](const AwaitingRegistration& p) -> Deadline { return p.deadline_ms; },
+                        // The first temporary copy whose Ended is overdue; only a registered server
+                        // rejoins to settle it (a joining one reports it in the request anyway).
+                        [this](const Registered&) -> Deadline {
+                          Deadline first;
+                          for (const auto& [hash, t] : temporaries_)
+                            if (!first || t.deadline_ms < *first) first = t.deadline_ms;
+                          return first;
+                        },
+                    },
+                    phase_);
+}
+
 std::optional<std::int64_t> TorrentServer::next_deadline_ms() const {
-  std::optional<std::int64_t> next;
-  auto consider = [&](std::int64_t t) { next = next ? std::min(*next, t) : t; };
-  if (phase_ == TorrentPhase::joining || phase_ == TorrentPhase::awaiting_registration)
-    consider(phase_deadline_ms_);
-  if (phase_ == TorrentPhase::unregistered && retry_at_ms_) consider(*retry_at_ms_);
-  for (const auto& [hash, t] : requested_) consider(t.deadline_ms);
-  if (phase_ == TorrentPhase::registered)
-    for (const auto& [hash, t] : temporaries_) consider(t.deadline_ms);
+  Deadline next = phase_deadline_ms();
+  for (const auto& [hash, t] : requested_)
+    if (!next || t.deadline_ms < *next) next = t.deadline_ms;
   return next;
+}
+
+void TorrentServer::on_phase_deadline(std::int64_t now_ms, Output& out) {
+  // Visits a copy: entering the next phase replaces the one the handler would be reading.
+  const Phase current = phase_;
+  std::visit(Overloaded{
+                 [](const Disconnected&) {},  // has no deadline
+                 [&](const Unregistered&) { send_join(now_ms, out); },
+                 [&](const Joining&) {
+                   out.log(LogLevel::warning, "no answer to the join request within " +
+                                                  std::to_string(config_.join_timeout_ms) +
+                                                  " ms; trying again later");
+                   retry_later(now_ms, out);
+                 },
+                 [&](const AwaitingRegistration& p) {
+                   out.log(LogLevel::warning, "not registered within " +
+                                                  std::to_string(config_.registration_timeout_ms) +
+                                                  " ms of ClientJoinSucceeded; trying again later");
+                   out.publish(ClientJoinFailed{random_.next_uuid(), "no ClientRegistered in time",
+                                                p.request_id});
+                   retry_later(now_ms, out);
+                 },
+                 [&](const Registered&) {
+                   // Deleting could lose a replica the tracker counts on, keeping it could keep one
+                   // it does not: the join request reports it and the tracker's ledger decides.
+                   for (const auto& [hash, temporary] : temporaries_) {
+                     if (temporary.deadline_ms > now_ms) continue;
+                     out.log(LogLevel::notice, "no FragmentDistributionEnded for " + hash.to_hex() +
+                                                   " in " +
+                                                   std::to_string(config_.temporary_timeout_ms) +
+                                                   " ms; joining again to settle it");
+                     break;
+                   }
+                   send_join(now_ms, out);
+                 },
+             },
+             current);
 }
 
 Output TorrentServer::on_tick(std::int64_t now_ms) {
   Output out;
-  if (phase_ == TorrentPhase::joining && now_ms >= phase_deadline_ms_) {
-    out.log(LogLevel::warning, "no answer to the join request within " +
-                                   std::to_string(config_.join_timeout_ms) +
-                                   " ms; trying again later");
-    retry_later(now_ms, out);
-  } else if (phase_ == TorrentPhase::awaiting_registration && now_ms >= phase_deadline_ms_) {
-    out.log(LogLevel::warning, "not registered within " +
-                                   std::to_string(config_.registration_timeout_ms) +
-                                   " ms of ClientJoinSucceeded; trying again later");
-    out.publish(
-        ClientJoinFailed{random_.next_uuid(), "no ClientRegistered in time", join_request_id_});
-    retry_later(now_ms, out);
-  } else if (phase_ == TorrentPhase::unregistered && retry_at_ms_ && now_ms >= *retry_at_ms_) {
-    send_join(now_ms, out);
-  }
+  if (const Deadline due = phase_deadline_ms(); due && *due <= now_ms)
+    on_phase_deadline(now_ms, out);
   for (auto it = requested_.begin(); it != requested_.end();)
     it = it->second.deadline_ms <= now_ms ? requested_.erase(it) : std::next(it);
-  if (phase_ == TorrentPhase::registered) {
-    for (const auto& [hash, temporary] : temporaries_) {
-      if (temporary.deadline_ms > now_ms) continue;
-      // Deleting could lose a replica the tracker counts on, keeping it could keep one it does not:
-      // the join request reports it and the tracker's ledger decides.
-      out.log(LogLevel::notice, "no FragmentDistributionEnded for " + hash.to_hex() + " in " +
-                                    std::to_string(config_.temporary_timeout_ms) +
-                                    " ms; joining again to settle it");
-      send_join(now_ms, out);
-      break;
-    }
-  }
   return out;
 }
 
 bool TorrentServer::next_in_sequence(std::int64_t now_ms, std::optional<std::uint64_t> revision,
                                      Output& out) {
-  if (phase_ != TorrentPhase::registered && phase_ != TorrentPhase::awaiting_registration)
-    return false;
+  MQDS_ASSERT(follows_view());
   if (!revision) return true;  // a tracker that does not number its view changes
   if (*revision <= view_.revision()) return false;
   if (*revision == view_.revision() + 1) {
@@ -179,11 +284,76 @@ bool TorrentServer::next_in_sequence(std::int64_t now_ms, std::optional<std::uin
   return false;
 }
 
+// Addressed to another server, or not the tracker's: none of this server's business, in any
+// phase. Accepts and denials of other joining clients reach every subscriber (the specification's
+// Client Join with timeouts, docs/specification.md); a ClientGoodbye without the tracker's stamp
+// does not say who left.
+bool TorrentServer::for_this_server(EventType type, const Event& event) const {
+  if (!consumed_by_torrent_servers(type)) return false;
+  const ClientId& me = config_.client_id;
+  return std::visit(
+      Overloaded{
+          [&](const ClientJoinAccepted& e) { return e.client_identifier == me; },
+          [&](const ClientJoinDenied& e) { return e.client_identifier == me; },
+          [&](const ClientRegistered& e) {
+            return !e.request_event_id || e.client_identifier == me;
+          },
+          [&](const ClientGoodbye& e) { return e.client_identifier.has_value(); },
+          [&](const FragmentDistributionDelivered& e) { return e.receivers.count(me) != 0; },
+          [](const auto&) { return true; },
+      },
+      event);
+}
+
+// The one place that says which phase uses which event.
+TorrentServer::Fit TorrentServer::fit_in_phase(const Event& event) const {
+  // An answer names the request it answers; one without a name answers the current one.
+  const auto answer = [this](bool right_phase, const std::optional<Uuid>& request) {
+    if (!right_phase) return Fit::wrong_phase;
+    return !request || *request == *join_request_id() ? Fit::usable : Fit::other_request;
+  };
+  const auto when = [](bool right_phase) { return right_phase ? Fit::usable : Fit::wrong_phase; };
+  return std::visit(
+      Overloaded{
+          [&](const ClientJoinAccepted& e) { return answer(is<Joining>(), e.request_event_id); },
+          [&](const ClientJoinDenied& e) {
+            return answer(join_request_id() != nullptr, e.request_event_id);
+          },
+          [&](const ClientRegistered& e) {
+            // A confirmation of a resync answers a request; any other is a view change.
+            if (e.request_event_id) return answer(is<AwaitingRegistration>(), e.request_event_id);
+            return when(follows_view());
+          },
+          [&](const ClientGoodbye&) { return when(follows_view()); },
+          [&](const FileInfoPublished&) { return when(follows_view()); },
+          [&](const FragmentDistributionEnded&) { return when(follows_view()); },
+          [&](const TrackerRevision&) { return when(follows_view()); },
+          // No fragments for joining clients.
+          [&](const FragmentDistributionStarted&) { return when(is<Registered>()); },
+          [&](const FragmentDistributionDelivered&) { return when(is<Registered>()); },
+          // TrackerHello and TrackerGoodbye matter in every connected phase.
+          [](const auto&) { return Fit::usable; },
+      },
+      event);
+}
+
+void TorrentServer::out_of_phase(EventType type, Fit fit, Output& out) {
+  ++metrics_.events_out_of_phase;
+  out.log(LogLevel::debug, "ignored " + std::string(event_name(type)) + " while " +
+                               std::string(phase_name(phase())) +
+                               (fit == Fit::other_request ? ": it answers another request" : ""));
+}
+
 Output TorrentServer::on_message(std::int64_t now_ms, std::string_view topic,
                                  std::string_view payload) {
   Output out;
   const auto type = event_type_for_topic(topic);
-  if (!type || phase_ == TorrentPhase::disconnected) return out;
+  if (!type) return out;
+  if (is<Disconnected>()) {
+    // Left over from the connection that dropped; not even read, the next join brings the view.
+    if (consumed_by_torrent_servers(*type)) out_of_phase(*type, Fit::wrong_phase, out);
+    return out;
+  }
   Result<Event> decoded = decode(topic, payload);
   if (!decoded.ok()) {
     ++metrics_.events_rejected;
@@ -194,106 +364,65 @@ Output TorrentServer::on_message(std::int64_t now_ms, std::string_view topic,
   Event& event = decoded.value();
   const Uuid event_id = std::visit([](const auto& e) { return e.event_id; }, event);
   if (!seen_.first_time(event_id)) return out;
-
-  switch (*type) {
-    case EventType::tracker_hello:
-      out.log(LogLevel::info, "tracker is up; joining");
-      send_join(now_ms, out);
-      break;
-    case EventType::tracker_goodbye:
-      out.log(LogLevel::notice, "tracker said goodbye; waiting for it to come back");
-      leave_registration(out);
-      retry_at_ms_ = now_ms + config_.join_retry_max_ms;
-      break;
-    case EventType::client_join_accepted:
-      on_accepted(now_ms, std::get<ClientJoinAccepted>(event), out);
-      break;
-    case EventType::client_join_denied:
-      on_denied(now_ms, std::get<ClientJoinDenied>(event), out);
-      break;
-    case EventType::client_registered: {
-      const auto& e = std::get<ClientRegistered>(event);
-      if (!e.request_event_id) {
-        if (next_in_sequence(now_ms, e.revision, out)) on_registered(now_ms, e, out);
-        break;
-      }
-      // A confirmation of a resync that changed nothing: not a view change. Its Revision is the
-      // tracker's at the time; being behind it means an event was missed on the way.
-      if (e.client_identifier != config_.client_id ||
-          phase_ != TorrentPhase::awaiting_registration || *e.request_event_id != join_request_id_)
-        break;
-      if (e.revision && *e.revision > view_.revision()) {
-        ++metrics_.revision_gaps;
-        out.log(LogLevel::notice, "registration confirmed at revision " +
-                                      std::to_string(*e.revision) + ", this server is at " +
-                                      std::to_string(view_.revision()) + "; joining again");
-        send_join(now_ms, out);
-        break;
-      }
-      on_registered(now_ms, e, out);
-      break;
-    }
-    case EventType::client_goodbye: {
-      const auto& e = std::get<ClientGoodbye>(event);
-      // Without the tracker's stamp nobody can tell who left; the tracker's own view is unaffected.
-      if (!e.client_identifier || !next_in_sequence(now_ms, e.revision, out)) break;
-      if (*e.client_identifier == config_.client_id) {
-        out.log(LogLevel::notice,
-                "the tracker no longer counts this server as registered; joining again");
-        send_join(now_ms, out);
-      } else {
-        view_.remove_client(*e.client_identifier);
-      }
-      break;
-    }
-    case EventType::file_info_published: {
-      const auto& e = std::get<FileInfoPublished>(event);
-      if (!next_in_sequence(now_ms, e.revision, out)) break;
-      FileMetadata file{e.size_bytes, e.fragment_sequence};
-      view_.put_file(e.hash, file);
-      out.storage.push_back(store::PutFile{e.hash, std::move(file)});
-      break;
-    }
-    case EventType::fragment_distribution_ended: {
-      const auto& e = std::get<FragmentDistributionEnded>(event);
-      if (next_in_sequence(now_ms, e.revision, out)) on_ended(now_ms, e, out);
-      break;
-    }
-    case EventType::fragment_distribution_started:
-      on_started(now_ms, std::get<FragmentDistributionStarted>(event), out);
-      break;
-    case EventType::fragment_distribution_delivered:
-      on_delivered(now_ms, std::get<FragmentDistributionDelivered>(event), out);
-      break;
-    case EventType::tracker_revision: {
-      const auto& e = std::get<TrackerRevision>(event);
-      if ((phase_ == TorrentPhase::registered || phase_ == TorrentPhase::awaiting_registration) &&
-          e.revision > view_.revision()) {
-        ++metrics_.revision_gaps;
-        out.log(LogLevel::notice, "tracker is at revision " + std::to_string(e.revision) +
-                                      ", this server at " + std::to_string(view_.revision()) +
-                                      "; joining again");
-        send_join(now_ms, out);
-      }
-      break;
-    }
-    default: break;  // events other clients send to the tracker
+  if (!for_this_server(*type, event)) {
+    if (*type == EventType::fragment_distribution_delivered) ++metrics_.deliveries_unexpected;
+    return out;
   }
+  if (const Fit fit = fit_in_phase(event); fit != Fit::usable) {
+    out_of_phase(*type, fit, out);
+    return out;
+  }
+  dispatch(now_ms, event, out);
   return out;
 }
 
+void TorrentServer::dispatch(std::int64_t now_ms, Event& event, Output& out) {
+  std::visit(
+      Overloaded{
+          [&](const TrackerHello&) {
+            out.log(LogLevel::info, "tracker is up; joining");
+            send_join(now_ms, out);
+          },
+          [&](const TrackerGoodbye&) {
+            out.log(LogLevel::notice, "tracker said goodbye; waiting for it to come back");
+            enter(Unregistered{now_ms + config_.join_retry_max_ms}, out);
+          },
+          [&](const ClientJoinAccepted& e) { on_accepted(now_ms, e, out); },
+          [&](const ClientJoinDenied& e) { on_denied(now_ms, e, out); },
+          [&](const ClientRegistered& e) {
+            if (e.request_event_id)
+              on_confirmed(now_ms, e, out);
+            else if (next_in_sequence(now_ms, e.revision, out))
+              on_registered(now_ms, e, out);
+          },
+          [&](const ClientGoodbye& e) { on_client_goodbye(now_ms, e, out); },
+          [&](const FileInfoPublished& e) {
+            if (!next_in_sequence(now_ms, e.revision, out)) return;
+            FileMetadata file{e.size_bytes, e.fragment_sequence};
+            view_.put_file(e.hash, file);
+            out.storage.push_back(store::PutFile{e.hash, std::move(file)});
+          },
+          [&](const FragmentDistributionEnded& e) {
+            if (next_in_sequence(now_ms, e.revision, out)) on_ended(now_ms, e, out);
+          },
+          [&](const FragmentDistributionStarted& e) { on_started(now_ms, e, out); },
+          [&](FragmentDistributionDelivered& e) { on_delivered(now_ms, e, out); },
+          [&](const TrackerRevision& e) { on_tracker_revision(now_ms, e, out); },
+          [](const auto&) {},  // events other clients send to the tracker: not for this server
+      },
+      event);
+}
+
 void TorrentServer::on_accepted(std::int64_t now_ms, const ClientJoinAccepted& e, Output& out) {
-  // Accepts of other joining clients reach every subscriber and are ignored (diagram 000).
-  if (e.client_identifier != config_.client_id || phase_ != TorrentPhase::joining) return;
-  if (e.request_event_id && *e.request_event_id != join_request_id_) return;
+  const Uuid request_id = std::get<Joining>(phase_).request_id;
   const bool has_data = !stored_.empty() || !view_.files().empty();
   if (has_data && fragment_size_bytes_ && *fragment_size_bytes_ != e.fragment_size_bytes) {
     const std::string problem = "stored data uses FragmentSize " +
                                 std::to_string(*fragment_size_bytes_) + " but the service uses " +
                                 std::to_string(e.fragment_size_bytes);
-    out.publish(ClientJoinFailed{random_.next_uuid(), problem, join_request_id_});
+    out.publish(ClientJoinFailed{random_.next_uuid(), problem, request_id});
     out.fatal = problem + ": move the data directory aside to join as a new server";
-    leave_registration(out);
+    enter(Unregistered{std::nullopt}, out);
     return;
   }
   for (const auto& hash : e.remove_file_infos) {
@@ -334,15 +463,11 @@ void TorrentServer::on_accepted(std::int64_t now_ms, const ClientJoinAccepted& e
   view_ = std::move(view);
   if (e.replicas && *e.replicas > 0) replicas_ = static_cast<std::size_t>(*e.replicas);
 
-  out.publish(ClientJoinSucceeded{random_.next_uuid(), join_request_id_});
-  phase_ = TorrentPhase::awaiting_registration;
-  phase_deadline_ms_ = now_ms + config_.registration_timeout_ms;
+  out.publish(ClientJoinSucceeded{random_.next_uuid(), request_id});
+  enter(AwaitingRegistration{request_id, now_ms + config_.registration_timeout_ms}, out);
 }
 
 void TorrentServer::on_denied(std::int64_t now_ms, const ClientJoinDenied& e, Output& out) {
-  if (e.client_identifier != config_.client_id) return;
-  if (phase_ != TorrentPhase::joining && phase_ != TorrentPhase::awaiting_registration) return;
-  if (e.request_event_id && *e.request_event_id != join_request_id_) return;
   const std::string reason = e.reason.value_or("no reason given");
   std::string fix;
   if (e.reason_code & denial::wrong_fragment_size)
@@ -355,18 +480,32 @@ void TorrentServer::on_denied(std::int64_t now_ms, const ClientJoinDenied& e, Ou
     fix += " Another server announces the same endpoint: give this one its own --endpoint.";
   if (!fix.empty()) {
     out.fatal = "join denied (code " + std::to_string(e.reason_code) + "): " + reason + "." + fix;
-    leave_registration(out);
+    enter(Unregistered{std::nullopt}, out);
     return;
   }
   out.log(LogLevel::warning, "join denied: " + reason + "; trying again later");
   retry_later(now_ms, out);
 }
 
+// A confirmation of a resync that changed nothing: not a view change. Its Revision is the tracker's
+// at the time; being behind it means an event was missed on the way.
+void TorrentServer::on_confirmed(std::int64_t now_ms, const ClientRegistered& e, Output& out) {
+  if (e.revision && *e.revision > view_.revision()) {
+    ++metrics_.revision_gaps;
+    out.log(LogLevel::notice, "registration confirmed at revision " + std::to_string(*e.revision) +
+                                  ", this server is at " + std::to_string(view_.revision()) +
+                                  "; joining again");
+    send_join(now_ms, out);
+    return;
+  }
+  on_registered(now_ms, e, out);
+}
+
 void TorrentServer::on_registered(std::int64_t now_ms, const ClientRegistered& e, Output& out) {
   for (const auto& [hash, file] : e.added_files)
     if (!view_.files().count(hash)) out.storage.push_back(store::PutFile{hash, file});
   view_.apply_registered(e);
-  if (e.client_identifier == config_.client_id && phase_ == TorrentPhase::awaiting_registration) {
+  if (e.client_identifier == config_.client_id && is<AwaitingRegistration>()) {
     std::set<Hash> held;
     for (const auto& [hash, fragment] : stored_) held.insert(hash);
     if (held != e.info.stored_fragments) {
@@ -376,13 +515,34 @@ void TorrentServer::on_registered(std::int64_t now_ms, const ClientRegistered& e
       send_join(now_ms, out);
       return;
     }
-    phase_ = TorrentPhase::registered;
+    enter(Registered{}, out);
     join_backoff_.reset();
     ++metrics_.registrations;
     out.log(LogLevel::notice, "registered with " + std::to_string(stored_.size()) + " fragments; " +
                                   std::to_string(view_.clients().size()) +
                                   " clients in the service");
   }
+}
+
+void TorrentServer::on_client_goodbye(std::int64_t now_ms, const ClientGoodbye& e, Output& out) {
+  if (!next_in_sequence(now_ms, e.revision, out)) return;
+  if (*e.client_identifier == config_.client_id) {
+    out.log(LogLevel::notice,
+            "the tracker no longer counts this server as registered; joining again");
+    send_join(now_ms, out);
+  } else {
+    view_.remove_client(*e.client_identifier);
+  }
+}
+
+void TorrentServer::on_tracker_revision(std::int64_t now_ms, const TrackerRevision& e,
+                                        Output& out) {
+  if (e.revision <= view_.revision()) return;
+  ++metrics_.revision_gaps;
+  out.log(LogLevel::notice, "tracker is at revision " + std::to_string(e.revision) +
+                                ", this server at " + std::to_string(view_.revision()) +
+                                "; joining again");
+  send_join(now_ms, out);
 }
 
 void TorrentServer::on_ended(std::int64_t now_ms, const FragmentDistributionEnded& e, Output& out) {
@@ -406,8 +566,7 @@ void TorrentServer::on_ended(std::int64_t now_ms, const FragmentDistributionEnde
       out.storage.push_back(store::DeleteFragment{e.hash});
     }
     temporaries_.erase(temporary);
-  } else if (named && !stored_.count(e.hash) && !temporaries_.count(e.hash) &&
-             phase_ == TorrentPhase::registered) {
+  } else if (named && !stored_.count(e.hash) && !temporaries_.count(e.hash) && is<Registered>()) {
     out.log(LogLevel::warning, "Ended names this server for " + e.hash.to_hex() +
                                    " which it does not hold; joining again to correct the view");
     send_join(now_ms, out);
@@ -415,8 +574,9 @@ void TorrentServer::on_ended(std::int64_t now_ms, const FragmentDistributionEnde
 }
 
 bool TorrentServer::has_room_for(std::int64_t size_bytes) const {
-  if (!config_.capacity_bytes) return true;
   // Only asked while registered, when the view's cached sum covers exactly what is stored.
+  MQDS_ASSERT(is<Registered>());
+  if (!config_.capacity_bytes) return true;
   std::int64_t used = size_bytes + view_.used_bytes(config_.client_id);
   for (const auto& [hash, temporary] : temporaries_) used += temporary.size_bytes;
   for (const auto& [hash, t] : requested_) used += t.size_bytes;
@@ -425,7 +585,6 @@ bool TorrentServer::has_room_for(std::int64_t size_bytes) const {
 
 void TorrentServer::on_started(std::int64_t now_ms, const FragmentDistributionStarted& e,
                                Output& out) {
-  if (phase_ != TorrentPhase::registered) return;  // no fragments for joining clients
   if (stored_.count(e.hash) || temporaries_.count(e.hash) || requested_.count(e.hash)) return;
   if (!fragment_size_bytes_ || e.size_bytes > *fragment_size_bytes_) return;
   const auto targets = distribution_targets(view_, e.hash, e.size_bytes, replicas_);
@@ -441,17 +600,13 @@ void TorrentServer::on_started(std::int64_t now_ms, const FragmentDistributionSt
     return;
   }
   requested_[e.hash] = Timed{e.size_bytes, now_ms + config_.request_timeout_ms};
+  MQDS_ASSERT(requested_.size() <= config_.pending_requests_max);
   ++metrics_.fragments_requested;
   out.publish(FragmentDistributionRequested{random_.next_uuid(), e.hash});
 }
 
 void TorrentServer::on_delivered(std::int64_t now_ms, FragmentDistributionDelivered& e,
                                  Output& out) {
-  if (!e.receivers.count(config_.client_id)) {
-    ++metrics_.deliveries_unexpected;
-    return;
-  }
-  if (phase_ != TorrentPhase::registered) return;
   if (stored_.count(e.hash) || temporaries_.count(e.hash)) {
     // Already durable: confirm again, the first confirmation may have been lost.
     out.publish(FragmentDistributionObtained{random_.next_uuid(), e.hash});

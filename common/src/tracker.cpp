@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "mqds/assert.hpp"
 #include "mqds/limits.hpp"
 #include "mqds/placement.hpp"
 
@@ -14,6 +15,16 @@ namespace {
 template <class T>
 bool contains_all(const std::set<T>& superset, const std::set<T>& subset) {
   return std::includes(superset.begin(), superset.end(), subset.begin(), subset.end());
+}
+
+// Sets of at most `replicas` clients: cheap to check on every step of a round.
+template <class Round>
+void check_round(const Round& round) {
+  MQDS_ASSERT(contains_all(round.targets, round.answered));
+  MQDS_ASSERT(contains_all(round.answered, round.receivers));
+  MQDS_ASSERT(contains_all(round.receivers, round.settled));
+  MQDS_ASSERT(contains_all(round.settled, round.obtained));
+  MQDS_ASSERT(round.stage == Round::Stage::delivering || round.settled.empty());
 }
 
 }  // namespace
@@ -142,6 +153,11 @@ MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender,
   return result;
 }
 
+void Tracker::out_of_place(const std::string& what, Output& out) {
+  ++metrics_.events_out_of_place;
+  out.log(LogLevel::debug, what + ": ignored");
+}
+
 void Tracker::deny(const ClientId& client, std::uint32_t code, std::string reason,
                    std::optional<Uuid> request, Output& out) {
   ++metrics_.joins_denied;
@@ -196,8 +212,9 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
   answer.request_event_id = e.event_id;
   answer.revision = view_.revision();
   answer.replicas = config_.replicas;
-  // Only the joining client needs the answer (diagram 000: others ignore it), and it can be the
-  // largest event of all: it goes to that client alone.
+  // Only the joining client needs the answer (in the specification's Client Join with timeouts,
+  // docs/specification.md, others ignore it), and it can be the largest event of all: it goes to
+  // that client alone.
   out.publish(answer, sender);
   ++metrics_.joins_accepted;
   out.log(LogLevel::info,
@@ -207,6 +224,7 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
   joins_[sender] =
       PendingJoin{e.event_id, std::move(accepted), now_ms + config_.join_timeout_ms,
                   e.delivery_encodings.count(std::string(delivery_encoding_cbor)) != 0};
+  MQDS_ASSERT(joins_.size() <= config_.joins_in_flight_max);
 }
 
 void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender,
@@ -214,8 +232,7 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender,
   auto it = joins_.find(sender);
   if (it == joins_.end() ||
       (e.request_event_id && *e.request_event_id != it->second.request_event_id)) {
-    out.log(LogLevel::debug,
-            "ClientJoinSucceeded from '" + sender + "' answers no join in progress: ignored");
+    out_of_place("ClientJoinSucceeded from '" + sender + "' answers no join in progress", out);
     return;
   }
   PendingJoin join = std::move(it->second);
@@ -270,8 +287,10 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender,
 void Tracker::on_join_failed(const ClientId& sender, const ClientJoinFailed& e, Output& out) {
   auto it = joins_.find(sender);
   if (it == joins_.end() ||
-      (e.request_event_id && *e.request_event_id != it->second.request_event_id))
+      (e.request_event_id && *e.request_event_id != it->second.request_event_id)) {
+    out_of_place("ClientJoinFailed from '" + sender + "' answers no join in progress", out);
     return;
+  }
   joins_.erase(it);
   out.log(LogLevel::notice,
           "client '" + sender + "' failed its join: " + e.reason.value_or("no reason given"));
@@ -280,40 +299,47 @@ void Tracker::on_join_failed(const ClientId& sender, const ClientJoinFailed& e, 
 void Tracker::on_requested(std::int64_t now_ms, const ClientId& sender,
                            const FragmentDistributionRequested& e, Output& out) {
   if (!view_.is_registered(sender)) {
-    out.log(LogLevel::debug,
-            "request for " + e.hash.to_hex() + " from unregistered '" + sender + "': ignored");
+    out_of_place("request for " + e.hash.to_hex() + " from unregistered '" + sender + "'", out);
     return;
   }
   auto it = rounds_.find(e.hash);
-  if (it == rounds_.end() || it->second.delivering || !it->second.targets.count(sender)) {
-    out.log(LogLevel::debug, "request for " + e.hash.to_hex() + " from '" + sender +
-                                 "' outside its distribution: ignored");
+  if (it == rounds_.end() || it->second.stage != Round::Stage::requesting ||
+      !it->second.targets.count(sender)) {
+    out_of_place(
+        "request for " + e.hash.to_hex() + " from '" + sender + "' outside its distribution", out);
     return;
   }
   it->second.answered.insert(sender);
   it->second.receivers.insert(sender);
-  advance_round(now_ms, e.hash, out);
+  advance_round(now_ms, e.hash, RoundChange::members, out);
 }
 
 void Tracker::on_obtained(std::int64_t now_ms, const ClientId& sender, const Hash& hash, bool ok,
                           Output& out) {
-  auto it = rounds_.find(hash);
-  if (it == rounds_.end()) return;
-  Round& round = it->second;
-  if (!round.delivering) {
-    // A target that cannot take the fragment says so with Failed instead of Requested.
-    if (!ok && round.targets.count(sender)) {
-      round.answered.insert(sender);
-      advance_round(now_ms, hash, out);
-    }
+  const auto it = rounds_.find(hash);
+  Round* round = it == rounds_.end() ? nullptr : &it->second;
+  // Requesting, a target that cannot take the fragment says so with Failed instead of Requested;
+  // delivering, each receiver settles once, with Obtained or Failed.
+  const bool fits =
+      round && (round->stage == Round::Stage::requesting
+                    ? !ok && round->targets.count(sender)
+                    : round->receivers.count(sender) && !round->settled.count(sender));
+  if (!fits) {
+    out_of_place(std::string(ok ? "Obtained" : "Failed") + " for " + hash.to_hex() + " from '" +
+                     sender + "' outside its distribution",
+                 out);
     return;
   }
-  if (!round.receivers.count(sender) || !round.settled.insert(sender).second) return;
-  if (ok)
-    round.obtained.insert(sender);
-  else
-    ++metrics_.deliveries_failed;
-  advance_round(now_ms, hash, out);
+  if (round->stage == Round::Stage::requesting) {
+    round->answered.insert(sender);
+  } else {
+    round->settled.insert(sender);
+    if (ok)
+      round->obtained.insert(sender);
+    else
+      ++metrics_.deliveries_failed;
+  }
+  advance_round(now_ms, hash, RoundChange::members, out);
 }
 
 std::uint64_t Tracker::unregister(std::int64_t now_ms, const ClientId& client, bool publish_goodbye,
@@ -336,7 +362,7 @@ void Tracker::withdraw_from_rounds(std::int64_t now_ms, const ClientId& client, 
                   round.settled.erase(client);
     if (member) affected.push_back(hash);
   }
-  for (const auto& hash : affected) advance_round(now_ms, hash, out);
+  for (const auto& hash : affected) advance_round(now_ms, hash, RoundChange::members, out);
 }
 
 Output Tracker::on_disconnect(std::int64_t now_ms, const ClientId& client) {
@@ -411,30 +437,41 @@ void Tracker::start_rounds(std::int64_t now_ms, Output& out) {
     round.targets.insert(targets.begin(), targets.end());
     round.deadline_ms = now_ms + config_.request_timeout_ms;
     rounds_.emplace(hash, std::move(round));
+    MQDS_ASSERT(rounds_.size() <= config_.distributions_in_flight_max);
     ++metrics_.distributions_started;
     out.publish(FragmentDistributionStarted{random_.next_uuid(), hash, staged->second});
   }
 }
 
-void Tracker::advance_round(std::int64_t now_ms, const Hash& hash, Output& out) {
-  auto it = rounds_.find(hash);
+void Tracker::advance_round(std::int64_t now_ms, const Hash& hash, RoundChange change,
+                            Output& out) {
+  const auto it = rounds_.find(hash);
   if (it == rounds_.end()) return;
-  Round& round = it->second;
-  if (!round.delivering) {
-    if (contains_all(round.answered, round.targets)) deliver(now_ms, hash, round, out);
-  } else if (contains_all(round.settled, round.receivers)) {
-    end_round(now_ms, hash, out);
+  const Round& round = it->second;
+  const bool deadline_passed = change == RoundChange::deadline_passed;
+  check_round(round);
+  switch (round.stage) {
+    case Round::Stage::requesting:
+      if (!deadline_passed && !contains_all(round.answered, round.targets)) return;
+      // Nobody asked (every target declined or stayed silent): nothing was sent, nothing to end.
+      if (round.receivers.empty())
+        end_round(now_ms, hash, out);
+      else
+        deliver(now_ms, hash, out);
+      return;
+    case Round::Stage::delivering:
+      if (deadline_passed || contains_all(round.settled, round.receivers))
+        end_round(now_ms, hash, out);
+      return;
   }
 }
 
-void Tracker::deliver(std::int64_t now_ms, const Hash& hash, Round& round, Output& out) {
-  if (round.receivers.empty()) {
-    // Nobody asked (every target declined or stayed silent): nothing was sent, nothing to end.
-    rounds_.erase(hash);
-    schedule(hash, now_ms + config_.retry_delay_ms);
-    return;
-  }
-  round.delivering = true;
+void Tracker::deliver(std::int64_t now_ms, const Hash& hash, Output& out) {
+  const auto it = rounds_.find(hash);
+  MQDS_ASSERT(it != rounds_.end());
+  Round& round = it->second;
+  MQDS_ASSERT(round.stage == Round::Stage::requesting && !round.receivers.empty());
+  round.stage = Round::Stage::delivering;
   round.deadline_ms = now_ms + config_.delivery_timeout_ms;
   StagedDelivery delivery{random_.next_uuid(), hash, round.receivers, view_.revision()};
   for (const auto& receiver : round.receivers) {
@@ -445,9 +482,16 @@ void Tracker::deliver(std::int64_t now_ms, const Hash& hash, Round& round, Outpu
 }
 
 void Tracker::end_round(std::int64_t now_ms, const Hash& hash, Output& out) {
-  auto it = rounds_.find(hash);
-  Round round = std::move(it->second);
-  rounds_.erase(it);
+  const auto it = rounds_.find(hash);
+  MQDS_ASSERT(it != rounds_.end());
+  const Round round = std::move(it->second);
+  rounds_.erase(it);  // the one place a round ends: only the copy is read from here on
+  check_round(round);
+  if (round.stage == Round::Stage::requesting) {
+    MQDS_ASSERT(round.receivers.empty());
+    schedule(hash, now_ms + config_.retry_delay_ms);
+    return;
+  }
   for (const auto& receiver : round.receivers)
     if (!round.settled.count(receiver)) ++metrics_.deliveries_failed;  // never confirmed in time
 
@@ -488,13 +532,8 @@ Output Tracker::on_tick(std::int64_t now_ms) {
   std::vector<Hash> expired_rounds;
   for (const auto& [hash, round] : rounds_)
     if (round.deadline_ms <= now_ms) expired_rounds.push_back(hash);
-  for (const auto& hash : expired_rounds) {
-    Round& round = rounds_.at(hash);
-    if (round.delivering)
-      end_round(now_ms, hash, out);
-    else
-      deliver(now_ms, hash, round, out);
-  }
+  for (const auto& hash : expired_rounds)
+    advance_round(now_ms, hash, RoundChange::deadline_passed, out);
   start_rounds(now_ms, out);
   if (now_ms - last_view_event_ms_ >= config_.revision_beacon_ms) {
     out.publish(TrackerRevision{random_.next_uuid(), view_.revision()});
@@ -563,7 +602,7 @@ IngestResult Tracker::add_file(std::int64_t now_ms, const Hash& hash, const File
   return result;
 }
 
-std::optional<std::int64_t> Tracker::next_deadline_ms() const {
+std::int64_t Tracker::next_deadline_ms() const {
   std::int64_t next = last_view_event_ms_ + config_.revision_beacon_ms;
   for (const auto& [id, join] : joins_) next = std::min(next, join.deadline_ms);
   for (const auto& [hash, round] : rounds_) next = std::min(next, round.deadline_ms);

@@ -1,6 +1,7 @@
 // Unit tests of the Torrent Server state machine, one per use-case step or branch of the
-// specification (seeds 002, 000 Client Join alternative 4, 001 Fragment Distribution), and an
-// end-to-end run of one tracker and three torrent servers through a tiny synchronous router.
+// specification (Torrent Server Startup, Client Join with timeouts, Fragment Distribution and the
+// failure handling of docs/specification.md), its phases and their transitions, and an end-to-end
+// run of one tracker and three torrent servers through a tiny synchronous router.
 //
 // Every input is a real JSON payload (an event struct passed through encode()), and every
 // assertion reads the server's publishes back through decode(). Storage effects go through the
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "mqds/assert.hpp"
 #include "mqds/placement.hpp"
 #include "mqds/tracker.hpp"
 #include "support/machine_harness.hpp"
@@ -163,6 +165,7 @@ using TorrentDistribution = TorrentFixture;
 using TorrentTemporaries = TorrentFixture;
 using TorrentGoodbye = TorrentFixture;
 using TorrentMessages = TorrentFixture;
+using TorrentPhases = TorrentFixture;
 
 // --- Torrent Server Startup step 3, Client Join step 1: the request ------------------------------
 
@@ -210,7 +213,7 @@ TEST_F(TorrentJoinRequest, ServerWithDataReportsFragmentSizeFilesStoredAndObtain
   EXPECT_EQ(r.capacity_bytes, std::optional<std::int64_t>(1'000'000));
 }
 
-// --- Seed 003, "Subscriber Loses Some Or All of Local Copy" -------------------------------------
+// --- Failure handling: a subscriber loses some or all of its local copy -------------------------
 
 TEST_F(TorrentRegistration, LostLocalCopyIsDeletedAndReportedByARejoin) {
   const TestFile file = cut_file(pattern(150, 1), 100);
@@ -479,11 +482,13 @@ TEST_F(TorrentJoinDenied, DenialOfAnotherClientOrAnEarlierRequestIsIgnored) {
   EXPECT_TRUE(other.empty()) << describe(other);
   const Output stale =
       receive(10, ClientJoinDenied{ids(), "t1", denial::wrong_fragment_size, "no", ids()});
-  EXPECT_TRUE(stale.empty()) << describe(stale);
+  EXPECT_TRUE(stale.publishes.empty() && stale.storage.empty() && !stale.fatal) << describe(stale);
+  EXPECT_FALSE(logged_at_least(stale, LogLevel::info)) << describe(stale);
   EXPECT_EQ(torrent->phase(), TorrentPhase::joining);
+  EXPECT_EQ(torrent->metrics().events_out_of_phase, 1u) << "the stale one; the other's is not ours";
 }
 
-// --- Client Join alternative 4: timeouts --------------------------------------------------------
+// --- Client Join with timeouts ------------------------------------------------------------------
 
 TEST_F(TorrentJoinTimeouts, NoAnswerWithinJoinTimeoutRetriesLater) {
   connect(0);
@@ -695,7 +700,7 @@ TEST_F(TorrentViewUpdates, ClientRegisteredOfAnotherClientAddsItAndItsFiles) {
   EXPECT_EQ(torrent->phase(), TorrentPhase::registered);
 }
 
-// --- Fragment Distribution (diagram 001), the torrent server's side ------------------------------
+// --- Fragment Distribution, the torrent server's side -------------------------------------------
 
 TEST_F(TorrentDistribution, StartedIsRequestedOnlyWhenPlacementNamesThisServer) {
   auto a = accept(5);
@@ -926,7 +931,10 @@ TEST_F(TorrentTemporaries, TemporaryWithoutEndedIsSettledByARejoin) {
 TEST_F(TorrentTemporaries, MessagesWhileDisconnectedAreIgnored) {
   register_alone();
   torrent->on_disconnected(30);
-  EXPECT_TRUE(receive(40, TrackerHello{ids()}).empty());
+  const Output hello = receive(40, TrackerHello{ids()});
+  EXPECT_TRUE(hello.publishes.empty() && hello.storage.empty()) << describe(hello);
+  EXPECT_FALSE(logged_at_least(hello, LogLevel::info)) << describe(hello);
+  EXPECT_EQ(torrent->metrics().events_out_of_phase, 1u);
   EXPECT_TRUE(tick(1'000'000).empty());
   EXPECT_EQ(torrent->phase(), TorrentPhase::disconnected);
 }
@@ -944,6 +952,219 @@ TEST_F(TorrentGoodbye, GoodbyePublishesClientGoodbye) {
   EXPECT_FALSE(goodbye.revision);
   EXPECT_EQ(torrent->phase(), TorrentPhase::disconnected);
   EXPECT_TRUE(track(torrent->goodbye(40)).publishes.empty()) << "said once";
+}
+
+// --- Phases and their transitions ---------------------------------------------------------------
+
+// Every allowed transition happens, through the public interface, and no other: the debug line
+// enter() writes for each is read back.
+TEST_F(TorrentPhases, TheServerMakesExactlyTheTransitionsOfItsTable) {
+  using P = TorrentPhase;
+  std::set<std::pair<P, P>> seen;
+  auto record = [&](const Output& out) {
+    for (const auto& line : out.logs) {
+      if (line.level != LogLevel::debug || line.text.rfind("phase ", 0) != 0) continue;
+      bool found = false;
+      for (int from = 0; from <= static_cast<int>(P::registered); ++from)
+        for (int to = 0; to <= static_cast<int>(P::registered); ++to)
+          if (line.text == "phase " + std::string(phase_name(static_cast<P>(from))) + " -> " +
+                               std::string(phase_name(static_cast<P>(to)))) {
+            seen.emplace(static_cast<P>(from), static_cast<P>(to));
+            found = true;
+          }
+      EXPECT_TRUE(found) << line.text;
+    }
+    return out;
+  };
+  auto fresh = [&] {
+    torrent.reset();
+    request = {};
+    record(connect(0));  // disconnected -> joining
+  };
+  auto accepted = [&](std::int64_t now_ms) { record(receive(now_ms, accept())); };
+  auto registered_now = [&](std::int64_t now_ms) { record(receive(now_ms, registered(6))); };
+
+  fresh();
+  record(receive(10, TrackerHello{ids()}));        // joining -> joining
+  record(tick(10 + config.join_timeout_ms));       // joining -> unregistered
+  record(receive(2'000, TrackerGoodbye{ids()}));   // unregistered -> unregistered
+  record(receive(2'010, TrackerHello{ids()}));     // unregistered -> joining
+  record(track(torrent->on_disconnected(2'020)));  // joining -> disconnected
+
+  fresh();
+  receive(10, ClientJoinDenied{ids(), "t1", denial::other, "busy", request.event_id});
+  record(track(torrent->on_disconnected(20)));  // unregistered -> disconnected
+
+  fresh();
+  accepted(10);                              // joining -> awaiting registration
+  record(receive(20, TrackerHello{ids()}));  // awaiting registration -> joining
+
+  fresh();
+  accepted(10);
+  record(tick(10 + config.registration_timeout_ms));  // awaiting registration -> unregistered
+
+  fresh();
+  accepted(10);
+  record(track(torrent->goodbye(20)));  // awaiting registration -> disconnected
+
+  fresh();
+  accepted(10);
+  registered_now(20);                        // awaiting registration -> registered
+  record(receive(30, TrackerHello{ids()}));  // registered -> joining
+
+  fresh();
+  accepted(10);
+  registered_now(20);
+  record(receive(30, TrackerGoodbye{ids()}));  // registered -> unregistered
+
+  fresh();
+  accepted(10);
+  registered_now(20);
+  record(track(torrent->on_disconnected(30)));  // registered -> disconnected
+
+  std::set<std::pair<P, P>> table;
+  for (int from = 0; from <= static_cast<int>(P::registered); ++from)
+    for (int to = 0; to <= static_cast<int>(P::registered); ++to)
+      if (TorrentServer::transition_allowed(static_cast<P>(from), static_cast<P>(to)))
+        table.emplace(static_cast<P>(from), static_cast<P>(to));
+  EXPECT_EQ(table.size(), 15u);
+  EXPECT_EQ(seen, table);
+}
+
+TEST_F(TorrentPhases, AnIllegalTransitionIsABug) {
+  EXPECT_FALSE(TorrentServer::transition_allowed(TorrentPhase::unregistered,
+                                                 TorrentPhase::awaiting_registration));
+  EXPECT_THROW(TorrentServer::check_transition(TorrentPhase::unregistered,
+                                               TorrentPhase::awaiting_registration),
+               AssertionFailure)
+      << "an accept is only ever applied while joining";
+  EXPECT_THROW(
+      TorrentServer::check_transition(TorrentPhase::disconnected, TorrentPhase::registered),
+      AssertionFailure);
+  EXPECT_NO_THROW(
+      TorrentServer::check_transition(TorrentPhase::joining, TorrentPhase::awaiting_registration));
+}
+
+TEST_F(TorrentPhases, EachPhaseCarriesItsOwnDeadline) {
+  make();
+  EXPECT_FALSE(torrent->next_deadline_ms()) << "disconnected: waits for the connection";
+  connect(0);
+  EXPECT_EQ(torrent->next_deadline_ms(), std::optional<std::int64_t>(config.join_timeout_ms));
+  receive(10, accept());
+  EXPECT_EQ(torrent->next_deadline_ms(),
+            std::optional<std::int64_t>(10 + config.registration_timeout_ms));
+  receive(20, registered(6));
+  EXPECT_FALSE(torrent->next_deadline_ms()) << "registered with nothing pending";
+  receive(30, TrackerGoodbye{ids()});
+  EXPECT_EQ(torrent->next_deadline_ms(),
+            std::optional<std::int64_t>(30 + config.join_retry_max_ms));
+  track(torrent->on_disconnected(40));
+  EXPECT_FALSE(torrent->next_deadline_ms()) << "the retry belonged to the phase it left";
+  EXPECT_TRUE(tick(1'000'000).empty());
+}
+
+// A late answer to an earlier attempt names that attempt's request and changes nothing.
+TEST_F(TorrentPhases, EachJoinAttemptHasItsOwnRequestId) {
+  connect(0);
+  const ClientJoinRequested first = request;
+  receive(10, TrackerHello{ids()});
+  ASSERT_NE(request.event_id, first.event_id);
+  auto late = accept();
+  late.request_event_id = first.event_id;
+  EXPECT_TRUE(receive(20, late).publishes.empty());
+  EXPECT_EQ(torrent->phase(), TorrentPhase::joining);
+  const Output current = receive(30, accept());
+  EXPECT_EQ(only<ClientJoinSucceeded>(current).request_event_id, request.event_id);
+  auto late_denial = ClientJoinDenied{ids(), "t1", denial::other, "busy", first.event_id};
+  EXPECT_TRUE(receive(40, late_denial).publishes.empty());
+  EXPECT_EQ(torrent->phase(), TorrentPhase::awaiting_registration);
+  const Output timeout = tick(30 + config.registration_timeout_ms);
+  EXPECT_EQ(only<ClientJoinFailed>(timeout).request_event_id, request.event_id);
+}
+
+// A message meant for this server that its phase cannot use is ignored, counted and logged at
+// debug, with the event and the phase.
+TEST_F(TorrentPhases, MessagesItsPhaseCannotUseAreCountedAndLogged) {
+  std::uint64_t counted = 0;
+  auto expect_out_of_phase = [&](const Output& out, std::string_view event,
+                                 std::string_view phase) {
+    ++counted;
+    EXPECT_EQ(torrent->metrics().events_out_of_phase, counted) << event << "\n" << describe(out);
+    EXPECT_TRUE(out.publishes.empty() && out.storage.empty() && !out.fatal) << describe(out);
+    ASSERT_EQ(out.logs.size(), 1u) << describe(out);
+    EXPECT_EQ(out.logs[0].level, LogLevel::debug);
+    EXPECT_NE(out.logs[0].text.find(event), std::string::npos) << out.logs[0].text;
+    EXPECT_NE(out.logs[0].text.find(phase), std::string::npos) << out.logs[0].text;
+  };
+  const TestFragment f = fragment_of(80, 40);
+  const TestFile file = cut_file(pattern(60, 41), 100);
+
+  connect(0);  // joining: nothing but the answer to its request is of use
+  auto stale = accept();
+  stale.request_event_id = ids();
+  expect_out_of_phase(receive(1, stale), "ClientJoinAccepted", "joining: it answers another");
+  expect_out_of_phase(receive(2, FragmentDistributionStarted{ids(), f.hash, 80}),
+                      "FragmentDistributionStarted", "joining");
+  expect_out_of_phase(
+      receive(3, FileInfoPublished{ids(), file.hash, 60, file.metadata.fragment_sequence, 9}),
+      "FileInfoPublished", "joining");
+  expect_out_of_phase(receive(4, TrackerRevision{ids(), 9}), "TrackerRevision", "joining");
+  ClientRegistered other;
+  other.event_id = ids();
+  other.client_identifier = "c7";
+  other.info = ClientMetadata{{"grpc://c7"}, {}, std::nullopt};
+  other.revision = 9;
+  expect_out_of_phase(receive(5, other), "ClientRegistered", "joining");
+
+  receive(10, accept());  // awaiting registration: a view, but no fragments yet
+  expect_out_of_phase(receive(11, accept()), "ClientJoinAccepted", "awaiting registration");
+  expect_out_of_phase(receive(12, delivered(f)), "FragmentDistributionDelivered",
+                      "awaiting registration");
+  auto other_confirmation = registered(5);
+  other_confirmation.request_event_id = ids();
+  expect_out_of_phase(receive(13, other_confirmation), "ClientRegistered",
+                      "awaiting registration: it answers another");
+
+  receive(20, registered(6));
+  ASSERT_EQ(torrent->phase(), TorrentPhase::registered);
+  auto late = accept();
+  late.request_event_id = std::nullopt;
+  expect_out_of_phase(receive(21, late), "ClientJoinAccepted", "registered");
+  expect_out_of_phase(
+      receive(22, ClientJoinDenied{ids(), "t1", denial::other, "late", std::nullopt}),
+      "ClientJoinDenied", "registered");
+  auto confirmation = registered(6);
+  confirmation.request_event_id = request.event_id;
+  expect_out_of_phase(receive(23, confirmation), "ClientRegistered", "registered");
+
+  receive(30, TrackerGoodbye{ids()});  // unregistered: waiting to ask again
+  expect_out_of_phase(receive(31, FragmentDistributionStarted{ids(), f.hash, 80}),
+                      "FragmentDistributionStarted", "unregistered");
+  EXPECT_EQ(torrent->metrics().joins_requested, 1u);
+}
+
+// Messages addressed to another server are none of this one's business in any phase: they keep
+// their own counters (or none), not events_out_of_phase.
+TEST_F(TorrentPhases, MessagesForOtherServersAreNotOutOfPhase) {
+  connect(0);
+  auto theirs = accept();
+  theirs.client_identifier = "t2";
+  EXPECT_TRUE(receive(1, theirs).empty());
+  EXPECT_TRUE(receive(2, ClientJoinDenied{ids(), "t2", denial::other, "no", std::nullopt}).empty());
+  const TestFragment f = fragment_of(80, 42);
+  EXPECT_TRUE(receive(3, delivered(f, {"c1"})).empty());
+  EXPECT_EQ(torrent->metrics().deliveries_unexpected, 1u);
+  EXPECT_TRUE(receive(4, ClientGoodbye{ids(), std::nullopt, std::nullopt}).empty());
+  EXPECT_TRUE(receive(5, FragmentDistributionRequested{ids(), f.hash}).empty())
+      << "what other clients send the tracker";
+  // Neither are a stale view change or a repeated event while following the view.
+  receive(10, accept());
+  receive(20, registered(6));
+  EXPECT_TRUE(receive(30, TrackerRevision{ids(), 6}).empty());
+  const std::string hello = encode(TrackerHello{ids()});
+  receive_raw(40, topics::tracker_hello, hello);
+  EXPECT_TRUE(receive_raw(50, topics::tracker_hello, hello).empty());
+  EXPECT_EQ(torrent->metrics().events_out_of_phase, 0u);
 }
 
 // --- Hostile and repeated input -----------------------------------------------------------------

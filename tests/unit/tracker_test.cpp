@@ -1,5 +1,7 @@
 // Unit tests of the Tracker Server state machine, one per use-case step or branch of the
-// specification (seeds 002, 000 Client Join alternative 4, 001 Fragment Distribution).
+// specification (Tracker Server Startup and Goodbye, Client Join with timeouts, Client Goodbye,
+// Publish File Info and Fragment Distribution in docs/specification.md), with the lifecycle of a
+// distribution round and the contract of next_deadline_ms().
 //
 // Every input is a real JSON payload (an event struct passed through encode()), and every
 // assertion reads the tracker's publishes back through decode(), so the wire format is part of
@@ -135,7 +137,8 @@ class TrackerFixture : public ::testing::Test {
 };
 
 // A service of three registered clients with one single-fragment file in distribution: the state
-// right after FragmentDistributionStarted, the starting point of diagram 001.
+// right after FragmentDistributionStarted, where the specification's Fragment Distribution
+// (docs/specification.md) begins.
 class TrackerDistributionFixture : public TrackerFixture {
  protected:
   void SetUp() override {
@@ -921,7 +924,7 @@ TEST_F(TrackerIngest, TheSameFileAddedAgainIsNotPublishedTwice) {
   EXPECT_EQ(tracker->view().revision(), revision);
 }
 
-// --- Fragment Distribution (diagram 001) --------------------------------------------------------
+// --- Fragment Distribution ----------------------------------------------------------------------
 
 TEST_F(TrackerDistribution, DeliveredGoesOnlyToTheRequestersOnceAllTargetsAnswered) {
   const MessageResult first = requested(started_at_ms + 10, chosen[0]);
@@ -1114,6 +1117,106 @@ TEST_F(TrackerDistribution, ReceiverLostDuringDeliveryDoesNotHoldTheRoundUp) {
   EXPECT_EQ(only<FragmentDistributionEnded>(lost).receivers, std::set<ClientId>{chosen[0]});
 }
 
+// A round has two stages, each with its deadline: requesting (until every target answered, or the
+// request timeout) and delivering (until every receiver settled, or the delivery timeout). Then it
+// is gone, and what still arrives for it changes nothing.
+TEST_F(TrackerDistribution, RoundGoesFromRequestingToDeliveringToEnded) {
+  EXPECT_EQ(tracker->gauges().distributions_in_flight, 1u);
+  requested(started_at_ms + 10, chosen[0]);
+  const MessageResult delivery = requested(started_at_ms + 20, chosen[1]);
+  ASSERT_EQ(delivered_targets(delivery.output), chosen) << describe(delivery.output);
+  EXPECT_TRUE(requested(started_at_ms + 30, chosen[0]).output.publishes.empty())
+      << "requesting is over";
+  EXPECT_TRUE(tick(started_at_ms + config.request_timeout_ms).empty())
+      << "the request deadline belonged to the stage it left";
+  EXPECT_EQ(tracker->gauges().distributions_in_flight, 1u);
+
+  obtained(started_at_ms + 600, chosen[0]);
+  const MessageResult both = obtained(started_at_ms + 610, chosen[1]);
+  EXPECT_EQ(only<FragmentDistributionEnded>(both.output).receivers,
+            std::set<ClientId>(chosen.begin(), chosen.end()));
+  EXPECT_EQ(tracker->gauges().distributions_in_flight, 0u);
+  const auto revision = tracker->view().revision();
+  EXPECT_TRUE(obtained(started_at_ms + 620, chosen[0]).output.publishes.empty());
+  EXPECT_TRUE(failed(started_at_ms + 630, chosen[1], "late").output.publishes.empty());
+  EXPECT_TRUE(tick(started_at_ms + 20 + config.delivery_timeout_ms).empty())
+      << "nor does the delivery deadline outlive the round";
+  EXPECT_EQ(tracker->view().revision(), revision);
+  EXPECT_EQ(tracker->metrics().distributions_ended, 1u);
+  EXPECT_EQ(tracker->metrics().deliveries_failed, 0u);
+}
+
+// Receivers that resync leave the round completely; when none is left it ends, naming nobody,
+// and the fragment is tried again after the retry delay.
+TEST_F(TrackerDistribution, RoundWhoseReceiversAllLeaveEndsNamingNobody) {
+  requested(started_at_ms + 10, chosen[0]);
+  requested(started_at_ms + 10, chosen[1]);
+  const MessageResult first = send(started_at_ms + 20, chosen[0], request(chosen[0]));
+  EXPECT_TRUE(all_of<FragmentDistributionEnded>(first.output).empty()) << describe(first.output);
+  const std::int64_t left_ms = started_at_ms + 30;
+  const MessageResult second = send(left_ms, chosen[1], request(chosen[1]));
+  EXPECT_TRUE(only<FragmentDistributionEnded>(second.output).receivers.empty());
+  EXPECT_EQ(tracker->gauges().distributions_in_flight, 0u);
+  EXPECT_EQ(tracker->metrics().deliveries_failed, 0u);
+  EXPECT_TRUE(
+      all_of<FragmentDistributionStarted>(tick(left_ms + config.retry_delay_ms - 1)).empty());
+  EXPECT_EQ(only<FragmentDistributionStarted>(tick(left_ms + config.retry_delay_ms)).hash,
+            fragment.hash);
+}
+
+// What fits no join or round in progress is ignored, counted and logged at debug; the broker still
+// forwards it unchanged (it is well formed, only late or misplaced).
+TEST_F(TrackerDistribution, EventsThatFitNoJoinOrRoundAreCountedAndLogged) {
+  std::uint64_t counted = 0;
+  auto expect_out_of_place = [&](const MessageResult& result, std::string_view what) {
+    ++counted;
+    EXPECT_EQ(tracker->metrics().events_out_of_place, counted) << what;
+    EXPECT_EQ(result.verdict, Verdict::pass) << what;
+    EXPECT_TRUE(result.output.publishes.empty() && result.output.storage.empty())
+        << what << "\n"
+        << describe(result.output);
+    // A Failed is logged with its reason first, as any Failed is.
+    ASSERT_FALSE(result.output.logs.empty()) << what;
+    EXPECT_EQ(result.output.logs.back().level, LogLevel::debug) << what;
+    EXPECT_NE(result.output.logs.back().text.find(what), std::string::npos)
+        << result.output.logs.back().text;
+  };
+  auto expect_used = [&](const MessageResult& result) {
+    EXPECT_EQ(tracker->metrics().events_out_of_place, counted) << describe(result.output);
+  };
+
+  // Requesting: only the targets' Requested or Failed.
+  expect_out_of_place(requested(started_at_ms + 1, bystander), "outside its distribution");
+  expect_out_of_place(requested(started_at_ms + 2, "stranger"), "from unregistered 'stranger'");
+  expect_out_of_place(obtained(started_at_ms + 3, chosen[0]), "Obtained for");
+  expect_out_of_place(failed(started_at_ms + 4, bystander, "full"), "Failed for");
+  expect_used(requested(started_at_ms + 5, chosen[0]));
+  expect_used(requested(started_at_ms + 6, chosen[1]));
+
+  // Delivering: each receiver's Obtained or Failed, once.
+  expect_out_of_place(requested(started_at_ms + 7, chosen[0]), "outside its distribution");
+  expect_out_of_place(obtained(started_at_ms + 8, bystander), "Obtained for");
+  expect_used(obtained(started_at_ms + 9, chosen[0]));
+  expect_out_of_place(obtained(started_at_ms + 10, chosen[0]), "Obtained for");
+  expect_used(obtained(started_at_ms + 11, chosen[1]));
+  ASSERT_EQ(tracker->gauges().distributions_in_flight, 0u);
+
+  // Over: nothing is left to confirm.
+  expect_out_of_place(failed(started_at_ms + 12, chosen[1], "late"), "Failed for");
+
+  // Joins: an answer for no join in progress, or for another request.
+  expect_out_of_place(send(started_at_ms + 13, "c9", ClientJoinSucceeded{ids(), ids()}),
+                      "ClientJoinSucceeded from 'c9' answers no join in progress");
+  expect_out_of_place(send(started_at_ms + 14, "c9", ClientJoinFailed{ids(), "no", ids()}),
+                      "ClientJoinFailed from 'c9' answers no join in progress");
+  const auto r = request("c9");
+  send(started_at_ms + 15, "c9", r);
+  expect_out_of_place(send(started_at_ms + 16, "c9", ClientJoinSucceeded{ids(), ids()}),
+                      "ClientJoinSucceeded from 'c9'");
+  expect_used(send(started_at_ms + 17, "c9", ClientJoinSucceeded{ids(), r.event_id}));
+  EXPECT_TRUE(tracker->view().is_registered("c9"));
+}
+
 // Fewer registered clients than replicas: the fragment goes to those there are, the staged copy
 // stays, and a client that registers later gets it.
 TEST_F(TrackerReplication, FragmentShortOfReplicasWaitsForANewClient) {
@@ -1181,6 +1284,48 @@ TEST_F(TrackerBeacon, RevisionIsRepeatedAfterAQuietPeriod) {
   join(12'000, "c1");
   EXPECT_TRUE(all_of<TrackerRevision>(tick(16'999)).empty());
   EXPECT_EQ(only<TrackerRevision>(tick(17'000)).revision, tracker->view().revision());
+}
+
+// next_deadline_ms() is always set: at the latest the next beacon; earlier when a join, a round or
+// a queued fragment has work. Ticking before it does nothing, ticking at it does the work.
+TEST_F(TrackerBeacon, NextDeadlineIsTheBeaconWhenIdleAndTheEarliestWorkOtherwise) {
+  config.revision_beacon_ms = 5'000;
+  boot(0);
+  EXPECT_EQ(tracker->next_deadline_ms(), 5'000) << "idle: the beacon";
+  EXPECT_TRUE(tick(4'999).empty());
+  EXPECT_EQ(all_of<TrackerRevision>(tick(5'000)).size(), 1u);
+  EXPECT_EQ(tracker->next_deadline_ms(), 10'000);
+
+  const auto r = request("c1");
+  send(6'000, "c1", r);
+  EXPECT_EQ(tracker->next_deadline_ms(), 6'000 + config.join_timeout_ms) << "the pending join";
+  send(6'010, "c1", ClientJoinSucceeded{ids(), r.event_id});
+  EXPECT_EQ(tracker->next_deadline_ms(), 6'010 + config.revision_beacon_ms)
+      << "registered: the beacon, counted from that view change";
+
+  const TestFile file = file_of(60, 43);
+  ASSERT_TRUE(ingest(6'020, file).ok());
+  const std::int64_t started_ms = 6'020;
+  EXPECT_EQ(tracker->next_deadline_ms(), started_ms + config.request_timeout_ms)
+      << "the round's request deadline";
+  EXPECT_TRUE(tick(started_ms + config.request_timeout_ms - 1).empty());
+  // Nobody asks: the round ends, and the fragment waits out the retry delay.
+  const Output timeout = tick(started_ms + config.request_timeout_ms);
+  EXPECT_TRUE(timeout.publishes.empty()) << describe(timeout);
+  const std::int64_t retry_ms = started_ms + config.request_timeout_ms + config.retry_delay_ms;
+  EXPECT_EQ(tracker->next_deadline_ms(), retry_ms) << "the queued fragment's turn";
+  EXPECT_TRUE(tick(retry_ms - 1).empty());
+  EXPECT_EQ(only<FragmentDistributionStarted>(tick(retry_ms)).hash, file.fragments[0].hash);
+}
+
+// Before the settle time after start, a queued fragment waits for it.
+TEST_F(TrackerBeacon, NextDeadlineOfAFragmentQueuedBeforeTheSettleTimeIsTheSettleTime) {
+  boot(0);
+  join(10, "c1");
+  ASSERT_TRUE(ingest(20, file_of(60, 44)).ok());
+  EXPECT_EQ(tracker->next_deadline_ms(), config.startup_settle_ms);
+  EXPECT_TRUE(all_of<FragmentDistributionStarted>(tick(config.startup_settle_ms - 1)).empty());
+  EXPECT_EQ(all_of<FragmentDistributionStarted>(tick(config.startup_settle_ms)).size(), 1u);
 }
 
 // --- The holdings ledger ------------------------------------------------------------------------

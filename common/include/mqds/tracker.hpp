@@ -6,26 +6,31 @@
 // (on_disconnect), the passage of time (on_tick) and files it has staged (add_file). Each call
 // returns an Output: storage effects to commit durably, then events to publish.
 //
-// - Join (diagram 000): ClientJoinRequested is checked against the view (plan_join); denial, or
-//   ClientJoinAccepted with what the client must add and remove, then a timeout. Only on
-//   ClientJoinSucceeded is the client registered and announced in ClientRegistered. A request
-//   from a client that is already registered is a resync (it missed events, or restarted): it stays
-//   registered but leaves its distribution rounds, and if what it holds is unchanged the tracker
-//   confirms with a ClientRegistered for it alone at the current Revision, so that a client
-//   catching up costs the rest of the fleet nothing.
+// - Join (the specification's Client Join with timeouts, docs/specification.md):
+//   ClientJoinRequested is checked against the view (plan_join); denial, or ClientJoinAccepted
+//   with what the client must add and remove, then a timeout. Only on ClientJoinSucceeded is the
+//   client registered and announced in ClientRegistered. A request from a client that is already
+//   registered is a resync (it missed events, or restarted): it stays registered but leaves its
+//   distribution rounds, and if what it holds is unchanged the tracker confirms with a
+//   ClientRegistered for it alone at the current Revision, so that a client catching up costs the
+//   rest of the fleet nothing.
 // - Goodbye and loss: a registered client that says goodbye or whose connection is lost is removed
 //   from the view; everybody learns who it was from the ClientIdentifier the tracker stamps into
 //   the ClientGoodbye (a rewritten payload, or one the tracker publishes).
-// - Distribution (diagram 001): staged fragments go out in rounds, at most
-//   `distributions_in_flight_max` at once. Started; the clients that placement chose ask with
-//   Requested; Delivered goes to those clients only; each confirms Obtained once its temporary copy
-//   is durable; Ended names who obtained it and changes the view. When a fragment has `replicas`
-//   holders its staged copy is dropped; otherwise another round follows after `retry_delay_ms`,
-//   or when a client registers if no client can take it now.
+// - Distribution (the specification's Fragment Distribution, docs/specification.md): staged
+//   fragments go out in rounds, at most `distributions_in_flight_max` at once. Started; the clients
+//   that placement chose ask with Requested (the round is requesting); Delivered goes to those
+//   clients only (it is delivering); each confirms Obtained once its temporary copy is durable;
+//   Ended names who obtained it and changes the view. Each stage ends early when nobody is left to
+//   wait for, else at its deadline. When a fragment has `replicas` holders its staged copy is
+//   dropped; otherwise another round follows after `retry_delay_ms`, or when a client registers if
+//   no client can take it now.
 // - A ledger of holdings remembers which fragments each client was named for, also while it is
 //   away, so a client that lost its connection between Obtained and Ended keeps that replica.
 // - Every view change increments the Revision carried by the event that announces it, so a torrent
 //   server that misses one notices the gap and rejoins; when quiet, TrackerRevision repeats it.
+// - A client event that fits no join or round in progress (late after a timeout, or from a client
+//   out of step) changes nothing; it is counted in events_out_of_place and logged at debug.
 #pragma once
 
 #include <cstdint>
@@ -103,6 +108,11 @@ struct TrackerMetrics {
   std::uint64_t ingested_bytes = 0;     // content of published files
   std::uint64_t events_rejected = 0;    // malformed, or on a topic the sender may not use
   std::uint64_t events_duplicated = 0;
+  // Well formed, but fits no join or round in progress: a ClientJoinSucceeded or ClientJoinFailed
+  // for no pending join, a Requested from outside a round's targets or after its requesting stage,
+  // an Obtained or Failed from no receiver, or for a round already over. Each is ignored and
+  // logged at debug; a few follow every timeout, a steady stream means a client out of step.
+  std::uint64_t events_out_of_place = 0;
 };
 
 struct TrackerGauges {
@@ -137,8 +147,11 @@ class Tracker {
   IngestResult add_file(std::int64_t now_ms, const Hash& hash, const FileMetadata& metadata,
                         const std::map<Hash, std::int64_t>& staged_sizes);
 
-  // When on_tick() next has work; nullopt if it has none (adapters may still tick regularly).
-  std::optional<std::int64_t> next_deadline_ms() const;
+  // When on_tick() next has work: the earliest of a pending join's deadline, a round's deadline,
+  // the turn of the first queued fragment when a round is free, and the next TrackerRevision.
+  // That beacon is always due at some time, so there always is a next deadline; it may be in the
+  // past when work is due now. Adapters may tick more often.
+  std::int64_t next_deadline_ms() const;
 
   const DistributionView& view() const { return view_; }
   const TrackerConfig& config() const { return config_; }
@@ -155,15 +168,21 @@ class Tracker {
     std::int64_t deadline_ms;
     bool cbor = false;  // the request listed CBOR in DeliveryEncodings
   };
+  // One fragment's distribution, from Started to Ended. Its stage changes in deliver() alone, and
+  // it ends in end_round() alone; advance_round() decides when.
   struct Round {
-    bool delivering = false;
+    enum class Stage : std::uint8_t {
+      requesting,  // Started sent: waiting for each target's Requested or Failed
+      delivering,  // Delivered sent to the receivers: waiting for their Obtained or Failed
+    };
+    Stage stage = Stage::requesting;
     std::int64_t size_bytes = 0;
-    std::set<ClientId> targets;    // requesting: whom placement chose
-    std::set<ClientId> answered;   // requesting: requested or declined
-    std::set<ClientId> receivers;  // requesting: who requested; delivering: who was delivered to
-    std::set<ClientId> obtained;
-    std::set<ClientId> settled;  // delivering: obtained or failed
-    std::int64_t deadline_ms = 0;
+    std::set<ClientId> targets;    // whom placement chose
+    std::set<ClientId> answered;   // targets that requested or declined
+    std::set<ClientId> receivers;  // targets that requested: whom Delivered goes to
+    std::set<ClientId> obtained;   // delivering: receivers that confirmed
+    std::set<ClientId> settled;    // delivering: receivers that confirmed or failed
+    std::int64_t deadline_ms = 0;  // of the stage
   };
 
   void on_join_requested(std::int64_t now_ms, const ClientId& sender, const ClientJoinRequested& e,
@@ -176,6 +195,8 @@ class Tracker {
   void on_obtained(std::int64_t now_ms, const ClientId& sender, const Hash& hash, bool ok,
                    Output& out);
 
+  // Counts and logs a client event that fits no join or round in progress.
+  void out_of_place(const std::string& what, Output& out);
   void deny(const ClientId& client, std::uint32_t code, std::string reason,
             std::optional<Uuid> request, Output& out);
   // Removes a registered client from the view and from its rounds. The ClientGoodbye announcing it
@@ -193,10 +214,15 @@ class Tracker {
   void schedule(const Hash& fragment, std::int64_t not_before_ms);
   void unpark_all(std::int64_t now_ms);
   void start_rounds(std::int64_t now_ms, Output& out);
-  void deliver(std::int64_t now_ms, const Hash& hash, Round& round, Output& out);
+  // Called when a round's membership changes or its deadline passes: moves it on if nobody is left
+  // to wait for, or nobody is waited for any longer.
+  enum class RoundChange : std::uint8_t { members, deadline_passed };
+  void advance_round(std::int64_t now_ms, const Hash& hash, RoundChange change, Output& out);
+  // Requesting -> delivering: one Delivered to each receiver.
+  void deliver(std::int64_t now_ms, const Hash& hash, Output& out);
+  // Removes the round. One that delivered to nobody is tried again later; one that delivered is
+  // closed with FragmentDistributionEnded naming who obtained the fragment.
   void end_round(std::int64_t now_ms, const Hash& hash, Output& out);
-  // Called when a round's membership shrinks or grows: moves it on if nobody is left to wait for.
-  void advance_round(std::int64_t now_ms, const Hash& hash, Output& out);
   // Drops the staged copy once the fragment has its replicas; true if it did.
   bool release_if_replicated(const Hash& hash, Output& out);
 
