@@ -24,6 +24,7 @@ std::vector<std::pair<std::string, std::uint64_t>> metric_values(const TrackerMe
       {"joins/timed_out", m.joins_timed_out},
       {"events/rejected", m.events_rejected},
       {"events/duplicated", m.events_duplicated},
+      {"events/out_of_place", m.events_out_of_place},
       {"fetch/requests", f.requests},
       {"fetch/refused", f.refused},
       {"fetch/responses", f.responses},

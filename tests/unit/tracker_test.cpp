@@ -1387,6 +1387,30 @@ TEST_F(TrackerHoldings, ClientLostBetweenObtainedAndEndedKeepsThatReplica) {
   EXPECT_EQ(registered.info.stored_fragments.count(fragment.hash), 1u);
 }
 
+// The copy a lost client confirmed is not yet named by an Ended when it joins again: its join
+// plan tells it to delete that copy, so the round must not name it either (seeds 16868, 19352 and
+// 19474 of the simulation: the tracker counted a copy that was gone and dropped the staging).
+TEST_F(TrackerHoldings, ClientLostAfterObtainedThatJoinsBeforeTheEndedIsNotNamedByIt) {
+  requested(started_at_ms + 10, chosen[0]);
+  requested(started_at_ms + 10, chosen[1]);
+  obtained(started_at_ms + 20, chosen[0]);
+  disconnect(started_at_ms + 30, chosen[0]);
+
+  auto r = request(chosen[0]);
+  r.known_file_infos = {{file.hash, file.metadata}};
+  r.obtained_fragments = {{fragment.hash, {fragment.size_bytes()}}};
+  const auto accepted = only<ClientJoinAccepted>(send(started_at_ms + 40, chosen[0], r).output);
+  EXPECT_EQ(accepted.remove_fragment_infos.count(fragment.hash), 1u)
+      << "no Ended named it yet: the copy is deleted";
+  send(started_at_ms + 50, chosen[0], ClientJoinSucceeded{ids(), r.event_id});
+
+  const MessageResult last = obtained(started_at_ms + 60, chosen[1]);
+  const auto ended = only<FragmentDistributionEnded>(last.output);
+  EXPECT_EQ(ended.receivers, std::set<ClientId>{chosen[1]});
+  EXPECT_FALSE(tracker->view().holds(chosen[0], fragment.hash));
+  EXPECT_TRUE(tracker->is_staged(fragment.hash)) << "one holder of k: the staging stays";
+}
+
 // --- Restart from the durable store
 // ---------------------------------------------------------------
 
