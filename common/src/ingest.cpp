@@ -257,6 +257,9 @@ struct Receiver::Upload {
   std::optional<FileDigest> digest;  // set once every byte arrived
   std::string failure;
   bool owes_answer = false;
+  // A refusal was answered in this pass: the uploader resends from the Offset it was told, so
+  // answering every refused chunk of a window again would only make it resend the window again.
+  bool refused_this_pass = false;
   bool fed_this_pass = false;  // a chunk arrived since the last flush
   // The Offset of the last "receiving" status: the uploader may send Window beyond it.
   std::int64_t told_bytes = 0;
@@ -308,7 +311,7 @@ MessageResult Receiver::on_message(std::int64_t now_ms, const ClientId& sender,
     // File content is for the tracker only: subscribers of mqds/ingest/# see an empty message.
     result.verdict = payload.empty() ? Verdict::pass : Verdict::rewrite;
   } else if (topic == topics::abort) {
-    abort(sender, payload);
+    abort(now_ms, sender, payload, out);
     result.verdict = Verdict::pass;
   }
   return result;
@@ -435,14 +438,24 @@ void Receiver::chunk(std::int64_t now_ms, const ClientId& client, std::string_vi
   Upload& upload = *it->second;
   upload.last_activity_ms = now_ms;
   if (upload.over()) return;  // the answer comes with the next flush
+  const auto refuse = [&](std::string reason) {
+    if (std::exchange(upload.refused_this_pass, true)) {
+      ++metrics_.chunks_refused;
+      return;
+    }
+    answer_receiving(upload, out, std::move(reason));
+  };
+  if (address->offset_bytes < upload.received_bytes &&
+      address->offset_bytes + static_cast<std::int64_t>(payload.size()) <= upload.received_bytes) {
+    ++metrics_.chunks_duplicated;  // bytes it holds already: a resend, nothing to answer
+    return;
+  }
   if (address->offset_bytes != upload.received_bytes)
-    return answer_receiving(upload, out,
-                            "expected Offset " + std::to_string(upload.received_bytes));
+    return refuse("expected Offset " + std::to_string(upload.received_bytes));
   if (payload.empty() || payload.size() > config_.chunk_bytes_max)
-    return answer_receiving(
-        upload, out, "a chunk has 1 to " + std::to_string(config_.chunk_bytes_max) + " bytes");
+    return refuse("a chunk has 1 to " + std::to_string(config_.chunk_bytes_max) + " bytes");
   if (upload.pending_bytes + payload.size() > config_.window_bytes)
-    return answer_receiving(upload, out, "window full: wait for the next status");
+    return refuse("window full: wait for the next status");
   const auto size = static_cast<std::int64_t>(payload.size());
   if (size > upload.record.size_bytes - upload.received_bytes) {
     upload.failure =
@@ -465,12 +478,35 @@ void Receiver::chunk(std::int64_t now_ms, const ClientId& client, std::string_vi
   upload.check();
 }
 
-void Receiver::abort(const ClientId& client, std::string_view payload) {
+void Receiver::abort(std::int64_t now_ms, const ClientId& client, std::string_view payload,
+                     Output& out) {
   const auto decoded = decode_abort(payload);
   if (!decoded) return;
   const auto it = uploads_.find(decoded->upload_id);
-  if (it != uploads_.end() && it->second->record.uploader == client && !it->second->handed_over)
-    it->second->failure = "aborted by the uploader";
+  if (it != uploads_.end()) {
+    if (it->second->record.uploader == client && !it->second->handed_over)
+      it->second->failure = "aborted by the uploader";
+    return;
+  }
+  // Not in memory (idle, or the tracker restarted): an upload that stays in the store would never
+  // go away. It is brought back only to be dropped at the next flush, like one in memory.
+  const auto record = durable_.find_upload(decoded->upload_id);
+  if (!record || record->uploader != client) {
+    answer(out, client, Status::failed(decoded->upload_id, "no such upload"));
+    return;
+  }
+  std::unique_ptr<Upload> upload;
+  try {
+    upload = replay(*record);
+  } catch (const std::exception&) {
+    // Its parts stay staged: a published file may reference them.
+    out.storage.push_back(store::DeleteUpload{decoded->upload_id});
+    answer(out, client, Status::failed(decoded->upload_id, "aborted by the uploader"));
+    return;
+  }
+  upload->last_activity_ms = now_ms;
+  upload->failure = "aborted by the uploader";
+  uploads_.emplace(decoded->upload_id, std::move(upload));
 }
 
 bool Receiver::gathering(const Upload& upload, bool ticking) const {
@@ -507,6 +543,7 @@ Flushed Receiver::flush(std::int64_t now_ms, bool ticking, const StillNeeded& st
     MQDS_ASSERT(!upload.handed_over);  // the adapter finishes every verified upload first
     const bool gather = gathering(upload, ticking);
     upload.fed_this_pass = false;
+    upload.refused_this_pass = false;
     if (gather) {
       ++it;
       continue;

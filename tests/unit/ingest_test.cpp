@@ -406,9 +406,15 @@ TEST_F(ReceiverTest, AChunkOutOfOrderIsAnsweredWithTheOffsetToResumeFrom) {
   answers();
   chunk(1, upload_a, file.content, 200, 100);
   EXPECT_EQ(only_answer(), Status::receiving(upload_a, 100, 100, 400, "expected Offset 100"));
-  chunk(1, upload_a, file.content, 0, 100);  // a duplicate
-  EXPECT_EQ(only_answer().reason, "expected Offset 100");
+  // One answer a pass: the uploader resends from Offset, and answering each refused chunk of its
+  // window again would make it resend the window as many times (a storm under duplication).
+  chunk(1, upload_a, file.content, 300, 100);
+  EXPECT_TRUE(answers().empty());
   EXPECT_EQ(receiver->metrics().chunks_refused, 2u);
+  // A copy of bytes it holds is no gap: nothing to answer.
+  chunk(1, upload_a, file.content, 0, 100);
+  EXPECT_TRUE(answers().empty());
+  EXPECT_EQ(receiver->metrics().chunks_duplicated, 1u);
 }
 
 TEST_F(ReceiverTest, AChunkOutsideItsBoundsIsRefused) {
@@ -416,7 +422,9 @@ TEST_F(ReceiverTest, AChunkOutsideItsBoundsIsRefused) {
   answers();
   message(1, chunk_topic(upload_a, 0), "");
   EXPECT_EQ(only_answer().reason, "a chunk has 1 to 100 bytes");
-  chunk(1, upload_a, file.content, 0, 101);
+  flush(2, true);
+  answers();
+  chunk(3, upload_a, file.content, 0, 101);
   EXPECT_EQ(only_answer().reason, "a chunk has 1 to 100 bytes");
   message(1, "mqds/ingest/chunk/" + upload_a.to_string() + "/x", "data");
   const Status malformed = only_answer();

@@ -186,7 +186,8 @@ struct ReceiverMetrics {
   std::uint64_t uploads_failed = 0;
   std::uint64_t uploads_idle = 0;  // left memory after idle_timeout_ms
   std::uint64_t received_bytes = 0;
-  std::uint64_t chunks_refused = 0;  // answered with a Reason
+  std::uint64_t chunks_refused = 0;     // answered with a Reason, at most once per pass
+  std::uint64_t chunks_duplicated = 0;  // bytes it held already: ignored
 };
 
 class Receiver {
@@ -225,7 +226,9 @@ class Receiver {
              const FileInfos& files, Output& out);
   void chunk(std::int64_t now_ms, const ClientId& client, std::string_view topic,
              std::string_view payload, Output& out);
-  void abort(const ClientId& client, std::string_view payload);
+  // Marks the upload failed; one that is only in the store is brought back to be dropped, so an
+  // abort always leaves nothing behind.
+  void abort(std::int64_t now_ms, const ClientId& client, std::string_view payload, Output& out);
   // A begin for an upload not in memory: resumed from the store, or new.
   void open(std::int64_t now_ms, const ClientId& client, const Begin& begin, Output& out);
   // Rebuilds an upload from its durable parts; throws if they cannot be read.
