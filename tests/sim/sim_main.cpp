@@ -10,7 +10,7 @@
 
 int main(int argc, char** argv) {
   std::uint64_t first = 0, count = 100;
-  bool verbose = false, storage_faults = true;
+  bool verbose = false, classic = false;
   for (int a = 1; a < argc; ++a) {
     const std::string arg = argv[a];
     auto value = [&]() -> std::uint64_t {
@@ -28,25 +28,25 @@ int main(int argc, char** argv) {
       first = value();
       count = 1;
       verbose = true;
-    } else if (arg == "--no-storage-faults") {
-      storage_faults = false;
+    } else if (arg == "--classic") {
+      classic = true;
     } else if (arg == "--quiet-seed") {
       first = value();
       count = 1;
     } else {
-      std::fprintf(stderr, "usage: %s [--first N --count M | --seed N] [--no-storage-faults]\n",
-                   argv[0]);
+      std::fprintf(stderr, "usage: %s [--first N --count M | --seed N] [--classic]\n", argv[0]);
       return 2;
     }
   }
   const auto started = std::chrono::steady_clock::now();
   std::uint64_t passed = 0, failed = 0, slowest_ms = 0, messages = 0, crashes = 0;
   std::uint64_t store_failures = 0, torn_writes = 0, copies_lost = 0, safety_checks = 0;
+  std::uint64_t uploads = 0, uploads_aborted = 0, uploads_resumed = 0, gets = 0, gets_complete = 0;
   for (std::uint64_t seed = first; seed < first + count; ++seed) {
     mqds::sim::Options options;
     options.seed = seed;
     options.verbose = verbose;
-    options.storage_faults = storage_faults;
+    options.classic = classic;
     const auto r = mqds::sim::run(options);
     messages += r.messages_delivered;
     crashes += r.crashes + r.broker_restarts;
@@ -54,6 +54,11 @@ int main(int argc, char** argv) {
     torn_writes += r.torn_writes;
     copies_lost += r.copies_lost;
     safety_checks += r.safety_checks;
+    uploads += r.uploads;
+    uploads_aborted += r.uploads_aborted;
+    uploads_resumed += r.uploads_resumed;
+    gets += r.gets;
+    gets_complete += r.gets_complete;
     if (r.ok) {
       ++passed;
       slowest_ms =
@@ -90,6 +95,11 @@ int main(int argc, char** argv) {
       "storage: %llu failed commits, %llu torn writes, %llu copies lost; %llu safety checks\n",
       static_cast<unsigned long long>(store_failures), static_cast<unsigned long long>(torn_writes),
       static_cast<unsigned long long>(copies_lost), static_cast<unsigned long long>(safety_checks));
+  std::printf(
+      "ingest: %llu uploads (%llu aborted, %llu resumed); fetch: %llu gets, %llu complete\n",
+      static_cast<unsigned long long>(uploads), static_cast<unsigned long long>(uploads_aborted),
+      static_cast<unsigned long long>(uploads_resumed), static_cast<unsigned long long>(gets),
+      static_cast<unsigned long long>(gets_complete));
   std::printf("%llu passed, %llu failed\n", static_cast<unsigned long long>(passed),
               static_cast<unsigned long long>(failed));
   return failed == 0 ? 0 : 1;

@@ -8,10 +8,15 @@
 #include <set>
 #include <vector>
 
+#include "mqds/fetch_client.hpp"
+#include "mqds/fetch_server.hpp"
 #include "mqds/fragmenter.hpp"
+#include "mqds/ingest.hpp"
+#include "mqds/query.hpp"
 #include "mqds/random.hpp"
 #include "mqds/torrent.hpp"
 #include "mqds/tracker.hpp"
+#include "support/fetch_harness.hpp"
 #include "support/memory_store.hpp"
 
 namespace mqds::sim {
@@ -22,12 +27,16 @@ using testing::TrackerMemoryStore;
 
 constexpr std::int64_t tick_ms = 100;              // the broker's main loop when idle
 constexpr std::int64_t keepalive_loss_ms = 7'500;  // 1.5 x a 5 s keepalive
+const ClientId uploader_id = "uploader";
+const ClientId getter_id = "getter";
+constexpr std::int64_t uploader_patience_ms = 2'000;  // silence after which it begins again
 
 struct Node {
   TorrentConfig config;
   TorrentMemoryStore store;
   std::unique_ptr<SplitMix64> random;
   std::unique_ptr<TorrentServer> machine;  // null while the process is down
+  std::unique_ptr<fetch::Server> fetch;    // serves gets; lives and dies with the machine
   bool connected = false;
   std::uint64_t epoch = 0;    // a new value for every connection; stale traffic is dropped
   bool session_open = false;  // the broker still believes the old connection is alive
@@ -60,8 +69,8 @@ class Simulation {
     actions_.push({time_ms, seq_++, std::move(fn)});
   }
   bool chance(double p) { return static_cast<double>(rng_.next_u64() >> 11) * 0x1.0p-53 < p; }
-  // Storage faults draw from a stream of their own, so a seed without them (--no-storage-faults)
-  // runs exactly the scenario it ran before they existed.
+  // Storage faults draw from a stream of their own, so that a seed without them draws everything
+  // else as before.
   bool storage_chance(double p) {
     return p > 0 && static_cast<double>(storage_rng_.next_u64() >> 11) * 0x1.0p-53 < p;
   }
@@ -78,6 +87,7 @@ class Simulation {
   }
 
   void transmit(std::function<void()> fn);
+  void transmit_in_order(std::int64_t& last_arrival_ms, std::function<void()> fn);
   void client_publish(std::size_t i, const Publish& p);
   void arrive_at_broker(std::size_t i, std::uint64_t epoch, const Publish& p);
   void deliver(std::size_t i, const std::string& topic, const std::string& payload);
@@ -101,7 +111,20 @@ class Simulation {
   void broker_crash();
   void broker_start();
   void ingest();
+  void put(Bytes content);
+  // The uploader (mqds put) and the getter (mqds get), each one MQTT client of the broker.
+  void uploader_publish(const std::string& topic, std::string payload);
+  void uploader_receives(const std::string& payload);
+  void pump(std::size_t upload);
+  void uploader_tick();
+  void flush_ingest();
+  void start_get(std::size_t upload);
+  void getter_publish(const fetch::OutgoingRequest& request);
+  void getter_receives(std::size_t get, fetch::IncomingResponse response);
+  void take_get(std::size_t get, fetch::ClientOutput out);
+  void node_serves(std::size_t i, const fetch::OutgoingRequest& request);
   void end_faults();
+  std::string check_uploads_and_gets() const;
   std::string check_converged() const;
   std::size_t index_of(const ClientId& id) const;
 
@@ -128,6 +151,31 @@ class Simulation {
   std::vector<Bytes> contents_;  // ingested files, for files that share content
 
   std::set<std::pair<ClientId, Hash>> named_in_ended_;
+
+  struct Upload {
+    Bytes content;
+    Hash hash;
+    std::unique_ptr<ingest::Sender> sender;
+    std::int64_t last_heard_ms = 0;
+    std::int64_t paused_until_ms = 0;  // a pause long enough for the tracker to forget it
+    bool aborted = false;
+  };
+  std::vector<Upload> uploads_;
+  ingest::ReceiverConfig receiver_config_;
+  std::unique_ptr<ingest::Receiver> receiver_;  // lives and dies with the tracker
+  std::uint64_t uploader_epoch_ = 0;            // its connection: one per run of the broker
+  std::int64_t uploader_to_broker_ms_ = 0;      // the last arrival on each direction of it
+  std::int64_t broker_to_uploader_ms_ = 0;
+
+  struct Get {
+    std::size_t upload = 0;
+    std::unique_ptr<SplitMix64> random;
+    std::unique_ptr<fetch::Client> client;
+    Bytes assembled;
+    bool final = false;  // one of the gets after convergence, which must all succeed
+  };
+  std::vector<Get> gets_;
+  int fetch_message_id_ = 0;
   // Copies the simulation corrupted (torn writes, bit rot found when read back): a board may
   // lose them before the tracker can know, so the safety check does not hold it to them.
   std::set<std::pair<ClientId, Hash>> corrupted_;
@@ -178,6 +226,208 @@ void Simulation::arrive_at_broker(std::size_t i, std::uint64_t epoch, const Publ
   std::string payload = verdict == Verdict::rewrite ? std::move(r.rewritten_payload) : p.payload;
   apply_tracker(std::move(r.output));
   if (verdict != Verdict::drop) broadcast(p.topic, payload);
+}
+
+void Simulation::transmit_in_order(std::int64_t& last_arrival_ms, std::function<void()> fn) {
+  // MQTT delivers one connection's messages in order; the ingest protocol relies on it (a begin
+  // before its chunks and its abort). Messages may still be lost or duplicated.
+  if (faults_ && chance(drop_)) {
+    ++result_.messages_dropped;
+    return;
+  }
+  const int copies = faults_ && chance(duplicate_) ? 2 : 1;
+  if (copies == 2) ++result_.messages_duplicated;
+  for (int c = 0; c < copies; ++c) {
+    ++result_.messages_delivered;
+    last_arrival_ms =
+        std::max(last_arrival_ms, now_ + (faults_ ? between(1, delay_max_ms_) : std::int64_t{2}));
+    at(last_arrival_ms, fn);
+  }
+}
+
+void Simulation::uploader_publish(const std::string& topic, std::string payload) {
+  const std::uint64_t epoch = uploader_epoch_;
+  transmit_in_order(uploader_to_broker_ms_, [this, epoch, topic, payload = std::move(payload)] {
+    if (!tracker_ || epoch != uploader_epoch_) return;  // that connection is gone
+    MessageResult r = receiver_->on_message(now_, uploader_id, ingest::Permission::granted, topic,
+                                            payload, tracker_->view().files());
+    if (r.verdict == Verdict::drop) violation("the tracker refused the uploader on " + topic);
+    apply_tracker(std::move(r.output));
+  });
+}
+
+void Simulation::uploader_receives(const std::string& payload) {
+  const auto status = ingest::decode_status(payload);
+  if (!status) {
+    violation("an undecodable ingest status: " + status.error().to_string());
+    return;
+  }
+  for (std::size_t u = 0; u < uploads_.size(); ++u) {
+    Upload& upload = uploads_[u];
+    if (!upload.sender->concerns(*status)) continue;
+    upload.sender->on_status(*status);
+    upload.last_heard_ms = now_;
+    pump(u);
+  }
+}
+
+void Simulation::pump(std::size_t u) {
+  Upload& upload = uploads_[u];
+  if (upload.aborted || now_ < upload.paused_until_ms || upload.sender->done()) return;
+  while (auto chunk = upload.sender->next_chunk()) {
+    const auto* first = upload.content.data() + chunk->offset_bytes;
+    uploader_publish(upload.sender->chunk_topic(*chunk),
+                     std::string(reinterpret_cast<const char*>(first),
+                                 static_cast<std::size_t>(chunk->size_bytes)));
+  }
+}
+
+void Simulation::uploader_tick() {
+  for (std::size_t u = 0; u < uploads_.size(); ++u) {
+    Upload& upload = uploads_[u];
+    if (upload.sender->phase() == ingest::SenderPhase::failed && !upload.aborted) {
+      // mqds put failed (a chunk reached a restarted tracker that forgot the upload, say): the
+      // person runs it again, which resumes the same upload from what the tracker made durable.
+      upload.sender =
+          std::make_unique<ingest::Sender>(upload.sender->begin().upload_id, upload.hash,
+                                           static_cast<std::int64_t>(upload.content.size()));
+      ++result_.uploads_resumed;
+      upload.last_heard_ms = now_ - uploader_patience_ms;
+    }
+    if (upload.sender->done() || now_ < upload.paused_until_ms) continue;
+    if (now_ - upload.last_heard_ms < uploader_patience_ms) continue;
+    // Nothing heard for a while (lost messages, a restarted broker, a pause): begin again, and
+    // the tracker answers with the Offset to go on from; abort again until the tracker says the
+    // upload failed.
+    upload.last_heard_ms = now_;
+    if (upload.aborted)
+      uploader_publish(std::string(ingest::topics::abort),
+                       ingest::encode(ingest::Abort{upload.sender->begin().upload_id}));
+    else
+      uploader_publish(std::string(ingest::topics::begin), ingest::encode(upload.sender->begin()));
+  }
+}
+
+void Simulation::flush_ingest() {
+  if (!tracker_ || !receiver_) return;
+  const auto still_needed = [this](const Hash& hash) { return tracker_->is_staged(hash); };
+  ingest::Flushed flushed = receiver_->flush(now_, true, still_needed);
+  // What the plugin does in one commit: the parts staged, each verified file to the tracker, and
+  // its "published" behind the tracker's FileInfoPublished.
+  Output all = std::move(flushed.output);
+  auto append = [&all](Output out) {
+    for (auto& e : out.storage) all.storage.push_back(std::move(e));
+    for (auto& p : out.publishes) all.publishes.push_back(std::move(p));
+    for (auto& l : out.logs) all.logs.push_back(std::move(l));
+  };
+  for (const auto& upload : flushed.verified) {
+    IngestResult added =
+        tracker_->add_file(now_, upload.digest.hash, upload.digest.metadata, upload.staged_sizes);
+    if (!added.ok()) violation("add_file refused an upload: " + added.error);
+    append(std::move(added.output));
+    append(receiver_->finish(upload, added.error, still_needed));
+  }
+  if (!all.empty()) apply_tracker(std::move(all));
+}
+
+void Simulation::start_get(std::size_t u) {
+  if (!tracker_) return;
+  const Hash hash = uploads_[u].hash;
+  const auto file = query::answer(tracker_->view(), tracker_config_.replicas,
+                                  query::Request{query::Kind::file, hash, 0, query::page_max});
+  if (file.error) return;  // not published yet
+  const auto clients = query::answer(tracker_->view(), tracker_config_.replicas,
+                                     query::Request{query::Kind::clients, {}, 0, query::page_max});
+  auto plan = fetch::plan_fetch(*file.file, file.fragments, clients.clients);
+  if (!plan) {
+    // Before every fragment has reached a holder the tracker knows no size for some of them:
+    // mqds get refuses such a file, and so does the simulation's getter, unless everything has
+    // settled, when it must not happen.
+    if (!faults_) violation("a get cannot be planned: " + plan.error().to_string());
+    return;
+  }
+  Get get;
+  get.upload = u;
+  get.random = std::make_unique<SplitMix64>(rng_.next_u64());
+  fetch::ClientConfig config;
+  config.response_topic = fetch::response_topic(getter_id, "get");
+  config.parallel = 4;
+  config.request_timeout_ms = 3'000;
+  get.client = std::make_unique<fetch::Client>(config, std::move(plan).value(), *get.random);
+  get.assembled.resize(uploads_[u].content.size());
+  get.final = faults_ == false;
+  gets_.push_back(std::move(get));
+  ++result_.gets;
+  take_get(gets_.size() - 1, gets_.back().client->start(now_));
+}
+
+void Simulation::take_get(std::size_t g, fetch::ClientOutput out) {
+  Get& get = gets_[g];
+  for (const auto& done : out.completed) {
+    if (done.offset_bytes < 0 ||
+        static_cast<std::size_t>(done.offset_bytes) + done.data.size() > get.assembled.size()) {
+      violation("a get completed a fragment outside its file");
+      continue;
+    }
+    std::copy(done.data.begin(), done.data.end(),
+              get.assembled.begin() + static_cast<std::ptrdiff_t>(done.offset_bytes));
+  }
+  for (const auto& request : out.requests) getter_publish(request);
+  if (get.client->complete()) {
+    if (get.assembled != uploads_[get.upload].content)
+      violation("a get assembled other bytes than were put");
+  }
+}
+
+void Simulation::getter_publish(const fetch::OutgoingRequest& request) {
+  // Through the broker to the edge subscribed to the request topic (the plugin's FetchGate lets
+  // the getter's requests pass: its Response Topic is its own).
+  transmit([this, request] {
+    if (!tracker_) return;
+    for (std::size_t i = 0; i < nodes_.size(); ++i)
+      if (fetch::request_topic(nodes_[i].config.client_id) == request.topic)
+        node_serves(i, request);
+  });
+}
+
+void Simulation::node_serves(std::size_t i, const fetch::OutgoingRequest& request) {
+  Node& node = nodes_[i];
+  if (!node.machine || !node.connected) return;
+  fetch::ServerOutput out = node.fetch->on_request(testing::as_received(request));
+  // mqds-edge serves its queue after each committed batch; here at once, as every step commits.
+  for (;;) {
+    std::vector<std::pair<fetch::Reply, const Bytes*>> replies;
+    for (auto& reply : out.replies) replies.emplace_back(std::move(reply), nullptr);
+    if (out.lookup) {
+      const Hash hash = out.lookup->hash;
+      fetch::ServerOutput answered =
+          node.fetch->on_lookup(out.lookup->ticket, testing::look_up(node.store.persisted, hash));
+      if (answered.lost) {
+        apply_torrent(i, node.machine->fragment_lost(now_, *answered.lost));
+        if (!node.machine) return;  // its commit failed: it is down
+      }
+      const auto it = node.store.persisted.find(hash);
+      for (auto& reply : answered.replies)
+        replies.emplace_back(std::move(reply),
+                             it == node.store.persisted.end() ? nullptr : &it->second);
+    }
+    for (auto& [reply, content] : replies) {
+      fetch::IncomingResponse response = testing::delivered(reply, content);
+      // The broker acknowledges the reply (PUBACK) as it takes it.
+      node.fetch->on_sent(++fetch_message_id_, reply);
+      node.fetch->on_acknowledged(fetch_message_id_);
+      transmit([this, response = std::move(response)]() mutable {
+        for (std::size_t g = 0; g < gets_.size(); ++g)
+          if (!gets_[g].client->finished()) getter_receives(g, response);
+      });
+    }
+    if (node.fetch->waiting() == 0) break;
+    out = node.fetch->serve_next();
+  }
+}
+
+void Simulation::getter_receives(std::size_t g, fetch::IncomingResponse response) {
+  take_get(g, gets_[g].client->on_response(now_, std::move(response)));
 }
 
 void Simulation::deliver(std::size_t i, const std::string& topic, const std::string& payload) {
@@ -322,6 +572,8 @@ void Simulation::restart_tracker_from_store() {
   restarting_tracker_ = true;
   tracker_ =
       std::make_unique<Tracker>(tracker_config_, tracker_store_.snapshot(), *tracker_random_);
+  receiver_ = std::make_unique<ingest::Receiver>(
+      receiver_config_, tracker_config_.fragment_size_bytes, tracker_store_);
   apply_tracker(tracker_->start(now_), false);
   restarting_tracker_ = false;
 }
@@ -365,10 +617,17 @@ void Simulation::apply_tracker(Output out, bool may_fail) {
         for (const auto& receiver : ended.receivers) named_in_ended_.emplace(receiver, ended.hash);
       }
     }
-    if (p.to)
+    if (p.to && *p.to == uploader_id) {
+      const std::uint64_t epoch = uploader_epoch_;
+      const std::string payload = p.payload;
+      transmit_in_order(broker_to_uploader_ms_, [this, epoch, payload] {
+        if (epoch == uploader_epoch_) uploader_receives(payload);
+      });
+    } else if (p.to) {
       deliver(index_of(*p.to), p.topic, p.payload);
-    else
+    } else {
       broadcast(p.topic, p.payload);
+    }
   }
 }
 
@@ -376,6 +635,15 @@ void Simulation::tick() {
   for (std::size_t i = 0; i < nodes_.size(); ++i)
     if (nodes_[i].machine) apply_torrent(i, nodes_[i].machine->on_tick(now_));
   if (tracker_) apply_tracker(tracker_->on_tick(now_));
+  if (!options_.classic) {
+    flush_ingest();
+    uploader_tick();
+    for (std::size_t g = 0; g < gets_.size(); ++g) {
+      auto& client = *gets_[g].client;
+      if (!client.finished() && client.next_deadline_ms() && *client.next_deadline_ms() <= now_)
+        take_get(g, client.on_tick(now_));
+    }
+  }
   at(now_ + tick_ms, [this] { tick(); });
 }
 
@@ -397,6 +665,7 @@ void Simulation::crash(std::size_t i, bool graceful) {
   }
   node.unexpected_deliveries += node.machine->metrics().deliveries_unexpected;
   node.machine.reset();
+  node.fetch.reset();
   if (node.connected) {
     node.connected = false;
     ++node.epoch;
@@ -414,6 +683,7 @@ void Simulation::lose_connection(std::size_t i) {
   if (!node.machine || !node.connected) return;
   node.connected = false;
   ++node.epoch;
+  node.fetch->on_disconnected();
   apply_torrent(i, node.machine->on_disconnected(now_));
   const std::uint64_t session = node.session_epoch;
   at(now_ + keepalive_loss_ms + between(0, 1'000), [this, i, session] {
@@ -427,6 +697,8 @@ void Simulation::restart(std::size_t i) {
   if (node.machine) return;
   verify_store(i);
   node.machine = std::make_unique<TorrentServer>(node.config, node.store.snapshot(), *node.random);
+  node.fetch = std::make_unique<fetch::Server>(
+      fetch::ServerConfig{fetch::request_topic(node.config.client_id)});
   connect(i);
 }
 
@@ -449,12 +721,14 @@ void Simulation::broker_crash() {
   if (!tracker_) return;
   ++result_.broker_restarts;
   tracker_.reset();
+  receiver_.reset();
   for (std::size_t i = 0; i < nodes_.size(); ++i) {
     Node& node = nodes_[i];
     node.session_open = false;
     if (!node.connected) continue;
     node.connected = false;
     ++node.epoch;
+    node.fetch->on_disconnected();
     apply_torrent(i, node.machine->on_disconnected(now_));
     at(now_ + between(1'000, 10'000), [this, i] { connect(i); });
   }
@@ -465,6 +739,9 @@ void Simulation::broker_start() {
   if (tracker_) return;
   tracker_ =
       std::make_unique<Tracker>(tracker_config_, tracker_store_.snapshot(), *tracker_random_);
+  receiver_ = std::make_unique<ingest::Receiver>(
+      receiver_config_, tracker_config_.fragment_size_bytes, tracker_store_);
+  ++uploader_epoch_;  // the uploader connects to the new run of the broker
   apply_tracker(tracker_->start(now_));
 }
 
@@ -487,6 +764,11 @@ void Simulation::ingest() {
     for (auto& b : content) b = static_cast<std::uint8_t>(rng_.next_u64());
   }
   contents_.push_back(content);
+  ++result_.files;
+  if (!options_.classic) {
+    put(std::move(content));
+    return;
+  }
   std::map<Hash, std::int64_t> staged_sizes;
   Fragmenter fragmenter(fragment_size, [&](const Fragment& f) {
     // The adapter stages each fragment durably before the tracker hears of the file.
@@ -499,7 +781,63 @@ void Simulation::ingest() {
   if (!r.ok()) violation("add_file refused a file: " + r.error);
   // Not a commit that may fail here: the staging above stands for the upload that precedes it.
   apply_tracker(std::move(r.output), false);
-  ++result_.files;
+}
+
+void Simulation::put(Bytes content) {
+  Upload upload;
+  upload.hash = sha256(content);
+  upload.sender =
+      std::make_unique<ingest::Sender>(Uuid::v4_from(rng_.next_u64(), rng_.next_u64()), upload.hash,
+                                       static_cast<std::int64_t>(content.size()));
+  upload.content = std::move(content);
+  upload.last_heard_ms = now_;
+  uploads_.push_back(std::move(upload));
+  ++result_.uploads;
+  const std::size_t u = uploads_.size() - 1;
+  uploader_publish(std::string(ingest::topics::begin), ingest::encode(uploads_[u].sender->begin()));
+  if (chance(0.1)) {
+    // Some people change their mind: the upload is aborted midway, and never published.
+    at(now_ + between(50, 3'000), [this, u] {
+      Upload& aborted = uploads_[u];
+      if (aborted.sender->done()) return;
+      aborted.aborted = true;
+      ++result_.uploads_aborted;
+      uploader_publish(std::string(ingest::topics::abort),
+                       ingest::encode(ingest::Abort{aborted.sender->begin().upload_id}));
+    });
+  } else if (chance(0.3)) {
+    // A pause longer than the tracker keeps an idle upload in memory: resumed from its parts.
+    at(now_ + between(50, 2'000), [this, u] {
+      Upload& paused = uploads_[u];
+      if (paused.sender->done()) return;
+      paused.paused_until_ms = now_ + receiver_config_.idle_timeout_ms + between(500, 5'000);
+      at(paused.paused_until_ms, [this, u] {
+        Upload& resumed = uploads_[u];
+        if (resumed.sender->done() || resumed.aborted) return;
+        ++result_.uploads_resumed;
+        resumed.last_heard_ms = now_;
+        uploader_publish(std::string(ingest::topics::begin),
+                         ingest::encode(resumed.sender->begin()));
+      });
+    });
+  }
+}
+
+std::string Simulation::check_uploads_and_gets() const {
+  for (const auto& upload : uploads_) {
+    const auto phase = upload.sender->phase();
+    if (!upload.aborted && phase != ingest::SenderPhase::published)
+      return "an upload of " + upload.hash.to_hex() + " is not published (" +
+             upload.sender->failure() + ")";
+    if (upload.aborted && !upload.sender->done()) return "an aborted upload has no answer yet";
+    if (phase == ingest::SenderPhase::published && !tracker_->view().files().count(upload.hash))
+      return "an upload answered published has no file " + upload.hash.to_hex();
+  }
+  if (receiver_ && receiver_->uploads_in_progress() != 0)
+    return std::to_string(receiver_->uploads_in_progress()) + " uploads still in memory";
+  if (!tracker_store_.uploads.empty())
+    return std::to_string(tracker_store_.uploads.size()) + " uploads still in the tracker's store";
+  return {};
 }
 
 void Simulation::end_faults() {
@@ -547,6 +885,8 @@ std::string describe_difference(const DistributionView& view, const Distribution
 
 std::string Simulation::check_converged() const {
   if (!tracker_) return "the broker is down";
+  if (!options_.classic)
+    if (auto problem = check_uploads_and_gets(); !problem.empty()) return problem;
   if (tracker_->joins_in_flight() != 0)
     return std::to_string(tracker_->joins_in_flight()) + " joins in flight";
   const DistributionView& truth = tracker_->view();
@@ -590,6 +930,13 @@ Result Simulation::run() {
   tracker_config_.replicas = static_cast<std::size_t>(between(2, 3));
   tracker_config_.distributions_in_flight_max = static_cast<std::size_t>(between(1, 16));
   tracker_config_.startup_settle_ms = 1'000;
+  if (!options_.classic) {
+    receiver_config_.chunk_bytes_max =
+        static_cast<std::size_t>(tracker_config_.fragment_size_bytes * between(1, 3));
+    receiver_config_.window_bytes =
+        receiver_config_.chunk_bytes_max * static_cast<std::size_t>(between(2, 6));
+    receiver_config_.idle_timeout_ms = 3'000;
+  }
   drop_ = static_cast<double>(between(0, 100)) / 1000.0;
   duplicate_ = static_cast<double>(between(0, 50)) / 1000.0;
   delay_max_ms_ = between(5, 800);
@@ -630,7 +977,18 @@ Result Simulation::run() {
       }
     });
   }
-  if (options_.storage_faults && storage_chance(0.5)) {
+  if (!options_.classic) {
+    // Gets while things break: what they bring back must be the file, whatever they miss.
+    const auto gets = between(1, 3);
+    for (std::int64_t g = 0; g < gets; ++g)
+      at(between(options_.fault_ms / 2, options_.fault_ms), [this] {
+        std::vector<std::size_t> published;
+        for (std::size_t u = 0; u < uploads_.size(); ++u)
+          if (uploads_[u].sender->phase() == ingest::SenderPhase::published) published.push_back(u);
+        if (!published.empty()) start_get(published[rng_.below(published.size())]);
+      });
+  }
+  if (!options_.classic && storage_chance(0.5)) {
     // Half the seeds also lose data: failed commits, torn writes, copies found corrupt.
     store_failure_ = static_cast<double>(storage_rng_.below(30)) / 10'000.0;
     torn_write_ = static_cast<double>(storage_rng_.below(30)) / 10'000.0;
@@ -643,26 +1001,58 @@ Result Simulation::run() {
   at(options_.fault_ms, [this] { end_faults(); });
 
   const std::int64_t deadline = options_.fault_ms + options_.converge_ms;
+  constexpr std::int64_t final_gets_ms = 60'000;
+  std::int64_t final_gets_deadline_ms = 0;
   std::int64_t next_check = options_.fault_ms + 1'000;
   std::string last_problem = "not checked";
   while (!actions_.empty() && failure_.empty()) {
     Action action = actions_.top();
     actions_.pop();
     now_ = action.time_ms;
-    if (now_ > deadline) break;
+    if (now_ > deadline && result_.converged_after_ms == 0) break;
     try {
       action.fn();
       check_safety();
     } catch (const std::exception& e) {
       violation(std::string("exception: ") + e.what());
     }
-    if (now_ >= next_check) {
+    if (now_ >= next_check && result_.converged_after_ms == 0) {
       next_check = now_ + 1'000;
       last_problem = check_converged();
       if (last_problem.empty()) {
         result_.converged_after_ms = now_ - options_.fault_ms;
-        break;
+        if (options_.classic) break;
+        // Once everything has settled, every published file is got back whole.
+        for (std::size_t u = 0; u < uploads_.size(); ++u)
+          if (!uploads_[u].aborted) start_get(u);
+        final_gets_deadline_ms = now_ + final_gets_ms;
       }
+    }
+    if (result_.converged_after_ms != 0) {
+      bool finished = true;
+      for (const auto& get : gets_)
+        if (get.final && !get.client->finished()) finished = false;
+      if (finished || now_ > final_gets_deadline_ms) break;
+    }
+  }
+  for (const auto& get : gets_) {
+    if (get.client->complete()) ++result_.gets_complete;
+    if (!get.final || !failure_.empty()) continue;
+    if (!get.client->finished()) {
+      violation("a get of " + uploads_[get.upload].hash.to_hex() + " did not finish within " +
+                std::to_string(final_gets_ms) + " ms of convergence");
+    } else if (!get.client->complete()) {
+      std::string why;
+      for (const auto& missing : get.client->missing()) {
+        // Nothing repairs a fragment yet, so one whose every copy was lost stays missing.
+        if (missing.problems.empty() && losses_.count(missing.hash)) continue;
+        why += " fragment " + std::to_string(missing.index) + ":";
+        for (const auto& problem : missing.problems)
+          why += " " + problem.holder + " " + problem.problem + ";";
+      }
+      if (!why.empty())
+        violation("a get of " + uploads_[get.upload].hash.to_hex() + " after convergence misses" +
+                  why);
     }
   }
   for (const auto& node : nodes_) {

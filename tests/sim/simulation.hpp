@@ -5,7 +5,9 @@
 // writes that leave a fragment corrupt, local copies found corrupt when read back). After the
 // fault phase the network behaves and every participant comes back; within a bounded time the
 // system must converge. Safety is checked after every step: the views' invariants, and that the
-// tracker never counts a copy a board does not hold.
+// tracker never counts a copy a board does not hold. Files enter through the ingest protocol (an
+// uploader that pauses, resumes and sometimes aborts) and are got back through the fetch protocol,
+// during the faults and once more, every one of them, after convergence.
 #pragma once
 
 #include <cstdint>
@@ -18,8 +20,9 @@ struct Options {
   bool verbose = false;  // print every participant's log lines
   std::int64_t fault_ms = 60'000;
   std::int64_t converge_ms = 180'000;
-  bool storage_faults =
-      true;  // false: the scenarios of the seeds as they were before these existed
+  // The scenarios of the seeds as they were before storage faults, uploads and gets existed:
+  // files are staged directly, nothing is lost in storage, nobody gets a file.
+  bool classic = false;
 };
 
 struct Result {
@@ -36,6 +39,11 @@ struct Result {
   std::uint64_t torn_writes = 0;     // a commit that left a fragment corrupt, then power loss
   std::uint64_t copies_lost = 0;     // local copies found corrupt (read back or at start-up)
   std::uint64_t safety_checks = 0;
+  std::uint64_t uploads = 0;  // files put through the ingest protocol
+  std::uint64_t uploads_aborted = 0;
+  std::uint64_t uploads_resumed = 0;  // resumed from what was durable (pause, broker restart)
+  std::uint64_t gets = 0;             // files got back through the fetch protocol
+  std::uint64_t gets_complete = 0;
   std::uint64_t files = 0;
   std::uint64_t fragments = 0;
   std::uint64_t torrents = 0;
