@@ -31,15 +31,25 @@ int mosquitto_level(LogLevel level) {
   return MOSQ_LOG_INFO;
 }
 
+// `bytes` in memory from mosquitto_malloc, with the trailing NUL the broker's payloads have: the
+// broker frees a payload it was given (a publish that succeeded, a replaced message payload) with
+// its own counting free, so no other memory may be handed to it. nullptr when out of memory; the
+// caller then owns nothing.
+void* broker_copy(std::string_view bytes) {
+  void* copy = mosquitto_malloc(bytes.size() + 1);
+  if (!copy) return nullptr;
+  if (!bytes.empty()) std::memcpy(copy, bytes.data(), bytes.size());
+  static_cast<char*>(copy)[bytes.size()] = '\0';
+  return copy;
+}
+
 // MOSQ_ERR_* for a machine's verdict on a message; a rewrite replaces its payload, or refuses it
 // when the copy cannot be made.
 int apply_verdict(const MessageResult& result, mosquitto_evt_message& event) {
   if (result.verdict == Verdict::drop) return MOSQ_ERR_ACL_DENIED;
   if (result.verdict == Verdict::rewrite) {
-    void* rewritten = mosquitto_malloc(result.rewritten_payload.size() + 1);
+    void* rewritten = broker_copy(result.rewritten_payload);
     if (!rewritten) return MOSQ_ERR_ACL_DENIED;
-    std::memcpy(rewritten, result.rewritten_payload.data(), result.rewritten_payload.size());
-    static_cast<char*>(rewritten)[result.rewritten_payload.size()] = '\0';
     event.payload = rewritten;  // the broker frees the original
     event.payloadlen = static_cast<std::uint32_t>(result.rewritten_payload.size());
   }
@@ -155,15 +165,13 @@ void TrackerPlugin::flush(bool ticking) {
   std::vector<PendingPublish> publishes;
   publishes.swap(pending_publishes_);
   for (auto& p : publishes) {
-    // The broker frees the payload on success only, and only memory from mosquitto_malloc.
+    // The broker frees the payload on success only.
     if (!p.encoded) {
-      p.encoded.reset(mosquitto_malloc(p.payload.size() + 1));
+      p.encoded.reset(broker_copy(p.payload));
       if (!p.encoded) {
         mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: out of memory publishing on %s", p.topic.c_str());
         continue;
       }
-      std::memcpy(p.encoded.get(), p.payload.data(), p.payload.size());
-      static_cast<char*>(p.encoded.get())[p.payload.size()] = '\0';
       p.encoded_size = p.payload.size();
     }
     const int rc = mosquitto_broker_publish(p.to.empty() ? nullptr : p.to.c_str(), p.topic.c_str(),
@@ -323,12 +331,10 @@ int TrackerPlugin::on_fetch(mosquitto_evt_message& event) {
   const auto judged = fetch_.judge_response(topic, event.payloadlen);
   if (const auto* why = std::get_if<FetchRefusal>(&judged)) return refuse(*why);
   const std::string requester(std::get<std::string_view>(judged));
-  // The broker frees the payload after a successful publish, and only memory from mosquitto_malloc.
   // One copy of at most response_payload_bytes_max bytes: bounded work on the broker's thread.
-  void* payload = mosquitto_malloc(event.payloadlen + 1);
+  void* payload = broker_copy(std::string_view(static_cast<const char*>(event.payload),
+                                               event.payload ? event.payloadlen : 0));
   if (!payload) return refuse(FetchRefusal::delivery_failed);
-  if (event.payloadlen > 0) std::memcpy(payload, event.payload, event.payloadlen);
-  static_cast<char*>(payload)[event.payloadlen] = '\0';
   // The original's properties (Correlation Data, User Properties...) are handed on, not copied:
   // mosquitto_property_copy_all allocates with plain malloc in 2.0.x while the broker frees
   // property values with its counting free, so every copied response would lower
@@ -388,10 +394,8 @@ int TrackerPlugin::on_query(mosquitto_evt_message& event) {
   else
     answer =
         query::encode_answer(query::answer(tracker_->view(), options_.tracker.replicas, *decoded));
-  void* copy = mosquitto_malloc(answer.size() + 1);
+  void* copy = broker_copy(answer);
   if (!copy) return refuse("out of memory");
-  std::memcpy(copy, answer.data(), answer.size());
-  static_cast<char*>(copy)[answer.size()] = '\0';
   // The request's own properties (its Response Topic and Correlation Data) go with the answer,
   // handed over rather than copied, for the reason on_fetch gives.
   mosquitto_property* properties = event.properties;

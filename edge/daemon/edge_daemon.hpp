@@ -1,7 +1,8 @@
 // mqds-edge: the core's TorrentServer, an LMDB EdgeStore and one MQTT 5 connection, in one thread.
 //
 // Theory of operation.
-// - Start-up (seed 003, "Peer Starts Program Up"): every stored fragment is verified against its
+// - Start-up (docs/specification.md, "Failure handling"): every stored fragment is verified against
+// its
 //   hash before anything is sent; corrupt and unknown ones are deleted, and the machine starts from
 //   what is intact, so the join request reports only that.
 // - The loop: step the connection until the machine's next deadline (at most 100 ms), feed it what

@@ -406,7 +406,8 @@ TEST_F(TrackerJoinDenied, TooManyJoinsInFlightIsCode128) {
   EXPECT_EQ(tracker->joins_in_flight(), 1u);
 }
 
-// Diagram 000: the ClientJoinSucceeded is lost; the tracker's clock runs out.
+// The specification's Client Join with timeouts: the ClientJoinSucceeded is lost; the tracker's
+// clock runs out.
 TEST_F(TrackerJoinDenied, JoinTimeoutWithoutSucceededIsCode128) {
   boot(0);
   const auto r = request("c1");

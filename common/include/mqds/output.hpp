@@ -131,7 +131,7 @@ struct Publish {
   std::string payload;         // empty when `staged` is set
   std::optional<ClientId> to;  // deliver to this client only
   std::optional<StagedDelivery> staged;
-  int qos = 2;  // WIRE-FORMAT.md: events go at QoS 2, never retained
+  int qos = 2;  // docs/wire-format.md: events go at QoS 2, never retained
 };
 
 enum class LogLevel : std::uint8_t { debug, info, notice, warning, error };
