@@ -172,17 +172,22 @@ JoinPlan DistributionView::plan_join(
     const ClientId& id, const ClientJoinRequested& request,
     const std::map<ClientId, std::set<std::string>>& endpoints_claimed,
     const std::set<Hash>& named_for_client) const {
+  // One code, the first check that fails in the order fragment size, hash algorithm, endpoint:
+  // the specification's ReasonCode is one value of ClientJoinDeniedCode, and the reference
+  // implementation cannot read a combination. The Reason names every cause.
   JoinDenial denied{0, {}};
   std::vector<std::string> reasons;
-  if (!is_sha256_name(request.hash_algorithm)) {
-    denied.reason_code |= denial::wrong_hash_algorithm;
-    reasons.push_back("HashAlgorithm '" + request.hash_algorithm + "' is not the service's SHA256");
-  }
-  if (request.fragment_size_bytes && *request.fragment_size_bytes != fragment_size_bytes_) {
-    denied.reason_code |= denial::wrong_fragment_size;
-    reasons.push_back("FragmentSize " + std::to_string(*request.fragment_size_bytes) +
-                      " differs from the service's " + std::to_string(fragment_size_bytes_));
-  }
+  const auto fail = [&](std::uint32_t code, std::string why) {
+    if (denied.reason_code == 0) denied.reason_code = code;
+    reasons.push_back(std::move(why));
+  };
+  if (request.fragment_size_bytes && *request.fragment_size_bytes != fragment_size_bytes_)
+    fail(denial::wrong_fragment_size,
+         "FragmentSize " + std::to_string(*request.fragment_size_bytes) +
+             " differs from the service's " + std::to_string(fragment_size_bytes_));
+  if (!is_sha256_name(request.hash_algorithm))
+    fail(denial::wrong_hash_algorithm,
+         "HashAlgorithm '" + request.hash_algorithm + "' is not the service's SHA256");
   std::vector<std::string> conflicting;
   auto check_endpoints = [&](const ClientId& other, const std::set<std::string>& endpoints) {
     if (other == id) return;
@@ -192,10 +197,8 @@ JoinPlan DistributionView::plan_join(
   };
   for (const auto& [other, meta] : clients_) check_endpoints(other, meta.endpoints);
   for (const auto& [other, endpoints] : endpoints_claimed) check_endpoints(other, endpoints);
-  if (!conflicting.empty()) {
-    denied.reason_code |= denial::endpoint_conflict;
-    reasons.push_back("Endpoints already in use: " + join_names(conflicting));
-  }
+  if (!conflicting.empty())
+    fail(denial::endpoint_conflict, "Endpoints already in use: " + join_names(conflicting));
   if (denied.reason_code != 0) {
     denied.reason = join_names(reasons);
     return denied;

@@ -473,8 +473,8 @@ INSTANTIATE_TEST_SUITE_P(
                              4,
                              [](ClientJoinRequested& r) { r.endpoints = {taken_endpoint}; },
                              {taken_endpoint}},
-                      Denial{"AllThree7",
-                             7,
+                      Denial{"AllThreeGiveTheFirstCode1",
+                             1,
                              [](ClientJoinRequested& r) {
                                add_stored_file(r, 4096);
                                r.hash_algorithm = "MD5";

@@ -85,13 +85,13 @@ TEST(ViewJoin, EndpointOfAnotherRegisteredOrJoiningClientIsCode4) {
             denial::endpoint_conflict);
 }
 
-TEST(ViewJoin, CodesCombineAndTheReasonNamesEachProblem) {
+TEST(ViewJoin, OneCodeTheFirstThatFailsAndTheReasonNamesEachProblem) {
   auto r = request();
   r.hash_algorithm = "MD5";
   r.fragment_size_bytes = 1;
   r.endpoints = {"mqtt://c1"};
   const auto plan = service().plan_join("c2", r, {}, {});
-  EXPECT_EQ(denied_code(plan), 7u);
+  EXPECT_EQ(denied_code(plan), denial::wrong_fragment_size);
   const auto& reason = std::get<JoinDenial>(plan).reason;
   EXPECT_NE(reason.find("HashAlgorithm"), std::string::npos);
   EXPECT_NE(reason.find("FragmentSize 1"), std::string::npos);

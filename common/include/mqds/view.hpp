@@ -23,7 +23,8 @@
 namespace mqds {
 
 struct JoinDenial {
-  std::uint32_t reason_code = denial::other;  // OR of the denial:: flags that apply
+  // One denial:: code: the first failed check (fragment size, hash algorithm, endpoint).
+  std::uint32_t reason_code = denial::other;
   std::string reason;
 };
 
