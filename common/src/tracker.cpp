@@ -405,6 +405,10 @@ void Tracker::unpark_all(std::int64_t now_ms) {
 
 bool Tracker::release_if_replicated(const Hash& hash, Output& out) {
   if (!staged_.count(hash)) return true;
+  // A round in progress still delivers from staging; it releases the fragment when it ends. (A
+  // file published while a round of a fragment it shares runs, say, must not pull the content
+  // from under that round's Delivered.)
+  if (rounds_.count(hash)) return false;
   if (view_.holder_count(hash) < config_.replicas) return false;
   staged_.erase(hash);
   parked_.erase(hash);
