@@ -152,6 +152,7 @@ void TrackerPlugin::flush(bool ticking) {
     take(std::move(added.output));
     take(receiver_->finish(upload, added.error, still_needed));
   }
+  receiver_->keep_parts_in_progress(pending_effects_);
   if (!pending_effects_.empty()) {
     try {
       store_.apply(pending_effects_);

@@ -607,6 +607,18 @@ Output Receiver::finish(const VerifiedUpload& verified, const std::string& error
   return out;
 }
 
+void Receiver::keep_parts_in_progress(std::vector<StorageEffect>& effects) const {
+  const auto held = [this](const Hash& fragment) {
+    for (const auto& [id, upload] : uploads_)
+      if (upload->durable_parts.count(fragment)) return true;
+    return false;
+  };
+  std::erase_if(effects, [&](const StorageEffect& effect) {
+    const auto* drop = std::get_if<store::DropStaged>(&effect);
+    return drop && held(drop->hash);
+  });
+}
+
 bool Receiver::shared_with_another(const Upload& upload, const Hash& fragment) const {
   for (const auto& [id, other] : uploads_)
     if (other.get() != &upload && other->staged_sizes.count(fragment)) return true;

@@ -590,6 +590,7 @@ void Simulation::apply_tracker(Output out, bool may_fail) {
     restart_tracker_from_store();
     return;
   }
+  if (receiver_) receiver_->keep_parts_in_progress(out.storage);
   try {
     tracker_store_.apply(out.storage);
   } catch (const std::exception& e) {
@@ -600,7 +601,7 @@ void Simulation::apply_tracker(Output out, bool may_fail) {
       if (!p.to || !p.staged->receivers.count(*p.to))
         violation("Delivered sent to a client that is not a receiver");
       if (!tracker_store_.staged.count(p.staged->hash)) {
-        violation("Delivered of a fragment not in staging");
+        violation("Delivered of a fragment not in staging: " + p.staged->hash.to_hex());
         continue;
       }
       deliver(index_of(*p.to), p.topic, tracker_store_.delivered_payload(*p.staged));

@@ -392,6 +392,23 @@ TEST_F(ReceiverTest, AVerifiedUploadIsHandedOverAndPublishedAfterTheTrackerTookI
   EXPECT_EQ(receiver->metrics().uploads_verified, 1u);
 }
 
+// A file that shares fragments with one the tracker has already spread: when the tracker lets go
+// of such a fragment while the upload is in progress, its content must stay for the upload (found
+// by the simulation: the published file's fragment was then delivered from an empty staging).
+TEST_F(ReceiverTest, TheTrackerDoesNotDeleteTheContentOfPartsOfAnUploadInProgress) {
+  begin(0, upload_a, file);
+  chunk(1, upload_a, file.content, 0, 100);
+  flush(2);
+  std::vector<StorageEffect> effects{store::DropStaged{file.fragments[0].hash},
+                                     store::DropStaged{file.fragments[5].hash},
+                                     store::PutRevision{3}};
+  receiver->keep_parts_in_progress(effects);
+  ASSERT_EQ(effects.size(), 2u);
+  EXPECT_EQ(std::get<store::DropStaged>(effects[0]).hash, file.fragments[5].hash)
+      << "a fragment no upload holds is dropped as the tracker asks";
+  EXPECT_TRUE(std::holds_alternative<store::PutRevision>(effects[1]));
+}
+
 TEST_F(ReceiverTest, AnEmptyFileIsPublishedWithoutChunks) {
   const TestFile empty = cut_file({}, fragment_size);
   begin(0, upload_a, empty);

@@ -216,6 +216,12 @@ class Receiver {
   Output finish(const VerifiedUpload& upload, const std::string& error,
                 const StillNeeded& still_needed);
 
+  // Staged content is stored once per hash, whoever staged it. When the tracker lets go of a
+  // fragment (it reached its holders) that an upload in progress has staged as one of its parts,
+  // deleting the content would leave that upload's file without it once it is published. The
+  // adapter passes every batch through this before committing it: it removes those DropStaged.
+  void keep_parts_in_progress(std::vector<StorageEffect>& effects) const;
+
   std::size_t uploads_in_progress() const { return uploads_.size(); }
   const ReceiverConfig& config() const { return config_; }
   const ReceiverMetrics& metrics() const { return metrics_; }
