@@ -219,13 +219,17 @@ struct ReasonCodeCodec {
   }
 };
 
+// A JSON array of hashes, for the sequences and the sets alike.
+template <class Hashes>
+void write_hash_array(JsonWriter& w, const Hashes& hashes) {
+  w.open_array();
+  for (const auto& h : hashes) w.hash(h);
+  w.close_array();
+}
+
 // A sequence, not a set: a file may repeat a fragment (a run of zeros, say).
 struct HashSequenceCodec {
-  static void write(JsonWriter& w, const std::vector<Hash>& hashes) {
-    w.open_array();
-    for (const auto& h : hashes) w.hash(h);
-    w.close_array();
-  }
+  static void write(JsonWriter& w, const std::vector<Hash>& hashes) { write_hash_array(w, hashes); }
   static std::vector<Hash> read(const json& v, const std::string& path) {
     const auto& items = read_array(v, path, limits::fragments_per_file_max);
     std::vector<Hash> hashes;
@@ -238,11 +242,7 @@ struct HashSequenceCodec {
 
 template <std::size_t EntriesMax>
 struct HashSetCodec {
-  static void write(JsonWriter& w, const std::set<Hash>& hashes) {
-    w.open_array();
-    for (const auto& h : hashes) w.hash(h);
-    w.close_array();
-  }
+  static void write(JsonWriter& w, const std::set<Hash>& hashes) { write_hash_array(w, hashes); }
   static std::set<Hash> read(const json& v, const std::string& path) {
     return read_hash_set(v, path, EntriesMax);
   }

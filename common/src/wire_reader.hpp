@@ -69,7 +69,6 @@ class Fields {
   const json* optional(std::string_view name) const;
   const json& required(std::string_view name) const;
   std::string path(std::string_view name) const { return member_path(path_, name); }
-  const json& object() const { return object_; }
 
  private:
   const json& object_;
