@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "mqds/assert.hpp"
+
 namespace mqds::plugin {
 
 namespace {
@@ -51,6 +53,14 @@ std::string describe(FetchRefusal why) {
     case FetchRefusal::response_too_large:
       return "the response payload is longer than " +
              std::to_string(FetchGate::response_payload_bytes_max) + " bytes";
+    case FetchRefusal::too_many_outstanding:
+      return "too many of its requests (" +
+             std::to_string(FetchGate::outstanding_per_requester_max) + ", or " +
+             std::to_string(FetchGate::outstanding_max) + " of everybody's) await an answer";
+    case FetchRefusal::response_not_requested:
+      return "it answers no request waiting for this edge's answer on that topic with that "
+             "Correlation Data (forged, repeated, or later than " +
+             std::to_string(FetchGate::outstanding_timeout_ms / 1000) + " s)";
     case FetchRefusal::delivery_failed:
       return "the response could not be handed to its requester (out of memory?)";
   }
@@ -64,8 +74,9 @@ FetchGate::Kind FetchGate::kind(std::string_view topic) {
   return Kind::other;
 }
 
-std::optional<FetchRefusal> FetchGate::judge_request(const FetchRequest& request) const {
-  // Cheapest first; the properties are looked at last.
+std::optional<FetchRefusal> FetchGate::judge_request_without_properties(
+    const FetchRequest& request) const {
+  // Cheapest first.
   if (!enabled()) return FetchRefusal::fetch_off;
   if (!options_.allows(request.username)) return FetchRefusal::user_not_allowed;
   if (!fetch::edge_of_request_topic(request.topic)) return FetchRefusal::bad_request_topic;
@@ -73,6 +84,12 @@ std::optional<FetchRefusal> FetchGate::judge_request(const FetchRequest& request
   if (request.payload_bytes > fetch::request_payload_bytes_max)
     return FetchRefusal::request_too_large;
   if (request.protocol_version != 5) return FetchRefusal::not_mqtt5;
+  return std::nullopt;
+}
+
+std::optional<FetchRefusal> FetchGate::judge_request(const FetchRequest& request) const {
+  // The properties are looked at last.
+  if (const auto why = judge_request_without_properties(request)) return why;
   if (!request.properties_readable) return FetchRefusal::properties_unreadable;
   if (!request.response_topic) return FetchRefusal::no_response_topic;
   const auto requester = fetch::requester_of_response_topic(*request.response_topic);
@@ -91,6 +108,73 @@ std::variant<std::string_view, FetchRefusal> FetchGate::judge_response(
   if (!requester) return FetchRefusal::bad_response_topic;
   if (payload_bytes > response_payload_bytes_max) return FetchRefusal::response_too_large;
   return *requester;
+}
+
+std::optional<FetchRefusal> FetchGate::admit(std::int64_t now_ms, const FetchRequest& request) {
+  MQDS_ASSERT(request.response_topic && !judge_request(request));
+  const auto requester = fetch::requester_of_response_topic(*request.response_topic);
+  const auto edge = fetch::edge_of_request_topic(request.topic);
+  MQDS_ASSERT(requester && edge);
+  Outstanding key{
+      std::string(*request.response_topic), std::string(*edge),
+      request.correlation ? std::optional<std::string>(*request.correlation) : std::nullopt};
+  const auto found = outstanding_.find(key);
+  if (found != outstanding_.end()) {
+    // The same question again (a resend): one answer is still all it gets.
+    found->second = now_ms + outstanding_timeout_ms;
+    ++metrics_.requests;
+    return std::nullopt;
+  }
+  auto count = per_requester_.find(*requester);
+  if (outstanding_.size() >= outstanding_max ||
+      (count != per_requester_.end() && count->second >= outstanding_per_requester_max))
+    return FetchRefusal::too_many_outstanding;
+  outstanding_.emplace(std::move(key), now_ms + outstanding_timeout_ms);
+  if (count == per_requester_.end()) count = per_requester_.emplace(*requester, 0).first;
+  ++count->second;
+  ++metrics_.requests;
+  return std::nullopt;
+}
+
+std::variant<std::string_view, FetchRefusal> FetchGate::answer(std::int64_t now_ms,
+                                                               const FetchResponse& response) {
+  const auto judged = judge_response(response.topic, response.payload_bytes);
+  if (std::holds_alternative<FetchRefusal>(judged)) return judged;
+  const auto requester = std::get<std::string_view>(judged);
+  const Outstanding key{
+      std::string(response.topic), std::string(response.responder),
+      response.correlation ? std::optional<std::string>(*response.correlation) : std::nullopt};
+  const auto found = outstanding_.find(key);
+  if (found == outstanding_.end() || found->second <= now_ms)
+    return FetchRefusal::response_not_requested;
+  outstanding_.erase(found);
+  const auto count = per_requester_.find(requester);
+  MQDS_ASSERT(count != per_requester_.end() && count->second > 0);
+  if (--count->second == 0) per_requester_.erase(count);
+  return requester;
+}
+
+void FetchGate::forget_requester(std::string_view client_id) {
+  if (per_requester_.find(client_id) == per_requester_.end()) return;
+  std::erase_if(outstanding_, [&](const auto& entry) {
+    return fetch::requester_of_response_topic(entry.first.response_topic) == client_id;
+  });
+  per_requester_.erase(per_requester_.find(client_id));
+}
+
+void FetchGate::expire(std::int64_t now_ms) {
+  for (auto it = outstanding_.begin(); it != outstanding_.end();) {
+    if (it->second > now_ms) {
+      ++it;
+      continue;
+    }
+    const auto requester = fetch::requester_of_response_topic(it->first.response_topic);
+    MQDS_ASSERT(requester);
+    const auto count = per_requester_.find(*requester);
+    MQDS_ASSERT(count != per_requester_.end() && count->second > 0);
+    if (--count->second == 0) per_requester_.erase(count);
+    it = outstanding_.erase(it);
+  }
 }
 
 void FetchGate::delivered(std::size_t payload_bytes) {

@@ -8,9 +8,14 @@
 //   (mqds/fetch/response/<sender's client id>[/...]), with at most correlation_bytes_max bytes of
 //   Correlation Data. So nobody can have fragment data sent to another client, and a refused
 //   publisher learns it from reason code 0x87.
+// - A request that passes is remembered as outstanding: who asked (its Response Topic), which
+//   edge, with which Correlation Data, until answered or for at most outstanding_timeout_ms.
 // - A response on mqds/fetch/response/<requester>[/...] never reaches subscribers: the adapter
 //   delivers a copy to the requester alone and refuses the original, so a client subscribed to `#`
-//   never sees fragment data.
+//   never sees fragment data. It is delivered only if it answers an outstanding request: from the
+//   edge that request went to, on its Response Topic, with its Correlation Data. The request is
+//   then answered, so a second response to it is refused too. Nobody but the edge asked can answer
+//   a requester, and an edge can answer only what it was asked.
 // - Anything else under mqds/fetch/ is refused; with fetch_users empty, everything is.
 //
 // The gate makes no broker calls, reads no clock and allocates nothing per message but its log
@@ -24,6 +29,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -61,6 +67,8 @@ enum class FetchRefusal : std::uint8_t {
   correlation_too_large,
   bad_response_topic,
   response_too_large,
+  too_many_outstanding,
+  response_not_requested,
   delivery_failed,
 };
 inline constexpr std::size_t fetch_refusal_kinds =
@@ -80,6 +88,15 @@ struct FetchRequest {
   bool properties_readable = true;  // false: reading them failed (out of memory)
   std::optional<std::string_view> response_topic;
   std::optional<std::size_t> correlation_bytes;
+  std::optional<std::string_view> correlation;  // the bytes, when read
+};
+
+// What the adapter read from a publish on a response topic.
+struct FetchResponse {
+  std::string_view topic;
+  std::string_view responder;  // the publisher's client id
+  std::optional<std::string_view> correlation;
+  std::size_t payload_bytes = 0;
 };
 
 class FetchGate {
@@ -92,20 +109,42 @@ class FetchGate {
   static constexpr std::int64_t refusal_log_interval_ms = 10'000;
   // Client ids and topics are cut to this in log lines.
   static constexpr std::size_t logged_text_bytes_max = 160;
+  // Requests awaiting an answer. An edge answers each request once, within seconds (it answers
+  // busy rather than keep one waiting long); `mqds get` keeps 8 in flight and gives one up after
+  // 10 s. One requester cannot fill the broker's memory: past its limit its requests are refused.
+  static constexpr std::int64_t outstanding_timeout_ms = 60'000;
+  static constexpr std::size_t outstanding_per_requester_max = 64;
+  static constexpr std::size_t outstanding_max = 16'384;
 
   explicit FetchGate(FetchOptions options) : options_(std::move(options)) {}
 
   // none: not under mqds/fetch/; other: under it but neither a request nor a response topic.
   static Kind kind(std::string_view topic);
   bool enabled() const { return options_.enabled(); }
+  bool allows(const char* username) const { return options_.allows(username); }
 
-  // nullopt: the request may pass to its edge unchanged.
+  // nullopt: the request may pass to its edge unchanged (once admitted).
   std::optional<FetchRefusal> judge_request(const FetchRequest& request) const;
-  // The client id the response goes to (a view into `topic`), or why it is refused.
+  // The rules that need no MQTT 5 property: what the broker's ACL check can judge of a publish, a
+  // will included, without its properties. nullopt: judge_request may still refuse it.
+  std::optional<FetchRefusal> judge_request_without_properties(const FetchRequest& request) const;
+  // A request judge_request passed: remembered as outstanding and counted, or refused when its
+  // requester (or everybody) has too many outstanding.
+  std::optional<FetchRefusal> admit(std::int64_t now_ms, const FetchRequest& request);
+  // The form of a response topic and its size: the client id it would go to (a view into `topic`),
+  // or why it is refused. Says nothing of whether anyone asked for it.
   std::variant<std::string_view, FetchRefusal> judge_response(std::string_view topic,
                                                               std::size_t payload_bytes) const;
+  // A response that answers an outstanding request: that request is answered (forgotten), and the
+  // client id the response goes to is returned (a view into response.topic).
+  std::variant<std::string_view, FetchRefusal> answer(std::int64_t now_ms,
+                                                      const FetchResponse& response);
+  // Forgets what a requester asked (it disconnected: nothing can reach it any more).
+  void forget_requester(std::string_view client_id);
+  // Forgets requests nobody answered within outstanding_timeout_ms.
+  void expire(std::int64_t now_ms);
+  std::size_t outstanding() const { return outstanding_.size(); }
 
-  void passed() { ++metrics_.requests; }
   void delivered(std::size_t payload_bytes);
   // Counts a refusal. Returns the log line to write, unless a line for the same reason was written
   // less than refusal_log_interval_ms ago (then only counts it for the next line).
@@ -121,8 +160,19 @@ class FetchGate {
     std::uint64_t unlogged = 0;  // refusals since the last line
   };
 
+  // One outstanding request: its Response Topic (which names the requester), the edge, and its
+  // Correlation Data if it had any.
+  struct Outstanding {
+    std::string response_topic;
+    std::string edge;
+    std::optional<std::string> correlation;
+    friend auto operator<=>(const Outstanding&, const Outstanding&) = default;
+  };
+
   FetchOptions options_;
   FetchMetrics metrics_;
+  std::map<Outstanding, std::int64_t> outstanding_;                // -> when it is given up
+  std::map<std::string, std::size_t, std::less<>> per_requester_;  // outstanding per requester
   std::array<LogState, fetch_refusal_kinds> log_{};
 };
 

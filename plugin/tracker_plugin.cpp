@@ -289,11 +289,29 @@ void read_request_properties(const mosquitto_property* properties, FetchRequest&
     const bool read = mosquitto_property_read_binary(properties, MQTT_PROP_CORRELATION_DATA, &value,
                                                      &length, false) != nullptr;
     correlation.data = value;
-    if (read)
+    if (read) {
       request.correlation_bytes = length;
-    else
+      request.correlation = std::string_view(static_cast<const char*>(value), value ? length : 0);
+    } else {
       request.properties_readable = false;
+    }
   }
+}
+
+// A response's Correlation Data into `response`; false when it is there but could not be read.
+bool read_response_correlation(const mosquitto_property* properties, FetchResponse& response,
+                               PropertyCopy& correlation) {
+  if (!properties || !mosquitto_property_read_binary(properties, MQTT_PROP_CORRELATION_DATA,
+                                                     nullptr, nullptr, false))
+    return true;
+  void* value = nullptr;
+  std::uint16_t length = 0;
+  const bool read = mosquitto_property_read_binary(properties, MQTT_PROP_CORRELATION_DATA, &value,
+                                                   &length, false) != nullptr;
+  correlation.data = value;
+  if (!read) return false;
+  response.correlation = std::string_view(static_cast<const char*>(value), value ? length : 0);
+  return true;
 }
 
 }  // namespace
@@ -323,13 +341,21 @@ int TrackerPlugin::on_fetch(mosquitto_evt_message& event) {
       PropertyCopy response_topic, correlation;
       read_request_properties(event.properties, request, response_topic, correlation);
       if (const auto why = fetch_.judge_request(request)) return refuse(*why);
-      fetch_.passed();
+      if (const auto why = fetch_.admit(monotonic_ms(), request)) return refuse(*why);
       return MOSQ_ERR_SUCCESS;  // unchanged, to the edge subscribed to its request topic
     }
     case FetchGate::Kind::response: break;
   }
 
-  const auto judged = fetch_.judge_response(topic, event.payloadlen);
+  FetchResponse response;
+  response.topic = topic;
+  response.responder = client_id ? client_id : "";
+  response.payload_bytes = event.payloadlen;
+  PropertyCopy correlation;
+  if (!read_response_correlation(event.properties, response, correlation))
+    return refuse(FetchRefusal::properties_unreadable);
+  // Only the edge a request went to answers it, once.
+  const auto judged = fetch_.answer(monotonic_ms(), response);
   if (const auto* why = std::get_if<FetchRefusal>(&judged)) return refuse(*why);
   const std::string requester(std::get<std::string_view>(judged));
   // One copy of at most response_payload_bytes_max bytes: bounded work on the broker's thread.
@@ -413,12 +439,17 @@ int TrackerPlugin::on_query(mosquitto_evt_message& event) {
 
 void TrackerPlugin::on_disconnect(const char* client_id) {
   if (!client_id) return;  // a socket that never sent CONNECT
+  fetch_.forget_requester(client_id);
   take(tracker_->on_disconnect(monotonic_ms(), client_id));
   flush_if_no_tick();
 }
 
 void TrackerPlugin::on_tick() {
   last_tick_ms_ = monotonic_ms();
+  if (last_tick_ms_ - fetch_expired_ms_ >= fetch_expiry_interval_ms) {
+    fetch_.expire(last_tick_ms_);
+    fetch_expired_ms_ = last_tick_ms_;
+  }
   take(tracker_->on_tick(last_tick_ms_));
   for (auto& [topic, value] : metrics_.due(last_tick_ms_, *tracker_, fetch_.metrics()))
     pending_publishes_.push_back({std::move(topic), std::move(value), {}, true, nullptr, 0});

@@ -72,6 +72,9 @@ class TrackerPlugin {
   // Rebuilt with the tracker when a commit fails: both then start again from what is durable.
   std::unique_ptr<ingest::Receiver> receiver_;
   FetchGate fetch_;
+  // Unanswered fetch requests are forgotten once a second, not on every tick.
+  static constexpr std::int64_t fetch_expiry_interval_ms = 1'000;
+  std::int64_t fetch_expired_ms_ = 0;
   std::size_t queries_refused_logged_ = 0;
   static constexpr std::size_t queries_refused_logged_max = 100;  // the log cannot be flooded
   static constexpr std::string_view query_prefix = "mqds/query/";

@@ -26,8 +26,26 @@ FetchRequest good_request() {
   r.protocol_version = 5;
   r.payload_bytes = 100;
   r.response_topic = "mqds/fetch/response/getter/7";
+  r.correlation = "0123456789abcdef";
   r.correlation_bytes = 16;
   return r;
+}
+
+// The answer of `edge` to good_request(), with `correlation`.
+FetchResponse answer_from(std::string_view edge,
+                          std::optional<std::string_view> correlation = "0123456789abcdef") {
+  FetchResponse r;
+  r.topic = "mqds/fetch/response/getter/7";
+  r.responder = edge;
+  r.correlation = correlation;
+  r.payload_bytes = 1024;
+  return r;
+}
+
+FetchRefusal refusal_of(const std::variant<std::string_view, FetchRefusal>& judged) {
+  EXPECT_TRUE(std::holds_alternative<FetchRefusal>(judged)) << "it was delivered";
+  return std::holds_alternative<FetchRefusal>(judged) ? std::get<FetchRefusal>(judged)
+                                                      : FetchRefusal::delivery_failed;
 }
 
 TEST(FetchGate, TopicsAreSortedByPrefix) {
@@ -139,10 +157,97 @@ TEST(FetchGate, ResponsesGoToTheRequesterTheTopicNames) {
   EXPECT_EQ(std::get<FetchRefusal>(too_large), FetchRefusal::response_too_large);
 }
 
+TEST(FetchGate, AResponseIsDeliveredOnlyFromTheEdgeAskedOnceForAnOutstandingRequest) {
+  auto gate = gate_for({"alice"});
+  // Nobody asked yet: even the right edge with the right data is refused.
+  EXPECT_EQ(refusal_of(gate.answer(0, answer_from("edge-1"))),
+            FetchRefusal::response_not_requested);
+  ASSERT_EQ(gate.admit(0, good_request()), std::nullopt);
+  EXPECT_EQ(gate.outstanding(), 1u);
+  // Another client, the right correlation: a forger.
+  EXPECT_EQ(refusal_of(gate.answer(1, answer_from("forger"))),
+            FetchRefusal::response_not_requested);
+  // The edge asked, with other or no Correlation Data, or on another of the requester's topics.
+  EXPECT_EQ(refusal_of(gate.answer(1, answer_from("edge-1", "0123456789abcdeX"))),
+            FetchRefusal::response_not_requested);
+  EXPECT_EQ(refusal_of(gate.answer(1, answer_from("edge-1", std::nullopt))),
+            FetchRefusal::response_not_requested);
+  auto elsewhere = answer_from("edge-1");
+  elsewhere.topic = "mqds/fetch/response/getter/8";
+  EXPECT_EQ(refusal_of(gate.answer(1, elsewhere)), FetchRefusal::response_not_requested);
+  // The answer: delivered to the requester, once.
+  const auto delivered = gate.answer(2, answer_from("edge-1"));
+  ASSERT_TRUE(std::holds_alternative<std::string_view>(delivered));
+  EXPECT_EQ(std::get<std::string_view>(delivered), "getter");
+  EXPECT_EQ(gate.outstanding(), 0u);
+  EXPECT_EQ(refusal_of(gate.answer(3, answer_from("edge-1"))),
+            FetchRefusal::response_not_requested);
+  // Form and size are still judged first.
+  auto large = answer_from("edge-1");
+  large.payload_bytes = FetchGate::response_payload_bytes_max + 1;
+  EXPECT_EQ(refusal_of(gate.answer(3, large)), FetchRefusal::response_too_large);
+}
+
+TEST(FetchGate, ARequestWithoutCorrelationDataIsAnsweredWithout) {
+  auto gate = gate_for({"alice"});
+  auto request = good_request();
+  request.correlation.reset();
+  request.correlation_bytes.reset();
+  ASSERT_EQ(gate.admit(0, request), std::nullopt);
+  EXPECT_EQ(refusal_of(gate.answer(1, answer_from("edge-1"))),
+            FetchRefusal::response_not_requested);
+  EXPECT_TRUE(std::holds_alternative<std::string_view>(
+      gate.answer(1, answer_from("edge-1", std::nullopt))));
+}
+
+TEST(FetchGate, OutstandingRequestsAreBoundedExpireAndLeaveWithTheirRequester) {
+  auto gate = gate_for({"alice"});
+  std::vector<std::string> correlations;
+  for (std::size_t i = 0; i <= FetchGate::outstanding_per_requester_max; ++i)
+    correlations.push_back("c" + std::to_string(i));
+  for (std::size_t i = 0; i < FetchGate::outstanding_per_requester_max; ++i) {
+    auto request = good_request();
+    request.correlation = correlations[i];
+    ASSERT_EQ(gate.admit(0, request), std::nullopt) << i;
+  }
+  auto one_more = good_request();
+  one_more.correlation = correlations.back();
+  EXPECT_EQ(gate.admit(0, one_more), FetchRefusal::too_many_outstanding);
+  // The same request again is not one more.
+  auto again = good_request();
+  again.correlation = correlations[0];
+  EXPECT_EQ(gate.admit(0, again), std::nullopt);
+  // Another requester has its own budget.
+  auto other = good_request();
+  other.client_id = "other";
+  other.response_topic = "mqds/fetch/response/other";
+  EXPECT_EQ(gate.admit(0, other), std::nullopt);
+  EXPECT_EQ(gate.outstanding(), FetchGate::outstanding_per_requester_max + 1);
+
+  // Unanswered requests are given up after outstanding_timeout_ms; an answer after that is late.
+  gate.expire(FetchGate::outstanding_timeout_ms - 1);
+  EXPECT_EQ(gate.outstanding(), FetchGate::outstanding_per_requester_max + 1);
+  EXPECT_EQ(refusal_of(gate.answer(FetchGate::outstanding_timeout_ms,
+                                   answer_from("edge-1", correlations[1]))),
+            FetchRefusal::response_not_requested);
+  gate.expire(FetchGate::outstanding_timeout_ms);
+  EXPECT_EQ(gate.outstanding(), 0u);
+  EXPECT_EQ(gate.admit(FetchGate::outstanding_timeout_ms, one_more), std::nullopt);
+
+  // A requester that disconnects takes its requests with it.
+  gate.forget_requester("getter");
+  EXPECT_EQ(gate.outstanding(), 0u);
+  EXPECT_EQ(refusal_of(gate.answer(FetchGate::outstanding_timeout_ms,
+                                   answer_from("edge-1", correlations.back()))),
+            FetchRefusal::response_not_requested);
+}
+
 TEST(FetchGate, CountsWhatTheAdapterReports) {
   auto gate = gate_for({"alice"});
-  gate.passed();
-  gate.passed();
+  EXPECT_EQ(gate.admit(0, good_request()), std::nullopt);
+  auto second = good_request();
+  second.correlation = "another";
+  EXPECT_EQ(gate.admit(0, second), std::nullopt);
   gate.delivered(1000);
   gate.delivered(24);
   (void)gate.refused(0, FetchRefusal::user_not_allowed, "c", nullptr, "mqds/fetch/request/e");
