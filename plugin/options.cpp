@@ -104,6 +104,15 @@ Result<Options> parse_options(const RawOptions& raw) {
       {"ingest_idle_timeout_ms", ms(o.ingest.idle_timeout_ms)},
       {"fetch_users",
        [&](const std::string&, const std::string& v) { users(v, o.fetch.users, o.fetch.anyone); }},
+      {"acl_fallback",
+       [&](const std::string& k, const std::string& v) {
+         if (v == "defer")
+           o.acl_fallback = AclFallback::defer;
+         else if (v == "allow")
+           o.acl_fallback = AclFallback::allow;
+         else
+           throw Error{"plugin_opt_" + k, "must be defer or allow, not '" + v + "'"};
+       }},
       {"joins_in_flight", count(o.tracker.joins_in_flight_max, 10'000)},
       {"distributions_in_flight", count(o.tracker.distributions_in_flight_max, 4'096)},
       {"max_clients", count(o.tracker.registered_clients_max, 1'000'000)},

@@ -25,6 +25,19 @@ struct IngestOptions : AllowedUsers, ingest::ReceiverConfig {
   }
 };
 
+// What the broker decides of an access that no ACL judged (every ACL_CHECK callback deferred, the
+// plugin's included). Mosquitto 2.0.11 denies it; the plugin can allow it instead, as the broker
+// does when no ACL is configured at all.
+enum class AclFallback : std::uint8_t {
+  // The broker's ACLs (acl_file, dynamic security, an auth plugin) decide, and deny what none of
+  // them allows. With no ACL at all, that denies everything.
+  defer,
+  // For a broker without any ACL: what the plugin does not refuse is allowed. With the
+  // dynamic-security plugin or an auth plugin that defers, it would allow what they leave to the
+  // broker's default (deny); acl_file never defers, so it still decides.
+  allow,
+};
+
 struct Options {
   std::string data_dir;
   std::size_t map_size_bytes = std::size_t{16} << 30;  // LMDB's map is address space, not memory
@@ -32,6 +45,7 @@ struct Options {
   TrackerConfig tracker;
   IngestOptions ingest;
   FetchOptions fetch;
+  AclFallback acl_fallback = AclFallback::defer;
 };
 
 using RawOptions = std::vector<std::pair<std::string, std::string>>;

@@ -18,6 +18,8 @@ using mqds::plugin::TrackerPlugin;
 struct Instance {
   mosquitto_plugin_id_t* identifier;
   std::unique_ptr<TrackerPlugin> plugin;
+  // Whether on_acl_fallback is at the end of the broker's ACL callbacks (see on_acl_check).
+  bool fallback_registered = false;
 };
 
 // Runs a callback body; on any exception logs it and returns `on_failure`.
@@ -41,6 +43,47 @@ int on_message(int, void* event_data, void* userdata) {
   });
 }
 
+int on_acl_fallback(int, void* event_data, void* userdata) {
+  return guarded("ACL_CHECK", MOSQ_ERR_PLUGIN_DEFER, [&] {
+    return static_cast<Instance*>(userdata)->plugin->on_acl_fallback(
+        *static_cast<mosquitto_evt_acl_check*>(event_data));
+  });
+}
+
+int on_acl_check(int, void* event_data, void* userdata) {
+  auto* instance = static_cast<Instance*>(userdata);
+  // Mosquitto 2.0.11 asks the ACL callbacks in the order they were registered, stops at the first
+  // that does not defer, and denies when all defer (src/security.c, mosquitto_acl_check). This one
+  // is registered at init, before the broker's acl_file check (registered after every plugin's
+  // init) and before plugins loaded later: it refuses what no client may publish and defers the
+  // rest. The fallback must come after all of them, so it is appended here, at the first check,
+  // once every callback is in place (appending to the list the broker is walking is safe: it only
+  // changes the last element's next). A reload re-registers the acl_file check: see on_reload.
+  if (!instance->fallback_registered) {
+    const int rc = mosquitto_callback_register(instance->identifier, MOSQ_EVT_ACL_CHECK,
+                                               on_acl_fallback, nullptr, instance);
+    instance->fallback_registered = rc == MOSQ_ERR_SUCCESS || rc == MOSQ_ERR_ALREADY_EXISTS;
+    if (!instance->fallback_registered)
+      mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: registering the ACL fallback failed: %s",
+                           mosquitto_strerror(rc));
+  }
+  auto* event = static_cast<mosquitto_evt_acl_check*>(event_data);
+  // A write the plugin could not judge is refused (it might be one no client may send); anything
+  // else is left to the broker's ACLs.
+  const int on_failure =
+      event->access == MOSQ_ACL_WRITE ? MOSQ_ERR_ACL_DENIED : MOSQ_ERR_PLUGIN_DEFER;
+  return guarded("ACL_CHECK", on_failure, [&] { return instance->plugin->on_acl_check(*event); });
+}
+
+int on_reload(int, void*, void* userdata) {
+  // The broker unregisters its acl_file check before a reload and registers it again after this
+  // event: the fallback leaves the list now and is appended again, after it, at the next check.
+  auto* instance = static_cast<Instance*>(userdata);
+  mosquitto_callback_unregister(instance->identifier, MOSQ_EVT_ACL_CHECK, on_acl_fallback, nullptr);
+  instance->fallback_registered = false;
+  return MOSQ_ERR_PLUGIN_DEFER;  // anything else would stop the reload of the other plugins
+}
+
 int on_tick(int, void*, void* userdata) {
   return guarded("TICK", MOSQ_ERR_SUCCESS, [&] {
     static_cast<Instance*>(userdata)->plugin->on_tick();
@@ -61,9 +104,9 @@ struct Registration {
   MOSQ_FUNC_generic_callback callback;
 };
 constexpr Registration registrations[] = {
-    {MOSQ_EVT_MESSAGE, on_message},
-    {MOSQ_EVT_TICK, on_tick},
-    {MOSQ_EVT_DISCONNECT, on_disconnect},
+    {MOSQ_EVT_MESSAGE, on_message},       {MOSQ_EVT_TICK, on_tick},
+    {MOSQ_EVT_DISCONNECT, on_disconnect}, {MOSQ_EVT_ACL_CHECK, on_acl_check},
+    {MOSQ_EVT_RELOAD, on_reload},
 };
 
 }  // namespace
@@ -122,6 +165,7 @@ __attribute__((visibility("default"))) int mosquitto_plugin_cleanup(void* userda
   if (!instance) return MOSQ_ERR_SUCCESS;
   for (const auto& r : registrations)
     mosquitto_callback_unregister(instance->identifier, r.event, r.callback, nullptr);
+  mosquitto_callback_unregister(instance->identifier, MOSQ_EVT_ACL_CHECK, on_acl_fallback, nullptr);
   return guarded("cleanup", MOSQ_ERR_SUCCESS, [&] {
     instance.reset();  // closes the store; what was committed stays
     return MOSQ_ERR_SUCCESS;

@@ -81,6 +81,7 @@ TrackerPlugin::TrackerPlugin(Options options)
       store_(open_store(options_)),
       random_(std::make_unique<SplitMix64>(os::random_seed())),
       fetch_(options_.fetch),
+      acl_(options_.ingest, fetch_),
       metrics_(options_.metrics_interval_ms) {
   const auto stored_size = store_.fragment_size_bytes();
   if (stored_size && *stored_size != options_.tracker.fragment_size_bytes)
@@ -218,7 +219,60 @@ void TrackerPlugin::flush_if_no_tick() {
   flush();
 }
 
+int TrackerPlugin::on_acl_check(const mosquitto_evt_acl_check& event) {
+  if (!event.topic) return MOSQ_ERR_PLUGIN_DEFER;
+  const std::string_view payload(static_cast<const char*>(event.payload),
+                                 event.payload ? event.payloadlen : 0);
+  AclDecision decision;
+  if (event.access == MOSQ_ACL_WRITE) {
+    // A PUBLISH, or a will about to be sent; the plugin's own publishes are not checked.
+    const char* client_id = mosquitto_client_id(event.client);
+    Write write;
+    write.client_id = client_id ? client_id : "";
+    write.username = mosquitto_client_username(event.client);
+    write.protocol_version = mosquitto_client_protocol_version(event.client);
+    write.topic = event.topic;
+    write.payload = payload;
+    write.retain = event.retain;
+    decision = acl_.judge_write(monotonic_ms(), write);
+    // Counted and logged as they were when only MESSAGE judged them.
+    if (decision.tracker_topic)
+      take(tracker_->on_message(monotonic_ms(), std::string(write.client_id), write.topic, payload)
+               .output);
+    if (decision.fetch)
+      if (auto line = fetch_.refused(monotonic_ms(), *decision.fetch, write.client_id,
+                                     write.username, write.topic))
+        mosquitto_log_printf(mosquitto_level(line->level), "mqds: %s", line->text.c_str());
+  } else if (event.access == MOSQ_ACL_READ) {
+    decision = acl_.judge_read(monotonic_ms(), event.topic, payload);
+  }  // SUBSCRIBE and UNSUBSCRIBE are the broker's ACLs' alone
+  if (decision.log)
+    mosquitto_log_printf(mosquitto_level(decision.log->level), "mqds: %s",
+                         decision.log->text.c_str());
+  return decision.verdict == AclVerdict::refuse ? MOSQ_ERR_ACL_DENIED : MOSQ_ERR_PLUGIN_DEFER;
+}
+
+int TrackerPlugin::on_acl_fallback(const mosquitto_evt_acl_check& event) {
+  // $CONTROL is never granted by default (the dynamic-security plugin's rule as well).
+  const bool control = event.topic && std::string_view(event.topic).substr(0, 9) == "$CONTROL/";
+  if (options_.acl_fallback == AclFallback::allow && !control) return MOSQ_ERR_SUCCESS;
+  const auto now = monotonic_ms();
+  if (!fallback_logged_ || now - fallback_logged_ms_ >= fallback_log_interval_ms) {
+    fallback_logged_ = true;
+    fallback_logged_ms_ = now;
+    const char* client_id = mosquitto_client_id(event.client);
+    mosquitto_log_printf(
+        MOSQ_LOG_WARNING,
+        "mqds: no ACL decided on access %d to %.160s by client '%.160s', so the broker denies it "
+        "(unless an older auth plugin allows it). A broker without acl_file or ACL plugin denies "
+        "everything this way: set plugin_opt_acl_fallback allow",
+        event.access, event.topic ? event.topic : "", client_id ? client_id : "");
+  }
+  return MOSQ_ERR_PLUGIN_DEFER;
+}
+
 int TrackerPlugin::on_message(mosquitto_evt_message& event) {
+  acl_.published();  // a publish, not a will: it is judged here
   if (!event.topic) return MOSQ_ERR_SUCCESS;
   if (ingest::Receiver::handles(event.topic)) return on_ingest(event);
   if (FetchGate::kind(event.topic) != FetchGate::Kind::none) return on_fetch(event);
@@ -446,6 +500,7 @@ void TrackerPlugin::on_disconnect(const char* client_id) {
 
 void TrackerPlugin::on_tick() {
   last_tick_ms_ = monotonic_ms();
+  acl_.loop_passed();
   if (last_tick_ms_ - fetch_expired_ms_ >= fetch_expiry_interval_ms) {
     fetch_.expire(last_tick_ms_);
     fetch_expired_ms_ = last_tick_ms_;

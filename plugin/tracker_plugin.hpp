@@ -16,11 +16,13 @@
 #include "mqds/random.hpp"
 #include "mqds/store/tracker_store.hpp"
 #include "mqds/tracker.hpp"
+#include "acl_gate.hpp"
 #include "fetch_gate.hpp"
 #include "metrics.hpp"
 #include "options.hpp"
 
 struct mosquitto_evt_message;
+struct mosquitto_evt_acl_check;
 
 namespace mqds::plugin {
 
@@ -39,6 +41,12 @@ class TrackerPlugin {
   // mqds/query/request (common/include/mqds/query.hpp): answered from the tracker's view, to the
   // requester alone, by those who may upload or fetch.
   int on_query(mosquitto_evt_message& event);
+  // MOSQ_EVT_ACL_CHECK, registered first: ACL_DENIED for what no client may publish (a will
+  // included, see acl_gate.hpp), PLUGIN_DEFER for the rest, so that the broker's ACLs still decide.
+  int on_acl_check(const mosquitto_evt_acl_check& event);
+  // The same event, registered after every other ACL callback: reached only when all of them
+  // deferred. SUCCESS with plugin_opt_acl_fallback allow, else PLUGIN_DEFER (the broker denies).
+  int on_acl_fallback(const mosquitto_evt_acl_check& event);
   void on_disconnect(const char* client_id);
   void on_tick();
 
@@ -72,6 +80,10 @@ class TrackerPlugin {
   // Rebuilt with the tracker when a commit fails: both then start again from what is durable.
   std::unique_ptr<ingest::Receiver> receiver_;
   FetchGate fetch_;
+  AclGate acl_;
+  static constexpr std::int64_t fallback_log_interval_ms = 60'000;
+  std::int64_t fallback_logged_ms_ = 0;
+  bool fallback_logged_ = false;
   // Unanswered fetch requests are forgotten once a second, not on every tick.
   static constexpr std::int64_t fetch_expiry_interval_ms = 1'000;
   std::int64_t fetch_expired_ms_ = 0;

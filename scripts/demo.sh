@@ -53,6 +53,7 @@ allow_anonymous true
 log_dest file $work/broker.log
 plugin $build/plugin/mqds_tracker.so
 plugin_opt_data_dir $work/tracker
+plugin_opt_acl_fallback allow
 plugin_opt_replicas 2
 plugin_opt_startup_settle_ms 0
 plugin_opt_ingest_users *

@@ -202,13 +202,16 @@ void Broker::write_config() const {
   for (const auto& type : config_.log_types) conf << "log_type " << type << "\n";
   if (config_.load_plugin) {
     conf << "plugin " << MQDS_PLUGIN_PATH << "\n";
-    bool names_data_dir = false;
+    bool names_data_dir = false, names_acl_fallback = false;
     for (const auto& [key, value] : config_.plugin_options) {
       conf << "plugin_opt_" << key << " " << value << "\n";
       names_data_dir = names_data_dir || key == "data_dir";
+      names_acl_fallback = names_acl_fallback || key == "acl_fallback";
     }
     if (config_.default_data_dir && !names_data_dir)
       conf << "plugin_opt_data_dir " << data_dir() << "\n";
+    // This broker has no ACL of its own: what the plugin does not refuse is allowed.
+    if (!names_acl_fallback) conf << "plugin_opt_acl_fallback allow\n";
   }
   for (const auto& line : config_.extra_config_lines) conf << line << "\n";
 }

@@ -31,7 +31,8 @@ using PluginOptions = std::vector<std::pair<std::string, std::string>>;  // plug
 struct BrokerConfig {
   PluginOptions plugin_options;
   bool load_plugin = true;
-  // Adds plugin_opt_data_dir <dir>/data unless plugin_options name a data_dir.
+  // Adds plugin_opt_data_dir <dir>/data unless plugin_options name a data_dir. Adds
+  // plugin_opt_acl_fallback allow (the broker has no ACL) unless plugin_options name it.
   bool default_data_dir = true;
   // Gives <dir>/data to the mosquitto user when the test runs as root (the broker refuses to start
   // otherwise); false keeps it root's, to test that refusal.

@@ -206,6 +206,24 @@ void Client::set_credentials(const std::string& username,
                   << "): " << mosquitto_strerror(rc);
 }
 
+void Client::set_will(std::string_view topic, std::string_view payload, int qos, bool retain,
+                      const PublishProperties& properties) {
+  if (!mosq_) return;
+  PropertyList list;
+  int rc = build_properties(properties, list);
+  if (rc == MOSQ_ERR_SUCCESS) {
+    const std::string topic_text(topic);
+    rc = mosquitto_will_set_v5(mosq_, topic_text.c_str(), static_cast<int>(payload.size()),
+                               payload.data(), qos, retain,
+                               protocol_ == Protocol::mqtt5 ? list.list : nullptr);
+    // On success libmosquitto owns the list.
+    if (rc == MOSQ_ERR_SUCCESS && protocol_ == Protocol::mqtt5) list.list = nullptr;
+  }
+  if (rc != MOSQ_ERR_SUCCESS)
+    ADD_FAILURE() << "client " << id_ << ": mosquitto_will_set_v5(" << topic
+                  << "): " << mosquitto_strerror(rc);
+}
+
 ::testing::AssertionResult Client::connect(int port, int keepalive_s,
                                            std::chrono::milliseconds timeout) {
   if (!mosq_) return ::testing::AssertionFailure() << "client " << id_ << " was not created";

@@ -84,6 +84,10 @@ class Client {
   // Username (and password) sent in CONNECT; call before connect(). Without, the client has none.
   void set_credentials(const std::string& username,
                        const std::optional<std::string>& password = std::nullopt);
+  // The MQTT Will sent in CONNECT, which the broker publishes when the connection is lost without
+  // DISCONNECT (lose_connection()); call before connect(). Properties only with MQTT 5.
+  void set_will(std::string_view topic, std::string_view payload, int qos, bool retain = false,
+                const PublishProperties& properties = {});
   // Connects and waits for a successful CONNACK.
   [[nodiscard]] ::testing::AssertionResult connect(int port, int keepalive_s = 60,
                                                    std::chrono::milliseconds timeout = 5s);

@@ -407,7 +407,7 @@ TEST_F(FetchRefusalTest, MalformedAndOversizedResponsesAreRefusedAndReachNobody)
   EXPECT_TRUE(broker->running());
 }
 
-// --- Forgers ------------------------------------------------------------------------------------
+// --- Forgers and wills ---------------------------------------------------------------------------
 
 TEST_F(FetchRefusalTest, OnlyTheEdgeAskedAnswersOnceAndForgedResponsesAreRefused) {
   const std::string own = fetch::response_topic("getter", "1");
@@ -453,6 +453,57 @@ TEST_F(FetchRefusalTest, OnlyTheEdgeAskedAnswersOnceAndForgedResponsesAreRefused
             std::string::npos)
       << broker->where();
 }
+
+struct FetchWillCase {
+  Protocol protocol;
+  int qos;
+};
+
+std::string describe_fetch_will_case(const ::testing::TestParamInfo<FetchWillCase>& param) {
+  return std::string(param.param.protocol == Protocol::mqtt5 ? "Mqtt5" : "Mqtt311") + "Qos" +
+         std::to_string(param.param.qos);
+}
+
+class FetchWillTest : public FetchRefusalTest,
+                      public ::testing::WithParamInterface<FetchWillCase> {};
+
+TEST_P(FetchWillTest, AWillOnARequestTopicReachesNoEdge) {
+  ASSERT_TRUE(edge_client->subscribe(std::vector<std::string>{"plain/wills"}, 1));
+  // Mallory may not fetch; alice may, but a will is judged by nobody (its Response Topic could
+  // name anyone): neither reaches the edge.
+  for (const std::string user : {"mallory", "alice"}) {
+    SCOPED_TRACE(user);
+    const std::string id = user + "-dying";
+    {
+      Client dying(id, GetParam().protocol);
+      dying.set_credentials(user);
+      dying.set_will(request_topic, request_payload(), GetParam().qos, false,
+                     request_properties(fetch::response_topic(id)));
+      ASSERT_TRUE(dying.connect(broker->port()));
+      dying.lose_connection();
+    }
+    {
+      Client witness(user + "-witness", GetParam().protocol);
+      witness.set_will("plain/wills", "witness of " + user, 1);
+      ASSERT_TRUE(witness.connect(broker->port()));
+      witness.lose_connection();
+    }
+    ASSERT_TRUE(edge_client->wait_for(
+        [&](const Message& m) { return m.payload == "witness of " + user; }, delivery_timeout))
+        << "an ordinary will did not arrive: the test proves nothing; " << broker->where();
+    const auto seen = received_after_sync(
+        *edge_client, [](const Message& m) { return m.topic.rfind("mqds/fetch/", 0) == 0; });
+    for (const auto& m : seen) ADD_FAILURE() << "the edge received a will: " << describe_message(m);
+  }
+  EXPECT_TRUE(broker->running());
+}
+
+INSTANTIATE_TEST_SUITE_P(Wills, FetchWillTest,
+                         ::testing::Values(FetchWillCase{Protocol::mqtt311, 1},
+                                           FetchWillCase{Protocol::mqtt311, 2},
+                                           FetchWillCase{Protocol::mqtt5, 1},
+                                           FetchWillCase{Protocol::mqtt5, 2}),
+                         describe_fetch_will_case);
 
 // --- What the operator sees ----------------------------------------------------------------------
 

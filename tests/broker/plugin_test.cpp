@@ -10,10 +10,13 @@
 // When a test fails, its broker's directory is kept and every failure names the broker's log.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -628,6 +631,237 @@ TEST_F(PluginTest, GoodbyeNamesItsRealPublisher) {
                   victim, [](const ClientGoodbye& g) { return g.client_identifier == "victim"; })
                   .empty())
       << "a goodbye naming the victim went out";
+}
+
+// --- Wills ---------------------------------------------------------------------------------------
+
+// A will is published by the broker when its client's connection is lost; the MESSAGE callback
+// never sees it, the ACL check does (plugin/acl_gate.hpp).
+struct WillCase {
+  Protocol protocol;
+  int qos;
+};
+
+std::string describe_will_case(const ::testing::TestParamInfo<WillCase>& info) {
+  return std::string(info.param.protocol == Protocol::mqtt5 ? "Mqtt5" : "Mqtt311") + "Qos" +
+         std::to_string(info.param.qos);
+}
+
+class WillTest : public PluginTest, public ::testing::WithParamInterface<WillCase> {
+ protected:
+  // A client with `will` that loses its connection without DISCONNECT.
+  void die_with_will(const std::string& id, const std::string& topic, const std::string& payload,
+                     bool retain = false) {
+    Client dying(id, GetParam().protocol);
+    dying.set_will(topic, payload, GetParam().qos, retain);
+    ASSERT_TRUE(dying.connect(port()));
+    dying.lose_connection();
+  }
+
+  // Proof that wills are sent in this set-up: one on an ordinary topic reaches `watcher`.
+  void expect_an_ordinary_will_arrives(Client& watcher, const std::string& id) {
+    const std::string payload = "ordinary will of " + id;
+    die_with_will(id, "plain/wills", payload);
+    const auto arrived =
+        watcher.wait_for([&](const Message& m) { return m.payload == payload; }, answer_timeout);
+    ASSERT_TRUE(arrived) << "a will on an ordinary topic did not arrive: the test proves nothing; "
+                         << broker->where();
+  }
+};
+
+TEST_P(WillTest, AWillOnATrackerTopicReachesNobody) {
+  Client watcher("watcher");
+  ASSERT_TRUE(watcher.connect(port()));
+  std::vector<std::string> watched{"plain/wills"};
+  for (const auto& event : tracker_issued_events()) watched.emplace_back(topic_of(event));
+  ASSERT_TRUE(watcher.subscribe(watched));
+
+  int n = 0;
+  for (const auto& event : tracker_issued_events()) {
+    const std::string topic(topic_of(event));
+    SCOPED_TRACE(topic);
+    const std::string payload = encode(event);
+    die_with_will("forger-" + std::to_string(n++), topic, payload);
+    // A will is sent when the broker sees the socket close; the next ordinary will comes after it.
+    expect_an_ordinary_will_arrives(watcher, "witness-" + std::to_string(n));
+    ASSERT_TRUE(watcher.sync());
+    const auto leaked =
+        watcher.wait_for([&](const Message& m) { return m.payload == payload; }, 0ms);
+    EXPECT_FALSE(leaked) << "a subscriber of " << topic << " received the will";
+  }
+  EXPECT_NE(broker->log().find("only the tracker publishes there"), std::string::npos)
+      << broker->where();
+  EXPECT_TRUE(broker->running());
+}
+
+TEST_P(WillTest, AGoodbyeWillCannotNameAnotherClientAndTheTrackerAnnouncesTheLoss) {
+  Client victim("victim");
+  ASSERT_TRUE(torrent(victim));
+  Joined victim_joined;
+  ASSERT_TRUE(join(victim, join_request(endpoint(1)), &victim_joined));
+  ASSERT_TRUE(victim.subscribe(std::vector<std::string>{"plain/wills"}));
+  // The liar is registered too, and dies with a goodbye that carries a stamp naming the victim at
+  // the Revision the liar's own loss brings (the victim's registration, the liar's, then this).
+  Client liar("liar", GetParam().protocol);
+  Joined liar_joined;
+  ClientGoodbye forged{fresh_uuid(), ClientId("victim"), std::nullopt};
+  forged.revision = *victim_joined.registered.revision + 2;
+  liar.set_will(topics::client_goodbye, encode(forged), GetParam().qos);
+  ASSERT_TRUE(liar.connect(port()));
+  ASSERT_TRUE(liar.subscribe(torrent_subscriptions()));
+  ASSERT_TRUE(join(liar, join_request(endpoint(2)), &liar_joined));
+  liar.lose_connection();
+
+  // The tracker announces the liar's loss itself, stamped with its real id.
+  const auto goodbye = wait_event<ClientGoodbye>(
+      victim, [](const ClientGoodbye& g) { return g.client_identifier == "liar"; });
+  ASSERT_TRUE(goodbye) << "the tracker did not announce the lost client; " << broker->where();
+  ASSERT_TRUE(goodbye->revision);
+  EXPECT_EQ(*goodbye->revision, *liar_joined.registered.revision + 1);
+  expect_an_ordinary_will_arrives(victim, "witness");
+  ASSERT_TRUE(victim.sync());
+  EXPECT_TRUE(queued_events<ClientGoodbye>(victim,
+                                           [&](const ClientGoodbye& g) {
+                                             return g.event_id == forged.event_id ||
+                                                    g.client_identifier == "victim";
+                                           })
+                  .empty())
+      << "the liar's will reached a torrent server";
+  EXPECT_NE(broker->log().find("the will of client 'liar' on clients/goodbye reaches nobody"),
+            std::string::npos)
+      << broker->where();
+
+  // Goodbyes published the ordinary way are still stamped with their publisher.
+  Client leaver("leaver");
+  ASSERT_TRUE(torrent(leaver));
+  ASSERT_TRUE(join(leaver, join_request(endpoint(4))));
+  const ClientGoodbye said{fresh_uuid(), ClientId("victim"), std::nullopt};
+  EXPECT_TRUE(acknowledged(leaver.publish(topics::client_goodbye, encode(said), 2)));
+  const auto stamped = wait_event<ClientGoodbye>(
+      victim, [&](const ClientGoodbye& g) { return g.event_id == said.event_id; });
+  ASSERT_TRUE(stamped) << broker->where();
+  EXPECT_EQ(stamped->client_identifier, "leaver");
+
+  // The victim is still registered.
+  Client newcomer("newcomer");
+  ASSERT_TRUE(torrent(newcomer));
+  Joined newcomer_joined;
+  ASSERT_TRUE(join(newcomer, join_request(endpoint(5)), &newcomer_joined));
+  EXPECT_EQ(newcomer_joined.accepted.clients.count("victim"), 1u)
+      << "the will unregistered the victim";
+}
+
+TEST_P(WillTest, AWillOnAClientTopicReachesNobodyAndARetainedOneIsNotKept) {
+  Client watcher("watcher");
+  ASSERT_TRUE(watcher.connect(port()));
+  ASSERT_TRUE(watcher.subscribe(
+      std::vector<std::string>{"plain/wills", std::string(topics::client_join_requested)}));
+  const std::string request = encode(join_request(endpoint(7)));
+  die_with_will("will-joiner", std::string(topics::client_join_requested), request);
+  const std::string retained = encode(join_request(endpoint(8)));
+  die_with_will("retained-joiner", std::string(topics::client_join_requested), retained, true);
+  expect_an_ordinary_will_arrives(watcher, "witness");
+  ASSERT_TRUE(watcher.sync());
+  for (const auto& m : watcher.drain())
+    EXPECT_TRUE(m.payload != request && m.payload != retained)
+        << "a subscriber of " << m.topic << " received a will" << (m.retain ? " (retained)" : "");
+  // A subscriber that comes later gets no retained will either.
+  Client late("late");
+  ASSERT_TRUE(late.connect(port()));
+  ASSERT_TRUE(late.subscribe(std::vector<std::string>{std::string(topics::client_join_requested)}));
+  ASSERT_TRUE(late.sync());
+  EXPECT_FALSE(late.wait_for([&](const Message& m) { return m.payload == retained; }, 0ms))
+      << "a retained will on a client topic was kept";
+}
+
+INSTANTIATE_TEST_SUITE_P(Wills, WillTest,
+                         ::testing::Values(WillCase{Protocol::mqtt311, 1},
+                                           WillCase{Protocol::mqtt311, 2},
+                                           WillCase{Protocol::mqtt5, 1},
+                                           WillCase{Protocol::mqtt5, 2}),
+                         describe_will_case);
+
+// --- The broker's own ACLs
+// ------------------------------------------------------------------------
+
+// The plugin's ACL check comes first and defers what it does not refuse: an acl_file still decides
+// the rest, also after a reload (SIGHUP), and with plugin_opt_acl_fallback defer and no ACL at all
+// the broker denies (mosquitto's rule when every ACL check defers).
+class BrokerAclTest : public ::testing::Test {
+ protected:
+  void start(const std::string& fallback, bool with_acl_file) {
+    BrokerConfig config = config_with(fast_options());
+    config.plugin_options.emplace_back("acl_fallback", fallback);
+    if (with_acl_file) {
+      acl_path_ = ::testing::TempDir() + "mqds-acl-" + std::to_string(::getpid()) + "-" +
+                  std::to_string(++files_);
+      std::ofstream acl(acl_path_);
+      // What the test's clients use (Client::sync publishes under mqds-test/), and files/# to
+      // show that the plugin still refuses files/info there.
+      acl << "topic readwrite open/#\ntopic readwrite files/#\ntopic readwrite mqds-test/#\n";
+      acl.close();
+      ::chmod(acl_path_.c_str(), 0644);
+      config.extra_config_lines.push_back("acl_file " + acl_path_);
+    }
+    broker = std::make_unique<Broker>(std::move(config));
+    ASSERT_TRUE(broker->start());
+  }
+  void TearDown() override {
+    if (!acl_path_.empty()) std::remove(acl_path_.c_str());
+  }
+
+  // Whether `subscriber` receives what `publisher` publishes on `topic`, and the publish's code.
+  std::pair<int, bool> round_trip(Client& publisher, Client& subscriber, const std::string& topic) {
+    const std::string payload = "to " + topic + " #" + std::to_string(++sent_);
+    const int code = publisher.publish(topic, payload, 1);
+    EXPECT_TRUE(subscriber.sync());
+    const bool arrived =
+        subscriber.wait_for([&](const Message& m) { return m.payload == payload; }, 0ms)
+            .has_value();
+    return {code, arrived};
+  }
+
+  std::unique_ptr<Broker> broker;
+  std::string acl_path_;
+  int files_ = 0;
+  int sent_ = 0;
+};
+
+TEST_F(BrokerAclTest, AnAclFileStillDecidesWhatThePluginDoesNotRefuseAlsoAfterAReload) {
+  start("allow", true);
+  Client subscriber("acl-subscriber");
+  ASSERT_TRUE(subscriber.connect(broker->port()));
+  ASSERT_TRUE(subscriber.subscribe(std::vector<std::string>{"open/#", "closed/#", "files/#"}));
+  Client publisher("acl-publisher");
+  ASSERT_TRUE(publisher.connect(broker->port()));
+  for (int pass = 0; pass < 2; ++pass) {
+    SCOPED_TRACE(pass == 0 ? "at start" : "after SIGHUP");
+    const auto open = round_trip(publisher, subscriber, "open/a");
+    EXPECT_EQ(open.first, reason::success) << describe_reason(open.first);
+    EXPECT_TRUE(open.second) << "what the acl_file allows was not delivered; " << broker->where();
+    const auto closed = round_trip(publisher, subscriber, "closed/a");
+    EXPECT_EQ(closed.first, reason::not_authorized) << describe_reason(closed.first);
+    EXPECT_FALSE(closed.second) << "what the acl_file denies was delivered";
+    // The acl_file allows files/#, but only the tracker publishes on files/info.
+    const auto forged = round_trip(publisher, subscriber, std::string(topics::file_info_published));
+    EXPECT_EQ(forged.first, reason::not_authorized) << describe_reason(forged.first);
+    EXPECT_FALSE(forged.second);
+    if (pass == 0) {
+      ASSERT_EQ(::kill(broker->pid(), SIGHUP), 0);
+      std::this_thread::sleep_for(500ms);  // the reload happens in the broker's next loop pass
+      ASSERT_TRUE(broker->running());
+    }
+  }
+}
+
+TEST_F(BrokerAclTest, WithFallbackDeferAndNoAclTheBrokerDeniesAndTheLogSaysWhy) {
+  start("defer", false);
+  Client publisher("acl-publisher");
+  ASSERT_TRUE(publisher.connect(broker->port()));
+  const int code = publisher.publish("open/a", "x", 1);
+  EXPECT_EQ(code, reason::not_authorized) << describe_reason(code);
+  EXPECT_NE(broker->log().find("set plugin_opt_acl_fallback allow"), std::string::npos)
+      << broker->where();
 }
 
 // --- Malformed and hostile payloads --------------------------------------------------------------

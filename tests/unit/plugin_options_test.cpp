@@ -103,6 +103,17 @@ TEST(PluginOptions, FetchUsersAreReadLikeIngestUsers) {
   EXPECT_FALSE(uploads.fetch.enabled()) << "ingest_users must not allow fetching";
 }
 
+TEST(PluginOptions, AclFallbackDefersUnlessTold) {
+  EXPECT_EQ(parsed({{"data_dir", "d"}}).acl_fallback, AclFallback::defer)
+      << "by default the broker's ACLs decide what the plugin does not refuse";
+  EXPECT_EQ(parsed({{"data_dir", "d"}, {"acl_fallback", "allow"}}).acl_fallback,
+            AclFallback::allow);
+  EXPECT_EQ(parsed({{"data_dir", "d"}, {"acl_fallback", "defer"}}).acl_fallback,
+            AclFallback::defer);
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"acl_fallback", "yes"}}),
+            "plugin_opt_acl_fallback: must be defer or allow, not 'yes'");
+}
+
 TEST(PluginOptions, BadValuesNameTheOptionAndTheRule) {
   EXPECT_EQ(error_of({}),
             "plugin_opt_data_dir: required (the directory of the tracker's LMDB store)");

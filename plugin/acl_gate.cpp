@@ -1,0 +1,160 @@
+#include "acl_gate.hpp"
+
+#include "mqds/events.hpp"
+#include "mqds/ingest.hpp"
+#include "mqds/query.hpp"
+
+namespace mqds::plugin {
+
+namespace {
+
+constexpr std::string_view query_prefix = "mqds/query/";
+
+bool starts_with(std::string_view text, std::string_view prefix) {
+  return text.substr(0, prefix.size()) == prefix;
+}
+
+// At most `bytes_max` bytes of `text` for a log line, cut at a UTF-8 character boundary.
+std::string shortened(std::string_view text, std::size_t bytes_max) {
+  if (text.size() <= bytes_max) return std::string(text);
+  std::size_t end = bytes_max;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return std::string(text.substr(0, end)) + "...";
+}
+
+std::string_view head_of(std::string_view payload) {
+  return payload.substr(0, AclGate::remembered_edge_bytes);
+}
+std::string_view tail_of(std::string_view payload) {
+  return payload.size() <= AclGate::remembered_edge_bytes
+             ? payload
+             : payload.substr(payload.size() - AclGate::remembered_edge_bytes);
+}
+
+AclGate::Refusal fetch_refusal(FetchRefusal why) {
+  return AclGate::Refusal{describe(why), false, why};
+}
+
+AclGate::Refusal plain_refusal(std::string reason) {
+  return AclGate::Refusal{std::move(reason), false, std::nullopt};
+}
+
+}  // namespace
+
+std::optional<AclGate::Refusal> AclGate::refusal(const Write& write, bool& watch) const {
+  watch = false;
+  const std::string_view topic = write.topic;
+  if (const auto type = event_type_for_topic(topic)) {
+    if (is_tracker_issued(*type)) {
+      return Refusal{"only the tracker publishes there", true, std::nullopt};
+    }
+    if (write.retain) return plain_refusal("an event is never retained");
+    watch = true;  // the tracker judges it in MESSAGE, and stamps a goodbye
+    return std::nullopt;
+  }
+  if (ingest::is_ingest_topic(topic)) {
+    if (topic != ingest::topics::begin && topic != ingest::topics::abort &&
+        !ingest::is_chunk_topic(topic))
+      return plain_refusal("an uploader publishes only on mqds/ingest/begin, /abort and /chunk/...");
+    if (write.retain) return plain_refusal("an upload message is never retained");
+    watch = true;
+    return std::nullopt;
+  }
+  switch (FetchGate::kind(topic)) {
+    case FetchGate::Kind::none: break;
+    case FetchGate::Kind::other:
+      return fetch_refusal(FetchRefusal::not_a_fetch_topic);
+    case FetchGate::Kind::request: {
+      FetchRequest request;
+      request.topic = topic;
+      request.client_id = write.client_id;
+      request.username = write.username;
+      request.protocol_version = write.protocol_version;
+      request.payload_bytes = write.payload.size();
+      request.retain = write.retain;
+      if (const auto why = fetch_.judge_request_without_properties(request)) {
+        return fetch_refusal(*why);
+      }
+      watch = true;  // its Response Topic is judged in MESSAGE
+      return std::nullopt;
+    }
+    case FetchGate::Kind::response: {
+      const auto judged = fetch_.judge_response(topic, write.payload.size());
+      if (const auto* why = std::get_if<FetchRefusal>(&judged)) {
+        return fetch_refusal(*why);
+      }
+      watch = true;  // delivered by MESSAGE, to its requester alone
+      return std::nullopt;
+    }
+  }
+  if (starts_with(topic, query_prefix)) {
+    if (topic != query::request_topic) return plain_refusal("only the tracker answers under mqds/query/");
+    if (!fetch_.allows(write.username) && !ingest_.allows(write.username))
+      return plain_refusal("this user is in neither fetch_users nor ingest_users");
+    if (write.retain) return plain_refusal("a query is not retained");
+    watch = true;  // answered in MESSAGE
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+AclDecision AclGate::judge_write(std::int64_t now_ms, const Write& write) {
+  bool watch = false;
+  auto why = refusal(write, watch);
+  if (why) {
+    ++metrics_.writes_refused;
+    AclDecision decision{AclVerdict::refuse, std::nullopt, why->tracker_topic, why->fetch};
+    if (!why->tracker_topic && !why->fetch)
+      decision.log = rate_limited(now_ms, write_log_,
+                                  "refused a publish or will on " +
+                                      shortened(write.topic, logged_text_bytes_max) +
+                                      " from client '" +
+                                      shortened(write.client_id, logged_text_bytes_max) +
+                                      "': " + why->reason);
+    return decision;
+  }
+  if (!watch) return AclDecision{};
+  watched_ = Watched{std::string(write.topic), std::string(write.client_id), write.payload.size(),
+                     std::string(head_of(write.payload)), std::string(tail_of(write.payload)),
+                     false};
+  return AclDecision{AclVerdict::watch, std::nullopt, false, std::nullopt};
+}
+
+AclDecision AclGate::judge_read(std::int64_t now_ms, std::string_view topic,
+                                std::string_view payload) {
+  // The plugin delivers these to their requester itself, which the broker does without a READ
+  // check: one that comes by subscription went round the plugin.
+  if (FetchGate::kind(topic) == FetchGate::Kind::response ||
+      starts_with(topic, query::response_prefix))
+    return AclDecision{AclVerdict::refuse, std::nullopt, false, std::nullopt};
+  if (!watched_ || watched_->topic != topic || watched_->payload_bytes != payload.size() ||
+      watched_->head != head_of(payload) || watched_->tail != tail_of(payload))
+    return AclDecision{};
+  AclDecision decision{AclVerdict::refuse, std::nullopt, false, std::nullopt};
+  if (!watched_->refused) {
+    watched_->refused = true;
+    ++metrics_.wills_refused;
+    decision.log = rate_limited(
+        now_ms, will_log_,
+        "the will of client '" + shortened(watched_->publisher, logged_text_bytes_max) + "' on " +
+            shortened(topic, logged_text_bytes_max) +
+            " reaches nobody: the tracker judges what is published there, and a will never "
+            "reaches it (a lost client's departure is announced by the tracker itself)");
+  }
+  return decision;
+}
+
+std::optional<LogLine> AclGate::rate_limited(std::int64_t now_ms, LogState& state,
+                                             std::string text) {
+  if (state.logged && now_ms - state.last_ms < log_interval_ms) {
+    ++state.unlogged;
+    return std::nullopt;
+  }
+  if (state.unlogged > 0)
+    text += " (and " + std::to_string(state.unlogged) + " more in the last " +
+            std::to_string((now_ms - state.last_ms) / 1000) + " s, not logged)";
+  state = {true, now_ms, 0};
+  return LogLine{LogLevel::notice, std::move(text)};
+}
+
+}  // namespace mqds::plugin
