@@ -545,6 +545,10 @@ void write_client_join_requested(JsonWriter& w, const ClientJoinRequested& e) {
     StringSetCodec<limits::delivery_encodings_max, 1, limits::delivery_encoding_bytes_max>::write(
         w, e.delivery_encodings);
   }
+  if (!e.extensions.empty()) {
+    w.name("Extensions");
+    StringSetCodec<limits::extensions_max, 1, limits::extension_bytes_max>::write(w, e.extensions);
+  }
 }
 
 // A Delivered payload is everything around the Base64 of the fragment: the text before it and the
@@ -676,6 +680,13 @@ ClientJoinRequested read_client_join_requested(const Fields& f) {
     for (std::size_t i = 0; i < items.size(); ++i)
       e.delivery_encodings.insert(
           read_string(items[i], index_path(path, i), 1, limits::delivery_encoding_bytes_max));
+  }
+  if (const json* extensions = f.optional("Extensions")) {
+    const auto path = f.path("Extensions");
+    const auto& items = read_array(*extensions, path, limits::extensions_max);
+    for (std::size_t i = 0; i < items.size(); ++i)
+      e.extensions.insert(
+          read_string(items[i], index_path(path, i), 1, limits::extension_bytes_max));
   }
   return e;
 }

@@ -181,6 +181,9 @@ void TorrentServer::send_join(std::int64_t now_ms, Output& out) {
   request.endpoints = config_.endpoints;
   request.capacity_bytes = config_.capacity_bytes;
   if (config_.cbor_delivery) request.delivery_encodings.insert(std::string(delivery_encoding_cbor));
+  // What this machine does beyond the specification, so the tracker does not make up for it.
+  request.extensions = {std::string(extension_revision), std::string(extension_remove_orphans),
+                        std::string(extension_join_retry)};
   out.publish(request);
   ++metrics_.joins_requested;
   enter(Joining{request.event_id, now_ms + config_.join_timeout_ms}, out);

@@ -68,6 +68,9 @@ Output Tracker::goodbye(std::int64_t now_ms) {
   cbor_receivers_.clear();
   joins_.clear();
   rounds_.clear();
+  hello_queue_.clear();
+  hello_waiting_.clear();
+  hellos_in_flight_.clear();
   bump_revision(now_ms, out);
   return out;
 }
@@ -127,10 +130,15 @@ MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender,
       break;
     case EventType::client_goodbye: {
       joins_.erase(sender);
+      forget_hello(sender);
       ClientGoodbye stamped{event_id, sender, std::nullopt};
       if (view_.is_registered(sender)) stamped.revision = unregister(now_ms, sender, false, out);
       result.verdict = Verdict::rewrite;
       result.rewritten_payload = encode(stamped);
+      // The broker delivers the rewritten goodbye itself; the joins that would miss it get a copy.
+      if (stamped.revision)
+        keep_for_replays(Publish{std::string(topics::client_goodbye), result.rewritten_payload,
+                                 std::nullopt, std::nullopt, 2});
       out.log(LogLevel::info, "client '" + sender + "' said goodbye");
       break;
     }
@@ -150,6 +158,7 @@ MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender,
     default: break;
   }
   start_rounds(now_ms, out);
+  send_hellos(now_ms, out);
   return result;
 }
 
@@ -167,6 +176,66 @@ void Tracker::deny(const ClientId& client, std::uint32_t code, std::string reaso
               client);
 }
 
+void Tracker::deny_for_now(const ClientId& client, std::string reason, std::optional<Uuid> request,
+                           bool retries, Output& out) {
+  deny(client, denial::other, std::move(reason), request, out);
+  if (retries || hello_waiting_.count(client)) return;
+  if (hello_waiting_.size() >= config_.hello_waiting_max) {
+    out.log(LogLevel::warning, "client '" + client + "' will not be sent a TrackerHello: " +
+                                   std::to_string(hello_waiting_.size()) + " clients wait for one");
+    return;
+  }
+  const std::uint64_t arrival = hello_arrivals_++;
+  hello_queue_.emplace(arrival, client);
+  hello_waiting_.emplace(client, arrival);
+}
+
+void Tracker::forget_hello(const ClientId& client) {
+  hellos_in_flight_.erase(client);
+  auto it = hello_waiting_.find(client);
+  if (it == hello_waiting_.end()) return;
+  hello_queue_.erase(it->second);
+  hello_waiting_.erase(it);
+}
+
+void Tracker::send_hellos(std::int64_t now_ms, Output& out) {
+  for (auto it = hellos_in_flight_.begin(); it != hellos_in_flight_.end();)
+    it = it->second <= now_ms ? hellos_in_flight_.erase(it) : std::next(it);
+  // A server sent a TrackerHello holds a join slot until it asks or its time is up, so a freed
+  // slot is offered to one server, not to all that wait.
+  const auto slots_taken = [this] { return joins_.size() + hellos_in_flight_.size(); };
+  while (!hello_queue_.empty() && slots_taken() < config_.joins_in_flight_max &&
+         view_.clients().size() + slots_taken() < config_.registered_clients_max) {
+    const ClientId client = hello_queue_.begin()->second;
+    hello_queue_.erase(hello_queue_.begin());
+    hello_waiting_.erase(client);
+    hellos_in_flight_[client] = now_ms + config_.join_timeout_ms;
+    ++metrics_.hellos_sent;
+    out.log(LogLevel::info, "inviting '" + client + "' to join again");
+    out.publish(TrackerHello{random_.next_uuid()}, client);
+  }
+}
+
+void Tracker::announce(const Event& event, Output& out) {
+  out.publish(event);
+  keep_for_replays(out.publishes.back());
+}
+
+void Tracker::keep_for_replays(const Publish& publish) {
+  for (auto& [id, join] : joins_) {
+    if (!join.replay || join.replay->overflowed) continue;
+    Replay& replay = *join.replay;
+    if (replay.events.size() >= config_.join_replay_events_max ||
+        replay.bytes + publish.payload.size() > config_.join_replay_bytes_max) {
+      replay.overflowed = true;
+      replay.events = {};
+      continue;
+    }
+    replay.bytes += publish.payload.size();
+    replay.events.push_back(publish);
+  }
+}
+
 void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
                                 const ClientJoinRequested& e, Output& out) {
   const bool resync = view_.is_registered(sender);
@@ -176,17 +245,20 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
   // it later would count a copy it no longer holds.
   withdraw_from_rounds(now_ms, sender, false, out);
   joins_.erase(sender);  // a new request supersedes one in progress
-  if (joins_.size() >= config_.joins_in_flight_max) {
-    deny(sender, denial::other,
-         "too many joins in progress (" + std::to_string(joins_.size()) + "); join again later",
-         e.event_id, out);
+  forget_hello(sender);  // it asked: the slot a TrackerHello kept for it is its join's now
+  const bool retries = e.extensions.count(std::string(extension_join_retry)) != 0;
+  if (joins_.size() + hellos_in_flight_.size() >= config_.joins_in_flight_max) {
+    deny_for_now(sender,
+                 "too many joins in progress (" + std::to_string(joins_.size()) + "); join again " +
+                     (retries ? "later" : "after the TrackerHello the tracker will send you"),
+                 e.event_id, retries, out);
     return;
   }
   if (!resync && view_.clients().size() >= config_.registered_clients_max) {
-    deny(sender, denial::other,
-         "the service has its maximum of " + std::to_string(config_.registered_clients_max) +
-             " clients",
-         e.event_id, out);
+    deny_for_now(sender,
+                 "the service has its maximum of " +
+                     std::to_string(config_.registered_clients_max) + " clients",
+                 e.event_id, retries, out);
     return;
   }
   std::map<ClientId, std::set<std::string>> claimed;
@@ -221,9 +293,12 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
           "accepted join of '" + sender + "': " + std::to_string(accepted.new_files.size()) +
               " new files, " + std::to_string(accepted.new_fragments.size()) + " new fragments, " +
               std::to_string(accepted.remove_fragment_infos.size()) + " fragments to delete");
-  joins_[sender] =
-      PendingJoin{e.event_id, std::move(accepted), now_ms + config_.join_timeout_ms,
-                  e.delivery_encodings.count(std::string(delivery_encoding_cbor)) != 0};
+  PendingJoin join{e.event_id, std::move(accepted), now_ms + config_.join_timeout_ms, false,
+                   false,      std::nullopt};
+  join.cbor = e.delivery_encodings.count(std::string(delivery_encoding_cbor)) != 0;
+  join.retries = retries;
+  if (!e.extensions.count(std::string(extension_revision))) join.replay.emplace();
+  joins_[sender] = std::move(join);
   MQDS_ASSERT(joins_.size() <= config_.joins_in_flight_max);
 }
 
@@ -238,10 +313,28 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender,
   PendingJoin join = std::move(it->second);
   joins_.erase(it);
   if (!view_.still_consistent(join.plan)) {
-    deny(sender, denial::other, "the service's view changed during the join; join again",
-         join.request_event_id, out);
+    deny_for_now(sender, "the service's view changed during the join; join again",
+                 join.request_event_id, join.retries, out);
     return;
   }
+  if (join.replay && join.replay->overflowed) {
+    deny_for_now(sender,
+                 "the service's view changed more than " +
+                     std::to_string(config_.join_replay_events_max) + " times (or " +
+                     std::to_string(config_.join_replay_bytes_max) +
+                     " bytes) during the join; join again",
+                 join.request_event_id, join.retries, out);
+    return;
+  }
+  // After the server's registration: the view changes it dropped while it waited for it.
+  const auto replay_missed = [&] {
+    if (!join.replay) return;
+    for (auto& publish : join.replay->events) {
+      publish.to = sender;
+      out.publishes.push_back(std::move(publish));
+      ++metrics_.events_replayed;
+    }
+  };
   if (join.cbor)
     cbor_receivers_.insert(sender);
   else
@@ -253,6 +346,7 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender,
         random_.next_uuid(),  sender, join.plan.client, {}, {}, view_.revision(),
         join.request_event_id};
     out.publish(confirmed, sender);
+    replay_missed();
     out.log(LogLevel::debug, "client '" + sender + "' resynchronised; nothing changed");
     return;
   }
@@ -274,7 +368,8 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender,
   registered.added_files = std::move(join.plan.new_files);
   registered.added_fragments = std::move(join.plan.new_fragments);
   registered.revision = bump_revision(now_ms, out);
-  out.publish(registered);
+  announce(registered, out);
+  replay_missed();
   ++metrics_.clients_registered;
   out.log(LogLevel::notice, "client '" + sender + "' registered with " +
                                 std::to_string(registered.info.stored_fragments.size()) +
@@ -347,7 +442,7 @@ std::uint64_t Tracker::unregister(std::int64_t now_ms, const ClientId& client, b
   view_.remove_client(client);
   cbor_receivers_.erase(client);
   const std::uint64_t revision = bump_revision(now_ms, out);
-  if (publish_goodbye) out.publish(ClientGoodbye{random_.next_uuid(), client, revision});
+  if (publish_goodbye) announce(ClientGoodbye{random_.next_uuid(), client, revision}, out);
   withdraw_from_rounds(now_ms, client, true, out);
   return revision;
 }
@@ -369,6 +464,7 @@ Output Tracker::on_disconnect(std::int64_t now_ms, const ClientId& client) {
   Output out;
   if (joins_.erase(client))
     out.log(LogLevel::info, "client '" + client + "' disconnected during its join");
+  forget_hello(client);
   cbor_receivers_.erase(client);
   if (view_.is_registered(client)) {
     ++metrics_.clients_lost;
@@ -376,6 +472,7 @@ Output Tracker::on_disconnect(std::int64_t now_ms, const ClientId& client) {
     unregister(now_ms, client, true, out);
   }
   start_rounds(now_ms, out);
+  send_hellos(now_ms, out);
   return out;
 }
 
@@ -511,7 +608,7 @@ void Tracker::end_round(std::int64_t now_ms, const Hash& hash, Output& out) {
   out.log(LogLevel::debug, "ended " + hash.to_hex() + " with " +
                                std::to_string(round.obtained.size()) + " of " +
                                std::to_string(round.receivers.size()) + " receivers");
-  out.publish(ended);
+  announce(ended, out);
   ++metrics_.distributions_ended;
   metrics_.distributed_bytes +=
       static_cast<std::uint64_t>(round.size_bytes) * round.obtained.size();
@@ -528,10 +625,10 @@ Output Tracker::on_tick(std::int64_t now_ms) {
     const PendingJoin join = std::move(joins_.at(id));
     joins_.erase(id);
     ++metrics_.joins_timed_out;
-    deny(id, denial::other,
-         "join timed out: no ClientJoinSucceeded within " +
-             std::to_string(config_.join_timeout_ms) + " ms",
-         join.request_event_id, out);
+    deny_for_now(id,
+                 "join timed out: no ClientJoinSucceeded within " +
+                     std::to_string(config_.join_timeout_ms) + " ms",
+                 join.request_event_id, join.retries, out);
   }
   std::vector<Hash> expired_rounds;
   for (const auto& [hash, round] : rounds_)
@@ -539,6 +636,7 @@ Output Tracker::on_tick(std::int64_t now_ms) {
   for (const auto& hash : expired_rounds)
     advance_round(now_ms, hash, RoundChange::deadline_passed, out);
   start_rounds(now_ms, out);
+  send_hellos(now_ms, out);
   if (now_ms - last_view_event_ms_ >= config_.revision_beacon_ms) {
     out.publish(TrackerRevision{random_.next_uuid(), view_.revision()});
     last_view_event_ms_ = now_ms;
@@ -591,7 +689,7 @@ IngestResult Tracker::add_file(std::int64_t now_ms, const Hash& hash, const File
     FileInfoPublished published{random_.next_uuid(), hash, metadata.size_bytes,
                                 metadata.fragment_sequence, std::nullopt};
     published.revision = bump_revision(now_ms, out);
-    out.publish(published);
+    announce(published, out);
     ++metrics_.files_published;
     metrics_.ingested_bytes += static_cast<std::uint64_t>(metadata.size_bytes);
     out.log(LogLevel::notice,
@@ -609,6 +707,9 @@ IngestResult Tracker::add_file(std::int64_t now_ms, const Hash& hash, const File
 std::int64_t Tracker::next_deadline_ms() const {
   std::int64_t next = last_view_event_ms_ + config_.revision_beacon_ms;
   for (const auto& [id, join] : joins_) next = std::min(next, join.deadline_ms);
+  // A TrackerHello's slot freeing lets the next waiting server be invited.
+  if (!hello_queue_.empty())
+    for (const auto& [id, deadline] : hellos_in_flight_) next = std::min(next, deadline);
   for (const auto& [hash, round] : rounds_) next = std::min(next, round.deadline_ms);
   if (!queue_.empty() && rounds_.size() < config_.distributions_in_flight_max)
     next = std::min(next, std::max(queue_.begin()->first, distribute_after_ms_));
@@ -623,6 +724,7 @@ TrackerGauges Tracker::gauges() const {
   g.staged_fragments = staged_.size();
   g.distributions_in_flight = rounds_.size();
   g.joins_in_flight = joins_.size();
+  g.clients_awaiting_hello = hello_waiting_.size();
   std::map<Hash, std::size_t> holders;
   for (const auto& [id, meta] : view_.clients())
     for (const auto& hash : meta.stored_fragments) ++holders[hash];
@@ -630,8 +732,13 @@ TrackerGauges Tracker::gauges() const {
     auto it = holders.find(hash);
     return it == holders.end() || it->second < config_.replicas;
   };
+  // A fragment no file references (one a server that knows only the specification kept) is no
+  // content of the service: nothing replicates it, so it is not short of anything.
+  std::set<Hash> referenced;
+  for (const auto& [hash, file] : view_.files())
+    referenced.insert(file.fragment_sequence.begin(), file.fragment_sequence.end());
   for (const auto& [hash, fragment] : view_.fragments())
-    g.under_replicated_fragments += short_of_replicas(hash);
+    if (referenced.count(hash)) g.under_replicated_fragments += short_of_replicas(hash);
   for (const auto& [hash, size] : staged_)
     if (!view_.fragments().count(hash)) g.under_replicated_fragments += short_of_replicas(hash);
   return g;

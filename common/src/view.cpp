@@ -225,11 +225,18 @@ JoinPlan DistributionView::plan_join(
   for (const auto& [hash, file] : files_)
     if (!request.known_file_infos.count(hash)) plan.add_file_infos.emplace(hash, file);
 
+  // A fragment whose size contradicts the files or the view conflicts with the service: the
+  // client deletes it. One that no file references (an orphan) is no conflict: the specification
+  // has the client keep and announce it, and so it does unless it asked to delete orphans.
+  const bool remove_orphans = request.extensions.count(std::string(extension_remove_orphans)) != 0;
   auto keep_or_remove = [&](const Hash& hash, const FragmentMetadata& fragment) {
     auto size = expected.find(hash);
-    // A fragment that no file references, or whose size contradicts the files, is not content of
-    // the service: the client deletes it instead of announcing it.
-    if (size == expected.end() || size->second != fragment.size_bytes) {
+    bool keep = size != expected.end() && size->second == fragment.size_bytes;
+    if (size == expected.end() && !remove_orphans) {
+      auto known = fragments_.find(hash);
+      keep = known == fragments_.end() || known->second.size_bytes == fragment.size_bytes;
+    }
+    if (!keep) {
       plan.remove_fragment_infos.insert(hash);
       return;
     }

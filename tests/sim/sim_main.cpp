@@ -10,7 +10,7 @@
 
 int main(int argc, char** argv) {
   std::uint64_t first = 0, count = 100;
-  bool verbose = false, classic = false;
+  bool verbose = false, classic = false, spec_only = true;
   for (int a = 1; a < argc; ++a) {
     const std::string arg = argv[a];
     auto value = [&]() -> std::uint64_t {
@@ -30,11 +30,16 @@ int main(int argc, char** argv) {
       verbose = true;
     } else if (arg == "--classic") {
       classic = true;
+    } else if (arg == "--no-spec-only") {
+      spec_only = false;
     } else if (arg == "--quiet-seed") {
       first = value();
       count = 1;
     } else {
-      std::fprintf(stderr, "usage: %s [--first N --count M | --seed N] [--classic]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--first N --count M | --seed N | --quiet-seed N] [--classic] "
+                   "[--no-spec-only]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -42,11 +47,13 @@ int main(int argc, char** argv) {
   std::uint64_t passed = 0, failed = 0, slowest_ms = 0, messages = 0, crashes = 0;
   std::uint64_t store_failures = 0, torn_writes = 0, copies_lost = 0, safety_checks = 0;
   std::uint64_t uploads = 0, uploads_aborted = 0, uploads_resumed = 0, gets = 0, gets_complete = 0;
+  std::uint64_t spec_boards = 0, spec_clients = 0, spec_seeds = 0, spec_only_fragments = 0;
   for (std::uint64_t seed = first; seed < first + count; ++seed) {
     mqds::sim::Options options;
     options.seed = seed;
     options.verbose = verbose;
     options.classic = classic;
+    options.spec_only = spec_only;
     const auto r = mqds::sim::run(options);
     messages += r.messages_delivered;
     crashes += r.crashes + r.broker_restarts;
@@ -59,6 +66,10 @@ int main(int argc, char** argv) {
     uploads_resumed += r.uploads_resumed;
     gets += r.gets;
     gets_complete += r.gets_complete;
+    spec_boards += r.spec_only_boards;
+    spec_clients += r.spec_only_clients;
+    spec_seeds += r.spec_only_boards != 0;
+    spec_only_fragments += r.fragments_only_on_spec_only;
     if (r.ok) {
       ++passed;
       slowest_ms =
@@ -73,7 +84,8 @@ int main(int argc, char** argv) {
       std::printf(
           "seed %llu: %llu torrents, %llu files, %llu fragments, %llu messages (%llu dropped, %llu "
           "duplicated), "
-          "%llu crashes, %llu broker restarts, converged %lld ms after faults\n",
+          "%llu crashes, %llu broker restarts, converged %lld ms after faults; %llu spec-only "
+          "boards (%llu client ids)\n",
           static_cast<unsigned long long>(seed), static_cast<unsigned long long>(r.torrents),
           static_cast<unsigned long long>(r.files), static_cast<unsigned long long>(r.fragments),
           static_cast<unsigned long long>(r.messages_delivered),
@@ -81,7 +93,9 @@ int main(int argc, char** argv) {
           static_cast<unsigned long long>(r.messages_duplicated),
           static_cast<unsigned long long>(r.crashes),
           static_cast<unsigned long long>(r.broker_restarts),
-          static_cast<long long>(r.converged_after_ms));
+          static_cast<long long>(r.converged_after_ms),
+          static_cast<unsigned long long>(r.spec_only_boards),
+          static_cast<unsigned long long>(r.spec_only_clients));
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -100,6 +114,12 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(uploads), static_cast<unsigned long long>(uploads_aborted),
       static_cast<unsigned long long>(uploads_resumed), static_cast<unsigned long long>(gets),
       static_cast<unsigned long long>(gets_complete));
+  std::printf(
+      "spec-only: %llu boards in %llu seeds, %llu client ids; %llu fragments a final get could "
+      "only have had from them\n",
+      static_cast<unsigned long long>(spec_boards), static_cast<unsigned long long>(spec_seeds),
+      static_cast<unsigned long long>(spec_clients),
+      static_cast<unsigned long long>(spec_only_fragments));
   std::printf("%llu passed, %llu failed\n", static_cast<unsigned long long>(passed),
               static_cast<unsigned long long>(failed));
   return failed == 0 ? 0 : 1;

@@ -18,6 +18,7 @@
 #include "mqds/tracker.hpp"
 #include "support/fetch_harness.hpp"
 #include "support/memory_store.hpp"
+#include "support/spec_server.hpp"
 
 namespace mqds::sim {
 namespace {
@@ -44,6 +45,15 @@ struct Node {
   std::uint64_t unexpected_deliveries = 0;
   const TorrentServer* checked_machine = nullptr;  // the safety check's last look at its view
   std::uint64_t checked_revision = 0;
+  // A spec-only board: the C# reference client (support/spec_server.hpp) instead of mqds-edge.
+  // Its link is TCP with a QoS 1 subscription: while connected nothing to or from it is lost,
+  // duplicated or reordered. It never reconnects: whatever ends its connection ends the client,
+  // and the board comes back later as a new client id on the same disk. It serves no fetch.
+  bool spec_only = false;
+  std::unique_ptr<spec_only::Server> spec;  // null while down
+  spec_only::Disk disk;                     // what it stores, while `spec` is down
+  std::int64_t to_broker_ms = 0;            // the last arrival on each direction of its link
+  std::int64_t from_broker_ms = 0;
 };
 
 class Simulation {
@@ -51,7 +61,8 @@ class Simulation {
   explicit Simulation(const Options& options)
       : options_(options),
         rng_(options.seed * 0x9E3779B97F4A7C15ull + 1),
-        storage_rng_(options.seed * 0xD1B54A32D192ED03ull + 7) {}
+        storage_rng_(options.seed * 0xD1B54A32D192ED03ull + 7),
+        spec_rng_(options.seed * 0xA24BAED4963EE407ull + 11) {}
 
   Result run();
 
@@ -90,6 +101,17 @@ class Simulation {
   void transmit_in_order(std::int64_t& last_arrival_ms, std::function<void()> fn);
   void client_publish(std::size_t i, const Publish& p);
   void arrive_at_broker(std::size_t i, std::uint64_t epoch, const Publish& p);
+  // What the tracker does with a client's publish, and what the broker then delivers.
+  void tracker_hears(const ClientId& sender, const Publish& p);
+  // Spec-only boards: their publishes, what reaches them, the end of their client, and the
+  // broker noticing that end.
+  void spec_publish(std::size_t i, const std::vector<spec_only::Message>& out);
+  void spec_deliver(std::size_t i, const std::string& topic, const std::string& payload);
+  void end_spec(std::size_t i, bool graceful, std::int64_t noticed_after_ms);
+  void spec_session_lost(const ClientId& id);
+  std::string new_spec_id();
+  std::int64_t link_delay_ms() { return faults_ ? between(1, delay_max_ms_) : 2; }
+  std::string check_spec_converged(const Node& node) const;
   void deliver(std::size_t i, const std::string& topic, const std::string& payload);
   void broadcast(const std::string& topic, const std::string& payload);
   void apply_torrent(std::size_t i, Output out);
@@ -127,10 +149,15 @@ class Simulation {
   std::string check_uploads_and_gets() const;
   std::string check_converged() const;
   std::size_t index_of(const ClientId& id) const;
+  // The board that was or is this client: spec-only boards change their id at every start.
+  std::size_t owner_of(const ClientId& id) const;
+  bool holds(const Node& node, const Hash& hash) const;
 
   Options options_;
   SplitMix64 rng_;
   SplitMix64 storage_rng_;
+  SplitMix64
+      spec_rng_;  // which boards are spec-only and their ids: the other draws stay as they were
   std::int64_t now_ = 0;
   std::uint64_t seq_ = 0;
   std::priority_queue<Action, std::vector<Action>, std::greater<>> actions_;
@@ -151,6 +178,8 @@ class Simulation {
   std::vector<Bytes> contents_;  // ingested files, for files that share content
 
   std::set<std::pair<ClientId, Hash>> named_in_ended_;
+  std::map<ClientId, std::size_t> spec_owner_;  // every id a spec-only board has had
+  std::set<ClientId> spec_sessions_;            // spec-only clients the broker believes connected
 
   struct Upload {
     Bytes content;
@@ -217,15 +246,118 @@ void Simulation::client_publish(std::size_t i, const Publish& p) {
   transmit([this, i, epoch, p] { arrive_at_broker(i, epoch, p); });
 }
 
+std::size_t Simulation::owner_of(const ClientId& id) const {
+  const auto spec = spec_owner_.find(id);
+  return spec != spec_owner_.end() ? spec->second : index_of(id);
+}
+
+bool Simulation::holds(const Node& node, const Hash& hash) const {
+  if (node.spec_only) {
+    const auto& disk = node.spec ? node.spec->disk() : node.disk;
+    return disk.fragments.count(hash.to_hex()) != 0;
+  }
+  return node.store.persisted.count(hash) || node.store.temporary.count(hash);
+}
+
 void Simulation::arrive_at_broker(std::size_t i, std::uint64_t epoch, const Publish& p) {
   Node& node = nodes_[i];
   // A TCP connection that is gone delivers nothing more.
   if (!tracker_ || !node.connected || node.epoch != epoch) return;
-  MessageResult r = tracker_->on_message(now_, node.config.client_id, p.topic, p.payload);
+  tracker_hears(node.config.client_id, p);
+}
+
+void Simulation::tracker_hears(const ClientId& sender, const Publish& p) {
+  MessageResult r = tracker_->on_message(now_, sender, p.topic, p.payload);
   const Verdict verdict = r.verdict;
   std::string payload = verdict == Verdict::rewrite ? std::move(r.rewritten_payload) : p.payload;
   apply_tracker(std::move(r.output));
   if (verdict != Verdict::drop) broadcast(p.topic, payload);
+}
+
+std::string Simulation::new_spec_id() {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string id;
+  for (int word = 0; word < 2; ++word) {
+    const std::uint64_t bits = spec_rng_.next_u64();
+    for (int nibble = 15; nibble >= 0; --nibble) id += digits[(bits >> (nibble * 4)) & 0xF];
+  }
+  return id;
+}
+
+void Simulation::spec_publish(std::size_t i, const std::vector<spec_only::Message>& out) {
+  Node& node = nodes_[i];
+  dirty_nodes_.insert(i);
+  for (const auto& m : out) {
+    if (options_.verbose)
+      std::printf("%8lld %-10s spec-only %s %s\n", static_cast<long long>(now_),
+                  node.config.client_id.substr(0, 10).c_str(), m.topic.c_str(),
+                  m.payload.substr(0, 160).c_str());
+    // In order and never lost while connected; the broker takes its ClientGoodbye before the
+    // DISCONNECT that follows it.
+    const std::uint64_t epoch = node.epoch;
+    const ClientId id = node.config.client_id;
+    Publish p{m.topic, m.payload, std::nullopt, std::nullopt, 2};
+    ++result_.messages_delivered;
+    node.to_broker_ms = std::max(node.to_broker_ms, now_ + link_delay_ms());
+    at(node.to_broker_ms, [this, i, epoch, id, p = std::move(p)] {
+      const Node& n = nodes_[i];
+      const bool live = n.connected && n.epoch == epoch;
+      const bool goodbye = p.topic == topics::client_goodbye && spec_sessions_.count(id);
+      if (tracker_ && (live || goodbye)) tracker_hears(id, p);
+    });
+  }
+}
+
+void Simulation::spec_deliver(std::size_t i, const std::string& topic, const std::string& payload) {
+  Node& node = nodes_[i];
+  if (!node.spec || !node.connected) return;
+  const std::uint64_t epoch = node.epoch;
+  ++result_.messages_delivered;
+  node.from_broker_ms = std::max(node.from_broker_ms, now_ + link_delay_ms());
+  at(node.from_broker_ms, [this, i, epoch, topic, payload] {
+    Node& n = nodes_[i];
+    if (!n.spec || !n.connected || n.epoch != epoch) return;
+    const spec_only::Counters before = n.spec->counters();
+    auto out = n.spec->on_message(now_, topic, payload);
+    if (options_.verbose) {
+      const auto& after = n.spec->counters();
+      const char* what =
+          after.dropped_unregistered != before.dropped_unregistered ? "dropped (not registered)"
+          : after.dropped_malformed != before.dropped_malformed     ? "dropped (malformed)"
+          : after.ignored_busy != before.ignored_busy               ? "ignored (busy)"
+                                                                    : nullptr;
+      if (what)
+        std::printf("%8lld %-10s spec-only %s %s %s\n", static_cast<long long>(now_),
+                    n.config.client_id.substr(0, 10).c_str(), what, topic.c_str(),
+                    payload.substr(0, 120).c_str());
+    }
+    spec_publish(i, out);
+  });
+}
+
+void Simulation::end_spec(std::size_t i, bool graceful, std::int64_t noticed_after_ms) {
+  Node& node = nodes_[i];
+  if (!node.spec) return;
+  if (graceful && node.connected) spec_publish(i, node.spec->goodbye());
+  if (options_.verbose)
+    std::printf("%8lld %-10s spec-only client ends (%s, %s)\n", static_cast<long long>(now_),
+                node.config.client_id.substr(0, 10).c_str(),
+                std::string(spec_only::phase_name(node.spec->phase())).c_str(),
+                graceful ? "goodbye" : "lost");
+  // Everything it did was stored as it went (the disk is kept whole: a simple, honest model).
+  node.disk = node.spec->disk();
+  node.spec.reset();
+  dirty_nodes_.insert(i);
+  if (!node.connected) return;
+  node.connected = false;
+  ++node.epoch;
+  const ClientId id = node.config.client_id;
+  at(std::max(node.to_broker_ms, now_) + noticed_after_ms, [this, id] { spec_session_lost(id); });
+}
+
+void Simulation::spec_session_lost(const ClientId& id) {
+  if (!spec_sessions_.erase(id) || !tracker_) return;
+  apply_tracker(tracker_->on_disconnect(now_, id));
 }
 
 void Simulation::transmit_in_order(std::int64_t& last_arrival_ms, std::function<void()> fn) {
@@ -432,6 +564,10 @@ void Simulation::getter_receives(std::size_t g, fetch::IncomingResponse response
 
 void Simulation::deliver(std::size_t i, const std::string& topic, const std::string& payload) {
   if (i >= nodes_.size() || !nodes_[i].connected) return;
+  if (nodes_[i].spec_only) {
+    spec_deliver(i, topic, payload);
+    return;
+  }
   const std::uint64_t epoch = nodes_[i].epoch;
   transmit([this, i, epoch, topic, payload] {
     Node& node = nodes_[i];
@@ -442,8 +578,13 @@ void Simulation::deliver(std::size_t i, const std::string& topic, const std::str
 
 void Simulation::broadcast(const std::string& topic, const std::string& payload) {
   const auto subscriptions = torrent_subscriptions();
-  if (std::find(subscriptions.begin(), subscriptions.end(), topic) == subscriptions.end()) return;
-  for (std::size_t i = 0; i < nodes_.size(); ++i) deliver(i, topic, payload);
+  const bool mqds_edges =
+      std::find(subscriptions.begin(), subscriptions.end(), topic) != subscriptions.end();
+  const auto& spec_topics = spec_only::Server::topics();
+  const bool spec_only =
+      std::find(spec_topics.begin(), spec_topics.end(), topic) != spec_topics.end();
+  for (std::size_t i = 0; i < nodes_.size(); ++i)
+    if (nodes_[i].spec_only ? spec_only : mqds_edges) deliver(i, topic, payload);
 }
 
 void Simulation::apply_torrent(std::size_t i, Output out) {
@@ -520,9 +661,7 @@ void Simulation::lose_copy() {
 
 void Simulation::check_safety() {
   ++result_.safety_checks;
-  auto held = [](const Node& node, const Hash& hash) {
-    return node.store.persisted.count(hash) || node.store.temporary.count(hash);
-  };
+  auto held = [this](const Node& node, const Hash& hash) { return holds(node, hash); };
   // A view changes only with its Revision (the tracker bumps it for every change, a torrent server
   // takes the one of every event it applies): the whole-view checks run when it moved.
   const bool tracker_view_changed =
@@ -533,7 +672,7 @@ void Simulation::check_safety() {
     checked_revision_ = tracker_->view().revision();
     if (auto broken = tracker_->view().check_invariants()) violation("tracker's view: " + *broken);
     for (const auto& [id, meta] : tracker_->view().clients()) {
-      const std::size_t i = index_of(id);
+      const std::size_t i = owner_of(id);
       if (i == nodes_.size()) {
         violation("the tracker registered an unknown client " + id);
         continue;
@@ -633,8 +772,12 @@ void Simulation::apply_tracker(Output out, bool may_fail) {
 }
 
 void Simulation::tick() {
-  for (std::size_t i = 0; i < nodes_.size(); ++i)
-    if (nodes_[i].machine) apply_torrent(i, nodes_[i].machine->on_tick(now_));
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    Node& node = nodes_[i];
+    if (node.machine) apply_torrent(i, node.machine->on_tick(now_));
+    if (node.spec && node.spec->next_deadline_ms() && *node.spec->next_deadline_ms() <= now_)
+      spec_publish(i, node.spec->on_tick(now_));
+  }
   if (tracker_) apply_tracker(tracker_->on_tick(now_));
   if (!options_.classic) {
     flush_ingest();
@@ -657,6 +800,12 @@ void Simulation::broker_notices_loss(std::size_t i) {
 
 void Simulation::crash(std::size_t i, bool graceful) {
   Node& node = nodes_[i];
+  if (node.spec) {
+    ++result_.crashes;
+    end_spec(i, graceful, graceful ? 50 : keepalive_loss_ms + between(0, 1'000));
+    at(now_ + between(500, 15'000), [this, i] { restart(i); });
+    return;
+  }
   if (!node.machine) return;
   ++result_.crashes;
   if (graceful && node.connected) {
@@ -681,6 +830,12 @@ void Simulation::crash(std::size_t i, bool graceful) {
 
 void Simulation::lose_connection(std::size_t i) {
   Node& node = nodes_[i];
+  if (node.spec && node.connected) {
+    // It never reconnects: the client is over, and the board is started again later.
+    end_spec(i, false, keepalive_loss_ms + between(0, 1'000));
+    at(now_ + between(500, 15'000), [this, i] { restart(i); });
+    return;
+  }
   if (!node.machine || !node.connected) return;
   node.connected = false;
   ++node.epoch;
@@ -695,6 +850,16 @@ void Simulation::lose_connection(std::size_t i) {
 
 void Simulation::restart(std::size_t i) {
   Node& node = nodes_[i];
+  if (node.spec_only) {
+    if (node.spec) return;
+    node.config.client_id = new_spec_id();
+    spec_owner_[node.config.client_id] = i;
+    ++result_.spec_only_clients;
+    node.spec = std::make_unique<spec_only::Server>(
+        spec_only::Config{node.config.client_id, *node.config.endpoints.begin()}, node.disk);
+    connect(i);
+    return;
+  }
   if (node.machine) return;
   verify_store(i);
   node.machine = std::make_unique<TorrentServer>(node.config, node.store.snapshot(), *node.random);
@@ -705,9 +870,17 @@ void Simulation::restart(std::size_t i) {
 
 void Simulation::connect(std::size_t i) {
   Node& node = nodes_[i];
-  if (!node.machine || node.connected) return;
+  if ((!node.machine && !node.spec) || node.connected) return;
   if (!tracker_) {
-    at(now_ + between(500, 2'000), [this, i] { connect(i); });  // the daemon's reconnect backoff
+    // The daemon's reconnect backoff; a spec-only client that cannot connect is started again.
+    at(now_ + between(500, 2'000), [this, i] { connect(i); });
+    return;
+  }
+  if (node.spec) {
+    node.connected = true;
+    ++node.epoch;
+    spec_sessions_.insert(node.config.client_id);
+    spec_publish(i, node.spec->on_connected(now_));
     return;
   }
   // Session takeover: the broker drops the old connection (and reports it) before the new one.
@@ -723,10 +896,16 @@ void Simulation::broker_crash() {
   ++result_.broker_restarts;
   tracker_.reset();
   receiver_.reset();
+  spec_sessions_.clear();
   for (std::size_t i = 0; i < nodes_.size(); ++i) {
     Node& node = nodes_[i];
     node.session_open = false;
     if (!node.connected) continue;
+    if (node.spec) {
+      end_spec(i, false, 0);
+      at(now_ + between(1'000, 10'000), [this, i] { restart(i); });
+      continue;
+    }
     node.connected = false;
     ++node.epoch;
     node.fetch->on_disconnected();
@@ -845,7 +1024,7 @@ void Simulation::end_faults() {
   faults_ = false;
   if (!tracker_) broker_start();
   for (std::size_t i = 0; i < nodes_.size(); ++i) {
-    if (!nodes_[i].machine)
+    if (!nodes_[i].machine && !nodes_[i].spec)
       restart(i);
     else
       connect(i);
@@ -892,6 +1071,10 @@ std::string Simulation::check_converged() const {
     return std::to_string(tracker_->joins_in_flight()) + " joins in flight";
   const DistributionView& truth = tracker_->view();
   for (const auto& node : nodes_) {
+    if (node.spec_only) {
+      if (auto problem = check_spec_converged(node); !problem.empty()) return problem;
+      continue;
+    }
     const ClientId& id = node.config.client_id;
     if (!node.machine) return id + " is down";
     if (node.machine->phase() != TorrentPhase::registered)
@@ -924,9 +1107,73 @@ std::string Simulation::check_converged() const {
   return {};
 }
 
+// A spec-only board has converged when it is registered, knows the tracker's files and fragments,
+// knows every client the tracker knows as the tracker does, and stores what the tracker says it
+// holds. Clients that left may stay in its view: ClientGoodbye does not say who left, so a
+// spec-only client cannot remove them (the specification's gap, docs/specification.md). It may
+// also hold a copy no Ended named it for under its present id: it keeps what it stored under an
+// earlier id and reports it when it joins.
+std::string Simulation::check_spec_converged(const Node& node) const {
+  const std::string who = node.config.client_id + " (spec-only)";
+  if (!node.spec) return who + " is down";
+  const spec_only::Server& spec = *node.spec;
+  const auto& c = spec.counters();
+  if (spec.phase() != spec_only::Phase::registered)
+    return who + " is " + std::string(spec_only::phase_name(spec.phase())) + " (" +
+           std::to_string(c.denials) + " denials, the last with ReasonCode " +
+           (c.last_reason_code ? std::to_string(*c.last_reason_code) : std::string("-")) + " \"" +
+           c.last_reason + "\"; " + std::to_string(c.timeouts) + " timeouts; " +
+           std::to_string(c.dropped_unregistered) + " events dropped before its registration)";
+  const DistributionView& truth = tracker_->view();
+  const spec_only::View& view = spec.view();
+  std::map<std::string, spec_only::FileMeta> files;
+  for (const auto& [hash, file] : truth.files()) {
+    spec_only::FileMeta meta{file.size_bytes, {}};
+    for (const auto& fragment : file.fragment_sequence) meta.sequence.push_back(fragment.to_hex());
+    files.emplace(hash.to_hex(), std::move(meta));
+  }
+  for (const auto& [hash, file] : files)
+    if (!view.files.count(hash) || !(view.files.at(hash) == file))
+      return who + " misses file " + hash + " or knows it otherwise";
+  for (const auto& [hash, file] : view.files)
+    if (!files.count(hash)) return who + " knows a file the tracker does not: " + hash;
+  std::map<std::string, std::int64_t> fragments;
+  for (const auto& [hash, fragment] : truth.fragments())
+    fragments.emplace(hash.to_hex(), fragment.size_bytes);
+  for (const auto& [hash, size] : fragments)
+    if (!view.fragments.count(hash) || view.fragments.at(hash) != size)
+      return who + " misses fragment " + hash + " or knows another size (" +
+             std::to_string(c.dropped_unregistered) + " events dropped before its registration)";
+  for (const auto& [hash, size] : view.fragments)
+    if (!fragments.count(hash)) return who + " knows a fragment the tracker does not: " + hash;
+  for (const auto& [id, meta] : truth.clients()) {
+    const auto it = view.clients.find(id);
+    if (it == view.clients.end())
+      return who + " does not know client " + id + " (" + std::to_string(c.dropped_unregistered) +
+             " events dropped before its registration)";
+    if (it->second.endpoints != meta.endpoints) return who + " knows other endpoints of " + id;
+    std::set<std::string> stored;
+    for (const auto& hash : meta.stored_fragments) stored.insert(hash.to_hex());
+    if (it->second.stored != stored)
+      return who + " believes " + id + " stores " + std::to_string(it->second.stored.size()) +
+             " fragments, the tracker " + std::to_string(stored.size());
+  }
+  std::set<std::string> held;
+  for (const auto& [hash, data] : spec.disk().fragments) held.insert(hash);
+  std::set<std::string> claimed;
+  for (const auto& hash : truth.clients().at(node.config.client_id).stored_fragments)
+    claimed.insert(hash.to_hex());
+  if (held != claimed)
+    return who + " stores " + std::to_string(held.size()) + " fragments, the tracker says " +
+           std::to_string(claimed.size());
+  return {};
+}
+
 Result Simulation::run() {
   // The scenario.
   const std::size_t torrents = static_cast<std::size_t>(between(20, 24));
+  // About a quarter of the boards run the C# reference client (none in the classic scenarios).
+  const bool spec_boards = !options_.classic && options_.spec_only;
   tracker_config_.fragment_size_bytes = between(16, 256);
   tracker_config_.replicas = static_cast<std::size_t>(between(2, 3));
   tracker_config_.distributions_in_flight_max = static_cast<std::size_t>(between(1, 16));
@@ -953,6 +1200,12 @@ Result Simulation::run() {
     if (chance(0.2))
       node.config.capacity_bytes = tracker_config_.fragment_size_bytes * between(5, 40);
     node.random = std::make_unique<SplitMix64>(rng_.next_u64());
+    if (spec_boards && spec_rng_.below(4) == 0) {
+      node.spec_only = true;
+      node.config.endpoints = {"tcp://board-" + std::to_string(i) + ":5000"};
+      node.config.capacity_bytes.reset();  // it sends no Capacity
+      ++result_.spec_only_boards;
+    }
     nodes_.push_back(std::move(node));
   }
 
@@ -1047,6 +1300,14 @@ Result Simulation::run() {
       for (const auto& missing : get.client->missing()) {
         // Nothing repairs a fragment yet, so one whose every copy was lost stays missing.
         if (missing.problems.empty() && losses_.count(missing.hash)) continue;
+        // A spec-only board serves no fetch (mqds's extension): a fragment only they hold cannot
+        // be got. The get is judged against the mqds-edge holders alone.
+        if (!missing.problems.empty() &&
+            std::all_of(missing.problems.begin(), missing.problems.end(),
+                        [this](const auto& p) { return spec_owner_.count(p.holder) != 0; })) {
+          ++result_.fragments_only_on_spec_only;
+          continue;
+        }
         why += " fragment " + std::to_string(missing.index) + ":";
         for (const auto& problem : missing.problems)
           why += " " + problem.holder + " " + problem.problem + ";";

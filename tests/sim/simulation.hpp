@@ -7,7 +7,11 @@
 // system must converge. Safety is checked after every step: the views' invariants, and that the
 // tracker never counts a copy a board does not hold. Files enter through the ingest protocol (an
 // uploader that pauses, resumes and sometimes aborts) and are got back through the fetch protocol,
-// during the faults and once more, every one of them, after convergence.
+// during the faults and once more, every one of them, after convergence. About a quarter of the
+// boards run a client that knows only the specification (tests/support/spec_server.hpp), as the
+// C# reference does: a reliable link while connected, no reconnection (each start is a new client
+// id on the same disk), no fetch; they must converge too, but for the clients that left, which
+// such a client cannot tell from a ClientGoodbye.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +27,9 @@ struct Options {
   // The scenarios of the seeds as they were before storage faults, uploads and gets existed:
   // files are staged directly, nothing is lost in storage, nobody gets a file.
   bool classic = false;
+  // About a quarter of the boards (chosen by the seed; none when classic) run a client that knows
+  // only the specification (tests/support/spec_server.hpp), as the C# reference does.
+  bool spec_only = true;
 };
 
 struct Result {
@@ -47,6 +54,9 @@ struct Result {
   std::uint64_t files = 0;
   std::uint64_t fragments = 0;
   std::uint64_t torrents = 0;
+  std::uint64_t spec_only_boards = 0;             // boards running the specification-only client
+  std::uint64_t spec_only_clients = 0;            // the client ids they started as (one per start)
+  std::uint64_t fragments_only_on_spec_only = 0;  // missed by a final get: no mqds-edge holds them
 };
 
 Result run(const Options& options);

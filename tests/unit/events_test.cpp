@@ -856,6 +856,24 @@ TEST(EventClientJoinRequested, DeliveryEncodingsRoundTripAndAreBounded) {
       decode_as<ClientJoinRequested>(topic, join_requested_golden).delivery_encodings.empty());
 }
 
+TEST(EventClientJoinRequested, ExtensionsRoundTripAndAreBounded) {
+  auto e = join_requested();
+  e.extensions = {"JoinRetry", "RemoveOrphans", "Revision", "SomethingNewer"};
+  const auto text = encode(e);
+  EXPECT_NE(text.find(R"("Extensions":["JoinRetry","RemoveOrphans","Revision","SomethingNewer"])"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(decode_as<ClientJoinRequested>(topics::client_join_requested, text), e);
+  const auto topic = topics::client_join_requested;
+  expect_error(topic, replaced(text, "/Extensions", "Revision"), "Extensions", "must be an array");
+  expect_error(topic, replaced(text, "/Extensions", strings(17, 4)), "Extensions",
+               "exceeds 16 entries");
+  expect_error(topic, replaced(text, "/Extensions/0", std::string(33, 'x')), "Extensions[0]",
+               "exceeds 32 bytes");
+  // Absent (the C# reference): served as the specification's torrent server.
+  EXPECT_TRUE(decode_as<ClientJoinRequested>(topic, join_requested_golden).extensions.empty());
+}
+
 TEST(EventFragmentDistributionObtained, GoldenRoundTrip) {
   expect_golden(FragmentDistributionObtained{uuid(ID), hash(HB)}, hash_only_golden);
 }

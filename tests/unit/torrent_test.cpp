@@ -185,6 +185,9 @@ TEST_F(TorrentJoinRequest, FreshServerOmitsFragmentSize) {
   EXPECT_TRUE(r.obtained_fragments.empty());
   EXPECT_EQ(r.endpoints, config.endpoints);
   EXPECT_EQ(r.capacity_bytes, std::optional<std::int64_t>(10'000));
+  // It follows the Revision, deletes orphans and retries on its own: the tracker need not make
+  // up for a server that knows only the specification.
+  EXPECT_EQ(r.extensions, (std::set<std::string>{"JoinRetry", "RemoveOrphans", "Revision"}));
   EXPECT_EQ(torrent->phase(), TorrentPhase::joining);
   EXPECT_EQ(torrent->metrics().joins_requested, 1u);
 }

@@ -84,7 +84,15 @@ class TrackerFixture : public ::testing::Test {
     return apply(tracker->on_disconnect(now_ms, id));
   }
 
+  // A request as mqds-edge sends it, with the Extensions it has.
   ClientJoinRequested request(const ClientId& id) {
+    ClientJoinRequested r = spec_request(id);
+    r.extensions = {std::string(extension_revision), std::string(extension_remove_orphans),
+                    std::string(extension_join_retry)};
+    return r;
+  }
+  // A request of a server that knows only the specification.
+  ClientJoinRequested spec_request(const ClientId& id) {
     ClientJoinRequested r;
     r.event_id = ids();
     r.hash_algorithm = "SHA256";
@@ -188,6 +196,7 @@ using TrackerReplication = TrackerFixture;
 using TrackerBeacon = TrackerFixture;
 using TrackerHoldings = TrackerDistributionFixture;
 using TrackerRestart = TrackerFixture;
+using TrackerSpecOnly = TrackerFixture;
 
 // --- Tracker Server Startup ---------------------------------------------------------------------
 
@@ -1474,6 +1483,229 @@ TEST_F(TrackerRestart, RestartedTrackerKeepsFilesFragmentsStagingHoldingsAndRevi
   EXPECT_EQ(only<FragmentDistributionStarted>(settled).hash, b);
   EXPECT_EQ(distribution_targets(restarted.view(), b, 50, config.replicas),
             std::vector<ClientId>{"c2"});
+}
+
+}  // namespace
+}  // namespace mqds
+
+// --- Torrent servers that know only the specification -------------------------------------------
+
+namespace mqds {
+namespace {
+
+// The TrackerHello publishes of an output, by the client each goes to ("" for everyone).
+std::vector<std::string> hellos_to(const Output& out) {
+  std::vector<std::string> to;
+  for (const Publish* p : publishes_of<TrackerHello>(out)) to.push_back(p->to.value_or(""));
+  return to;
+}
+
+// The specification keeps RemoveFragmentInfos for fragments "in conflict with existing data"; a
+// fragment no file references is not, and the reference implementation keeps it.
+TEST_F(TrackerSpecOnly, AFragmentNoFileReferencesIsKeptAndAnnouncedUnlessTheServerRemovesOrphans) {
+  boot(0);
+  const Hash orphan = sha256("not content of any file");
+  const Hash clash = sha256("an orphan at another size");
+  auto spec = spec_request("s1");
+  spec.stored_fragments = {{orphan, {100}}, {clash, {40}}};
+  const auto accepted = only<ClientJoinAccepted>(send(10, "s1", spec).output);
+  EXPECT_TRUE(accepted.remove_fragment_infos.empty()) << "an orphan is no conflict";
+  const auto registered =
+      only<ClientRegistered>(send(20, "s1", ClientJoinSucceeded{ids(), spec.event_id}).output);
+  EXPECT_EQ(registered.info.stored_fragments, (std::set<Hash>{orphan, clash}));
+  EXPECT_EQ(hashes_of(registered.added_fragments), (std::set<Hash>{orphan, clash}));
+  EXPECT_EQ(tracker->view().holder_count(orphan), 1u);
+  EXPECT_EQ(tracker->gauges().under_replicated_fragments, 0u)
+      << "nothing replicates a fragment no file references";
+
+  // Another spec-only server with the same hash at another size conflicts with the view.
+  auto other = spec_request("s2");
+  other.stored_fragments = {{clash, {50}}};
+  EXPECT_EQ(only<ClientJoinAccepted>(send(30, "s2", other).output).remove_fragment_infos,
+            std::set<Hash>{clash});
+  // mqds-edge asks for orphans to be removed, also those the view knows from another server.
+  auto edge = request("e1");
+  edge.stored_fragments = {{orphan, {100}}};
+  EXPECT_EQ(only<ClientJoinAccepted>(send(40, "e1", edge).output).remove_fragment_infos,
+            std::set<Hash>{orphan});
+}
+
+// Two joins at once: the second's ClientJoinAccepted cannot list the first, whose ClientRegistered
+// it drops while it waits for its own.
+TEST_F(TrackerSpecOnly, ViewChangesDuringAJoinAreReplayedToItAloneAfterItsRegistration) {
+  boot(0);
+  join(10, "e1");
+  const auto spec = spec_request("s1");
+  ASSERT_EQ(all_of<ClientJoinAccepted>(send(20, "s1", spec).output).size(), 1u);
+  const ClientRegistered e2 = join(30, "e2");  // registers while s1 waits
+  const MessageResult left = send(40, "e1", ClientGoodbye{ids(), std::nullopt, std::nullopt});
+  ASSERT_EQ(left.verdict, Verdict::rewrite);
+  const TestFile file = file_of(50, 3);
+  ASSERT_TRUE(ingest(50, file).ok());
+
+  const MessageResult done = send(60, "s1", ClientJoinSucceeded{ids(), std::nullopt});
+  const Output& out = done.output;
+  ASSERT_GE(out.publishes.size(), 4u) << describe(out);
+  EXPECT_EQ(out.publishes[0].topic, topics::client_registered);
+  EXPECT_FALSE(out.publishes[0].to) << "its registration is everybody's";
+  const std::vector<std::string_view> replayed_topics = {
+      topics::client_registered, topics::client_goodbye, topics::file_info_published};
+  for (std::size_t i = 0; i < replayed_topics.size(); ++i) {
+    const Publish& p = out.publishes[1 + i];
+    EXPECT_EQ(p.topic, replayed_topics[i]) << describe(out);
+    EXPECT_EQ(p.to, std::optional<ClientId>("s1")) << "a replay goes to the joiner alone";
+  }
+  const auto replayed_e2 =
+      std::get<ClientRegistered>(*decode(topics::client_registered, out.publishes[1].payload));
+  EXPECT_EQ(replayed_e2.event_id, e2.event_id) << "the same event, not a new one";
+  const auto goodbye =
+      std::get<ClientGoodbye>(*decode(topics::client_goodbye, out.publishes[2].payload));
+  EXPECT_EQ(goodbye.client_identifier, std::optional<ClientId>("e1")) << "the stamped goodbye";
+  EXPECT_EQ(tracker->metrics().events_replayed, 3u);
+}
+
+TEST_F(TrackerSpecOnly, AFragmentEndedDuringAJoinIsReplayed) {
+  boot(0);
+  join(10, "e1");
+  join(10, "e2");
+  const TestFile file = file_of(60, 9);
+  ASSERT_TRUE(ingest(300, file).ok());  // Started after the settle time
+  const auto spec = spec_request("s1");
+  ASSERT_EQ(all_of<ClientJoinAccepted>(send(310, "s1", spec).output).size(), 1u);
+  const Hash& hash = file.fragments[0].hash;
+  for (const char* id : {"e1", "e2"}) send(320, id, FragmentDistributionRequested{ids(), hash});
+  send(330, "e1", FragmentDistributionObtained{ids(), hash});
+  const auto ended = all_of<FragmentDistributionEnded>(
+      send(340, "e2", FragmentDistributionObtained{ids(), hash}).output);
+  ASSERT_EQ(ended.size(), 1u);
+
+  const Output out = send(350, "s1", ClientJoinSucceeded{ids(), std::nullopt}).output;
+  const auto publishes = publishes_of<FragmentDistributionEnded>(out);
+  ASSERT_EQ(publishes.size(), 1u) << describe(out);
+  EXPECT_EQ(publishes[0]->to, std::optional<ClientId>("s1"));
+  EXPECT_EQ(only<FragmentDistributionEnded>(out).event_id, ended[0].event_id);
+}
+
+TEST_F(TrackerSpecOnly, AServerThatFollowsTheRevisionIsSentNoReplay) {
+  boot(0);
+  const auto edge = request("e1");
+  send(10, "e1", edge);
+  join(20, "e2");
+  const Output out = send(30, "e1", ClientJoinSucceeded{ids(), edge.event_id}).output;
+  ASSERT_EQ(out.publishes.size(), 1u) << describe(out);
+  EXPECT_EQ(tracker->metrics().events_replayed, 0u);
+}
+
+TEST_F(TrackerSpecOnly, AResyncConfirmedToItAloneIsFollowedByItsReplay) {
+  boot(0);
+  join(10, "s1", spec_request("s1"));
+  const auto again = spec_request("s1");  // on a TrackerHello it forgets its view and rejoins
+  send(20, "s1", again);
+  const ClientRegistered e1 = join(30, "e1");
+  const Output out = send(40, "s1", ClientJoinSucceeded{ids(), std::nullopt}).output;
+  ASSERT_EQ(out.publishes.size(), 2u) << describe(out);
+  EXPECT_EQ(out.publishes[0].to, std::optional<ClientId>("s1")) << "the confirmation";
+  EXPECT_EQ(out.publishes[1].to, std::optional<ClientId>("s1"));
+  EXPECT_EQ(std::get<ClientRegistered>(*decode(topics::client_registered, out.publishes[1].payload))
+                .event_id,
+            e1.event_id);
+}
+
+TEST_F(TrackerSpecOnly, AJoinThatWouldMissMoreThanItsReplayHoldsIsDeniedAndInvitedAgain) {
+  config.join_replay_events_max = 1;
+  boot(0);
+  send(10, "s1", spec_request("s1"));
+  join(20, "e1");
+  join(30, "e2");
+  const MessageResult done = send(40, "s1", ClientJoinSucceeded{ids(), std::nullopt});
+  const auto denied = expect_denied(done, "s1", denial::other);
+  EXPECT_NE(denied.reason->find("changed more than 1 times"), std::string::npos) << *denied.reason;
+  EXPECT_FALSE(tracker->view().is_registered("s1"));
+  EXPECT_EQ(hellos_to(done.output), std::vector<std::string>{"s1"})
+      << "it waits for a TrackerHello; the slot is free at once";
+}
+
+// The reference client waits for a TrackerHello after a denial; the tracker sends one only at
+// start, so without these it would never join again.
+TEST_F(TrackerSpecOnly, DeniedForTooManyJoinsItIsSentTrackerHelloAloneWhenASlotFrees) {
+  config.joins_in_flight_max = 1;
+  boot(0);
+  const auto r1 = request("e1");
+  send(10, "e1", r1);
+  const MessageResult s1 = send(20, "s1", spec_request("s1"));
+  expect_denied(s1, "s1", denial::other);
+  EXPECT_TRUE(hellos_to(s1.output).empty()) << "no slot yet";
+  expect_denied(send(21, "s2", spec_request("s2")), "s2", denial::other);
+  expect_denied(send(22, "e2", request("e2")), "e2", denial::other);  // retries on its own
+  EXPECT_EQ(tracker->gauges().clients_awaiting_hello, 2u);
+
+  const Output freed = send(30, "e1", ClientJoinSucceeded{ids(), r1.event_id}).output;
+  EXPECT_EQ(hellos_to(freed), std::vector<std::string>{"s1"}) << "oldest first, one per slot";
+  EXPECT_TRUE(hellos_to(tick(40)).empty()) << "s1's invitation holds the slot";
+  const auto again = spec_request("s1");
+  ASSERT_EQ(all_of<ClientJoinAccepted>(send(50, "s1", again).output).size(), 1u);
+  const Output s1_done = send(60, "s1", ClientJoinSucceeded{ids(), std::nullopt}).output;
+  EXPECT_EQ(hellos_to(s1_done), std::vector<std::string>{"s2"});
+  EXPECT_EQ(tracker->metrics().hellos_sent, 2u);
+  EXPECT_EQ(tracker->gauges().clients_awaiting_hello, 0u);
+}
+
+TEST_F(TrackerSpecOnly, AnInvitationThatIsNotTakenFreesItsSlotAtTheJoinTimeout) {
+  config.joins_in_flight_max = 1;
+  boot(0);
+  const auto r1 = request("e1");
+  send(10, "e1", r1);
+  send(20, "s1", spec_request("s1"));
+  send(21, "s2", spec_request("s2"));
+  EXPECT_EQ(hellos_to(send(30, "e1", ClientJoinSucceeded{ids(), r1.event_id}).output),
+            std::vector<std::string>{"s1"});
+  EXPECT_EQ(tracker->next_deadline_ms(), 30 + config.join_timeout_ms);
+  EXPECT_TRUE(hellos_to(tick(30 + config.join_timeout_ms - 1)).empty());
+  EXPECT_EQ(hellos_to(tick(30 + config.join_timeout_ms)), std::vector<std::string>{"s2"});
+}
+
+TEST_F(TrackerSpecOnly, ATimedOutJoinIsDeniedAndInvitedAgain) {
+  boot(0);
+  send(100, "s1", spec_request("s1"));
+  send(100, "e1", request("e1"));
+  MessageResult timed_out;
+  timed_out.output = tick(100 + config.join_timeout_ms);
+  EXPECT_EQ(all_of<ClientJoinDenied>(timed_out.output).size(), 2u);
+  EXPECT_EQ(hellos_to(timed_out.output), std::vector<std::string>{"s1"})
+      << "mqds-edge retries on its own";
+}
+
+TEST_F(TrackerSpecOnly, AServerDeniedForAConflictingViewIsInvitedAgain) {
+  boot(0);
+  const TestFile mine = file_of(150, 16);
+  const TestFile other = file_of(150, 17);
+  auto r = spec_request("s1");
+  r.known_file_infos = {{mine.hash, mine.metadata}};
+  send(10, "s1", r);
+  ASSERT_TRUE(tracker->add_file(20, mine.hash, other.metadata, stage(store, other)).ok());
+  const MessageResult done = send(30, "s1", ClientJoinSucceeded{ids(), std::nullopt});
+  expect_denied(done, "s1", denial::other);
+  EXPECT_EQ(hellos_to(done.output), std::vector<std::string>{"s1"});
+}
+
+TEST_F(TrackerSpecOnly, AServerDeniedForAFullServiceIsInvitedWhenAClientLeaves) {
+  config.registered_clients_max = 1;
+  boot(0);
+  join(10, "e1");
+  expect_denied(send(20, "s1", spec_request("s1")), "s1", denial::other);
+  EXPECT_TRUE(hellos_to(tick(30)).empty()) << "still full";
+  EXPECT_EQ(hellos_to(disconnect(40, "e1")), std::vector<std::string>{"s1"});
+}
+
+TEST_F(TrackerSpecOnly, AServerThatLeavesIsNotInvited) {
+  config.joins_in_flight_max = 1;
+  boot(0);
+  const auto r1 = request("e1");
+  send(10, "e1", r1);
+  send(20, "s1", spec_request("s1"));
+  disconnect(25, "s1");
+  EXPECT_TRUE(hellos_to(send(30, "e1", ClientJoinSucceeded{ids(), r1.event_id}).output).empty());
+  EXPECT_EQ(tracker->gauges().clients_awaiting_hello, 0u);
 }
 
 }  // namespace

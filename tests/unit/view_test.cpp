@@ -120,6 +120,7 @@ TEST(ViewJoin, NewFilesAndFragmentsAreAnnouncedAndInconsistentOnesRemoved) {
   r.stored_fragments[h(11)] = FragmentMetadata{30};          // last fragment must be 20
   r.stored_fragments[h(1)] = FragmentMetadata{100};          // known
   r.stored_fragments[h(42)] = FragmentMetadata{10};          // no file references it
+  r.extensions = {std::string(extension_remove_orphans)};    // as mqds-edge asks
   const auto plan = service().plan_join("c2", r, {}, {});
   const auto& a = accepted(plan);
   EXPECT_EQ(a.new_files.size(), 1u);
@@ -130,6 +131,20 @@ TEST(ViewJoin, NewFilesAndFragmentsAreAnnouncedAndInconsistentOnesRemoved) {
   EXPECT_EQ(a.client.stored_fragments, (std::set<Hash>{h(1), h(10)}));
   // It learns the fragments it does not store.
   EXPECT_EQ(a.add_fragment_infos, (FragmentInfos{{h(2), {50}}, {h(3), {100}}}));
+}
+
+// The specification keeps RemoveFragmentInfos for conflicts: a server that did not ask for
+// orphans to be removed keeps one and announces it, unless its size contradicts the view's.
+TEST(ViewJoin, AnOrphanIsKeptForAServerThatDidNotAskForItsRemoval) {
+  auto r = request();
+  r.fragment_size_bytes = fs;
+  r.stored_fragments[h(42)] = FragmentMetadata{10};  // no file references it, new to the view
+  r.stored_fragments[h(11)] = FragmentMetadata{30};  // the same, at a size the files contradict
+  r.known_file_infos[h(0xA1)] = FileMetadata{120, {h(10), h(11)}};
+  const auto a = accepted(service().plan_join("c2", r, {}, {}));
+  EXPECT_EQ(a.remove_fragment_infos, std::set<Hash>{h(11)});
+  EXPECT_EQ(a.new_fragments, (FragmentInfos{{h(42), FragmentMetadata{10}}}));
+  EXPECT_EQ(a.client.stored_fragments, std::set<Hash>{h(42)});
 }
 
 TEST(ViewJoin, ObtainedFragmentsSurviveOnlyWhereAnEndedNamedTheClient) {

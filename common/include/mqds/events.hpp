@@ -115,6 +115,10 @@ struct ClientJoinRequested {
   // Extension "DeliveryEncodings": besides JSON, the encodings in which this server accepts
   // FragmentDistributionDelivered ("CBOR"); omitted when empty. Unknown names are kept, not used.
   std::set<std::string> delivery_encodings;
+  // Extension "Extensions": the behaviours beyond the specification this server has, so the
+  // tracker can stop making up for their absence (extension_* below); omitted when empty. A client
+  // that lists none is served as the specification's torrent server. Unknown names are kept.
+  std::set<std::string> extensions;
   friend bool operator==(const ClientJoinRequested&, const ClientJoinRequested&) = default;
 };
 
@@ -443,6 +447,19 @@ void encode_delivered_into(const Uuid& event_id, const Hash& hash,
 // listed "CBOR" in DeliveryEncodings, so a fragment costs its size on the wire, not 4/3 of it.
 // decode() tells the forms apart by the first byte: a CBOR map (0xA0-0xBF) is never JSON.
 inline constexpr std::string_view delivery_encoding_cbor = "CBOR";
+
+// Names in ClientJoinRequested's Extensions (docs/wire-format.md, "Extension fields").
+// The server follows the Revision sequence from its ClientJoinAccepted on: it applies the view
+// changes that arrive while it waits for its registration and rejoins on a gap, so the tracker
+// need not replay them to it.
+inline constexpr std::string_view extension_revision = "Revision";
+// The server deletes fragments no file references when the tracker lists them in
+// RemoveFragmentInfos; the specification keeps that list for conflicts, so a server without it
+// announces such fragments and keeps them.
+inline constexpr std::string_view extension_remove_orphans = "RemoveOrphans";
+// After a denial for a passing reason (Other) the server retries on its own, with backoff; a
+// server without it waits for a TrackerHello, which the tracker then sends it alone.
+inline constexpr std::string_view extension_join_retry = "JoinRetry";
 std::size_t delivered_cbor_payload_size(const Uuid& event_id, const Hash& hash,
                                         std::size_t data_size_bytes,
                                         const std::set<ClientId>& receivers,

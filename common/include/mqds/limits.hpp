@@ -28,6 +28,8 @@ inline constexpr std::size_t clients_per_event_max = 10000;
 inline constexpr std::size_t receivers_per_event_max = 1024;
 inline constexpr std::size_t delivery_encodings_max = 8;
 inline constexpr std::size_t delivery_encoding_bytes_max = 32;
+inline constexpr std::size_t extensions_max = 16;
+inline constexpr std::size_t extension_bytes_max = 32;
 // Nesting of a CBOR payload (a Delivered is two levels deep).
 inline constexpr std::size_t cbor_depth_max = 8;
 

@@ -14,6 +14,14 @@
 //   distribution rounds, and if what it holds is unchanged the tracker confirms with a
 //   ClientRegistered for it alone at the current Revision, so that a client catching up costs the
 //   rest of the fleet nothing.
+// - Servers that know only the specification (docs/specification.md, "Torrent servers that know
+//   only the specification"): a request without the Extensions a behaviour needs is served as the
+//   specification's server would need it. Such a server drops the view changes that arrive
+//   before its registration, so the tracker keeps those (a bounded replay per join) and sends
+//   them to it alone right after its ClientRegistered; it waits for a TrackerHello after a
+//   denial, so one denied for a passing reason (too many joins, the service full, a timeout, a
+//   view that changed) is sent a TrackerHello alone once a join slot is free; and it keeps
+//   fragments no file references, which RemoveFragmentInfos then does not list.
 // - Goodbye and loss: a registered client that says goodbye or whose connection is lost is removed
 //   from the view; everybody learns who it was from the ClientIdentifier the tracker stamps into
 //   the ClientGoodbye (a rewritten payload, or one the tracker publishes).
@@ -34,7 +42,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -62,6 +69,12 @@ struct TrackerConfig {
   std::size_t distributions_in_flight_max = 16;
   std::size_t registered_clients_max = 10'000;
   std::size_t seen_events_max = 65'536;
+  // What a join of a server without the Revision extension may collect for its replay; a join
+  // that misses more is denied (Other) and asked to join again.
+  std::size_t join_replay_events_max = 4'096;
+  std::size_t join_replay_bytes_max = 16 * 1024 * 1024;
+  // Servers without JoinRetry denied for a passing reason, waiting for their TrackerHello.
+  std::size_t hello_waiting_max = 10'000;
 };
 
 // What the tracker keeps across restarts. Registered clients are not part of it: a restart drops
@@ -113,6 +126,8 @@ struct TrackerMetrics {
   // an Obtained or Failed from no receiver, or for a round already over. Each is ignored and
   // logged at debug; a few follow every timeout, a steady stream means a client out of step.
   std::uint64_t events_out_of_place = 0;
+  std::uint64_t events_replayed = 0;  // view changes sent again to a server that joined during them
+  std::uint64_t hellos_sent = 0;      // TrackerHello to one server denied for a passing reason
 };
 
 struct TrackerGauges {
@@ -123,6 +138,7 @@ struct TrackerGauges {
   std::size_t staged_fragments = 0;
   std::size_t distributions_in_flight = 0;
   std::size_t joins_in_flight = 0;
+  std::size_t clients_awaiting_hello = 0;
 };
 
 class Tracker {
@@ -162,11 +178,20 @@ class Tracker {
   std::size_t joins_in_flight() const { return joins_.size(); }
 
  private:
+  // The view changes a joining server without the Revision extension would drop: published
+  // since its ClientJoinAccepted, in order.
+  struct Replay {
+    std::vector<Publish> events;
+    std::size_t bytes = 0;
+    bool overflowed = false;  // over join_replay_events_max or join_replay_bytes_max
+  };
   struct PendingJoin {
     Uuid request_event_id;
     JoinAcceptance plan;
     std::int64_t deadline_ms;
-    bool cbor = false;  // the request listed CBOR in DeliveryEncodings
+    bool cbor = false;             // the request listed CBOR in DeliveryEncodings
+    bool retries = false;          // the request listed JoinRetry
+    std::optional<Replay> replay;  // the request did not list Revision
   };
   // One fragment's distribution, from Started to Ended. Its stage changes in deliver() alone, and
   // it ends in end_round() alone; advance_round() decides when.
@@ -199,6 +224,17 @@ class Tracker {
   void out_of_place(const std::string& what, Output& out);
   void deny(const ClientId& client, std::uint32_t code, std::string reason,
             std::optional<Uuid> request, Output& out);
+  // A denial for a reason that passes (Other): a server that does not retry on its own
+  // (`retries` false) is queued for a TrackerHello.
+  void deny_for_now(const ClientId& client, std::string reason, std::optional<Uuid> request,
+                    bool retries, Output& out);
+  // Publishes a view change to every subscriber, and keeps it for the replay of each join that
+  // would miss it.
+  void announce(const Event& event, Output& out);
+  void keep_for_replays(const Publish& publish);
+  // Sends TrackerHello, each to one server alone, to as many waiting servers as joins can start.
+  void send_hellos(std::int64_t now_ms, Output& out);
+  void forget_hello(const ClientId& client);
   // Removes a registered client from the view and from its rounds. The ClientGoodbye announcing it
   // carries the returned Revision; with `publish_goodbye` the tracker publishes it itself (a lost
   // client), otherwise the caller forwards the client's own, rewritten.
@@ -243,6 +279,12 @@ class Tracker {
   Queue queue_;  // staged fragments waiting for a round, by time
   std::map<Hash, Queue::iterator> queued_;
   std::set<Hash> parked_;  // no client can take them until the view changes
+  // Servers waiting for their TrackerHello, oldest first, and those sent one that have not
+  // requested a join yet (each holds a join slot until its deadline).
+  std::map<std::uint64_t, ClientId> hello_queue_;    // by arrival
+  std::map<ClientId, std::uint64_t> hello_waiting_;  // -> place in hello_queue_
+  std::uint64_t hello_arrivals_ = 0;
+  std::map<ClientId, std::int64_t> hellos_in_flight_;  // -> deadline
   std::int64_t distribute_after_ms_ = 0;
   std::int64_t last_view_event_ms_ = 0;
 };
