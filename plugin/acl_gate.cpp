@@ -55,15 +55,15 @@ std::optional<AclGate::Refusal> AclGate::refusal(const Write& write, bool& watch
   if (ingest::is_ingest_topic(topic)) {
     if (topic != ingest::topics::begin && topic != ingest::topics::abort &&
         !ingest::is_chunk_topic(topic))
-      return plain_refusal("an uploader publishes only on mqds/ingest/begin, /abort and /chunk/...");
+      return plain_refusal(
+          "an uploader publishes only on mqds/ingest/begin, /abort and /chunk/...");
     if (write.retain) return plain_refusal("an upload message is never retained");
     watch = true;
     return std::nullopt;
   }
   switch (FetchGate::kind(topic)) {
     case FetchGate::Kind::none: break;
-    case FetchGate::Kind::other:
-      return fetch_refusal(FetchRefusal::not_a_fetch_topic);
+    case FetchGate::Kind::other: return fetch_refusal(FetchRefusal::not_a_fetch_topic);
     case FetchGate::Kind::request: {
       FetchRequest request;
       request.topic = topic;
@@ -88,7 +88,8 @@ std::optional<AclGate::Refusal> AclGate::refusal(const Write& write, bool& watch
     }
   }
   if (starts_with(topic, query_prefix)) {
-    if (topic != query::request_topic) return plain_refusal("only the tracker answers under mqds/query/");
+    if (topic != query::request_topic)
+      return plain_refusal("only the tracker answers under mqds/query/");
     if (!fetch_.allows(write.username) && !ingest_.allows(write.username))
       return plain_refusal("this user is in neither fetch_users nor ingest_users");
     if (write.retain) return plain_refusal("a query is not retained");
@@ -105,17 +106,19 @@ AclDecision AclGate::judge_write(std::int64_t now_ms, const Write& write) {
     ++metrics_.writes_refused;
     AclDecision decision{AclVerdict::refuse, std::nullopt, why->tracker_topic, why->fetch};
     if (!why->tracker_topic && !why->fetch)
-      decision.log = rate_limited(now_ms, write_log_,
-                                  "refused a publish or will on " +
-                                      shortened(write.topic, logged_text_bytes_max) +
-                                      " from client '" +
-                                      shortened(write.client_id, logged_text_bytes_max) +
-                                      "': " + why->reason);
+      decision.log =
+          rate_limited(now_ms, write_log_,
+                       "refused a publish or will on " +
+                           shortened(write.topic, logged_text_bytes_max) + " from client '" +
+                           shortened(write.client_id, logged_text_bytes_max) + "': " + why->reason);
     return decision;
   }
   if (!watch) return AclDecision{};
-  watched_ = Watched{std::string(write.topic), std::string(write.client_id), write.payload.size(),
-                     std::string(head_of(write.payload)), std::string(tail_of(write.payload)),
+  watched_ = Watched{std::string(write.topic),
+                     std::string(write.client_id),
+                     write.payload.size(),
+                     std::string(head_of(write.payload)),
+                     std::string(tail_of(write.payload)),
                      false};
   return AclDecision{AclVerdict::watch, std::nullopt, false, std::nullopt};
 }

@@ -4,8 +4,8 @@
 // Why the ACL check. The MESSAGE callback sees only PUBLISH packets: a will (sent when a client's
 // connection is lost, maybe after its Will Delay) never reaches it. Mosquitto 2.0.11 checks a will
 // once, with MOSQ_ACL_WRITE, when it is about to send it (src/context.c), not at CONNECT, and then
-// hands it to the subscribers, each with a MOSQ_ACL_READ check (src/subs.c). A PUBLISH gets the same
-// WRITE check, then MESSAGE, then the READ checks of its delivery (at PUBREL for QoS 2).
+// hands it to the subscribers, each with a MOSQ_ACL_READ check (src/subs.c). A PUBLISH gets the
+// same WRITE check, then MESSAGE, then the READ checks of its delivery (at PUBREL for QoS 2).
 //
 // Writes (judge_write), from the topic, the publisher, the payload and the retain flag alone (the
 // check gets no MQTT 5 properties):
@@ -18,8 +18,9 @@
 //   upload with a status that says so), a fetch request or response, a query. The MESSAGE callback
 //   judges those fully (state, properties, the stamp of a goodbye) and may answer or rewrite them:
 //   a will on them is judged by nobody, so it must reach nobody. The watched write
-//   is remembered until the next MESSAGE or loop pass; a delivery of it that comes first is a will's
-//   (a publish's MESSAGE comes between its WRITE and READ checks), and is refused (judge_read).
+//   is remembered until the next MESSAGE or loop pass; a delivery of it that comes first is a
+//   will's (a publish's MESSAGE comes between its WRITE and READ checks), and is refused
+//   (judge_read).
 // - no opinion: every other topic, left to the broker's ACLs.
 // Reads: a delivery of a watched will, and any delivery by subscription on a fetch or query
 // response topic (the plugin delivers those to their requester directly, which skips the READ
@@ -86,7 +87,8 @@ class AclGate {
   // first and last bytes (a will's delivery carries a copy of its payload).
   static constexpr std::size_t remembered_edge_bytes = 32;
 
-  AclGate(AllowedUsers ingest, const FetchGate& fetch) : ingest_(std::move(ingest)), fetch_(fetch) {}
+  AclGate(AllowedUsers ingest, const FetchGate& fetch)
+      : ingest_(std::move(ingest)), fetch_(fetch) {}
 
   // A watched write is remembered (one at a time: the next write or MESSAGE replaces it).
   AclDecision judge_write(std::int64_t now_ms, const Write& write);

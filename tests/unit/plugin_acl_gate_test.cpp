@@ -31,9 +31,9 @@ Write write_on(std::string_view topic, std::string_view payload = "{}", bool ret
 
 TEST(AclGate, TrackerTopicsAreRefusedAndCountedAsTheTrackersOwn) {
   Gates g({}, {});
-  for (const auto topic : {topics::tracker_hello, topics::file_info_published,
-                           topics::client_registered, topics::client_join_accepted,
-                           topics::fragment_distribution_delivered}) {
+  for (const auto topic :
+       {topics::tracker_hello, topics::file_info_published, topics::client_registered,
+        topics::client_join_accepted, topics::fragment_distribution_delivered}) {
     const auto d = g.acl.judge_write(0, write_on(topic));
     EXPECT_EQ(d.verdict, AclVerdict::refuse) << topic;
     EXPECT_TRUE(d.tracker_topic) << "the tracker counts and logs it: " << topic;
