@@ -481,9 +481,16 @@ void TorrentServer::on_denied(std::int64_t now_ms, const ClientJoinDenied& e, Ou
     fix += " The service hashes with another algorithm.";
   if (e.reason_code & denial::endpoint_conflict)
     fix += " Another server announces the same endpoint: give this one its own --endpoint.";
-  if (!fix.empty()) {
-    out.fatal = "join denied (code " + std::to_string(e.reason_code) + "): " + reason + "." + fix;
-    enter(Unregistered{std::nullopt}, out);
+  // Only the tracker's answer to this server's own request may say a person must act: a denial
+  // naming no request could be anybody's, and costs at most a retry.
+  if (!fix.empty() && e.request_event_id) {
+    // The server keeps running, so it joins as soon as the cause is fixed on either side (the next
+    // TrackerHello, or this retry) and is never left stopped by one denial.
+    out.log(LogLevel::error, "join denied (code " + std::to_string(e.reason_code) + "): " + reason +
+                                 "." + fix + " Asking again in " +
+                                 std::to_string(config_.operator_retry_ms / 1000) +
+                                 " s and whenever the tracker restarts.");
+    enter(Unregistered{now_ms + config_.operator_retry_ms}, out);
     return;
   }
   out.log(LogLevel::warning, "join denied: " + reason + "; trying again later");

@@ -21,8 +21,10 @@
 //   (fragment_lost: deleted, and a rejoin reports it). PUBACKs of replies free the Server's
 //   in-flight budget.
 // - SIGTERM/SIGINT: ClientGoodbye is published and acknowledged (bounded wait), then a clean
-//   DISCONNECT. A denial the operator must fix ends the process with
-//   exit_status::operator_must_act.
+//   DISCONNECT. A join denial the operator must fix does not end the process: the TorrentServer
+//   logs it as an error and asks again later (a denial never stops a board for good). The broker
+//   refusing a subscription, or stored data cut at another fragment size than the tracker's
+//   accept says, ends it with exit_status::operator_must_act.
 #pragma once
 
 #include <csignal>

@@ -28,8 +28,9 @@ struct EdgeOptions {
 namespace exit_status {
 inline constexpr int stopped = 0;  // SIGTERM or SIGINT: said goodbye
 inline constexpr int usage = 1;    // a bad flag, value or config file
-inline constexpr int operator_must_act =
-    2;  // the tracker denied this server for a reason only a person can fix
+// The broker refused a subscription, or the tracker accepted this server with another fragment
+// size than its stored data's: only a person can fix it. A join denial is not one of them.
+inline constexpr int operator_must_act = 2;
 inline constexpr int storage = 3;  // the data directory cannot be opened or written
 }  // namespace exit_status
 

@@ -401,7 +401,9 @@ TEST(EdgeFootprint, MemoryStaysSmallWithTenThousandFragments) {
 
 // --- Denials the operator must fix, and the command line ----------------------------------------
 
-TEST(EdgeFatal, DataCutAtAnotherFragmentSizeStopsWithExitTwoAndSaysWhatToDo) {
+// A denial only a person can fix does not stop the board: it says what to do, keeps running (its
+// systemd unit would not restart a stopped one), and asks again later and at every TrackerHello.
+TEST(EdgeDenied, DataCutAtAnotherFragmentSizeKeepsItRunningAndSaysWhatToDo) {
   std::string data_dir;
   {
     Broker first(edge_config());
@@ -424,8 +426,14 @@ TEST(EdgeFatal, DataCutAtAnotherFragmentSizeStopsWithExitTwoAndSaysWhatToDo) {
   std::filesystem::copy(data_dir, edge.data_dir());
   std::filesystem::remove_all(data_dir);
   ASSERT_TRUE(edge.start(second.port()));
-  EXPECT_EQ(edge.wait_exit(15s), 2) << edge.log_tail();
-  EXPECT_NE(edge.log().find("move the data directory aside"), std::string::npos) << edge.log_tail();
+  ASSERT_TRUE(edge.wait_log("move the data directory aside", 15s)) << edge.log_tail();
+  EXPECT_FALSE(edge.wait_exit(2s)) << "a denial stopped the board: " << edge.log_tail();
+  EXPECT_TRUE(edge.running());
+  // The tracker restarts: the board asks again at once, and is denied again for the same reason.
+  ASSERT_TRUE(second.restart());
+  ASSERT_TRUE(edge.wait_log("move the data directory aside", 20s, 2)) << edge.log_tail();
+  EXPECT_TRUE(edge.running());
+  EXPECT_EQ(edge.terminate(), 0) << edge.log_tail();
 }
 
 TEST(EdgeCommandLine, BadValuesGetAClearErrorAndExitOne) {

@@ -132,18 +132,24 @@ class TorrentFixture : public ::testing::Test {
                                      next_revision()};
   }
 
-  // The denials the operator must fix stop the server with a message that says what to do.
-  void expect_fatal_denial(std::uint32_t code, std::string_view advice) {
+  // A denial the operator must fix is logged as an error that says what to do; the server keeps
+  // running, asks again after operator_retry_ms, and at once at the next TrackerHello.
+  void expect_operator_denial(std::uint32_t code, std::string_view advice) {
     connect(0);
     const Output out =
         receive(10, ClientJoinDenied{ids(), "t1", code, "as the tracker says", request.event_id});
-    ASSERT_TRUE(out.fatal) << describe(out);
-    EXPECT_NE(out.fatal->find(advice), std::string::npos) << *out.fatal;
-    EXPECT_NE(out.fatal->find("as the tracker says"), std::string::npos) << *out.fatal;
+    EXPECT_FALSE(out.fatal) << "a denial never stops a server: " << describe(out);
+    ASSERT_TRUE(logged_at_least(out, LogLevel::error)) << describe(out);
+    const std::string text = describe(out);
+    EXPECT_NE(text.find(advice), std::string::npos) << text;
+    EXPECT_NE(text.find("as the tracker says"), std::string::npos) << text;
     EXPECT_TRUE(out.publishes.empty());
     EXPECT_EQ(torrent->phase(), TorrentPhase::unregistered);
-    EXPECT_FALSE(torrent->next_deadline_ms()) << "no retry";
-    EXPECT_TRUE(tick(1'000'000).publishes.empty());
+    EXPECT_EQ(torrent->next_deadline_ms(), 10 + config.operator_retry_ms);
+    EXPECT_TRUE(tick(10 + config.operator_retry_ms - 1).publishes.empty());
+    EXPECT_EQ(all_of<ClientJoinRequested>(tick(10 + config.operator_retry_ms)).size(), 1u)
+        << "it asks again";
+    EXPECT_EQ(torrent->phase(), TorrentPhase::joining);
   }
 
   TorrentConfig config;
@@ -466,16 +472,38 @@ TEST_F(TorrentJoinDenied, JitterStaysWithinTheBackoffWindow) {
   EXPECT_GE(*delays.rbegin(), config.join_retry_min_ms - 100) << "over the whole window";
 }
 
-TEST_F(TorrentJoinDenied, WrongFragmentSizeIsFatalAndSaysToMoveTheDataAside) {
-  expect_fatal_denial(denial::wrong_fragment_size, "move the data directory aside");
+TEST_F(TorrentJoinDenied, WrongFragmentSizeSaysToMoveTheDataAsideAndAsksAgainLater) {
+  expect_operator_denial(denial::wrong_fragment_size, "move the data directory aside");
 }
 
-TEST_F(TorrentJoinDenied, WrongHashAlgorithmIsFatal) {
-  expect_fatal_denial(denial::wrong_hash_algorithm, "hashes with another algorithm");
+TEST_F(TorrentJoinDenied, WrongHashAlgorithmSaysSoAndAsksAgainLater) {
+  expect_operator_denial(denial::wrong_hash_algorithm, "hashes with another algorithm");
 }
 
-TEST_F(TorrentJoinDenied, EndpointConflictIsFatalAndSaysToChooseAnotherEndpoint) {
-  expect_fatal_denial(denial::endpoint_conflict, "its own --endpoint");
+TEST_F(TorrentJoinDenied, EndpointConflictSaysToChooseAnotherEndpointAndAsksAgainLater) {
+  expect_operator_denial(denial::endpoint_conflict, "its own --endpoint");
+}
+
+TEST_F(TorrentJoinDenied, AfterADenialTheOperatorMustFixATrackerHelloMakesItJoinAtOnce) {
+  connect(0);
+  receive(10, ClientJoinDenied{ids(), "t1", denial::wrong_fragment_size, "no", request.event_id});
+  ASSERT_EQ(torrent->phase(), TorrentPhase::unregistered);
+  const Output hello = receive(20, TrackerHello{ids()});
+  EXPECT_EQ(all_of<ClientJoinRequested>(hello).size(), 1u) << describe(hello);
+  EXPECT_EQ(torrent->phase(), TorrentPhase::joining);
+}
+
+TEST_F(TorrentJoinDenied, ADenialThatNamesNoRequestIsNeverOneThatNeedsAPerson) {
+  // Anyone able to publish a denial could have written it: it costs a retry, nothing more.
+  connect(0);
+  const Output out =
+      receive(10, ClientJoinDenied{ids(), "t1", denial::wrong_fragment_size, "no", std::nullopt});
+  EXPECT_FALSE(out.fatal) << describe(out);
+  EXPECT_FALSE(logged_at_least(out, LogLevel::error)) << describe(out);
+  EXPECT_EQ(torrent->phase(), TorrentPhase::unregistered);
+  ASSERT_TRUE(torrent->next_deadline_ms());
+  EXPECT_LE(*torrent->next_deadline_ms(), 10 + config.join_retry_max_ms)
+      << "retried with the ordinary backoff";
 }
 
 TEST_F(TorrentJoinDenied, DenialOfAnotherClientOrAnEarlierRequestIsIgnored) {

@@ -14,7 +14,9 @@
 //   with what it stores; it applies ClientJoinAccepted (deleting what the tracker says conflicts),
 //   answers ClientJoinSucceeded, and is registered when ClientRegistered names it. A timeout or a
 //   denial for "Other" retries with jittered backoff; a denial the operator must fix (fragment
-//   size, hash algorithm, endpoint) is fatal.
+//   size, hash algorithm, endpoint) that answers this server's request is logged as an error with
+//   what to do, and the server asks again after operator_retry_ms and at every TrackerHello: a
+//   denial never stops it. One that names no request is treated as passing.
 // - Distribution (the specification's Fragment Distribution, docs/specification.md): on Started it
 //   asks for the fragment if placement, computed from its own view, names it and it has room; it
 //   verifies Delivered data against the hash, stores it as temporary, confirms Obtained, and
@@ -55,6 +57,8 @@ struct TorrentConfig {
   std::int64_t registration_timeout_ms = 10'000;  // ClientJoinSucceeded -> ClientRegistered
   std::int64_t join_retry_min_ms = 1'000;
   std::int64_t join_retry_max_ms = 30'000;
+  // After a denial only a person can fix (its cause is logged): ask again this late.
+  std::int64_t operator_retry_ms = 600'000;
   std::int64_t request_timeout_ms = 30'000;    // Requested -> Delivered
   std::int64_t temporary_timeout_ms = 60'000;  // Obtained -> Ended; then a rejoin settles the copy
   std::size_t pending_requests_max = 64;
