@@ -268,7 +268,14 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
   // too, also when it was lost and kept its place for what it had obtained: an Ended that named
   // it later would count a copy it no longer holds.
   withdraw_from_rounds(now_ms, sender, false, out);
-  joins_.erase(sender);  // a new request supersedes one in progress
+  // A new request supersedes one in progress. A server without RequestEventId cannot tell which
+  // of its requests an Accepted answers, and may apply the earlier one: its replay keeps what
+  // happened since that one.
+  std::optional<Replay> earlier_replay;
+  if (auto earlier = joins_.find(sender); earlier != joins_.end()) {
+    earlier_replay = std::move(earlier->second.replay);
+    joins_.erase(earlier);
+  }
   forget_hello(sender);  // it asked: the slot a TrackerHello kept for it is its join's now
   const bool retries = e.extensions.count(std::string(extension_join_retry)) != 0;
   if (joins_.size() + hellos_in_flight_.size() >= config_.joins_in_flight_max) {
@@ -327,7 +334,8 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
                    false,      std::nullopt};
   join.cbor = e.delivery_encodings.count(std::string(delivery_encoding_cbor)) != 0;
   join.retries = retries;
-  if (!e.extensions.count(std::string(extension_revision))) join.replay.emplace();
+  if (!e.extensions.count(std::string(extension_revision)))
+    join.replay = earlier_replay ? std::move(*earlier_replay) : Replay{};
   joins_[sender] = std::move(join);
   MQDS_ASSERT(joins_.size() <= config_.joins_in_flight_max);
 }

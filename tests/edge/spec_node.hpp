@@ -36,8 +36,9 @@ class SpecNode {
   explicit SpecNode(std::string id = spec_client_id(), spec_only::Disk disk = {},
                     std::string endpoint = {})
       : client_(id, broker_test::Protocol::mqtt311),
-        machine_(spec_only::Config{id, endpoint.empty() ? "tcp://" + id + ".local:50051" : endpoint},
-                 std::move(disk)) {}
+        machine_(
+            spec_only::Config{id, endpoint.empty() ? "tcp://" + id + ".local:50051" : endpoint},
+            std::move(disk)) {}
   ~SpecNode() { stop_thread(); }
   SpecNode(const SpecNode&) = delete;
   SpecNode& operator=(const SpecNode&) = delete;
@@ -78,12 +79,18 @@ class SpecNode {
     std::lock_guard lock(mutex_);
     return read(machine_);
   }
-  spec_only::Phase phase() const { return with_machine([](auto& m) { return m.phase(); }); }
+  spec_only::Phase phase() const {
+    return with_machine([](auto& m) { return m.phase(); });
+  }
   spec_only::Counters counters() const {
     return with_machine([](auto& m) { return m.counters(); });
   }
-  spec_only::View view() const { return with_machine([](auto& m) { return m.view(); }); }
-  spec_only::Disk disk() const { return with_machine([](auto& m) { return m.disk(); }); }
+  spec_only::View view() const {
+    return with_machine([](auto& m) { return m.view(); });
+  }
+  spec_only::Disk disk() const {
+    return with_machine([](auto& m) { return m.disk(); });
+  }
   // Topics received, in order.
   std::vector<std::string> received() const {
     std::lock_guard lock(mutex_);

@@ -59,8 +59,8 @@ TEST(SpecOnlyJoin, EveryKindOfDenialIsReadable) {
   SpecNode wrong_size("00000000000000000000000000000001",
                       disk_with(fragment_size / 2, {random_content(100, 1)}));
   ASSERT_TRUE(wrong_size.start(broker.port()));
-  ASSERT_TRUE(wrong_size.wait([](const auto& m) { return m.counters().denials == 1; }, 10s,
-                              "denied"));
+  ASSERT_TRUE(
+      wrong_size.wait([](const auto& m) { return m.counters().denials == 1; }, 10s, "denied"));
   EXPECT_EQ(wrong_size.counters().last_reason_code, std::optional<std::int64_t>(1));
   EXPECT_NE(wrong_size.counters().last_reason.find("FragmentSize"), std::string::npos);
 
@@ -69,8 +69,8 @@ TEST(SpecOnlyJoin, EveryKindOfDenialIsReadable) {
   ASSERT_TRUE(first.wait_registered(10s));
   SpecNode same_endpoint("00000000000000000000000000000003", {}, "tcp://10.0.0.7:50051");
   ASSERT_TRUE(same_endpoint.start(broker.port()));
-  ASSERT_TRUE(same_endpoint.wait([](const auto& m) { return m.counters().denials == 1; }, 10s,
-                                 "denied"));
+  ASSERT_TRUE(
+      same_endpoint.wait([](const auto& m) { return m.counters().denials == 1; }, 10s, "denied"));
   EXPECT_EQ(same_endpoint.counters().last_reason_code, std::optional<std::int64_t>(4));
 
   // The reference client always says SHA256: another algorithm, from a raw client.
@@ -135,8 +135,8 @@ TEST(SpecOnlyJoin, TwoConcurrentJoinsEachEndWithTheOtherInTheirView) {
   // The ClientRegistered it dropped is sent again, to it alone, right after its own.
   EXPECT_TRUE(slow.wait([&](const auto& m) { return m.view().clients.count(quick.id()) == 1; }, 5s,
                         "told of the server that registered during its join"));
-  ASSERT_TRUE(quick.wait([&](const auto& m) { return m.view().clients.count(slow.id()) == 1; },
-                         5s, "told of the other"));
+  ASSERT_TRUE(quick.wait([&](const auto& m) { return m.view().clients.count(slow.id()) == 1; }, 5s,
+                         "told of the other"));
   EXPECT_GE(slow.counters().dropped_unregistered, 1u) << "the original did arrive, and was dropped";
 }
 
@@ -166,7 +166,8 @@ TEST(SpecOnlyDistribution, AServerJoiningDuringADistributionMissesNoPlacement) {
   for (auto& edge : edges) ASSERT_TRUE(wait_settled(*edge));
   std::this_thread::sleep_for(500ms);  // the last Ended reach it
   const spec_only::View view = spec.view();
-  EXPECT_GE(spec.counters().dropped_unregistered, 1u) << "events did arrive before its registration";
+  EXPECT_GE(spec.counters().dropped_unregistered, 1u)
+      << "events did arrive before its registration";
 
   // What is really stored, by whom.
   std::map<std::string, std::set<std::string>> stored;
@@ -194,13 +195,13 @@ TEST(SpecOnlyLeave, GoodbyeAndALostConnectionAreAnnouncedWithTheServersId) {
   ASSERT_TRUE(monitor.wait_figures({{"clients/registered", "2"}}, 5s));
   leaving.say_goodbye();
   const auto said = monitor.wait_event(
-      "clients/goodbye", [&](const json& e) { return e.value("ClientIdentifier", "") == leaving.id(); },
-      5s);
+      "clients/goodbye",
+      [&](const json& e) { return e.value("ClientIdentifier", "") == leaving.id(); }, 5s);
   EXPECT_TRUE(said) << "the tracker stamps who said goodbye";
   lost.lose_connection();
   const auto announced = monitor.wait_event(
-      "clients/goodbye", [&](const json& e) { return e.value("ClientIdentifier", "") == lost.id(); },
-      10s);
+      "clients/goodbye",
+      [&](const json& e) { return e.value("ClientIdentifier", "") == lost.id(); }, 10s);
   EXPECT_TRUE(announced) << "the tracker announces a server lost without goodbye";
   EXPECT_TRUE(monitor.wait_figures({{"clients/registered", "0"}, {"clients/lost", "1"}}, 5s));
 }

@@ -1599,6 +1599,22 @@ TEST_F(TrackerSpecOnly, AFragmentEndedDuringAJoinIsReplayed) {
   EXPECT_EQ(only<FragmentDistributionEnded>(out).event_id, ended[0].event_id);
 }
 
+// Invited by a TrackerHello while its earlier join is open, it asks again; the Accepted of the
+// earlier request arrives next and, without RequestEventId, it applies that one.
+TEST_F(TrackerSpecOnly, ASupersededJoinsReplayCarriesOverToTheNextRequest) {
+  boot(0);
+  send(10, "s1", spec_request("s1"));
+  const ClientRegistered e1 = join(20, "e1");
+  send(30, "s1", spec_request("s1"));
+  const Output out = send(40, "s1", ClientJoinSucceeded{ids(), std::nullopt}).output;
+  const auto replayed = publishes_of<ClientRegistered>(out);
+  ASSERT_EQ(replayed.size(), 2u) << describe(out);
+  EXPECT_EQ(replayed[1]->to, std::optional<ClientId>("s1"));
+  EXPECT_EQ(
+      std::get<ClientRegistered>(*decode(topics::client_registered, replayed[1]->payload)).event_id,
+      e1.event_id);
+}
+
 TEST_F(TrackerSpecOnly, AServerThatFollowsTheRevisionIsSentNoReplay) {
   boot(0);
   const auto edge = request("e1");
