@@ -71,6 +71,7 @@ Output Tracker::goodbye(std::int64_t now_ms) {
   hello_queue_.clear();
   hello_waiting_.clear();
   hellos_in_flight_.clear();
+  endpoint_waiters_.clear();
   bump_revision(now_ms, out);
   return out;
 }
@@ -129,7 +130,7 @@ MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender,
       on_join_failed(sender, std::get<ClientJoinFailed>(event), out);
       break;
     case EventType::client_goodbye: {
-      joins_.erase(sender);
+      if (joins_.erase(sender)) endpoints_released_ = true;
       forget_hello(sender);
       ClientGoodbye stamped{event_id, sender, std::nullopt};
       if (view_.is_registered(sender)) stamped.revision = unregister(now_ms, sender, false, out);
@@ -179,7 +180,11 @@ void Tracker::deny(const ClientId& client, std::uint32_t code, std::string reaso
 void Tracker::deny_for_now(const ClientId& client, std::string reason, std::optional<Uuid> request,
                            bool retries, Output& out) {
   deny(client, denial::other, std::move(reason), request, out);
-  if (retries || hello_waiting_.count(client)) return;
+  if (!retries) queue_hello(client, out);
+}
+
+void Tracker::queue_hello(const ClientId& client, Output& out) {
+  if (hello_waiting_.count(client)) return;
   if (hello_waiting_.size() >= config_.hello_waiting_max) {
     out.log(LogLevel::warning, "client '" + client + "' will not be sent a TrackerHello: " +
                                    std::to_string(hello_waiting_.size()) + " clients wait for one");
@@ -192,6 +197,7 @@ void Tracker::deny_for_now(const ClientId& client, std::string reason, std::opti
 
 void Tracker::forget_hello(const ClientId& client) {
   hellos_in_flight_.erase(client);
+  endpoint_waiters_.erase(client);
   auto it = hello_waiting_.find(client);
   if (it == hello_waiting_.end()) return;
   hello_queue_.erase(it->second);
@@ -199,6 +205,24 @@ void Tracker::forget_hello(const ClientId& client) {
 }
 
 void Tracker::send_hellos(std::int64_t now_ms, Output& out) {
+  if (endpoints_released_ && !endpoint_waiters_.empty()) {
+    std::set<std::string> in_use;
+    for (const auto& [id, meta] : view_.clients())
+      in_use.insert(meta.endpoints.begin(), meta.endpoints.end());
+    for (const auto& [id, join] : joins_)
+      in_use.insert(join.plan.client.endpoints.begin(), join.plan.client.endpoints.end());
+    for (auto it = endpoint_waiters_.begin(); it != endpoint_waiters_.end();) {
+      const bool free = std::none_of(it->second.begin(), it->second.end(),
+                                     [&](const std::string& e) { return in_use.count(e) != 0; });
+      if (!free) {
+        ++it;
+        continue;
+      }
+      queue_hello(it->first, out);
+      it = endpoint_waiters_.erase(it);
+    }
+  }
+  endpoints_released_ = false;
   for (auto it = hellos_in_flight_.begin(); it != hellos_in_flight_.end();)
     it = it->second <= now_ms ? hellos_in_flight_.erase(it) : std::next(it);
   // A server sent a TrackerHello holds a join slot until it asks or its time is up, so a freed
@@ -244,7 +268,14 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
   // too, also when it was lost and kept its place for what it had obtained: an Ended that named
   // it later would count a copy it no longer holds.
   withdraw_from_rounds(now_ms, sender, false, out);
-  joins_.erase(sender);  // a new request supersedes one in progress
+  // A new request supersedes one in progress. A server without RequestEventId cannot tell which
+  // of its requests an Accepted answers, and may apply the earlier one: its replay keeps what
+  // happened since that one.
+  std::optional<Replay> earlier_replay;
+  if (auto earlier = joins_.find(sender); earlier != joins_.end()) {
+    earlier_replay = std::move(earlier->second.replay);
+    joins_.erase(earlier);
+  }
   forget_hello(sender);  // it asked: the slot a TrackerHello kept for it is its join's now
   const bool retries = e.extensions.count(std::string(extension_join_retry)) != 0;
   if (joins_.size() + hellos_in_flight_.size() >= config_.joins_in_flight_max) {
@@ -268,6 +299,12 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
   JoinPlan plan =
       view_.plan_join(sender, e, claimed, named == holdings_.end() ? none : named->second);
   if (auto* denied = std::get_if<JoinDenial>(&plan)) {
+    // The endpoint may be held by this very board under the client id it had before a restart,
+    // until its old connection is found lost: a server that waits for a TrackerHello gets one
+    // when the endpoints are free.
+    if (denied->reason_code == denial::endpoint_conflict && !retries &&
+        endpoint_waiters_.size() < config_.hello_waiting_max)
+      endpoint_waiters_[sender] = e.endpoints;
     deny(sender, denied->reason_code, std::move(denied->reason), e.event_id, out);
     return;
   }
@@ -297,7 +334,8 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
                    false,      std::nullopt};
   join.cbor = e.delivery_encodings.count(std::string(delivery_encoding_cbor)) != 0;
   join.retries = retries;
-  if (!e.extensions.count(std::string(extension_revision))) join.replay.emplace();
+  if (!e.extensions.count(std::string(extension_revision)))
+    join.replay = earlier_replay ? std::move(*earlier_replay) : Replay{};
   joins_[sender] = std::move(join);
   MQDS_ASSERT(joins_.size() <= config_.joins_in_flight_max);
 }
@@ -312,6 +350,7 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender,
   }
   PendingJoin join = std::move(it->second);
   joins_.erase(it);
+  endpoints_released_ = true;
   if (!view_.still_consistent(join.plan)) {
     deny_for_now(sender, "the service's view changed during the join; join again",
                  join.request_event_id, join.retries, out);
@@ -387,6 +426,7 @@ void Tracker::on_join_failed(const ClientId& sender, const ClientJoinFailed& e, 
     return;
   }
   joins_.erase(it);
+  endpoints_released_ = true;
   out.log(LogLevel::notice,
           "client '" + sender + "' failed its join: " + e.reason.value_or("no reason given"));
 }
@@ -440,6 +480,7 @@ void Tracker::on_obtained(std::int64_t now_ms, const ClientId& sender, const Has
 std::uint64_t Tracker::unregister(std::int64_t now_ms, const ClientId& client, bool publish_goodbye,
                                   Output& out) {
   view_.remove_client(client);
+  endpoints_released_ = true;
   cbor_receivers_.erase(client);
   const std::uint64_t revision = bump_revision(now_ms, out);
   if (publish_goodbye) announce(ClientGoodbye{random_.next_uuid(), client, revision}, out);
@@ -462,8 +503,10 @@ void Tracker::withdraw_from_rounds(std::int64_t now_ms, const ClientId& client, 
 
 Output Tracker::on_disconnect(std::int64_t now_ms, const ClientId& client) {
   Output out;
-  if (joins_.erase(client))
+  if (joins_.erase(client)) {
+    endpoints_released_ = true;
     out.log(LogLevel::info, "client '" + client + "' disconnected during its join");
+  }
   forget_hello(client);
   cbor_receivers_.erase(client);
   if (view_.is_registered(client)) {
@@ -540,7 +583,11 @@ void Tracker::start_rounds(std::int64_t now_ms, Output& out) {
     rounds_.emplace(hash, std::move(round));
     MQDS_ASSERT(rounds_.size() <= config_.distributions_in_flight_max);
     ++metrics_.distributions_started;
-    out.publish(FragmentDistributionStarted{random_.next_uuid(), hash, staged->second});
+    // To the targets alone, like Delivered: a server that knows only the specification asks for
+    // every fragment it is offered and, having asked, waits for its Delivered before it takes
+    // another; offered fragments placement did not give it, it would wait out every one of them.
+    const FragmentDistributionStarted started{random_.next_uuid(), hash, staged->second};
+    for (const auto& target : targets) out.publish(started, target);
   }
 }
 
@@ -624,6 +671,7 @@ Output Tracker::on_tick(std::int64_t now_ms) {
   for (const auto& id : expired_joins) {
     const PendingJoin join = std::move(joins_.at(id));
     joins_.erase(id);
+    endpoints_released_ = true;
     ++metrics_.joins_timed_out;
     deny_for_now(id,
                  "join timed out: no ClientJoinSucceeded within " +
@@ -724,7 +772,7 @@ TrackerGauges Tracker::gauges() const {
   g.staged_fragments = staged_.size();
   g.distributions_in_flight = rounds_.size();
   g.joins_in_flight = joins_.size();
-  g.clients_awaiting_hello = hello_waiting_.size();
+  g.clients_awaiting_hello = hello_waiting_.size() + endpoint_waiters_.size();
   std::map<Hash, std::size_t> holders;
   for (const auto& [id, meta] : view_.clients())
     for (const auto& hash : meta.stored_fragments) ++holders[hash];

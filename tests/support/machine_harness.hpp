@@ -4,6 +4,7 @@
 // so the wire codec is part of every assertion.
 #pragma once
 
+#include <algorithm>
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -179,10 +180,23 @@ std::vector<T> all_of(const Output& out, const TrackerMemoryStore* store = nullp
   return events;
 }
 
-// The one publish of type T; a test failure (and a default T) if there is not exactly one.
+// Every distinct event of type T, in order: an event published to several clients, each alone,
+// counts once.
+template <class T>
+std::vector<T> distinct_of(const Output& out, const TrackerMemoryStore* store = nullptr) {
+  std::vector<T> events;
+  for (auto& e : all_of<T>(out, store))
+    if (std::none_of(events.begin(), events.end(),
+                     [&](const T& seen) { return seen.event_id == e.event_id; }))
+      events.push_back(std::move(e));
+  return events;
+}
+
+// The one event of type T (it may go to several clients, each alone); a test failure (and a
+// default T) if there is not exactly one.
 template <class T>
 T only(const Output& out, const TrackerMemoryStore* store = nullptr) {
-  auto events = all_of<T>(out, store);
+  auto events = distinct_of<T>(out, store);
   EXPECT_EQ(events.size(), 1u) << "expected exactly one " << name_for<T>() << " in:\n"
                                << describe(out);
   return events.empty() ? T{} : events.front();

@@ -26,6 +26,7 @@ using testing::all_of;
 using testing::bytes_of;
 using testing::cut_file;
 using testing::describe;
+using testing::distinct_of;
 using testing::effects_of;
 using testing::EventIds;
 using testing::hashes_of;
@@ -825,18 +826,29 @@ TEST_F(TrackerIngest, AddFilePublishesFileInfoAndDistributesAfterTheSettleTime) 
   EXPECT_EQ(tracker->view().files().at(file.hash), file.metadata);
   EXPECT_EQ(tracker->metrics().files_published, 1u);
   EXPECT_EQ(tracker->metrics().ingested_bytes, 250u);
-  EXPECT_TRUE(all_of<FragmentDistributionStarted>(result.output).empty())
+  EXPECT_TRUE(distinct_of<FragmentDistributionStarted>(result.output).empty())
       << "clients may still be rejoining";
   for (const auto& f : file.fragments) EXPECT_TRUE(tracker->is_staged(f.hash));
 
-  EXPECT_TRUE(all_of<FragmentDistributionStarted>(tick(config.startup_settle_ms - 1)).empty());
+  EXPECT_TRUE(distinct_of<FragmentDistributionStarted>(tick(config.startup_settle_ms - 1)).empty());
   const Output settled = tick(config.startup_settle_ms);
-  const auto started = all_of<FragmentDistributionStarted>(settled);
+  const auto started = distinct_of<FragmentDistributionStarted>(settled);
   ASSERT_EQ(started.size(), 3u) << describe(settled);
   std::map<Hash, std::int64_t> sizes;
   for (const auto& s : started) sizes[s.hash] = s.size_bytes;
   EXPECT_EQ(sizes, file.staged_sizes()) << "Started carries each fragment's Hash and Size";
-  for (const Publish* p : publishes_of<FragmentDistributionStarted>(settled)) EXPECT_FALSE(p->to);
+  // Each to the clients placement chose, each alone: offered a fragment, a server that knows only
+  // the specification asks for it and then waits for its Delivered.
+  for (const auto& s : started) {
+    std::vector<std::string> to;
+    for (const Publish* p : publishes_of<FragmentDistributionStarted>(settled))
+      if (std::get<FragmentDistributionStarted>(*decode(p->topic, p->payload)).hash == s.hash)
+        to.push_back(p->to.value_or("everyone"));
+    std::sort(to.begin(), to.end());
+    auto chosen = distribution_targets(tracker->view(), s.hash, s.size_bytes, config.replicas);
+    std::sort(chosen.begin(), chosen.end());
+    EXPECT_EQ(to, std::vector<std::string>(chosen.begin(), chosen.end()));
+  }
   EXPECT_EQ(tracker->gauges().distributions_in_flight, 3u);
   EXPECT_EQ(tracker->metrics().distributions_started, 3u);
 }
@@ -849,10 +861,10 @@ TEST_F(TrackerIngest, RoundsInFlightAreLimited) {
   const TestFile file = file_of(250, 6);
   const IngestResult result = ingest(300, file);
   ASSERT_TRUE(result.ok()) << result.error;
-  const auto started = all_of<FragmentDistributionStarted>(result.output);
+  const auto started = distinct_of<FragmentDistributionStarted>(result.output);
   ASSERT_EQ(started.size(), 2u) << describe(result.output);
   EXPECT_EQ(tracker->gauges().distributions_in_flight, 2u);
-  EXPECT_TRUE(all_of<FragmentDistributionStarted>(tick(301)).empty()) << "still two in flight";
+  EXPECT_TRUE(distinct_of<FragmentDistributionStarted>(tick(301)).empty()) << "still two in flight";
 
   // Finishing one round lets the third fragment start.
   const Hash& first = started[0].hash;
@@ -860,7 +872,7 @@ TEST_F(TrackerIngest, RoundsInFlightAreLimited) {
   send(320, "c1", FragmentDistributionObtained{ids(), first});
   const MessageResult last = send(330, "c2", FragmentDistributionObtained{ids(), first});
   EXPECT_EQ(only<FragmentDistributionEnded>(last.output).hash, first);
-  const auto next = all_of<FragmentDistributionStarted>(last.output);
+  const auto next = distinct_of<FragmentDistributionStarted>(last.output);
   ASSERT_EQ(next.size(), 1u) << describe(last.output);
   EXPECT_NE(next[0].hash, started[0].hash);
   EXPECT_NE(next[0].hash, started[1].hash);
@@ -1024,8 +1036,8 @@ TEST_F(TrackerDistribution, NobodyRequestingEndsNothingAndRetriesAfterTheRetryDe
   const Output timeout = tick(timeout_ms);
   EXPECT_TRUE(all_of<FragmentDistributionEnded>(timeout).empty())
       << "nothing was sent, nothing to end";
-  EXPECT_TRUE(
-      all_of<FragmentDistributionStarted>(tick(timeout_ms + config.retry_delay_ms - 1)).empty());
+  EXPECT_TRUE(distinct_of<FragmentDistributionStarted>(tick(timeout_ms + config.retry_delay_ms - 1))
+                  .empty());
   const Output retry = tick(timeout_ms + config.retry_delay_ms);
   EXPECT_EQ(only<FragmentDistributionStarted>(retry).hash, fragment.hash);
 }
@@ -1097,7 +1109,7 @@ TEST_F(TrackerDistribution, ReceiverThatNeverConfirmsIsLeftOutAtTheDeliveryTimeo
   EXPECT_EQ(tracker->view().holder_count(fragment.hash), 1u);
 
   // Rescheduled at once, for one more replica among the clients that do not hold it.
-  const auto again = all_of<FragmentDistributionStarted>(timeout);
+  const auto again = distinct_of<FragmentDistributionStarted>(timeout);
   ASSERT_EQ(again.size(), 1u) << describe(timeout);
   EXPECT_EQ(again[0].hash, fragment.hash);
   const auto next = targets(fragment);
@@ -1168,7 +1180,7 @@ TEST_F(TrackerDistribution, RoundWhoseReceiversAllLeaveEndsNamingNobody) {
   EXPECT_EQ(tracker->gauges().distributions_in_flight, 0u);
   EXPECT_EQ(tracker->metrics().deliveries_failed, 0u);
   EXPECT_TRUE(
-      all_of<FragmentDistributionStarted>(tick(left_ms + config.retry_delay_ms - 1)).empty());
+      distinct_of<FragmentDistributionStarted>(tick(left_ms + config.retry_delay_ms - 1)).empty());
   EXPECT_EQ(only<FragmentDistributionStarted>(tick(left_ms + config.retry_delay_ms)).hash,
             fragment.hash);
 }
@@ -1243,10 +1255,10 @@ TEST_F(TrackerReplication, FragmentShortOfReplicasWaitsForANewClient) {
   EXPECT_EQ(only<FragmentDistributionEnded>(last.output).receivers,
             (std::set<ClientId>{"c1", "c2"}));
   EXPECT_TRUE(effects_of<store::DropStaged>(last.output).empty());
-  EXPECT_TRUE(all_of<FragmentDistributionStarted>(last.output).empty())
+  EXPECT_TRUE(distinct_of<FragmentDistributionStarted>(last.output).empty())
       << "no client can take it now";
   EXPECT_TRUE(tracker->is_staged(f.hash));
-  EXPECT_TRUE(all_of<FragmentDistributionStarted>(tick(60'000)).empty())
+  EXPECT_TRUE(distinct_of<FragmentDistributionStarted>(tick(60'000)).empty())
       << "it waits, it does not spin";
 
   const auto r3 = request("c3");
@@ -1268,7 +1280,7 @@ TEST_F(TrackerReplication, FileIngestedBeforeAnyClientIsDistributedWhenOneRegist
   boot(0);
   const TestFile file = file_of(60, 14);
   ASSERT_TRUE(ingest(300, file).ok());
-  EXPECT_TRUE(all_of<FragmentDistributionStarted>(tick(1'000)).empty());
+  EXPECT_TRUE(distinct_of<FragmentDistributionStarted>(tick(1'000)).empty());
   const auto r = request("c1");
   send(1'010, "c1", r);
   const MessageResult registered = send(1'020, "c1", ClientJoinSucceeded{ids(), r.event_id});
@@ -1333,8 +1345,8 @@ TEST_F(TrackerBeacon, NextDeadlineOfAFragmentQueuedBeforeTheSettleTimeIsTheSettl
   join(10, "c1");
   ASSERT_TRUE(ingest(20, file_of(60, 44)).ok());
   EXPECT_EQ(tracker->next_deadline_ms(), config.startup_settle_ms);
-  EXPECT_TRUE(all_of<FragmentDistributionStarted>(tick(config.startup_settle_ms - 1)).empty());
-  EXPECT_EQ(all_of<FragmentDistributionStarted>(tick(config.startup_settle_ms)).size(), 1u);
+  EXPECT_TRUE(distinct_of<FragmentDistributionStarted>(tick(config.startup_settle_ms - 1)).empty());
+  EXPECT_EQ(distinct_of<FragmentDistributionStarted>(tick(config.startup_settle_ms)).size(), 1u);
 }
 
 // --- The holdings ledger ------------------------------------------------------------------------
@@ -1431,7 +1443,7 @@ TEST_F(TrackerRestart, RestartedTrackerKeepsFilesFragmentsStagingHoldingsAndRevi
   const Hash& a = file.fragments[0].hash;
   const Hash& b = file.fragments[1].hash;
   const IngestResult ingested = ingest(300, file);
-  ASSERT_EQ(all_of<FragmentDistributionStarted>(ingested.output).size(), 2u);
+  ASSERT_EQ(distinct_of<FragmentDistributionStarted>(ingested.output).size(), 2u);
   // a reaches both clients; b only c1, whose round ends at the delivery timeout.
   for (const char* id : {"c1", "c2"}) {
     send(310, id, FragmentDistributionRequested{ids(), a});
@@ -1477,7 +1489,8 @@ TEST_F(TrackerRestart, RestartedTrackerKeepsFilesFragmentsStagingHoldingsAndRevi
     const MessageResult registered =
         restarted.on_message(restart_ms + 20, id, topic_of(succeeded), encode(succeeded));
     store.apply(registered.output.storage);
-    EXPECT_TRUE(all_of<FragmentDistributionStarted>(registered.output).empty()) << "still settling";
+    EXPECT_TRUE(distinct_of<FragmentDistributionStarted>(registered.output).empty())
+        << "still settling";
   }
   const Output settled = restarted.on_tick(restart_ms + config.startup_settle_ms);
   EXPECT_EQ(only<FragmentDistributionStarted>(settled).hash, b);
@@ -1584,6 +1597,22 @@ TEST_F(TrackerSpecOnly, AFragmentEndedDuringAJoinIsReplayed) {
   ASSERT_EQ(publishes.size(), 1u) << describe(out);
   EXPECT_EQ(publishes[0]->to, std::optional<ClientId>("s1"));
   EXPECT_EQ(only<FragmentDistributionEnded>(out).event_id, ended[0].event_id);
+}
+
+// Invited by a TrackerHello while its earlier join is open, it asks again; the Accepted of the
+// earlier request arrives next and, without RequestEventId, it applies that one.
+TEST_F(TrackerSpecOnly, ASupersededJoinsReplayCarriesOverToTheNextRequest) {
+  boot(0);
+  send(10, "s1", spec_request("s1"));
+  const ClientRegistered e1 = join(20, "e1");
+  send(30, "s1", spec_request("s1"));
+  const Output out = send(40, "s1", ClientJoinSucceeded{ids(), std::nullopt}).output;
+  const auto replayed = publishes_of<ClientRegistered>(out);
+  ASSERT_EQ(replayed.size(), 2u) << describe(out);
+  EXPECT_EQ(replayed[1]->to, std::optional<ClientId>("s1"));
+  EXPECT_EQ(
+      std::get<ClientRegistered>(*decode(topics::client_registered, replayed[1]->payload)).event_id,
+      e1.event_id);
 }
 
 TEST_F(TrackerSpecOnly, AServerThatFollowsTheRevisionIsSentNoReplay) {
@@ -1695,6 +1724,27 @@ TEST_F(TrackerSpecOnly, AServerDeniedForAFullServiceIsInvitedWhenAClientLeaves) 
   expect_denied(send(20, "s1", spec_request("s1")), "s1", denial::other);
   EXPECT_TRUE(hellos_to(tick(30)).empty()) << "still full";
   EXPECT_EQ(hellos_to(disconnect(40, "e1")), std::vector<std::string>{"s1"});
+}
+
+// A board that restarts comes back under a new client id (the reference client makes one at every
+// start) while its old connection is not yet found lost: its endpoint is still taken.
+TEST_F(TrackerSpecOnly, DeniedForAnEndpointItIsInvitedOnceTheEndpointIsFree) {
+  boot(0);
+  join(10, "old", spec_request("old"));
+  auto restarted = spec_request("new");
+  restarted.endpoints = {endpoint("old")};
+  const MessageResult denied = send(20, "new", restarted);
+  expect_denied(denied, "new", denial::endpoint_conflict);
+  EXPECT_TRUE(hellos_to(denied.output).empty());
+  EXPECT_TRUE(hellos_to(tick(30)).empty()) << "the endpoint is still taken";
+  EXPECT_EQ(tracker->gauges().clients_awaiting_hello, 1u);
+  EXPECT_EQ(hellos_to(disconnect(40, "old")), std::vector<std::string>{"new"});
+
+  auto edge = request("e2");
+  edge.endpoints = {endpoint("e1")};
+  join(50, "e1");
+  expect_denied(send(60, "e2", edge), "e2", denial::endpoint_conflict);
+  EXPECT_TRUE(hellos_to(disconnect(70, "e1")).empty()) << "mqds-edge retries on its own";
 }
 
 TEST_F(TrackerSpecOnly, AServerThatLeavesIsNotInvited) {

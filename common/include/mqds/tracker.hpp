@@ -26,7 +26,8 @@
 //   from the view; everybody learns who it was from the ClientIdentifier the tracker stamps into
 //   the ClientGoodbye (a rewritten payload, or one the tracker publishes).
 // - Distribution (the specification's Fragment Distribution, docs/specification.md): staged
-//   fragments go out in rounds, at most `distributions_in_flight_max` at once. Started; the clients
+//   fragments go out in rounds, at most `distributions_in_flight_max` at once. Started (to the
+//   clients placement chose, each alone); the clients
 //   that placement chose ask with Requested (the round is requesting); Delivered goes to those
 //   clients only (it is delivering); each confirms Obtained once its temporary copy is durable;
 //   Ended names who obtained it and changes the view. Each stage ends early when nobody is left to
@@ -235,6 +236,7 @@ class Tracker {
   // Sends TrackerHello, each to one server alone, to as many waiting servers as joins can start.
   void send_hellos(std::int64_t now_ms, Output& out);
   void forget_hello(const ClientId& client);
+  void queue_hello(const ClientId& client, Output& out);
   // Removes a registered client from the view and from its rounds. The ClientGoodbye announcing it
   // carries the returned Revision; with `publish_goodbye` the tracker publishes it itself (a lost
   // client), otherwise the caller forwards the client's own, rewritten.
@@ -285,6 +287,12 @@ class Tracker {
   std::map<ClientId, std::uint64_t> hello_waiting_;  // -> place in hello_queue_
   std::uint64_t hello_arrivals_ = 0;
   std::map<ClientId, std::int64_t> hellos_in_flight_;  // -> deadline
+  // Servers without JoinRetry denied because another client used their endpoints (a board that
+  // restarted under a new client id before its old connection was found lost): invited once
+  // those endpoints are free. `endpoints_released_` says a client or a join has gone since the
+  // last look.
+  std::map<ClientId, std::set<std::string>> endpoint_waiters_;
+  bool endpoints_released_ = false;
   std::int64_t distribute_after_ms_ = 0;
   std::int64_t last_view_event_ms_ = 0;
 };
