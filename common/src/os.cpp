@@ -3,6 +3,12 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
 namespace mqds::os {
 
 std::int64_t monotonic_ms() {
@@ -20,6 +26,21 @@ std::uint64_t random_seed() {
             static_cast<std::uint64_t>(ts.tv_sec);
   }
   return seed;
+}
+
+std::uint64_t KernelRandom::next_u64() {
+  std::uint64_t value = 0;
+  auto* bytes = reinterpret_cast<char*>(&value);
+  std::size_t got = 0;
+  while (got < sizeof value) {
+    const ssize_t n = ::getrandom(bytes + got, sizeof value - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw std::runtime_error(std::string("no random bytes from the kernel: ") +
+                               std::strerror(errno));
+    got += static_cast<std::size_t>(n);
+  }
+  return value;
 }
 
 }  // namespace mqds::os

@@ -7,7 +7,6 @@
 // clock, and the .part file. An interrupted get resumes: the fragments already in <output>.part
 // are verified here and handed to the Client as present.
 #include <fcntl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -75,25 +74,6 @@ class PartFile {
   std::string path_;
   int fd_ = -1;
   bool existed_ = false;
-};
-
-// Correlation Data must be unpredictable (a guessed one lets another client answer for an edge),
-// so it is drawn from the kernel's generator, not from a seeded sequence.
-class KernelRandom final : public Random {
- public:
-  std::uint64_t next_u64() override {
-    std::uint64_t value = 0;
-    auto* bytes = reinterpret_cast<char*>(&value);
-    std::size_t got = 0;
-    while (got < sizeof value) {
-      const ssize_t n = ::getrandom(bytes + got, sizeof value - got, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0)
-        throw CliError(std::string("no random bytes from the kernel: ") + std::strerror(errno));
-      got += static_cast<std::size_t>(n);
-    }
-    return value;
-  }
 };
 
 // Every page of a list the tracker answers in pages.
@@ -221,7 +201,8 @@ int get(CliSession& session, const GetOptions& options) {
   config.parallel = options.parallel;
   config.request_timeout_ms = options.request_timeout.count();
   session.subscribe({config.response_topic});
-  KernelRandom random;
+  // Correlation Data must be unpredictable: a guessed one would let another client answer.
+  os::KernelRandom random;
   fetch::Client client(config, std::move(fragments), random);
   Progress progress("downloading", file.size_bytes, options.quiet);
   progress.update(client.done_bytes());
