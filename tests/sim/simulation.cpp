@@ -261,8 +261,12 @@ bool Simulation::holds(const Node& node, const Hash& hash) const {
 
 void Simulation::arrive_at_broker(std::size_t i, std::uint64_t epoch, const Publish& p) {
   Node& node = nodes_[i];
-  // A TCP connection that is gone delivers nothing more.
-  if (!tracker_ || !node.connected || node.epoch != epoch) return;
+  // A TCP connection that is gone delivers nothing more, but for the ClientGoodbye a board sent
+  // before its DISCONNECT: the broker takes it while it still holds that session.
+  const bool live = node.connected && node.epoch == epoch;
+  const bool last_words =
+      p.topic == topics::client_goodbye && node.session_open && node.session_epoch == epoch;
+  if (!tracker_ || !(live || last_words)) return;
   tracker_hears(node.config.client_id, p);
 }
 
@@ -820,10 +824,12 @@ void Simulation::crash(std::size_t i, bool graceful) {
     node.connected = false;
     ++node.epoch;
     const std::uint64_t session = node.session_epoch;
-    // A clean DISCONNECT is seen at once; a dead board only when its keepalive runs out.
-    at(now_ + (graceful ? 50 : keepalive_loss_ms + between(0, 1'000)), [this, i, session] {
-      if (nodes_[i].session_epoch == session) broker_notices_loss(i);
-    });
+    // A clean DISCONNECT is seen after the goodbye sent before it; a dead board only when its
+    // keepalive runs out.
+    at(now_ + (graceful ? delay_max_ms_ + 50 : keepalive_loss_ms + between(0, 1'000)),
+       [this, i, session] {
+         if (nodes_[i].session_epoch == session) broker_notices_loss(i);
+       });
   }
   at(now_ + between(500, 15'000), [this, i] { restart(i); });
 }
