@@ -97,6 +97,7 @@ Result<Options> parse_options(const RawOptions& raw) {
              static_cast<std::size_t>(integer(k, v, 1024, ingest::window_bytes_limit));
        }},
       {"ingest_uploads", count(o.ingest.uploads_max, 1'024)},
+      {"ingest_uploads_per_client", count(o.ingest.uploads_per_client_max, 1'024)},
       {"ingest_file_size_max",
        [&](const std::string& k, const std::string& v) {
          o.ingest.file_size_bytes_max = integer(k, v, 1, limits::file_size_bytes_max);

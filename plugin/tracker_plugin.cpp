@@ -494,6 +494,7 @@ int TrackerPlugin::on_query(mosquitto_evt_message& event) {
 void TrackerPlugin::on_disconnect(const char* client_id) {
   if (!client_id) return;  // a socket that never sent CONNECT
   fetch_.forget_requester(client_id);
+  receiver_->on_disconnect(client_id);
   take(tracker_->on_disconnect(monotonic_ms(), client_id));
   flush_if_no_tick();
 }

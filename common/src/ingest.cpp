@@ -266,6 +266,7 @@ struct Receiver::Upload {
   bool replaying = false;      // fragments fed from the store are durable already
   std::vector<Hash> replayed;  // while replaying: the fragments cut from the stored parts
   bool handed_over = false;    // verified, in the adapter's hands until finish()
+  bool uploader_gone = false;  // its client disconnected: it leaves memory once nothing is pending
   std::int64_t last_activity_ms = 0;
 
   bool over() const { return !failure.empty() || digest.has_value(); }
@@ -344,6 +345,7 @@ void Receiver::begin(std::int64_t now_ms, const ClientId& client, std::string_vi
       return answer(out, client,
                     Status::failed(b.upload_id, "begin: this UploadId belongs to another upload"));
     upload.last_activity_ms = now_ms;
+    upload.uploader_gone = false;  // back before its upload left memory
     return answer_receiving(upload, out);
   }
   if (const auto known = files.find(b.hash);
@@ -356,6 +358,15 @@ void Receiver::begin(std::int64_t now_ms, const ClientId& client, std::string_vi
                   Status::failed(b.upload_id, "too many uploads in progress (" +
                                                   std::to_string(config_.uploads_max) +
                                                   "); try again later"));
+  const auto of_client =
+      static_cast<std::size_t>(std::count_if(uploads_.begin(), uploads_.end(), [&](const auto& u) {
+        return u.second->record.uploader == client;
+      }));
+  if (of_client >= config_.uploads_per_client_max)
+    return answer(out, client,
+                  Status::failed(b.upload_id, "this client has " + std::to_string(of_client) +
+                                                  " uploads in progress, the most one client may "
+                                                  "have; finish or abort one first"));
   open(now_ms, client, b, out);
 }
 
@@ -573,6 +584,16 @@ Flushed Receiver::flush(std::int64_t now_ms, bool ticking, const StillNeeded& st
       upload.owes_answer = false;
     }
     upload.check();
+    if (upload.uploader_gone && upload.pending.empty()) {
+      // Its slot is free for others; what is durable can still be resumed with begin.
+      ++metrics_.uploads_released;
+      out.log(LogLevel::info, "upload " + upload.record.id.to_string() + " from '" +
+                                  upload.record.uploader +
+                                  "' left memory: its client disconnected at " +
+                                  std::to_string(upload.durable_bytes) + " durable bytes");
+      it = uploads_.erase(it);
+      continue;
+    }
     if (now_ms - upload.last_activity_ms > config_.idle_timeout_ms) {
       // An idle upload leaves memory; what is durable can still be resumed with begin.
       MQDS_ASSERT(upload.pending.empty());
@@ -586,6 +607,11 @@ Flushed Receiver::flush(std::int64_t now_ms, bool ticking, const StillNeeded& st
     ++it;
   }
   return flushed;
+}
+
+void Receiver::on_disconnect(const ClientId& client) {
+  for (auto& [id, upload] : uploads_)
+    if (upload->record.uploader == client && !upload->handed_over) upload->uploader_gone = true;
 }
 
 Output Receiver::finish(const VerifiedUpload& verified, const std::string& error,

@@ -283,6 +283,54 @@ TEST(PluginIngest, AnUploadCompletesWithoutTick) {
       << "the broker did tick: this tests nothing";
 }
 
+// An uploader that opened every upload slot and sent nothing locked every other uploader out until
+// the idle timeout (600 s), and could renew its slots for ever.
+TEST(PluginIngest, OneClientCannotHoldEveryUploadSlotAndItsSlotsFreeWhenItDisconnects) {
+  BrokerConfig config = distribution_config();
+  config.plugin_options.push_back({"ingest_uploads", "3"});
+  config.plugin_options.push_back({"ingest_uploads_per_client", "2"});
+  Broker broker(config);
+  ASSERT_TRUE(broker.start());
+  const Bytes content = random_content(3000, 21);
+  auto hog = std::make_unique<Uploader>("hog");
+  ASSERT_TRUE(hog->connect(broker.port()));
+  for (std::uint64_t n = 1; n <= 2; ++n) {
+    const auto begun = hog->begin(Uuid::v4_from(40, n), sha256(random_content(100, n)), 100);
+    ASSERT_TRUE(begun && begun->state == ingest::State::receiving) << describe(begun);
+  }
+  const auto third = hog->begin(Uuid::v4_from(40, 3), sha256(random_content(100, 3)), 100);
+  ASSERT_TRUE(third) << broker.where();
+  EXPECT_EQ(third->state, ingest::State::failed);
+  EXPECT_NE(third->reason.value_or("").find("the most one client may have"), std::string::npos)
+      << describe(third);
+
+  Uploader first("first");
+  ASSERT_TRUE(first.connect(broker.port()));
+  const Uuid first_id = Uuid::v4_from(41, 1);
+  const auto begun = first.begin(first_id, sha256(content), content.size());
+  ASSERT_TRUE(begun && begun->state == ingest::State::receiving) << describe(begun);
+  // Every slot is taken now; the hog's go when it disconnects.
+  Uploader second("second");
+  ASSERT_TRUE(second.connect(broker.port()));
+  const Uuid second_id = Uuid::v4_from(42, 1);
+  const auto refused = second.begin(second_id, sha256(content), content.size());
+  ASSERT_TRUE(refused);
+  EXPECT_NE(refused->reason.value_or("").find("too many uploads in progress"), std::string::npos)
+      << describe(refused);
+  hog->client().lose_connection();
+  hog.reset();
+  std::optional<ingest::Status> after;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    after = second.begin(second_id, sha256(content), content.size());
+    if (after && after->state == ingest::State::receiving) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(after && after->state == ingest::State::receiving)
+      << describe(after) << broker.where();
+  const auto done = second.send(second_id, content);
+  EXPECT_TRUE(done && done->state == ingest::State::published) << describe(done);
+}
+
 TEST(PluginIngest, AFileThatDoesNotMatchItsDeclaredHashIsRefused) {
   Broker broker(distribution_config());
   ASSERT_TRUE(broker.start());

@@ -704,6 +704,49 @@ TEST_F(ReceiverTest, UploadsInMemoryAreBounded) {
   EXPECT_EQ(receiver->uploads_in_progress(), 2u);
 }
 
+// Opening every slot and sending nothing locked every other uploader out until the idle timeout.
+TEST_F(ReceiverTest, OneClientHoldsAtMostItsShareOfTheUploads) {
+  config.uploads_max = 4;
+  restart();
+  begin(0, upload_a, file);
+  begin(0, upload_b, cut_file(pattern(10, 5), fragment_size));
+  answers();
+  begin(0, Uuid::v4_from(0xC, 3), cut_file(pattern(10, 6), fragment_size));
+  EXPECT_EQ(only_answer().reason,
+            "this client has 2 uploads in progress, the most one client may "
+            "have; finish or abort one first");
+  begin(0, Uuid::v4_from(0xD, 4), cut_file(pattern(10, 7), fragment_size), "another");
+  EXPECT_EQ(only_answer().state, State::receiving) << "another client still has room";
+  EXPECT_EQ(receiver->uploads_in_progress(), 3u);
+}
+
+TEST_F(ReceiverTest, AClientsUploadsLeaveMemoryWhenItDisconnectsAndResumeFromWhatIsDurable) {
+  begin(0, upload_a, file);
+  chunks(1, upload_a, file.content, 0, 300);
+  flush(2, /*ticking=*/true);  // the chunks gather: nothing is staged yet
+  receiver->on_disconnect("someone else");
+  receiver->on_disconnect("uploader");
+  EXPECT_EQ(receiver->uploads_in_progress(), 1u) << "nothing leaves before the next flush";
+  flush(3, /*ticking=*/true);
+  EXPECT_EQ(receiver->uploads_in_progress(), 0u) << "what arrived was staged first, then it left";
+  EXPECT_EQ(receiver->metrics().uploads_released, 1u);
+  answers();
+  begin(4, upload_a, file);
+  EXPECT_EQ(only_answer(), Status::receiving(upload_a, 300, 100, 400));
+  feed(5, upload_a, file.content, 300, file.content.size());
+  ASSERT_EQ(verified.size(), 1u);
+  EXPECT_EQ(answers().back().state, State::published);
+}
+
+TEST_F(ReceiverTest, AnUploaderBackBeforeItsUploadLeftMemoryKeepsIt) {
+  begin(0, upload_a, file);
+  receiver->on_disconnect("uploader");
+  begin(1, upload_a, file);
+  flush(2);
+  EXPECT_EQ(receiver->uploads_in_progress(), 1u);
+  EXPECT_EQ(receiver->metrics().uploads_released, 0u);
+}
+
 // ---- Sender ----------------------------------------------------------------------------------
 
 std::vector<ChunkRange> drain(Sender& sender, std::int64_t end = INT64_MAX) {

@@ -49,6 +49,7 @@ TEST(PluginOptions, EveryOptionIsRead) {
                          {"ingest_chunk_size", "2048"},
                          {"ingest_window", "4096"},
                          {"ingest_uploads", "3"},
+                         {"ingest_uploads_per_client", "1"},
                          {"ingest_file_size_max", "100"},
                          {"ingest_idle_timeout_ms", "1000"},
                          {"fetch_users", "carol ,dave"}});
@@ -70,6 +71,7 @@ TEST(PluginOptions, EveryOptionIsRead) {
   EXPECT_EQ(o.ingest.chunk_bytes_max, 2048u);
   EXPECT_EQ(o.ingest.window_bytes, 4096u);
   EXPECT_EQ(o.ingest.uploads_max, 3u);
+  EXPECT_EQ(o.ingest.uploads_per_client_max, 1u);
   EXPECT_EQ(o.ingest.file_size_bytes_max, 100);
   EXPECT_EQ(o.ingest.idle_timeout_ms, 1000);
   EXPECT_EQ(o.fetch.users, (std::vector<std::string>{"carol", "dave"}));

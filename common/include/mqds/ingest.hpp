@@ -141,6 +141,9 @@ struct ReceiverConfig {
   std::size_t chunk_bytes_max = 1024 * 1024;
   std::size_t window_bytes = 8 * 1024 * 1024;  // at least chunk_bytes_max
   std::size_t uploads_max = 8;                 // uploads in memory at once
+  // Uploads in memory at once from one client, so one client cannot hold every slot; a client's
+  // uploads leave memory when it disconnects (they can be resumed).
+  std::size_t uploads_per_client_max = 2;
   std::int64_t file_size_bytes_max = std::int64_t{1} << 40;
   std::int64_t idle_timeout_ms = 600'000;
 };
@@ -184,7 +187,8 @@ struct ReceiverMetrics {
   std::uint64_t uploads_resumed = 0;
   std::uint64_t uploads_verified = 0;
   std::uint64_t uploads_failed = 0;
-  std::uint64_t uploads_idle = 0;  // left memory after idle_timeout_ms
+  std::uint64_t uploads_idle = 0;      // left memory after idle_timeout_ms
+  std::uint64_t uploads_released = 0;  // left memory because their uploader disconnected
   std::uint64_t received_bytes = 0;
   std::uint64_t chunks_refused = 0;     // answered with a Reason, at most once per pass
   std::uint64_t chunks_duplicated = 0;  // bytes it held already: ignored
@@ -211,6 +215,9 @@ class Receiver {
   // without that promise nothing would flush again for an uploader that waits, and everything is
   // committed now. Every upload in `verified` must go to finish() before the next flush.
   Flushed flush(std::int64_t now_ms, bool ticking, const StillNeeded& still_needed);
+  // The client's connection is gone: its uploads leave memory at the next flush that finds
+  // nothing of theirs pending, freeing their slots; `begin` resumes them from what is durable.
+  void on_disconnect(const ClientId& client);
   // After the adapter gave a verified upload to Tracker::add_file (`error` is what it said, empty
   // on success): "published", or failed with its parts dropped.
   Output finish(const VerifiedUpload& upload, const std::string& error,
