@@ -13,6 +13,7 @@ packages=(
   libcli11-dev                       # command-line parsing
   googletest libgtest-dev            # tests
   clang-format                       # the format check of the tests (scripts/check-format.sh)
+  clang-14 libclang-rt-14-dev        # libFuzzer and the sanitizers of scripts/fuzz.sh
 )
 missing=()
 for p in "${packages[@]}"; do
