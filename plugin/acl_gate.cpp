@@ -1,4 +1,5 @@
 #include "acl_gate.hpp"
+#include "log_text.hpp"
 
 #include "mqds/events.hpp"
 #include "mqds/ingest.hpp"
@@ -9,18 +10,6 @@ namespace mqds::plugin {
 namespace {
 
 constexpr std::string_view query_prefix = "mqds/query/";
-
-bool starts_with(std::string_view text, std::string_view prefix) {
-  return text.substr(0, prefix.size()) == prefix;
-}
-
-// At most `bytes_max` bytes of `text` for a log line, cut at a UTF-8 character boundary.
-std::string shortened(std::string_view text, std::size_t bytes_max) {
-  if (text.size() <= bytes_max) return std::string(text);
-  std::size_t end = bytes_max;
-  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
-  return std::string(text.substr(0, end)) + "...";
-}
 
 std::string_view head_of(std::string_view payload) {
   return payload.substr(0, AclGate::remembered_edge_bytes);
@@ -87,7 +76,7 @@ std::optional<AclGate::Refusal> AclGate::refusal(const Write& write, bool& watch
       return std::nullopt;
     }
   }
-  if (starts_with(topic, query_prefix)) {
+  if (topic.starts_with(query_prefix)) {
     if (topic != query::request_topic)
       return plain_refusal("only the tracker answers under mqds/query/");
     if (!fetch_.allows(write.username) && !ingest_.allows(write.username))
@@ -128,7 +117,7 @@ AclDecision AclGate::judge_read(std::int64_t now_ms, std::string_view topic,
   // The plugin delivers these to their requester itself, which the broker does without a READ
   // check: one that comes by subscription went round the plugin.
   if (FetchGate::kind(topic) == FetchGate::Kind::response ||
-      starts_with(topic, query::response_prefix))
+      topic.starts_with(query::response_prefix))
     return AclDecision{AclVerdict::refuse, std::nullopt, false, std::nullopt};
   if (!watched_ || watched_->topic != topic || watched_->payload_bytes != payload.size() ||
       watched_->head != head_of(payload) || watched_->tail != tail_of(payload))

@@ -1,4 +1,5 @@
 #include "fetch_gate.hpp"
+#include "log_text.hpp"
 
 #include <algorithm>
 
@@ -9,18 +10,6 @@ namespace mqds::plugin {
 namespace {
 
 constexpr std::string_view fetch_prefix = "mqds/fetch/";
-
-bool starts_with(std::string_view text, std::string_view prefix) {
-  return text.substr(0, prefix.size()) == prefix;
-}
-
-// At most `bytes_max` bytes of `text` for a log line, cut at a UTF-8 character boundary.
-std::string shortened(std::string_view text, std::size_t bytes_max) {
-  if (text.size() <= bytes_max) return std::string(text);
-  std::size_t end = bytes_max;
-  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
-  return std::string(text.substr(0, end)) + "...";
-}
 
 }  // namespace
 
@@ -68,9 +57,9 @@ std::string describe(FetchRefusal why) {
 }
 
 FetchGate::Kind FetchGate::kind(std::string_view topic) {
-  if (!starts_with(topic, fetch_prefix)) return Kind::none;
-  if (starts_with(topic, fetch::request_prefix)) return Kind::request;
-  if (starts_with(topic, fetch::response_prefix)) return Kind::response;
+  if (!topic.starts_with(fetch_prefix)) return Kind::none;
+  if (topic.starts_with(fetch::request_prefix)) return Kind::request;
+  if (topic.starts_with(fetch::response_prefix)) return Kind::response;
   return Kind::other;
 }
 

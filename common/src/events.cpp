@@ -652,6 +652,20 @@ Event read_by_index(EventType type, const Fields& f, std::index_sequence<I...>) 
   return event;
 }
 
+// An optional list of names (DeliveryEncodings, Extensions); empty when absent. Repeated names
+// are harmless here, unlike in the hash sets: the set keeps one.
+std::set<std::string> read_names(const Fields& f, std::string_view name, std::size_t count_max,
+                                 std::size_t bytes_max) {
+  std::set<std::string> names;
+  if (const json* list = f.optional(name)) {
+    const auto path = f.path(name);
+    const auto& items = read_array(*list, path, count_max);
+    for (std::size_t i = 0; i < items.size(); ++i)
+      names.insert(read_string(items[i], index_path(path, i), 1, bytes_max));
+  }
+  return names;
+}
+
 ClientJoinRequested read_client_join_requested(const Fields& f) {
   ClientJoinRequested e;
   e.event_id = UuidCodec::read(f.required("EventId"), f.path("EventId"));
@@ -673,21 +687,9 @@ ClientJoinRequested read_client_join_requested(const Fields& f) {
     e.capacity_bytes = CapacityCodec::read(*capacity, f.path("Capacity"));
   if (const json* obtained = f.optional("ObtainedFragments"); obtained && sha256)
     e.obtained_fragments = FragmentInfosCodec::read(*obtained, f.path("ObtainedFragments"));
-  if (const json* encodings = f.optional("DeliveryEncodings")) {
-    // Repeated names are harmless here: the set keeps one.
-    const auto path = f.path("DeliveryEncodings");
-    const auto& items = read_array(*encodings, path, limits::delivery_encodings_max);
-    for (std::size_t i = 0; i < items.size(); ++i)
-      e.delivery_encodings.insert(
-          read_string(items[i], index_path(path, i), 1, limits::delivery_encoding_bytes_max));
-  }
-  if (const json* extensions = f.optional("Extensions")) {
-    const auto path = f.path("Extensions");
-    const auto& items = read_array(*extensions, path, limits::extensions_max);
-    for (std::size_t i = 0; i < items.size(); ++i)
-      e.extensions.insert(
-          read_string(items[i], index_path(path, i), 1, limits::extension_bytes_max));
-  }
+  e.delivery_encodings = read_names(f, "DeliveryEncodings", limits::delivery_encodings_max,
+                                    limits::delivery_encoding_bytes_max);
+  e.extensions = read_names(f, "Extensions", limits::extensions_max, limits::extension_bytes_max);
   return e;
 }
 

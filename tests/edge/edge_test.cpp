@@ -416,7 +416,7 @@ TEST(EdgeDenied, DataCutAtAnotherFragmentSizeKeepsItRunningAndSaysWhatToDo) {
     ASSERT_TRUE(edge.wait_log("registered with", 1s));
     ASSERT_TRUE(edge.wait_log("persisting", 20s));
     ASSERT_EQ(edge.terminate(), 0);
-    data_dir = "/tmp/mqds-edge-fatal-" + std::to_string(::getpid());
+    data_dir = "/tmp/mqds-edge-denied-" + std::to_string(::getpid());
     std::filesystem::remove_all(data_dir);
     std::filesystem::copy(edge.data_dir(), data_dir);
   }

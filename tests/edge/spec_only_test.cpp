@@ -26,6 +26,30 @@ std::map<std::string, std::set<std::string>> holders_in(const spec_only::View& v
   return holders;
 }
 
+::testing::AssertionResult start_edges(const Broker& broker, const std::vector<std::string>& ids,
+                                       std::vector<std::unique_ptr<EdgeProcess>>& edges) {
+  for (const auto& id : ids) {
+    edges.push_back(std::make_unique<EdgeProcess>(id, broker.dir()));
+    if (auto started = edges.back()->start(broker.port()); !started) return started;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Who really stores each fragment: what the spec-only servers keep, and what each edge's store
+// holds once the edge has stopped.
+std::map<std::string, std::set<std::string>> stored_by_whom(
+    const std::vector<const SpecNode*>& specs, std::vector<std::unique_ptr<EdgeProcess>>& edges) {
+  std::map<std::string, std::set<std::string>> stored;
+  for (const SpecNode* spec : specs)
+    for (const auto& [hash, data] : spec->disk().fragments) stored[hash].insert(spec->id());
+  for (auto& edge : edges) {
+    EXPECT_EQ(edge->terminate(), 0) << edge->id();
+    for (const auto& [hash, fragment] : stored_by(*edge).stored_fragments)
+      stored[hash.to_hex()].insert(edge->id());
+  }
+  return stored;
+}
+
 spec_only::Disk disk_with(std::int64_t fragment_bytes, const std::vector<Bytes>& fragments) {
   spec_only::Disk disk;
   disk.fragment_size = fragment_bytes;
@@ -147,10 +171,7 @@ TEST(SpecOnlyDistribution, AServerJoiningDuringADistributionMissesNoPlacement) {
   ASSERT_TRUE(broker.start());
   Monitor monitor(broker.port());
   std::vector<std::unique_ptr<EdgeProcess>> edges;
-  for (const char* id : {"edge-a", "edge-b"}) {
-    edges.push_back(std::make_unique<EdgeProcess>(id, broker.dir()));
-    ASSERT_TRUE(edges.back()->start(broker.port()));
-  }
+  ASSERT_TRUE(start_edges(broker, {"edge-a", "edge-b"}, edges));
   ASSERT_TRUE(monitor.wait_figures({{"clients/registered", "2"}}, 10s));
   const Bytes content = random_content(30 * fragment_size, 5);
   const auto file = mqds::testing::cut_file(content, fragment_size);
@@ -169,14 +190,7 @@ TEST(SpecOnlyDistribution, AServerJoiningDuringADistributionMissesNoPlacement) {
   EXPECT_GE(spec.counters().dropped_unregistered, 1u)
       << "events did arrive before its registration";
 
-  // What is really stored, by whom.
-  std::map<std::string, std::set<std::string>> stored;
-  for (const auto& [hash, data] : spec.disk().fragments) stored[hash].insert(spec.id());
-  for (auto& edge : edges) {
-    ASSERT_EQ(edge->terminate(), 0);
-    for (const auto& [hash, fragment] : stored_by(*edge).stored_fragments)
-      stored[hash.to_hex()].insert(edge->id());
-  }
+  const auto stored = stored_by_whom({&spec}, edges);
   EXPECT_EQ(holders_in(view), stored) << "its view is the service's, placement for placement";
   EXPECT_TRUE(view.files.count(file.hash.to_hex()));
   EXPECT_EQ(view.fragments.size(), 30u);
@@ -245,10 +259,7 @@ TEST(SpecOnlyDistribution, AFleetMixingSpecOnlyServersAndEdgesStoresEveryFragmen
   ASSERT_TRUE(broker.start());
   Monitor monitor(broker.port());
   std::vector<std::unique_ptr<EdgeProcess>> edges;
-  for (const char* id : {"edge-a", "edge-b"}) {
-    edges.push_back(std::make_unique<EdgeProcess>(id, broker.dir()));
-    ASSERT_TRUE(edges.back()->start(broker.port()));
-  }
+  ASSERT_TRUE(start_edges(broker, {"edge-a", "edge-b"}, edges));
   std::vector<std::unique_ptr<SpecNode>> specs;
   for (int i = 0; i < 2; ++i) {
     specs.push_back(std::make_unique<SpecNode>());
@@ -262,20 +273,15 @@ TEST(SpecOnlyDistribution, AFleetMixingSpecOnlyServersAndEdgesStoresEveryFragmen
   for (auto& edge : edges) ASSERT_TRUE(wait_settled(*edge));
   std::this_thread::sleep_for(500ms);  // the last Ended reach the spec-only servers
 
-  std::map<std::string, std::set<std::string>> stored;
-  for (auto& spec : specs) {
-    for (const auto& [hash, data] : spec->disk().fragments) {
-      EXPECT_EQ(sha256(data).to_hex(), hash) << "a copy that is not its fragment";
-      stored[hash].insert(spec->id());
-    }
-  }
   std::vector<spec_only::View> views;
-  for (auto& spec : specs) views.push_back(spec->view());
-  for (auto& edge : edges) {
-    ASSERT_EQ(edge->terminate(), 0);
-    for (const auto& [hash, fragment] : stored_by(*edge).stored_fragments)
-      stored[hash.to_hex()].insert(edge->id());
+  std::vector<const SpecNode*> spec_nodes;
+  for (auto& spec : specs) {
+    for (const auto& [hash, data] : spec->disk().fragments)
+      EXPECT_EQ(sha256(data).to_hex(), hash) << "a copy that is not its fragment";
+    views.push_back(spec->view());
+    spec_nodes.push_back(spec.get());
   }
+  auto stored = stored_by_whom(spec_nodes, edges);
   ASSERT_EQ(stored.size(), 24u);
   for (const auto& fragment : file.fragments)
     EXPECT_EQ(stored[fragment.hash.to_hex()].size(), 2u) << fragment.hash.to_hex();
