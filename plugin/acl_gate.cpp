@@ -95,11 +95,10 @@ AclDecision AclGate::judge_write(std::int64_t now_ms, const Write& write) {
     ++metrics_.writes_refused;
     AclDecision decision{AclVerdict::refuse, std::nullopt, why->tracker_topic, why->fetch};
     if (!why->tracker_topic && !why->fetch)
-      decision.log =
-          rate_limited(now_ms, write_log_,
-                       "refused a publish or will on " +
-                           shortened(write.topic, logged_text_bytes_max) + " from client '" +
-                           shortened(write.client_id, logged_text_bytes_max) + "': " + why->reason);
+      decision.log = write_log_.pass(
+          now_ms, "refused a publish or will on " + shortened(write.topic, logged_text_bytes_max) +
+                      " from client '" + shortened(write.client_id, logged_text_bytes_max) +
+                      "': " + why->reason);
     return decision;
   }
   if (!watch) return AclDecision{};
@@ -126,27 +125,13 @@ AclDecision AclGate::judge_read(std::int64_t now_ms, std::string_view topic,
   if (!watched_->refused) {
     watched_->refused = true;
     ++metrics_.wills_refused;
-    decision.log = rate_limited(
-        now_ms, will_log_,
-        "the will of client '" + shortened(watched_->publisher, logged_text_bytes_max) + "' on " +
-            shortened(topic, logged_text_bytes_max) +
-            " reaches nobody: the tracker judges what is published there, and a will never "
-            "reaches it (a lost client's departure is announced by the tracker itself)");
+    decision.log = will_log_.pass(
+        now_ms, "the will of client '" + shortened(watched_->publisher, logged_text_bytes_max) +
+                    "' on " + shortened(topic, logged_text_bytes_max) +
+                    " reaches nobody: the tracker judges what is published there, and a will never "
+                    "reaches it (a lost client's departure is announced by the tracker itself)");
   }
   return decision;
-}
-
-std::optional<LogLine> AclGate::rate_limited(std::int64_t now_ms, LogState& state,
-                                             std::string text) {
-  if (state.logged && now_ms - state.last_ms < log_interval_ms) {
-    ++state.unlogged;
-    return std::nullopt;
-  }
-  if (state.unlogged > 0)
-    text += " (and " + std::to_string(state.unlogged) + " more in the last " +
-            std::to_string((now_ms - state.last_ms) / 1000) + " s, not logged)";
-  state = {true, now_ms, 0};
-  return LogLine{LogLevel::notice, std::move(text)};
 }
 
 }  // namespace mqds::plugin

@@ -40,6 +40,7 @@
 
 #include "allowed_users.hpp"
 #include "fetch_gate.hpp"
+#include "log_text.hpp"
 #include "mqds/output.hpp"
 
 namespace mqds::plugin {
@@ -109,20 +110,14 @@ class AclGate {
     std::string head, tail;
     bool refused = false;  // a delivery of it was refused already (counted and logged)
   };
-  struct LogState {
-    bool logged = false;
-    std::int64_t last_ms = 0;
-    std::uint64_t unlogged = 0;
-  };
   // Why a write is refused, or nullopt; `watch` says whether an allowed one is watched.
   std::optional<Refusal> refusal(const Write& write, bool& watch) const;
-  std::optional<LogLine> rate_limited(std::int64_t now_ms, LogState& state, std::string text);
 
   AllowedUsers ingest_;
   const FetchGate& fetch_;
   std::optional<Watched> watched_;
   AclMetrics metrics_;
-  LogState write_log_, will_log_;
+  LogLimiter write_log_{log_interval_ms}, will_log_{log_interval_ms};
 };
 
 }  // namespace mqds::plugin
