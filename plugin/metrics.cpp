@@ -4,10 +4,12 @@ namespace mqds::plugin {
 
 std::vector<std::pair<std::string, std::uint64_t>> metric_values(const TrackerMetrics& m,
                                                                  const TrackerGauges& g,
-                                                                 const FetchMetrics& f) {
+                                                                 const GateMetrics& gates) {
+  const FetchMetrics& f = gates.fetch;
   return {
       {"clients/registered", g.registered_clients},
       {"clients/lost", m.clients_lost},
+      {"clients/refused_id", gates.edges.connects_refused},
       {"files", g.files},
       {"fragments", g.fragments},
       {"fragments/under_replicated", g.under_replicated_fragments},
@@ -28,6 +30,9 @@ std::vector<std::pair<std::string, std::uint64_t>> metric_values(const TrackerMe
       {"events/rejected", m.events_rejected},
       {"events/duplicated", m.events_duplicated},
       {"events/out_of_place", m.events_out_of_place},
+      {"events/unauthorised", m.events_unauthorised},
+      {"acl/writes_refused", gates.acl.writes_refused},
+      {"acl/wills_refused", gates.acl.wills_refused},
       {"fetch/requests", f.requests},
       {"fetch/refused", f.refused},
       {"fetch/responses", f.responses},
@@ -37,11 +42,11 @@ std::vector<std::pair<std::string, std::uint64_t>> metric_values(const TrackerMe
 
 std::vector<std::pair<std::string, std::string>> MetricsPublisher::due(std::int64_t now_ms,
                                                                        const Tracker& tracker,
-                                                                       const FetchMetrics& fetch) {
+                                                                       const GateMetrics& gates) {
   std::vector<std::pair<std::string, std::string>> out;
   if (now_ms < next_ms_) return out;
   next_ms_ = now_ms + interval_ms_;
-  for (const auto& [name, value] : metric_values(tracker.metrics(), tracker.gauges(), fetch)) {
+  for (const auto& [name, value] : metric_values(tracker.metrics(), tracker.gauges(), gates)) {
     auto [it, inserted] = last_.try_emplace(name, value);
     if (!inserted && it->second == value) continue;
     it->second = value;

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "acl_gate.hpp"
+#include "edge_gate.hpp"
 #include "fetch_gate.hpp"
 #include "mqds/tracker.hpp"
 
@@ -15,17 +17,24 @@ namespace mqds::plugin {
 
 inline constexpr const char* metrics_prefix = "$SYS/broker/mqds/";
 
+// The plugin's own counters, beside the tracker's.
+struct GateMetrics {
+  FetchMetrics fetch;
+  AclMetrics acl;
+  EdgeMetrics edges;
+};
+
 // Every figure as (topic below the prefix, value).
 std::vector<std::pair<std::string, std::uint64_t>> metric_values(const TrackerMetrics& m,
                                                                  const TrackerGauges& g,
-                                                                 const FetchMetrics& f);
+                                                                 const GateMetrics& gates);
 
 class MetricsPublisher {
  public:
   explicit MetricsPublisher(std::int64_t interval_ms) : interval_ms_(interval_ms) {}
   // The (full topic, value) pairs to publish now: none before the interval has passed.
   std::vector<std::pair<std::string, std::string>> due(std::int64_t now_ms, const Tracker& tracker,
-                                                       const FetchMetrics& fetch);
+                                                       const GateMetrics& gates);
 
  private:
   std::int64_t interval_ms_;

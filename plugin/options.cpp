@@ -84,6 +84,17 @@ Result<Options> parse_options(const RawOptions& raw) {
          o.tracker.startup_settle_ms = integer(k, v, 0, hour_ms);
        }},
       {"metrics_interval_ms", ms(o.metrics_interval_ms)},
+      {"edge_users",
+       [&](const std::string&, const std::string& v) { users(v, o.edges.users, o.edges.anyone); }},
+      {"edge_ids",
+       [&](const std::string& k, const std::string& v) {
+         if (v == "username")
+           o.edges.ids = EdgeIds::username;
+         else if (v == "any")
+           o.edges.ids = EdgeIds::any;
+         else
+           throw Error{"plugin_opt_" + k, "must be username or any, not '" + v + "'"};
+       }},
       {"ingest_users", [&](const std::string&,
                            const std::string& v) { users(v, o.ingest.users, o.ingest.anyone); }},
       {"ingest_chunk_size",

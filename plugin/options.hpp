@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "allowed_users.hpp"
+#include "edge_gate.hpp"
 #include "fetch_gate.hpp"
 #include "mqds/ingest.hpp"
 #include "mqds/result.hpp"
@@ -43,6 +44,7 @@ struct Options {
   std::size_t map_size_bytes = std::size_t{16} << 30;  // LMDB's map is address space, not memory
   std::int64_t metrics_interval_ms = 10'000;           // as the broker's sys_interval default
   TrackerConfig tracker;
+  EdgeOptions edges;
   IngestOptions ingest;
   FetchOptions fetch;
   AclFallback acl_fallback = AclFallback::defer;

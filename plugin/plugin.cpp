@@ -91,6 +91,15 @@ int on_tick(int, void*, void* userdata) {
   });
 }
 
+int on_basic_auth(int, void* event_data, void* userdata) {
+  // A client that could not be judged is refused: it might be taking over a torrent server's id.
+  return guarded("BASIC_AUTH", MOSQ_ERR_AUTH, [&] {
+    auto* event = static_cast<mosquitto_evt_basic_auth*>(event_data);
+    return static_cast<Instance*>(userdata)->plugin->on_basic_auth(
+        mosquitto_client_id(event->client), event->username);
+  });
+}
+
 int on_disconnect(int, void* event_data, void* userdata) {
   return guarded("DISCONNECT", MOSQ_ERR_SUCCESS, [&] {
     auto* event = static_cast<mosquitto_evt_disconnect*>(event_data);
@@ -148,6 +157,20 @@ __attribute__((visibility("default"))) int mosquitto_plugin_init(mosquitto_plugi
         return rc;
       }
     }
+    // Registered only when it can refuse someone: once a plugin takes part in the password check,
+    // mosquitto 2.0.11 refuses a username that no check accepted (src/security.c), which a broker
+    // that checks no passwords would otherwise let in.
+    if (instance->plugin->binds_edge_ids()) {
+      const int rc = mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth,
+                                                 nullptr, instance.get());
+      if (rc != MOSQ_ERR_SUCCESS) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: registering a callback failed: %s",
+                             mosquitto_strerror(rc));
+        for (const auto& done : registrations)
+          mosquitto_callback_unregister(identifier, done.event, done.callback, nullptr);
+        return rc;
+      }
+    }
     *userdata = instance.release();
     mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqds: tracker plugin ready");
     return MOSQ_ERR_SUCCESS;
@@ -166,6 +189,9 @@ __attribute__((visibility("default"))) int mosquitto_plugin_cleanup(void* userda
   for (const auto& r : registrations)
     mosquitto_callback_unregister(instance->identifier, r.event, r.callback, nullptr);
   mosquitto_callback_unregister(instance->identifier, MOSQ_EVT_ACL_CHECK, on_acl_fallback, nullptr);
+  if (instance->plugin && instance->plugin->binds_edge_ids())
+    mosquitto_callback_unregister(instance->identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth,
+                                  nullptr);
   return guarded("cleanup", MOSQ_ERR_SUCCESS, [&] {
     instance.reset();  // closes the store; what was committed stays
     return MOSQ_ERR_SUCCESS;

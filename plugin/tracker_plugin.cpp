@@ -82,6 +82,7 @@ TrackerPlugin::TrackerPlugin(Options options)
       random_(std::make_unique<SplitMix64>(os::random_seed())),
       fetch_(options_.fetch),
       acl_(options_.ingest, fetch_),
+      edges_(options_.edges),
       metrics_(options_.metrics_interval_ms) {
   const auto stored_size = store_.fragment_size_bytes();
   if (stored_size && *stored_size != options_.tracker.fragment_size_bytes)
@@ -94,6 +95,16 @@ TrackerPlugin::TrackerPlugin(Options options)
   receiver_ = std::make_unique<ingest::Receiver>(options_.ingest,
                                                  options_.tracker.fragment_size_bytes, store_);
   last_tick_ms_ = monotonic_ms();
+  if (!options_.edges.enabled())
+    mosquitto_log_printf(MOSQ_LOG_NOTICE,
+                         "mqds: nobody may join as a torrent server; name who may in "
+                         "plugin_opt_edge_users");
+  else if (edges_.binds_ids())
+    mosquitto_log_printf(
+        MOSQ_LOG_NOTICE,
+        "mqds: a torrent server's client id must be its username, and only that user may connect "
+        "with it (plugin_opt_edge_ids username): the broker must check usernames (password_file, "
+        "an auth plugin, or certificates with use_identity_as_username)");
   if (!options_.ingest.enabled())
     mosquitto_log_printf(MOSQ_LOG_NOTICE,
                          "mqds: uploads are disabled; allow them with plugin_opt_ingest_users");
@@ -278,17 +289,39 @@ int TrackerPlugin::on_message(mosquitto_evt_message& event) {
   if (FetchGate::kind(event.topic) != FetchGate::Kind::none) return on_fetch(event);
   if (std::string_view(event.topic).substr(0, query_prefix.size()) == query_prefix)
     return on_query(event);
-  if (!event_type_for_topic(event.topic)) return MOSQ_ERR_SUCCESS;
+  const auto type = event_type_for_topic(event.topic);
+  if (!type) return MOSQ_ERR_SUCCESS;
   const char* sender = mosquitto_client_id(event.client);
   const std::string_view payload(static_cast<const char*>(event.payload),
                                  event.payload ? event.payloadlen : 0);
-  MessageResult result =
-      tracker_->on_message(monotonic_ms(), sender ? sender : "", event.topic, payload);
+  MessageResult result;
+  const char* username = mosquitto_client_username(event.client);
+  auto refusal =
+      is_tracker_issued(*type) ? std::nullopt : edges_.refusal(sender ? sender : "", username);
+  if (refusal) {
+    if (auto line =
+            edges_.refused(monotonic_ms(), sender ? sender : "", username, event.topic, *refusal))
+      mosquitto_log_printf(mosquitto_level(line->level), "mqds: %s", line->text.c_str());
+    result = tracker_->on_unauthorised(sender ? sender : "", event.topic, std::move(*refusal));
+  } else {
+    result = tracker_->on_message(monotonic_ms(), sender ? sender : "", event.topic, payload);
+  }
   take(std::move(result.output));
   // A goodbye whose stamped copy cannot be made is refused: unstamped, it would name nobody.
   const int rc = apply_verdict(result, event);
   flush_if_no_tick();
   return rc;
+}
+
+int TrackerPlugin::on_basic_auth(const char* client_id, const char* username) {
+  if (!client_id) return MOSQ_ERR_PLUGIN_DEFER;
+  const ClientId id(client_id);
+  const bool known = tracker_->view().is_registered(id) || tracker_->holdings().count(id) != 0;
+  const auto verdict = edges_.judge_connect(monotonic_ms(), id, username, known);
+  if (verdict.log)
+    mosquitto_log_printf(mosquitto_level(verdict.log->level), "mqds: %s",
+                         verdict.log->text.c_str());
+  return verdict.refuse ? MOSQ_ERR_AUTH : MOSQ_ERR_PLUGIN_DEFER;
 }
 
 int TrackerPlugin::on_ingest(mosquitto_evt_message& event) {
@@ -507,7 +540,8 @@ void TrackerPlugin::on_tick() {
     fetch_expired_ms_ = last_tick_ms_;
   }
   take(tracker_->on_tick(last_tick_ms_));
-  for (auto& [topic, value] : metrics_.due(last_tick_ms_, *tracker_, fetch_.metrics()))
+  for (auto& [topic, value] :
+       metrics_.due(last_tick_ms_, *tracker_, {fetch_.metrics(), acl_.metrics(), edges_.metrics()}))
     pending_publishes_.push_back({std::move(topic), std::move(value), {}, true, nullptr, 0});
   flush(true);
 }

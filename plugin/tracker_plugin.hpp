@@ -17,6 +17,7 @@
 #include "mqds/store/tracker_store.hpp"
 #include "mqds/tracker.hpp"
 #include "acl_gate.hpp"
+#include "edge_gate.hpp"
 #include "fetch_gate.hpp"
 #include "metrics.hpp"
 #include "options.hpp"
@@ -47,6 +48,11 @@ class TrackerPlugin {
   // The same event, registered after every other ACL callback: reached only when all of them
   // deferred. SUCCESS with plugin_opt_acl_fallback allow, else PLUGIN_DEFER (the broker denies).
   int on_acl_fallback(const mosquitto_evt_acl_check& event);
+  // MOSQ_EVT_BASIC_AUTH, registered only when plugin_opt_edge_ids binds ids to users: AUTH for a
+  // client that asks for a torrent server's client id without being that user (see edge_gate.hpp),
+  // PLUGIN_DEFER for everyone else, so that the broker's password check still decides.
+  int on_basic_auth(const char* client_id, const char* username);
+  bool binds_edge_ids() const { return edges_.binds_ids(); }
   void on_disconnect(const char* client_id);
   void on_tick();
 
@@ -81,6 +87,7 @@ class TrackerPlugin {
   std::unique_ptr<ingest::Receiver> receiver_;
   FetchGate fetch_;
   AclGate acl_;
+  EdgeGate edges_;
   static constexpr std::int64_t fallback_log_interval_ms = 60'000;
   std::int64_t fallback_logged_ms_ = 0;
   bool fallback_logged_ = false;

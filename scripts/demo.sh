@@ -58,6 +58,8 @@ plugin_opt_replicas 2
 plugin_opt_startup_settle_ms 0
 plugin_opt_ingest_users *
 plugin_opt_fetch_users *
+plugin_opt_edge_users *
+plugin_opt_edge_ids any
 CONF
 cat "$work/mosquitto.conf" | sed 's/^/   /'
 mosquitto -c "$work/mosquitto.conf" > "$work/broker.out.log" 2>&1 &

@@ -168,6 +168,26 @@ void Tracker::out_of_place(const std::string& what, Output& out) {
   out.log(LogLevel::debug, what + ": ignored");
 }
 
+MessageResult Tracker::on_unauthorised(const ClientId& sender, std::string_view topic,
+                                       std::string why) {
+  MessageResult result;
+  result.verdict = Verdict::drop;
+  const auto type = event_type_for_topic(topic);
+  if (!type || is_tracker_issued(*type)) return result;  // not a torrent server's topic
+  ++metrics_.events_unauthorised;
+  // Not decoded, so the denial names no request: it answers whichever the client has open, which
+  // is what a server that may not join needs to hear. Not logged here: the adapter knows who the
+  // client is (its username) and rate-limits what an attacker could repeat.
+  if (*type == EventType::client_join_requested && !sender.empty() &&
+      sender.size() <= limits::client_id_bytes_max) {
+    ++metrics_.joins_denied;
+    result.output.publish(
+        ClientJoinDenied{random_.next_uuid(), sender, denial::other, std::move(why), std::nullopt},
+        sender);
+  }
+  return result;
+}
+
 void Tracker::deny(const ClientId& client, std::uint32_t code, std::string reason,
                    std::optional<Uuid> request, Output& out) {
   ++metrics_.joins_denied;

@@ -195,19 +195,23 @@ std::string Broker::log_tail(std::size_t lines) const {
 void Broker::write_config() const {
   std::ofstream conf(dir_ + "/mosquitto.conf", std::ios::trunc);
   for (const auto& line : config_.first_config_lines) conf << line << "\n";
-  conf << "listener " << port_ << " 127.0.0.1\n"
-       << "allow_anonymous true\n"
+  conf << "listener " << port_ << " 127.0.0.1\n";
+  for (const auto& line : config_.listener_lines) conf << line << "\n";
+  conf << "allow_anonymous " << (config_.allow_anonymous ? "true" : "false") << "\n"
        << "sys_interval 1\n"
        << "log_dest file " << log_path() << "\n";
   for (const auto& type : config_.log_types) conf << "log_type " << type << "\n";
   if (config_.load_plugin) {
     conf << "plugin " << MQDS_PLUGIN_PATH << "\n";
-    bool names_data_dir = false, names_acl_fallback = false;
+    bool names_data_dir = false, names_acl_fallback = false, names_edges = false;
     for (const auto& [key, value] : config_.plugin_options) {
       conf << "plugin_opt_" << key << " " << value << "\n";
       names_data_dir = names_data_dir || key == "data_dir";
       names_acl_fallback = names_acl_fallback || key == "acl_fallback";
+      names_edges = names_edges || key == "edge_users" || key == "edge_ids";
     }
+    // Anonymous test clients join as torrent servers under any id, as the specification has it.
+    if (!names_edges) conf << "plugin_opt_edge_users *\nplugin_opt_edge_ids any\n";
     if (config_.default_data_dir && !names_data_dir)
       conf << "plugin_opt_data_dir " << data_dir() << "\n";
     // This broker has no ACL of its own: what the plugin does not refuse is allowed.

@@ -32,12 +32,16 @@ struct BrokerConfig {
   PluginOptions plugin_options;
   bool load_plugin = true;
   // Adds plugin_opt_data_dir <dir>/data unless plugin_options name a data_dir. Adds
-  // plugin_opt_acl_fallback allow (the broker has no ACL) unless plugin_options name it.
+  // plugin_opt_acl_fallback allow (the broker has no ACL) unless plugin_options name it, and
+  // plugin_opt_edge_users * with plugin_opt_edge_ids any unless they name either.
   bool default_data_dir = true;
   // Gives <dir>/data to the mosquitto user when the test runs as root (the broker refuses to start
   // otherwise); false keeps it root's, to test that refusal.
   bool chown_data_dir = true;
   std::vector<std::string> extra_config_lines;
+  // Written right after the first listener line: its TLS settings, for instance.
+  std::vector<std::string> listener_lines;
+  bool allow_anonymous = true;
   // Written before the listener: options mosquitto wants before any other (per_listener_settings).
   std::vector<std::string> first_config_lines;
   // log_type lines: tests log everything; a benchmark keeps the broker's production default.

@@ -105,6 +105,25 @@ TEST(PluginOptions, FetchUsersAreReadLikeIngestUsers) {
   EXPECT_FALSE(uploads.fetch.enabled()) << "ingest_users must not allow fetching";
 }
 
+TEST(PluginOptions, NobodyIsATorrentServerUntilNamedAndIdsAreBoundToUsers) {
+  const auto defaults = parsed({{"data_dir", "d"}});
+  EXPECT_FALSE(defaults.edges.enabled()) << "like uploads and fetching, off until users are named";
+  EXPECT_EQ(defaults.edges.ids, EdgeIds::username);
+
+  const auto o = parsed({{"data_dir", "d"}, {"edge_users", "board-1, board-2"}});
+  EXPECT_EQ(o.edges.users, (std::vector<std::string>{"board-1", "board-2"}));
+  EXPECT_FALSE(o.edges.anyone);
+  EXPECT_TRUE(o.ingest.users.empty()) << "edge_users must not allow uploads";
+  EXPECT_FALSE(o.fetch.enabled()) << "edge_users must not allow fetching";
+
+  const auto open = parsed({{"data_dir", "d"}, {"edge_users", "*"}, {"edge_ids", "any"}});
+  EXPECT_TRUE(open.edges.anyone);
+  EXPECT_EQ(open.edges.ids, EdgeIds::any);
+  EXPECT_EQ(parsed({{"data_dir", "d"}, {"edge_ids", "username"}}).edges.ids, EdgeIds::username);
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"edge_ids", "cert"}}),
+            "plugin_opt_edge_ids: must be username or any, not 'cert'");
+}
+
 TEST(PluginOptions, AclFallbackDefersUnlessTold) {
   EXPECT_EQ(parsed({{"data_dir", "d"}}).acl_fallback, AclFallback::defer)
       << "by default the broker's ACLs decide what the plugin does not refuse";

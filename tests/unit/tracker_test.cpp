@@ -404,6 +404,33 @@ TEST_F(TrackerJoinDenied, MalformedRequestIsCode128WithAReasonNamingTheField) {
   EXPECT_EQ(tracker->joins_in_flight(), 0u);
 }
 
+// Who may be a torrent server is the adapter's policy (plugin_opt_edge_users); the tracker answers
+// a join of anybody else at once, without reading it, and registers nothing.
+TEST_F(TrackerJoinDenied, UnauthorisedJoinIsCode128WithTheAdaptersReasonAndIsNotRead) {
+  boot(0);
+  const MessageResult result =
+      tracker->on_unauthorised("liar", topics::client_join_requested, "not in edge_users");
+  EXPECT_EQ(result.verdict, Verdict::drop);
+  const auto denied = expect_denied(result, "liar", denial::other);
+  EXPECT_EQ(denied.reason, "not in edge_users");
+  EXPECT_FALSE(denied.request_event_id) << "the request was not read";
+  EXPECT_EQ(tracker->metrics().events_unauthorised, 1u);
+  EXPECT_EQ(tracker->joins_in_flight(), 0u);
+
+  // Its other events are dropped unanswered and change nothing.
+  const MessageResult obtained =
+      tracker->on_unauthorised("liar", topics::fragment_distribution_obtained, "no");
+  EXPECT_EQ(obtained.verdict, Verdict::drop);
+  EXPECT_TRUE(obtained.output.publishes.empty()) << describe(obtained.output);
+  EXPECT_EQ(tracker->metrics().events_unauthorised, 2u);
+  EXPECT_FALSE(tracker->view().is_registered("liar"));
+
+  // A tracker topic is not a torrent server's: nothing to answer, nothing counted.
+  EXPECT_EQ(tracker->on_unauthorised("liar", topics::client_registered, "no").verdict,
+            Verdict::drop);
+  EXPECT_EQ(tracker->metrics().events_unauthorised, 2u);
+}
+
 TEST_F(TrackerJoinDenied, TooManyJoinsInFlightIsCode128) {
   config.joins_in_flight_max = 1;
   boot(0);

@@ -129,6 +129,8 @@ struct TrackerMetrics {
   std::uint64_t events_out_of_place = 0;
   std::uint64_t events_replayed = 0;  // view changes sent again to a server that joined during them
   std::uint64_t hellos_sent = 0;      // TrackerHello to one server denied for a passing reason
+  // On a torrent server's topic from a client the adapter does not let be one: see on_unauthorised.
+  std::uint64_t events_unauthorised = 0;
 };
 
 struct TrackerGauges {
@@ -155,6 +157,12 @@ class Tracker {
 
   MessageResult on_message(std::int64_t now_ms, const ClientId& sender, std::string_view topic,
                            std::string_view payload);
+  // A message on a torrent server's topic from a client the adapter does not let be one (which
+  // clients may is the adapter's policy: the plugin's plugin_opt_edge_users). It is dropped without
+  // being decoded; a join request is answered at once with a ClientJoinDenied (Other) saying `why`,
+  // to that client alone, so a board set up with the wrong account learns it, and a client that
+  // only lies about what it stores never joins.
+  MessageResult on_unauthorised(const ClientId& sender, std::string_view topic, std::string why);
   Output on_disconnect(std::int64_t now_ms, const ClientId& client);
   Output on_tick(std::int64_t now_ms);
 
