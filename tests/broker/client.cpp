@@ -206,6 +206,22 @@ void Client::set_credentials(const std::string& username,
                   << "): " << mosquitto_strerror(rc);
 }
 
+void Client::set_tls(const std::string& cafile, const std::optional<std::string>& certfile,
+                     const std::optional<std::string>& keyfile) {
+  if (!mosq_) return;
+  const int rc =
+      mosquitto_tls_set(mosq_, cafile.c_str(), nullptr, certfile ? certfile->c_str() : nullptr,
+                        keyfile ? keyfile->c_str() : nullptr, nullptr);
+  if (rc != MOSQ_ERR_SUCCESS)
+    ADD_FAILURE() << "client " << id_ << ": mosquitto_tls_set(" << cafile
+                  << "): " << mosquitto_strerror(rc);
+}
+
+std::optional<int> Client::connack_code() const {
+  std::lock_guard lock(mutex_);
+  return connack_;
+}
+
 void Client::set_will(std::string_view topic, std::string_view payload, int qos, bool retain,
                       const PublishProperties& properties) {
   if (!mosq_) return;

@@ -84,6 +84,10 @@ class Client {
   // Username (and password) sent in CONNECT; call before connect(). Without, the client has none.
   void set_credentials(const std::string& username,
                        const std::optional<std::string>& password = std::nullopt);
+  // TLS with the CA file that signed the broker's certificate and, optionally, a client
+  // certificate and its key (PEM files); call before connect().
+  void set_tls(const std::string& cafile, const std::optional<std::string>& certfile = std::nullopt,
+               const std::optional<std::string>& keyfile = std::nullopt);
   // The MQTT Will sent in CONNECT, which the broker publishes when the connection is lost without
   // DISCONNECT (lose_connection()); call before connect(). Properties only with MQTT 5.
   void set_will(std::string_view topic, std::string_view payload, int qos, bool retain = false,
@@ -132,6 +136,8 @@ class Client {
   void disconnect();
 
   bool connected() const { return connected_; }
+  // The reason code of the last CONNACK (0 accepted, 0x87 Not authorized...), nullopt if none came.
+  std::optional<int> connack_code() const;
   // Why the connection last ended, as libmosquitto reported it ("" while it never ended).
   std::string disconnect_reason() const;
   const std::string& id() const { return id_; }

@@ -219,4 +219,9 @@ Completed run_mqds(const std::vector<std::string>& args, std::chrono::millisecon
   return run(mqds_program, args, timeout, true);
 }
 
+Completed run_program(const std::string& program, const std::vector<std::string>& args,
+                      std::chrono::milliseconds timeout) {
+  return run(program, args, timeout, false);
+}
+
 }  // namespace mqds::edge_test

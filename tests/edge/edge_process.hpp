@@ -66,5 +66,8 @@ Completed run_edge(const std::vector<std::string>& args,
                    std::chrono::milliseconds timeout = std::chrono::seconds(10));
 Completed run_mqds(const std::vector<std::string>& args,
                    std::chrono::milliseconds timeout = std::chrono::seconds(60));
+// Any other program, by its path (/usr/bin/openssl).
+Completed run_program(const std::string& program, const std::vector<std::string>& args,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 }  // namespace mqds::edge_test

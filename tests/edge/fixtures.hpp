@@ -11,9 +11,11 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "broker.hpp"
@@ -56,7 +58,11 @@ inline BrokerConfig edge_config(std::int64_t fragment_bytes = fragment_size, int
 // Watches the tracker's figures ($SYS/broker/mqds/...) and the service's events.
 class Monitor {
  public:
-  explicit Monitor(int port) : client_("monitor") {
+  // `credentials`: the username and password of a broker that lets nobody in anonymously.
+  explicit Monitor(int port,
+                   const std::optional<std::pair<std::string, std::string>>& credentials = {})
+      : client_("monitor") {
+    if (credentials) client_.set_credentials(credentials->first, credentials->second);
     EXPECT_TRUE(client_.connect(port));
     EXPECT_TRUE(client_.subscribe(std::vector<std::string>{"$SYS/broker/mqds/#", "clients/#"}, 0));
   }
