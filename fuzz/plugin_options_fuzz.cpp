@@ -64,6 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 "ingest_window is at least a chunk and within a status's bounds");
     check_users(o.ingest);
     check_users(o.fetch);
+    check_users(o.edges);
   });
   return 0;
 }
