@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <string>
+
 #include "options.hpp"
 
 namespace mqds::plugin {
@@ -122,6 +125,31 @@ TEST(PluginOptions, NobodyIsATorrentServerUntilNamedAndIdsAreBoundToUsers) {
   EXPECT_EQ(parsed({{"data_dir", "d"}, {"edge_ids", "username"}}).edges.ids, EdgeIds::username);
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"edge_ids", "cert"}}),
             "plugin_opt_edge_ids: must be username or any, not 'cert'");
+}
+
+// config/mosquitto.conf is what operators copy: every option it sets, and every default it shows
+// commented out, must be one the plugin takes.
+TEST(PluginOptions, TheExampleConfigurationIsValid) {
+  std::ifstream conf(std::string(MQDS_CONFIG_DIR) + "/mosquitto.conf");
+  ASSERT_TRUE(conf) << MQDS_CONFIG_DIR << "/mosquitto.conf";
+  RawOptions set, shown;
+  std::string line;
+  while (std::getline(conf, line)) {
+    const bool commented = line.starts_with("#plugin_opt_");
+    if (!commented && !line.starts_with("plugin_opt_")) continue;
+    const std::string option = line.substr(line.find("plugin_opt_") + 11);
+    const auto space = option.find(' ');
+    ASSERT_NE(space, std::string::npos) << line;
+    (commented ? shown : set).emplace_back(option.substr(0, space), option.substr(space + 1));
+  }
+  ASSERT_GE(set.size(), 5u) << "data_dir, the users and acl_fallback";
+  ASSERT_GE(shown.size(), 20u) << "the defaults";
+  const auto o = parsed(set);
+  EXPECT_TRUE(o.edges.enabled() && o.ingest.enabled() && o.fetch.enabled());
+  EXPECT_EQ(o.edges.ids, EdgeIds::username);
+  RawOptions both = set;
+  both.insert(both.end(), shown.begin(), shown.end());
+  parsed(both);
 }
 
 TEST(PluginOptions, AclFallbackDefersUnlessTold) {
