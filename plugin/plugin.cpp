@@ -6,7 +6,9 @@
 #include <mosquitto.h>
 
 #include <exception>
+#include <iterator>
 #include <memory>
+#include <vector>
 
 #include "options.hpp"
 #include "tracker_plugin.hpp"
@@ -146,27 +148,18 @@ __attribute__((visibility("default"))) int mosquitto_plugin_init(mosquitto_plugi
     auto instance = std::make_unique<Instance>();
     instance->identifier = identifier;
     instance->plugin = std::make_unique<TrackerPlugin>(std::move(parsed).value());
-    for (const auto& r : registrations) {
+    std::vector<Registration> wanted(std::begin(registrations), std::end(registrations));
+    // BASIC_AUTH only when it can refuse someone: once a plugin takes part in the password check,
+    // mosquitto 2.0.11 refuses a username that no check accepted (src/security.c), which a broker
+    // that checks no passwords would otherwise let in.
+    if (instance->plugin->binds_edge_ids()) wanted.push_back({MOSQ_EVT_BASIC_AUTH, on_basic_auth});
+    for (const auto& r : wanted) {
       const int rc =
           mosquitto_callback_register(identifier, r.event, r.callback, nullptr, instance.get());
       if (rc != MOSQ_ERR_SUCCESS) {
         mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: registering a callback failed: %s",
                              mosquitto_strerror(rc));
-        for (const auto& done : registrations)
-          mosquitto_callback_unregister(identifier, done.event, done.callback, nullptr);
-        return rc;
-      }
-    }
-    // Registered only when it can refuse someone: once a plugin takes part in the password check,
-    // mosquitto 2.0.11 refuses a username that no check accepted (src/security.c), which a broker
-    // that checks no passwords would otherwise let in.
-    if (instance->plugin->binds_edge_ids()) {
-      const int rc = mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth,
-                                                 nullptr, instance.get());
-      if (rc != MOSQ_ERR_SUCCESS) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: registering a callback failed: %s",
-                             mosquitto_strerror(rc));
-        for (const auto& done : registrations)
+        for (const auto& done : wanted)
           mosquitto_callback_unregister(identifier, done.event, done.callback, nullptr);
         return rc;
       }
