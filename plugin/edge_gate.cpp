@@ -20,22 +20,25 @@ std::optional<std::string> EdgeGate::refusal(std::string_view client_id,
   if (!options_.allows(username))
     return username ? "user " + quoted(username) +
                           " may not be a torrent server: it is not in plugin_opt_edge_users"
-                    : std::string("a client without a username may not be a torrent server: "
-                                  "connect as one of the users in plugin_opt_edge_users");
+                    : std::string(
+                          "a client without a username may not be a torrent server: "
+                          "connect as one of the users in plugin_opt_edge_users");
   if (options_.ids == EdgeIds::username && (!username || client_id != username))
     return username ? "a torrent server's client id must be its username (" + quoted(username) +
                           "), not " + quoted(client_id) + " (plugin_opt_edge_ids username)"
-                    : std::string("a torrent server's client id must be its username, and this "
-                                  "client gave none (plugin_opt_edge_ids username)");
+                    : std::string(
+                          "a torrent server's client id must be its username, and this "
+                          "client gave none (plugin_opt_edge_ids username)");
   return std::nullopt;
 }
 
 std::optional<LogLine> EdgeGate::refused(std::int64_t now_ms, std::string_view client_id,
                                          const char* username, std::string_view topic,
                                          const std::string& why) {
-  return refusal_log_.pass(now_ms, "refused " + shortened(topic, logged_text_bytes_max) + " from client " +
-                          quoted(client_id) + " (user " +
-                          (username ? quoted(username) : std::string("none")) + "): " + why);
+  return refusal_log_.pass(now_ms, "refused " + shortened(topic, logged_text_bytes_max) +
+                                       " from client " + quoted(client_id) + " (user " +
+                                       (username ? quoted(username) : std::string("none")) +
+                                       "): " + why);
 }
 
 EdgeGate::Connect EdgeGate::judge_connect(std::int64_t now_ms, std::string_view client_id,
@@ -47,13 +50,13 @@ EdgeGate::Connect EdgeGate::judge_connect(std::int64_t now_ms, std::string_view 
   if (!named_server && !known_server) return {};
   ++metrics_.connects_refused;
   return Connect{
-      true,
-      connect_log_.pass(now_ms, "refused the connection of client " + quoted(client_id) + " (user " +
-                       (username ? quoted(username) : std::string("none")) +
-                       "): that is a torrent server's client id, which only user " +
-                       quoted(client_id) +
-                       " may use (plugin_opt_edge_ids username); it would have closed the "
-                       "torrent server's connection")};
+      true, connect_log_.pass(
+                now_ms, "refused the connection of client " + quoted(client_id) + " (user " +
+                            (username ? quoted(username) : std::string("none")) +
+                            "): that is a torrent server's client id, which only user " +
+                            quoted(client_id) +
+                            " may use (plugin_opt_edge_ids username); it would have closed the "
+                            "torrent server's connection")};
 }
 
 }  // namespace mqds::plugin

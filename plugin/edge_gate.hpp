@@ -4,7 +4,8 @@
 // and the tracker then believes what it says it stores: a client that answers Requested and
 // Obtained for everything while storing nothing takes the place of real copies, and the data is
 // lost. So only the MQTT users in plugin_opt_edge_users may publish a torrent server's events; a
-// join from anybody else is denied at once, with the reason, and the rest of its events are dropped.
+// join from anybody else is denied at once, with the reason, and the rest of its events are
+// dropped.
 //
 // Mosquitto does not tie client ids to users: a client that connects with a board's id closes the
 // board's connection, and can keep it out. With plugin_opt_edge_ids username (the default) a

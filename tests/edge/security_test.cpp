@@ -95,14 +95,24 @@ class Credentials {
 
   ::testing::AssertionResult signed_certificate(const std::string& name, const std::string& cn,
                                                 const std::string& extensions) {
-    if (auto r = ran(openssl, {"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                               "-nodes", "-keyout", key(name), "-out", path(name + ".csr"), "-subj",
-                               "/CN=" + cn});
+    if (auto r = ran(openssl,
+                     {"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                      "-keyout", key(name), "-out", path(name + ".csr"), "-subj", "/CN=" + cn});
         !r)
       return r;
-    std::vector<std::string> args{"x509", "-req",    "-in",  path(name + ".csr"), "-CA",
-                                  ca(),   "-CAkey",  path("ca.key"), "-CAcreateserial",
-                                  "-out", cert(name), "-days", "2"};
+    std::vector<std::string> args{"x509",
+                                  "-req",
+                                  "-in",
+                                  path(name + ".csr"),
+                                  "-CA",
+                                  ca(),
+                                  "-CAkey",
+                                  path("ca.key"),
+                                  "-CAcreateserial",
+                                  "-out",
+                                  cert(name),
+                                  "-days",
+                                  "2"};
     if (!extensions.empty()) args.insert(args.end(), {"-extfile", extensions});
     return ran(openssl, args);
   }
@@ -230,8 +240,8 @@ TEST_F(EdgeUsers, OnlyTheNamedUsersJoinAndEveryLiarIsToldWhy) {
 
   auto edge_a = start_edge("edge-a");
   auto edge_b = start_edge("edge-b");
-  ASSERT_TRUE(monitor->wait_figures({{"clients/registered", "2"}, {"events/unauthorised", "3"}},
-                                    10s));
+  ASSERT_TRUE(
+      monitor->wait_figures({{"clients/registered", "2"}, {"events/unauthorised", "3"}}, 10s));
 
   // The data lands on the boards and comes back.
   const Bytes content = random_content(12 * fragment_size + 3, 41);
@@ -258,8 +268,9 @@ TEST_F(EdgeUsers, OnlyTheNamedUsersJoinAndEveryLiarIsToldWhy) {
   // first of them: the log is rate-limited).
   EXPECT_TRUE(anonymous.connected() && stranger.connected() && borrowed.connected());
   EXPECT_TRUE(monitor->wait_figures({{"clients/registered", "2"}}, 1s));
-  EXPECT_TRUE(contains(broker->log(), "refused clients/join/requested from client 'liar-1' (user "
-                                      "none): a client without a username may not be"))
+  EXPECT_TRUE(contains(broker->log(),
+                       "refused clients/join/requested from client 'liar-1' (user "
+                       "none): a client without a username may not be"))
       << broker->where();
 }
 
@@ -285,8 +296,9 @@ TEST_F(EdgeUsers, NobodyConnectsWithABoardsIdButTheBoard) {
   ASSERT_TRUE(monitor->wait_figures({{"clients/refused_id", "9"}}, 5s));
   EXPECT_TRUE(monitor->wait_figures({{"clients/registered", "1"}, {"clients/lost", "0"}}, 1s));
   EXPECT_EQ(edge_a->log_count("connected to"), 1u) << "the board lost its connection";
-  EXPECT_TRUE(contains(broker->log(), "refused the connection of client 'edge-a' (user "
-                                      "'mallory'): that is a torrent server's client id"))
+  EXPECT_TRUE(contains(broker->log(),
+                       "refused the connection of client 'edge-a' (user "
+                       "'mallory'): that is a torrent server's client id"))
       << broker->where();
 
   // The board itself comes back under its id.
@@ -306,29 +318,28 @@ class Tls : public ::testing::Test {
     boards_port = free_port();
     people_port = free_port();
     ASSERT_NE(boards_port, people_port);
-    BrokerConfig config = service_config({{"edge_users", "board-1,board-2"},
-                                          {"ingest_users", "alice"},
-                                          {"fetch_users", "alice"}});
+    BrokerConfig config = service_config(
+        {{"edge_users", "board-1,board-2"}, {"ingest_users", "alice"}, {"fetch_users", "alice"}});
     config.allow_anonymous = false;
     config.extra_config_lines.push_back("password_file " + credentials.password_file());
     for (const auto& line : credentials.tls_listener(boards_port))
       config.extra_config_lines.push_back(line);
-    for (const char* line :
-         {"require_certificate true", "use_identity_as_username true",
-          "use_username_as_clientid true"})
+    for (const char* line : {"require_certificate true", "use_identity_as_username true",
+                             "use_username_as_clientid true"})
       config.extra_config_lines.emplace_back(line);
     for (const auto& line : credentials.tls_listener(people_port))
       config.extra_config_lines.push_back(line);
     broker = std::make_unique<Broker>(config);
     ASSERT_TRUE(broker->start());
-    monitor = std::make_unique<Monitor>(broker->port(), std::pair{std::string("operator"), password});
+    monitor =
+        std::make_unique<Monitor>(broker->port(), std::pair{std::string("operator"), password});
   }
 
   std::unique_ptr<EdgeProcess> start_board(const std::string& identity, const std::string& id) {
     auto edge = std::make_unique<EdgeProcess>(id, broker->dir());
-    EXPECT_TRUE(edge->start(boards_port, {"--cafile", credentials.ca(), "--cert",
-                                          credentials.cert(identity), "--key",
-                                          credentials.key(identity)}));
+    EXPECT_TRUE(
+        edge->start(boards_port, {"--cafile", credentials.ca(), "--cert",
+                                  credentials.cert(identity), "--key", credentials.key(identity)}));
     return edge;
   }
 
@@ -363,9 +374,9 @@ TEST_F(Tls, BoardsWithCertificatesAndPeopleWithPasswordsOverTls) {
   EXPECT_TRUE(Bytes(std::istreambuf_iterator<char>(back), {}) == content) << "the bytes differ";
 
   // Without the CA, the command line does not trust the broker; without a password, it is refused.
-  const auto untrusted = run_mqds({"-p", std::to_string(people_port), "--cafile",
-                                   credentials.cert("mallory"), "-u", "alice", "-P", password,
-                                   "ls"});
+  const auto untrusted =
+      run_mqds({"-p", std::to_string(people_port), "--cafile", credentials.cert("mallory"), "-u",
+                "alice", "-P", password, "ls"});
   EXPECT_NE(untrusted.status, 0) << untrusted.out;
   const auto anonymous =
       run_mqds({"-p", std::to_string(people_port), "--cafile", credentials.ca(), "ls"});
@@ -377,12 +388,13 @@ TEST_F(Tls, ACertificateIsNotABoardUnlessNamedAndCannotTakeABoardsId) {
   ASSERT_TRUE(monitor->wait_figures({{"clients/registered", "1"}}, 15s));
 
   // Mallory's certificate, asking for board-1's id on the boards' listener: the broker makes its
-  // identity its id, so board-1 keeps its connection, and the plugin refuses it as a torrent server.
+  // identity its id, so board-1 keeps its connection, and the plugin refuses it as a torrent
+  // server.
   Client impostor("board-1");
   impostor.set_tls(credentials.ca(), credentials.cert("mallory"), credentials.key("mallory"));
   ASSERT_TRUE(impostor.connect(boards_port));
-  ASSERT_TRUE(impostor.subscribe(std::vector<std::string>{std::string(topics::client_join_denied)},
-                                 1));
+  ASSERT_TRUE(
+      impostor.subscribe(std::vector<std::string>{std::string(topics::client_join_denied)}, 1));
   ASSERT_EQ(impostor.publish(topics::client_join_requested, spec_join(), 1),
             reason::not_authorized);
   const auto denied = impostor.wait_for(topics::client_join_denied, 5s);

@@ -32,15 +32,17 @@ TEST(EdgeGate, OnlyNamedUsersUnderTheirOwnIds) {
 
   const auto stranger = g.refusal("mallory", "mallory");
   ASSERT_TRUE(stranger);
-  EXPECT_EQ(*stranger, "user 'mallory' may not be a torrent server: it is not in "
-                       "plugin_opt_edge_users");
+  EXPECT_EQ(*stranger,
+            "user 'mallory' may not be a torrent server: it is not in "
+            "plugin_opt_edge_users");
   const auto anonymous = g.refusal("liar-1", nullptr);
   ASSERT_TRUE(anonymous);
   EXPECT_NE(anonymous->find("without a username"), std::string::npos) << *anonymous;
   const auto borrowed = g.refusal("board-2", "board-1");
   ASSERT_TRUE(borrowed) << "board-1 may not act as board-2";
-  EXPECT_EQ(*borrowed, "a torrent server's client id must be its username ('board-1'), not "
-                       "'board-2' (plugin_opt_edge_ids username)");
+  EXPECT_EQ(*borrowed,
+            "a torrent server's client id must be its username ('board-1'), not "
+            "'board-2' (plugin_opt_edge_ids username)");
 }
 
 TEST(EdgeGate, AnyIdLetsBoardsShareAnAccount) {
