@@ -308,6 +308,34 @@ TEST_F(EdgeUsers, NobodyConnectsWithABoardsIdButTheBoard) {
   EXPECT_TRUE(monitor->wait_figures({{"clients/registered", "1"}}, 10s));
 }
 
+// The control for the test above: what mosquitto does when the plugin does not bind ids (as before
+// plugin_opt_edge_ids existed). Another user asking for the board's id is let in and the board
+// loses its connection; and a liar without a board's account joins when anyone may.
+TEST(EdgeIdsAny, WithoutBoundIdsAnotherUserTakesTheBoardsIdAndLiarsJoin) {
+  Credentials credentials;
+  ASSERT_TRUE(credentials.add_passwords({{"edge-a", password}, {"mallory", password}}));
+  BrokerConfig config = service_config({{"edge_users", "*"}, {"edge_ids", "any"}});
+  config.extra_config_lines.push_back("password_file " + credentials.password_file());
+  Broker broker(config);
+  ASSERT_TRUE(broker.start());
+  Monitor monitor(broker.port());
+  EdgeProcess edge_a("edge-a", broker.dir());
+  ASSERT_TRUE(edge_a.start(broker.port(), {"-u", "edge-a", "-P", password}));
+  ASSERT_TRUE(monitor.wait_figures({{"clients/registered", "1"}}, 10s));
+
+  Client impostor("edge-a");
+  impostor.set_credentials("mallory", password);
+  EXPECT_TRUE(impostor.connect(broker.port()));
+  EXPECT_TRUE(monitor.wait_figures({{"clients/lost", "1"}}, 5s)) << "the board kept its session";
+
+  Client liar("liar-1");
+  ASSERT_TRUE(liar.connect(broker.port()));
+  ASSERT_TRUE(
+      liar.subscribe(std::vector<std::string>{std::string(topics::client_join_accepted)}, 1));
+  EXPECT_EQ(liar.publish(topics::client_join_requested, spec_join(), 1), reason::success);
+  EXPECT_TRUE(liar.wait_for(topics::client_join_accepted, 5s)) << "an anonymous liar was refused";
+}
+
 // Boards on a listener that takes their identity from their certificate (and makes it their client
 // id), people with passwords on a TLS listener of their own, nobody anonymous.
 class Tls : public ::testing::Test {
