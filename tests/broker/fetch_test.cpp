@@ -520,6 +520,7 @@ TEST_F(FetchTest, FiguresCountRequestsRefusalsResponsesAndBytes) {
   auto edge_client = edge();
   auto getter = connected("getter");
   const std::string own = fetch::response_topic("getter");
+  ASSERT_TRUE(getter->subscribe(std::vector<std::string>{own}, 1));
   for (std::size_t size : {1000u, 2345u, 0u}) {
     PublishProperties props = request_properties(own);
     props.correlation_data = "c" + std::to_string(size);
@@ -670,7 +671,8 @@ TEST(FetchHeapTest, RequestsAndResponsesMoveTheBrokerHeapAsOrdinaryMessagesDo) {
   Client getter("getter");
   getter.set_receive_maximum(65535);
   ASSERT_TRUE(getter.connect(broker.port()));
-  ASSERT_TRUE(getter.subscribe(std::vector<std::string>{"control/getter/r"}, 1));
+  ASSERT_TRUE(getter.subscribe(
+      std::vector<std::string>{"control/getter/r", fetch::response_topic("getter", "r")}, 1));
 
   const std::string request = request_payload();
   const std::string data = random_bytes(1024, 3);

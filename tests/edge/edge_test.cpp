@@ -50,11 +50,16 @@ class Fetcher {
     runtime::MqttSession::Handlers handlers;
     handlers.connected = [this] { connected_ = true; };
     handlers.message = [this](runtime::Received&& m) { received_.push_back(std::move(m)); };
+    handlers.subscribed = [this](int, const std::vector<int>&) { subscribed_ = true; };
     session_ = std::make_unique<runtime::MqttSession>(options, 1000, std::move(handlers));
     std::string why;
     EXPECT_TRUE(session_->connect(why)) << why;
     for (int i = 0; i < 200 && !connected_; ++i) session_->step(10);
     EXPECT_TRUE(connected_);
+    // The plugin delivers a response to the subscribers of its topic that it names.
+    EXPECT_GE(session_->subscribe({fetch::response_topic("fetcher", "t")}, 1), 0);
+    for (int i = 0; i < 200 && !subscribed_; ++i) session_->step(10);
+    EXPECT_TRUE(subscribed_);
   }
 
   std::optional<Answer> ask(const std::string& edge, std::string_view payload,
@@ -88,6 +93,8 @@ class Fetcher {
  private:
   std::unique_ptr<runtime::MqttSession> session_;
   bool connected_ = false;
+  bool subscribed_ = false;
+  runtime::UserProperties receipts_;
   int asked_ = 0;
   std::vector<runtime::Received> received_;
 };
