@@ -14,6 +14,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "broker.hpp"
@@ -70,12 +71,17 @@ class Fetcher {
     const std::string response_topic = fetch::response_topic("fetcher", "t");
     request.response_topic = response_topic;
     request.correlation_data = correlation;
+    // The receipts of the answers read so far, as mqds get echoes them.
+    const runtime::UserProperties receipts = std::exchange(receipts_, {});
+    if (!receipts.empty()) request.user_properties = &receipts;
     if (session_->publish(request) < 0) return std::nullopt;
     const auto deadline = Clock::now() + timeout;
     while (Clock::now() < deadline) {
       session_->step(10);
       for (auto it = received_.begin(); it != received_.end(); ++it) {
         if (it->correlation_data != correlation) continue;
+        if (auto receipt = it->user_property(fetch::property_receipt))
+          receipts_.emplace_back(fetch::property_receipt, std::move(*receipt));
         Answer answer{it->user_property("Status").value_or(""),
                       it->user_property("Reason").value_or(""), it->payload,
                       it->user_property("Size").value_or(""),
