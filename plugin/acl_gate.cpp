@@ -111,16 +111,25 @@ AclDecision AclGate::judge_write(std::int64_t now_ms, const Write& write) {
   return AclDecision{AclVerdict::watch, std::nullopt, false, std::nullopt};
 }
 
-AclDecision AclGate::judge_read(std::int64_t now_ms, std::string_view topic,
-                                std::string_view payload) {
-  // The plugin delivers these to their requester itself, which the broker does without a READ
-  // check: one that comes by subscription went round the plugin.
-  if (FetchGate::kind(topic) == FetchGate::Kind::response ||
-      topic.starts_with(query::response_prefix))
-    return AclDecision{AclVerdict::refuse, std::nullopt, false, std::nullopt};
-  if (!watched_ || watched_->topic != topic || watched_->payload_bytes != payload.size() ||
-      watched_->head != head_of(payload) || watched_->tail != tail_of(payload))
+AclDecision AclGate::judge_read(std::int64_t now_ms, std::string_view reader,
+                                std::string_view topic, std::string_view payload) {
+  const bool will = watched_ && watched_->topic == topic &&
+                    watched_->payload_bytes == payload.size() &&
+                    watched_->head == head_of(payload) && watched_->tail == tail_of(payload);
+  if (!will) {
+    // The plugin publishes each fetch response to its topic's subscribers, for its requester
+    // alone; query answers it delivers to their requester directly, which skips the READ check:
+    // one that comes by subscription went round the plugin.
+    if (FetchGate::kind(topic) == FetchGate::Kind::response) {
+      const auto requester = fetch::requester_of_response_topic(topic);
+      if (requester && !reader.empty() && *requester == reader)
+        return AclDecision{AclVerdict::allow, std::nullopt, false, std::nullopt};
+      return AclDecision{AclVerdict::refuse, std::nullopt, false, std::nullopt};
+    }
+    if (topic.starts_with(query::response_prefix))
+      return AclDecision{AclVerdict::refuse, std::nullopt, false, std::nullopt};
     return AclDecision{};
+  }
   AclDecision decision{AclVerdict::refuse, std::nullopt, false, std::nullopt};
   if (!watched_->refused) {
     watched_->refused = true;

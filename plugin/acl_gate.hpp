@@ -22,9 +22,12 @@
 //   will's (a publish's MESSAGE comes between its WRITE and READ checks), and is refused
 //   (judge_read).
 // - no opinion: every other topic, left to the broker's ACLs.
-// Reads: a delivery of a watched will, and any delivery by subscription on a fetch or query
-// response topic (the plugin delivers those to their requester directly, which skips the READ
-// check), are refused. Everything else is left to the broker's ACLs.
+// Reads: a delivery of a watched will is refused. On a fetch response topic, the plugin's own copy
+// of a response reaches the requester the topic names and nobody else: the read is allowed to that
+// client (whatever the broker's ACLs say: the fetch gate judged the response) and refused to any
+// other; a will never gets there, it is refused first. Any delivery by subscription on a query
+// response topic is refused (the plugin delivers those to their requester directly, which skips
+// the READ check). Everything else is left to the broker's ACLs.
 //
 // The gate makes no broker calls and reads no clock: the adapter asks it and turns its answers
 // into MOSQ_ERR_*. Its log lines are rate-limited like the fetch gate's.
@@ -59,6 +62,7 @@ enum class AclVerdict : std::uint8_t {
   no_opinion,  // MOSQ_ERR_PLUGIN_DEFER: the broker's ACLs decide
   refuse,      // MOSQ_ERR_ACL_DENIED
   watch,       // no opinion, but a delivery of it before its MESSAGE is a will's: see above
+  allow,       // MOSQ_ERR_SUCCESS: a fetch response read by its own requester
 };
 
 struct AclDecision {
@@ -97,8 +101,9 @@ class AclGate {
   void published() { watched_.reset(); }
   // A pass of the broker's loop ended: a will is delivered within the call that checked it.
   void loop_passed() { watched_.reset(); }
-  // A delivery to one subscriber.
-  AclDecision judge_read(std::int64_t now_ms, std::string_view topic, std::string_view payload);
+  // A delivery to one subscriber, `reader` (its client id).
+  AclDecision judge_read(std::int64_t now_ms, std::string_view reader, std::string_view topic,
+                         std::string_view payload);
 
   const AclMetrics& metrics() const { return metrics_; }
 

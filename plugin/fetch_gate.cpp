@@ -45,7 +45,12 @@ std::string describe(FetchRefusal why) {
     case FetchRefusal::too_many_outstanding:
       return "too many of its requests (" +
              std::to_string(FetchGate::outstanding_per_requester_max) + ", or " +
-             std::to_string(FetchGate::outstanding_max) + " of everybody's) await an answer";
+             std::to_string(FetchGate::outstanding_max) +
+             " of everybody's) await an answer or the receipt of one";
+    case FetchRefusal::too_many_bytes_outstanding:
+      return "it would be owed more than plugin_opt_fetch_bytes_per_client bytes (its requests "
+             "not yet answered, and answers it did not yet acknowledge with their Receipt in a "
+             "request); ask again once it read answers";
     case FetchRefusal::response_not_requested:
       return "it answers no request waiting for this edge's answer on that topic with that "
              "Correlation Data (forged, repeated, or later than " +
@@ -99,30 +104,78 @@ std::variant<std::string_view, FetchRefusal> FetchGate::judge_response(
   return *requester;
 }
 
+std::size_t FetchGate::reserved_bytes(std::string_view request_payload) {
+  const auto request = fetch::decode_request(request_payload);
+  const auto asked = request ? request->length_bytes : fetch::chunk_bytes_max;
+  return static_cast<std::size_t>(std::clamp<std::int64_t>(asked, 0, fetch::chunk_bytes_max));
+}
+
+std::size_t FetchGate::outstanding_bytes(std::string_view client_id) const {
+  const auto share = per_requester_.find(client_id);
+  return share == per_requester_.end() ? 0 : share->second.bytes;
+}
+
 std::optional<FetchRefusal> FetchGate::admit(std::int64_t now_ms, const FetchRequest& request) {
   MQDS_ASSERT(request.response_topic && !judge_request(request));
   const auto requester = fetch::requester_of_response_topic(*request.response_topic);
   const auto edge = fetch::edge_of_request_topic(request.topic);
   MQDS_ASSERT(requester && edge);
+  auto share = per_requester_.find(*requester);
+  if (share != per_requester_.end()) {
+    // What it proves it read is no longer owed, whatever becomes of this request.
+    for (const auto receipt : request.receipts) {
+      const auto read = share->second.unconfirmed.find(receipt);
+      if (read == share->second.unconfirmed.end()) continue;
+      share->second.bytes -= read->second;
+      share->second.unconfirmed.erase(read);
+      --unconfirmed_;
+    }
+  }
   Outstanding key{
       std::string(*request.response_topic), std::string(*edge),
       request.correlation ? std::optional<std::string>(*request.correlation) : std::nullopt};
   const auto found = outstanding_.find(key);
   if (found != outstanding_.end()) {
-    // The same question again (a resend): one answer is still all it gets.
-    found->second = now_ms + outstanding_timeout_ms;
+    // The same question again (a resend): one answer is still all it gets, and it keeps what it
+    // reserved.
+    found->second.deadline_ms = now_ms + outstanding_timeout_ms;
     ++metrics_.requests;
     return std::nullopt;
   }
-  auto count = per_requester_.find(*requester);
-  if (outstanding_.size() >= outstanding_max ||
-      (count != per_requester_.end() && count->second >= outstanding_per_requester_max))
-    return FetchRefusal::too_many_outstanding;
-  outstanding_.emplace(std::move(key), now_ms + outstanding_timeout_ms);
-  if (count == per_requester_.end()) count = per_requester_.emplace(*requester, 0).first;
-  ++count->second;
+  const std::size_t owed_requests =
+      share == per_requester_.end() ? 0 : share->second.requests + share->second.unconfirmed.size();
+  const std::size_t owed_bytes = share == per_requester_.end() ? 0 : share->second.bytes;
+  const std::size_t reserved = reserved_bytes(request.payload);
+  std::optional<FetchRefusal> refusal;
+  if (outstanding_.size() + unconfirmed_ >= outstanding_max ||
+      owed_requests >= outstanding_per_requester_max)
+    refusal = FetchRefusal::too_many_outstanding;
+  else if (owed_bytes + reserved > options_.bytes_per_client)
+    refusal = FetchRefusal::too_many_bytes_outstanding;
+  if (refusal) {
+    if (share != per_requester_.end()) erase_if_empty(share);
+    return refusal;
+  }
+  outstanding_.emplace(std::move(key), Pending{now_ms + outstanding_timeout_ms, reserved});
+  if (share == per_requester_.end()) share = per_requester_.emplace(*requester, Share{}).first;
+  ++share->second.requests;
+  share->second.bytes += reserved;
   ++metrics_.requests;
   return std::nullopt;
+}
+
+void FetchGate::release(std::map<std::string, Share, std::less<>>::iterator share,
+                        const Pending& pending) {
+  MQDS_ASSERT(share != per_requester_.end() && share->second.requests > 0 &&
+              share->second.bytes >= pending.reserved_bytes);
+  share->second.bytes -= pending.reserved_bytes;
+  --share->second.requests;
+}
+
+void FetchGate::erase_if_empty(std::map<std::string, Share, std::less<>>::iterator share) {
+  if (share->second.requests > 0 || !share->second.unconfirmed.empty()) return;
+  MQDS_ASSERT(share->second.bytes == 0);
+  per_requester_.erase(share);
 }
 
 std::variant<std::string_view, FetchRefusal> FetchGate::answer(std::int64_t now_ms,
@@ -134,34 +187,45 @@ std::variant<std::string_view, FetchRefusal> FetchGate::answer(std::int64_t now_
       std::string(response.topic), std::string(response.responder),
       response.correlation ? std::optional<std::string>(*response.correlation) : std::nullopt};
   const auto found = outstanding_.find(key);
-  if (found == outstanding_.end() || found->second <= now_ms)
+  if (found == outstanding_.end() || found->second.deadline_ms <= now_ms)
     return FetchRefusal::response_not_requested;
+  const auto share = per_requester_.find(requester);
+  release(share, found->second);
   outstanding_.erase(found);
-  const auto count = per_requester_.find(requester);
-  MQDS_ASSERT(count != per_requester_.end() && count->second > 0);
-  if (--count->second == 0) per_requester_.erase(count);
+  // Its bytes stay owed until the requester echoes the edge's token. An answer without one, or
+  // with one it already owes (an edge that repeats its tokens), is not held: nothing could free it.
+  if (response.payload_bytes > 0 && response.receipt && !response.receipt->empty() &&
+      response.receipt->size() <= fetch::receipt_bytes_max &&
+      share->second.unconfirmed.emplace(*response.receipt, response.payload_bytes).second) {
+    share->second.bytes += response.payload_bytes;
+    ++unconfirmed_;
+  }
+  erase_if_empty(share);
   return requester;
 }
 
 void FetchGate::forget_requester(std::string_view client_id) {
-  if (per_requester_.find(client_id) == per_requester_.end()) return;
-  std::erase_if(outstanding_, [&](const auto& entry) {
-    return fetch::requester_of_response_topic(entry.first.response_topic) == client_id;
-  });
-  per_requester_.erase(per_requester_.find(client_id));
+  const auto share = per_requester_.find(client_id);
+  if (share == per_requester_.end()) return;
+  if (share->second.requests > 0)
+    std::erase_if(outstanding_, [&](const auto& entry) {
+      return fetch::requester_of_response_topic(entry.first.response_topic) == client_id;
+    });
+  unconfirmed_ -= share->second.unconfirmed.size();
+  per_requester_.erase(share);
 }
 
 void FetchGate::expire(std::int64_t now_ms) {
   for (auto it = outstanding_.begin(); it != outstanding_.end();) {
-    if (it->second > now_ms) {
+    if (it->second.deadline_ms > now_ms) {
       ++it;
       continue;
     }
     const auto requester = fetch::requester_of_response_topic(it->first.response_topic);
     MQDS_ASSERT(requester);
-    const auto count = per_requester_.find(*requester);
-    MQDS_ASSERT(count != per_requester_.end() && count->second > 0);
-    if (--count->second == 0) per_requester_.erase(count);
+    const auto share = per_requester_.find(*requester);
+    release(share, it->second);
+    erase_if_empty(share);
     it = outstanding_.erase(it);
   }
 }

@@ -10,6 +10,16 @@
 //   publisher learns it from reason code 0x87.
 // - A request that passes is remembered as outstanding: who asked (its Response Topic), which
 //   edge, with which Correlation Data, until answered or for at most outstanding_timeout_ms.
+// - Budget: one requester is owed at most bytes_per_client at a time; a request that does not fit
+//   is refused at once (0x87), so a requester that never reads cannot make the broker hold more
+//   for it, however small its requests. A request reserves the bytes it asks for (its Length, at
+//   most one chunk) until answered, timed out or its requester disconnects. An answer's bytes then
+//   stay charged until the requester proves it read them: the plugin cannot see what the broker
+//   sends or the requester's PUBACKs (no outgoing-message event in 2.0), so the edge puts a token
+//   in each answer (User Property fetch::property_receipt) and the requester echoes it in a later
+//   request. An answer without a token (an edge that does not send them) is not held. What an
+//   answer charges is freed when its requester disconnects, never by time: a requester that does
+//   not read stays owed its budget for as long as it stays connected.
 // - A response on mqds/fetch/response/<requester>[/...] never reaches subscribers: the adapter
 //   delivers a copy to the requester alone and refuses the original, so a client subscribed to `#`
 //   never sees fragment data. It is delivered only if it answers an outstanding request: from the
@@ -42,8 +52,13 @@
 
 namespace mqds::plugin {
 
-// Who may send fetch requests (plugin_opt_fetch_users).
-struct FetchOptions : AllowedUsers {};
+// Who may send fetch requests (plugin_opt_fetch_users), and how many bytes of answers one requester
+// may be owed at a time (plugin_opt_fetch_bytes_per_client).
+struct FetchOptions : AllowedUsers {
+  // 16 chunks: twice what `mqds get` asks at once (8 requests of at most one chunk).
+  static constexpr std::size_t bytes_per_client_default = 16 * 1024 * 1024;
+  std::size_t bytes_per_client = bytes_per_client_default;
+};
 
 struct FetchMetrics {
   std::uint64_t requests = 0;   // requests passed to their edge
@@ -68,6 +83,7 @@ enum class FetchRefusal : std::uint8_t {
   bad_response_topic,
   response_too_large,
   too_many_outstanding,
+  too_many_bytes_outstanding,
   response_not_requested,
   delivery_failed,
 };
@@ -84,11 +100,14 @@ struct FetchRequest {
   const char* username = nullptr;  // nullptr: the client gave none
   int protocol_version = 5;        // 3, 4 (3.1.1) or 5
   std::size_t payload_bytes = 0;
+  std::string_view payload;  // the request itself (fetch::Request), to see what it asks for
   bool retain = false;
   bool properties_readable = true;  // false: reading them failed (out of memory)
   std::optional<std::string_view> response_topic;
   std::optional<std::size_t> correlation_bytes;
   std::optional<std::string_view> correlation;  // the bytes, when read
+  // Its Receipt User Properties: tokens of answers it read (at most receipts_per_request_max).
+  std::vector<std::string_view> receipts;
 };
 
 // What the adapter read from a publish on a response topic.
@@ -97,6 +116,7 @@ struct FetchResponse {
   std::string_view responder;  // the publisher's client id
   std::optional<std::string_view> correlation;
   std::size_t payload_bytes = 0;
+  std::optional<std::string_view> receipt;  // its Receipt User Property, if it has one
 };
 
 class FetchGate {
@@ -115,6 +135,9 @@ class FetchGate {
   static constexpr std::int64_t outstanding_timeout_ms = 60'000;
   static constexpr std::size_t outstanding_per_requester_max = 64;
   static constexpr std::size_t outstanding_max = 16'384;
+  // Receipts read from one request; `mqds get` echoes one per answer it read since its last
+  // request, at most `parallel` (8).
+  static constexpr std::size_t receipts_per_request_max = 64;
 
   explicit FetchGate(FetchOptions options) : options_(std::move(options)) {}
 
@@ -129,7 +152,8 @@ class FetchGate {
   // will included, without its properties. nullopt: judge_request may still refuse it.
   std::optional<FetchRefusal> judge_request_without_properties(const FetchRequest& request) const;
   // A request judge_request passed: remembered as outstanding and counted, or refused when its
-  // requester (or everybody) has too many outstanding.
+  // requester (or everybody) has too many outstanding, or its requester's budget of bytes cannot
+  // hold what it asks for.
   std::optional<FetchRefusal> admit(std::int64_t now_ms, const FetchRequest& request);
   // The form of a response topic and its size: the client id it would go to (a view into `topic`),
   // or why it is refused. Says nothing of whether anyone asked for it.
@@ -144,6 +168,15 @@ class FetchGate {
   // Forgets requests nobody answered within outstanding_timeout_ms.
   void expire(std::int64_t now_ms);
   std::size_t outstanding() const { return outstanding_.size(); }
+  // The bytes a requester is owed: what its outstanding requests reserve, and the answers it has
+  // not yet proved it read.
+  std::size_t outstanding_bytes(std::string_view client_id) const;
+  // Answers whose receipt is awaited, of everybody.
+  std::size_t unconfirmed() const { return unconfirmed_; }
+  // What a request reserves: the Length it asks for, or a whole chunk when the gate cannot read
+  // it (an edge answers that bad-request, but another edge might read it differently).
+  static std::size_t reserved_bytes(std::string_view request_payload);
+  std::size_t bytes_per_client() const { return options_.bytes_per_client; }
 
   void delivered(std::size_t payload_bytes);
   // Counts a refusal. Returns the log line to write, unless a line for the same reason was written
@@ -169,10 +202,25 @@ class FetchGate {
     friend auto operator<=>(const Outstanding&, const Outstanding&) = default;
   };
 
+  struct Pending {
+    std::int64_t deadline_ms = 0;  // when it is given up
+    std::size_t reserved_bytes = 0;
+  };
+  struct Share {               // what one requester is owed
+    std::size_t requests = 0;  // outstanding
+    std::size_t bytes = 0;     // reserved by them, and of the answers in `unconfirmed`
+    std::map<std::string, std::size_t, std::less<>> unconfirmed;  // receipt -> bytes answered
+  };
+  // An outstanding request ends: its reservation is given back.
+  void release(std::map<std::string, Share, std::less<>>::iterator share, const Pending& pending);
+  // Forgets a requester that is owed nothing.
+  void erase_if_empty(std::map<std::string, Share, std::less<>>::iterator share);
+
   FetchOptions options_;
   FetchMetrics metrics_;
-  std::map<Outstanding, std::int64_t> outstanding_;                // -> when it is given up
-  std::map<std::string, std::size_t, std::less<>> per_requester_;  // outstanding per requester
+  std::map<Outstanding, Pending> outstanding_;
+  std::map<std::string, Share, std::less<>> per_requester_;
+  std::size_t unconfirmed_ = 0;
   std::array<LogState, fetch_refusal_kinds> log_{};
 };
 

@@ -116,6 +116,12 @@ Result<Options> parse_options(const RawOptions& raw) {
       {"ingest_idle_timeout_ms", ms(o.ingest.idle_timeout_ms)},
       {"fetch_users",
        [&](const std::string&, const std::string& v) { users(v, o.fetch.users, o.fetch.anyone); }},
+      // At least one chunk, or no request could pass; at most 1 GiB owed to one client.
+      {"fetch_bytes_per_client",
+       [&](const std::string& k, const std::string& v) {
+         o.fetch.bytes_per_client =
+             static_cast<std::size_t>(integer(k, v, fetch::chunk_bytes_max, std::int64_t{1} << 30));
+       }},
       {"acl_fallback",
        [&](const std::string& k, const std::string& v) {
          if (v == "defer")

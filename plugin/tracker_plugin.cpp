@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 namespace mqds::plugin {
 
@@ -255,12 +257,19 @@ int TrackerPlugin::on_acl_check(const mosquitto_evt_acl_check& event) {
                                      write.username, write.topic))
         mosquitto_log_printf(mosquitto_level(line->level), "mqds: %s", line->text.c_str());
   } else if (event.access == MOSQ_ACL_READ) {
-    decision = acl_.judge_read(monotonic_ms(), event.topic, payload);
+    const char* reader = mosquitto_client_id(event.client);
+    decision = acl_.judge_read(monotonic_ms(), reader ? reader : "", event.topic, payload);
   }  // SUBSCRIBE and UNSUBSCRIBE are the broker's ACLs' alone
   if (decision.log)
     mosquitto_log_printf(mosquitto_level(decision.log->level), "mqds: %s",
                          decision.log->text.c_str());
-  return decision.verdict == AclVerdict::refuse ? MOSQ_ERR_ACL_DENIED : MOSQ_ERR_PLUGIN_DEFER;
+  switch (decision.verdict) {
+    case AclVerdict::refuse: return MOSQ_ERR_ACL_DENIED;
+    case AclVerdict::allow: return MOSQ_ERR_SUCCESS;
+    case AclVerdict::no_opinion:
+    case AclVerdict::watch: break;
+  }
+  return MOSQ_ERR_PLUGIN_DEFER;
 }
 
 int TrackerPlugin::on_acl_fallback(const mosquitto_evt_acl_check& event) {
@@ -385,6 +394,31 @@ void read_request_properties(const mosquitto_property* properties, FetchRequest&
   }
 }
 
+// The values of the Receipt User Properties (fetch::property_receipt) of a message, at most
+// `count_max` of them and among its first 4 * count_max User Properties: bounded work whatever a
+// client sends. One that cannot be copied (out of memory) is skipped: its answer stays owed.
+std::vector<std::string> read_receipts(const mosquitto_property* properties,
+                                       std::size_t count_max) {
+  std::vector<std::string> receipts;
+  const mosquitto_property* at = properties;
+  bool skip = false;
+  for (std::size_t seen = 0; seen < 4 * count_max && receipts.size() < count_max; ++seen) {
+    at = mosquitto_property_read_string_pair(at, MQTT_PROP_USER_PROPERTY, nullptr, nullptr, skip);
+    if (!at) break;
+    skip = true;
+    PropertyCopy name, value;
+    char* name_text = nullptr;
+    char* value_text = nullptr;
+    mosquitto_property_read_string_pair(at, MQTT_PROP_USER_PROPERTY, &name_text, &value_text,
+                                        false);
+    name.data = name_text;
+    value.data = value_text;
+    if (name_text && value_text && std::string_view(name_text) == fetch::property_receipt)
+      receipts.emplace_back(value_text);
+  }
+  return receipts;
+}
+
 // A response's Correlation Data into `response`; false when it is there but could not be read.
 bool read_response_correlation(const mosquitto_property* properties, FetchResponse& response,
                                PropertyCopy& correlation) {
@@ -424,9 +458,13 @@ int TrackerPlugin::on_fetch(mosquitto_evt_message& event) {
       request.username = username;
       request.protocol_version = mosquitto_client_protocol_version(event.client);
       request.payload_bytes = event.payloadlen;
+      request.payload = std::string_view(static_cast<const char*>(event.payload),
+                                         event.payload ? event.payloadlen : 0);
       request.retain = event.retain;
       PropertyCopy response_topic, correlation;
       read_request_properties(event.properties, request, response_topic, correlation);
+      const auto receipts = read_receipts(event.properties, FetchGate::receipts_per_request_max);
+      request.receipts.assign(receipts.begin(), receipts.end());
       if (const auto why = fetch_.judge_request(request)) return refuse(*why);
       if (const auto why = fetch_.admit(monotonic_ms(), request)) return refuse(*why);
       return MOSQ_ERR_SUCCESS;  // unchanged, to the edge subscribed to its request topic
@@ -441,10 +479,11 @@ int TrackerPlugin::on_fetch(mosquitto_evt_message& event) {
   PropertyCopy correlation;
   if (!read_response_correlation(event.properties, response, correlation))
     return refuse(FetchRefusal::properties_unreadable);
+  const auto receipt = read_receipts(event.properties, 1);
+  if (!receipt.empty()) response.receipt = receipt.front();
   // Only the edge a request went to answers it, once.
   const auto judged = fetch_.answer(monotonic_ms(), response);
   if (const auto* why = std::get_if<FetchRefusal>(&judged)) return refuse(*why);
-  const std::string requester(std::get<std::string_view>(judged));
   // One copy of at most response_payload_bytes_max bytes: bounded work on the broker's thread.
   void* payload = broker_copy(std::string_view(static_cast<const char*>(event.payload),
                                                event.payload ? event.payloadlen : 0));
@@ -458,11 +497,17 @@ int TrackerPlugin::on_fetch(mosquitto_evt_message& event) {
   // list once, after the delivery.
   mosquitto_property* properties = event.properties;
   event.properties = nullptr;
-  // To the requester alone (retain is always off for a publish to one client); the original is
-  // refused below so that no subscriber of its topic, `#` included, ever sees the fragment's data.
-  const int rc =
-      mosquitto_broker_publish(requester.c_str(), event.topic, static_cast<int>(event.payloadlen),
-                               payload, event.qos, false, properties);
+  // To the requester alone: published to the response topic's subscribers, where the ACL check
+  // lets only the client the topic names read it (AclGate::judge_read), and the original is
+  // refused below so that no subscriber of its topic, `#` included, ever sees the edge's copy.
+  // Not published to the requester by client id: mosquitto 2.0.11 never frees a message published
+  // to one client that the client's queue has no room for (loop.c single_publish leaves it in the
+  // message store with no reference, and nothing compacts the store), so a requester that does
+  // not read, with max_queued_bytes set, would make the broker keep every response it was sent
+  // after it left (measured: 318 responses of 1 MiB, 113 MiB kept). Through the subscribers the
+  // broker frees what it drops, so its limits for every client bound what waits for one.
+  const int rc = mosquitto_broker_publish(nullptr, event.topic, static_cast<int>(event.payloadlen),
+                                          payload, event.qos, false, properties);
   if (rc != MOSQ_ERR_SUCCESS) {
     mosquitto_free(payload);
     event.properties = properties;  // still the original's, freed with it

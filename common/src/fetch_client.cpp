@@ -146,6 +146,30 @@ ClientOutput Client::on_response(std::int64_t now_ms, IncomingResponse response)
   return out;
 }
 
+ClientOutput Client::on_refused(std::int64_t now_ms, const std::string& correlation_data,
+                                int reason_code) {
+  ClientOutput out;
+  const auto it = in_flight_.find(correlation_data);
+  if (it == in_flight_.end()) return out;
+  const std::size_t index = it->second.index;
+  in_flight_.erase(it);
+  State& s = states_[index];
+  // Like busy: the broker refuses a requester owed too much until answers arrive, and a refusal
+  // that does not pass (a user not allowed) still ends after busy_retries_max.
+  if (++s.busy_retries <= config_.busy_retries_max) {
+    ++metrics_.refused_retries;
+    s.phase = Phase::retrying;
+    retry_at_[index] = now_ms + config_.busy_retry_delay_ms;
+  } else {
+    next_holder(now_ms, index,
+                "the broker refused the request (reason code " + std::to_string(reason_code) + ")",
+                out);
+  }
+  fill(now_ms, out);
+  check_invariants();
+  return out;
+}
+
 namespace {
 
 // Why an ok answer cannot be the chunk asked for, if it cannot.

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <vector>
 
 #include "commands.hpp"
@@ -28,6 +29,8 @@ namespace {
 
 constexpr int step_max_ms = 20;
 constexpr std::size_t missing_listed_max = 10;
+// Receipts echoed in one request: what the tracker plugin reads of one (receipts_per_request_max).
+constexpr std::size_t receipts_max = 64;
 
 class PartFile {
  public:
@@ -122,17 +125,34 @@ std::int64_t resume(const PartFile& part, std::vector<fetch::FileFragment>& frag
   return present_bytes;
 }
 
-void publish(CliSession& session, const fetch::OutgoingRequest& request) {
+// A request, with the Receipts of the answers read since the last one (which it empties): the
+// broker counts an answer against this client's budget until it sees its Receipt.
+int publish(CliSession& session, const fetch::OutgoingRequest& request,
+            std::vector<std::string>& receipts) {
   runtime::Outgoing out(request.topic, request.payload, 1);
   out.response_topic = request.response_topic;
   out.correlation_data = request.correlation_data;
-  session.publish(out);
+  runtime::UserProperties properties;
+  for (auto& receipt : receipts)
+    properties.emplace_back(fetch::property_receipt, std::move(receipt));
+  receipts.clear();
+  if (!properties.empty()) out.user_properties = &properties;
+  return session.publish(out);
 }
 
 // Moves the Client's requests out and its answers in until it has nothing left to do.
 void run(CliSession& session, fetch::Client& client, PartFile& part, Progress& progress) {
+  // Requests whose PUBACK has not arrived (message id -> Correlation Data): a refused one (the
+  // broker owes this client too many bytes already) is asked again, not waited for. Each PUBACK
+  // comes within a round trip, so this holds about `parallel` entries.
+  std::map<int, std::string> unacknowledged;
+  // Receipts of the answers read and not yet echoed: one per answer since the last request, so
+  // about `parallel`; past receipts_max the others stay unechoed (the broker forgets them when this
+  // client disconnects).
+  std::vector<std::string> receipts;
   const auto perform = [&](fetch::ClientOutput out) {
-    for (const auto& request : out.requests) publish(session, request);
+    for (const auto& request : out.requests)
+      unacknowledged[publish(session, request, receipts)] = request.correlation_data;
     for (const auto& fragment : out.completed) part.write(fragment.offset_bytes, fragment.data);
     if (!out.completed.empty()) progress.update(client.done_bytes());
   };
@@ -143,11 +163,25 @@ void run(CliSession& session, fetch::Client& client, PartFile& part, Progress& p
       wait_ms = static_cast<int>(
           std::clamp<std::int64_t>(*deadline - os::monotonic_ms(), 0, step_max_ms));
     session.step(wait_ms);
-    for (auto& message : session.take_received())
+    for (auto it = unacknowledged.begin(); it != unacknowledged.end();) {
+      const auto code = session.acknowledgement(it->first);
+      if (!code) {
+        ++it;
+        continue;
+      }
+      session.forget_acknowledgement(it->first);
+      if (*code >= 128) perform(client.on_refused(os::monotonic_ms(), it->second, *code));
+      it = unacknowledged.erase(it);
+    }
+    for (auto& message : session.take_received()) {
+      if (auto receipt = message.user_property(fetch::property_receipt);
+          receipt && receipts.size() < receipts_max)
+        receipts.push_back(std::move(*receipt));
       perform(client.on_response(
           os::monotonic_ms(),
           fetch::IncomingResponse{std::move(message.topic), std::move(message.correlation_data),
                                   std::move(message.user_properties), std::move(message.payload)}));
+    }
     perform(client.on_tick(os::monotonic_ms()));
   }
 }

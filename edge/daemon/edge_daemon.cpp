@@ -291,7 +291,12 @@ void EdgeDaemon::publish_reply(const fetch::Reply& reply, std::span<const std::u
   const auto offset = static_cast<std::size_t>(reply.header.offset_bytes);
   const auto length = static_cast<std::size_t>(reply.length_bytes);
   MQDS_ASSERT(length == 0 || offset + length <= content.size());
-  const runtime::UserProperties properties = reply.properties();
+  runtime::UserProperties properties = reply.properties();
+  // The requester echoes this token in a later request to show the broker it read this answer;
+  // until then the tracker plugin counts its bytes against the requester's budget
+  // (fetch::property_receipt). Drawn from the kernel: a requester that does not read must not be
+  // able to guess it.
+  if (length > 0) properties.emplace_back(fetch::property_receipt, receipt_token());
   runtime::Outgoing response(
       reply.topic,
       length == 0
@@ -302,6 +307,17 @@ void EdgeDaemon::publish_reply(const fetch::Reply& reply, std::span<const std::u
   response.user_properties = &properties;
   const int mid = session_->publish(response);
   if (mid >= 0) fetch_.on_sent(mid, reply);
+}
+
+std::string EdgeDaemon::receipt_token() {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string text;
+  text.reserve(32);
+  for (int word = 0; word < 2; ++word) {
+    const std::uint64_t bits = kernel_random_.next_u64();
+    for (int shift = 60; shift >= 0; shift -= 4) text.push_back(digits[(bits >> shift) & 0xF]);
+  }
+  return text;
 }
 
 void EdgeDaemon::say_goodbye(const volatile std::sig_atomic_t&) {

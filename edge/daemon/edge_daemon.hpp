@@ -38,6 +38,7 @@
 
 #include "edge_options.hpp"
 #include "mqds/fetch_server.hpp"
+#include "mqds/os.hpp"
 #include "mqds/random.hpp"
 #include "mqds/store/edge_store.hpp"
 #include "mqds/torrent.hpp"
@@ -82,12 +83,15 @@ class EdgeDaemon {
   void take(fetch::ServerOutput out, std::span<const std::uint8_t> content = {});
   void look_up(const fetch::Lookup& lookup);
   void publish_reply(const fetch::Reply& reply, std::span<const std::uint8_t> content);
+  // 16 bytes from the kernel's generator, in hex: the Receipt of one fetch answer.
+  std::string receipt_token();
   void say_goodbye(const volatile std::sig_atomic_t& stop);
 
   EdgeOptions options_;
   const runtime::Log& log_;
   EdgeStore store_;
   SplitMix64 random_;
+  os::KernelRandom kernel_random_;
   std::unique_ptr<TorrentServer> machine_;
   std::unique_ptr<runtime::MqttSession> session_;
   fetch::Server fetch_;

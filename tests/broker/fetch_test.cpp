@@ -41,9 +41,11 @@ BrokerConfig fetch_config(const std::string& fetch_users) {
   return config;
 }
 
-std::string request_payload() {
+// A request for `length` bytes of a fragment (a whole chunk unless told).
+std::string request_payload(std::int64_t length = fetch::chunk_bytes_max) {
   fetch::Request request;
   request.hash = sha256(std::string_view("a fragment"));
+  request.length_bytes = length;
   return fetch::encode_request(request);
 }
 
@@ -520,6 +522,7 @@ TEST_F(FetchTest, FiguresCountRequestsRefusalsResponsesAndBytes) {
   auto edge_client = edge();
   auto getter = connected("getter");
   const std::string own = fetch::response_topic("getter");
+  ASSERT_TRUE(getter->subscribe(std::vector<std::string>{own}, 1));
   for (std::size_t size : {1000u, 2345u, 0u}) {
     PublishProperties props = request_properties(own);
     props.correlation_data = "c" + std::to_string(size);
@@ -670,10 +673,13 @@ TEST(FetchHeapTest, RequestsAndResponsesMoveTheBrokerHeapAsOrdinaryMessagesDo) {
   Client getter("getter");
   getter.set_receive_maximum(65535);
   ASSERT_TRUE(getter.connect(broker.port()));
-  ASSERT_TRUE(getter.subscribe(std::vector<std::string>{"control/getter/r"}, 1));
+  ASSERT_TRUE(getter.subscribe(
+      std::vector<std::string>{"control/getter/r", fetch::response_topic("getter", "r")}, 1));
 
-  const std::string request = request_payload();
+  // Each request asks for the 1 KiB it is answered: 50 of them at once stay far within the
+  // plugin's budget of bytes owed to one requester.
   const std::string data = random_bytes(1024, 3);
+  const std::string request = request_payload(static_cast<std::int64_t>(data.size()));
   struct Phase {
     const char* what;
     std::string request_topic, response_topic;

@@ -14,6 +14,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "broker.hpp"
@@ -50,11 +51,16 @@ class Fetcher {
     runtime::MqttSession::Handlers handlers;
     handlers.connected = [this] { connected_ = true; };
     handlers.message = [this](runtime::Received&& m) { received_.push_back(std::move(m)); };
+    handlers.subscribed = [this](int, const std::vector<int>&) { subscribed_ = true; };
     session_ = std::make_unique<runtime::MqttSession>(options, 1000, std::move(handlers));
     std::string why;
     EXPECT_TRUE(session_->connect(why)) << why;
     for (int i = 0; i < 200 && !connected_; ++i) session_->step(10);
     EXPECT_TRUE(connected_);
+    // The plugin delivers a response to the subscribers of its topic that it names.
+    EXPECT_GE(session_->subscribe({fetch::response_topic("fetcher", "t")}, 1), 0);
+    for (int i = 0; i < 200 && !subscribed_; ++i) session_->step(10);
+    EXPECT_TRUE(subscribed_);
   }
 
   std::optional<Answer> ask(const std::string& edge, std::string_view payload,
@@ -65,12 +71,17 @@ class Fetcher {
     const std::string response_topic = fetch::response_topic("fetcher", "t");
     request.response_topic = response_topic;
     request.correlation_data = correlation;
+    // The receipts of the answers read so far, as mqds get echoes them.
+    const runtime::UserProperties receipts = std::exchange(receipts_, {});
+    if (!receipts.empty()) request.user_properties = &receipts;
     if (session_->publish(request) < 0) return std::nullopt;
     const auto deadline = Clock::now() + timeout;
     while (Clock::now() < deadline) {
       session_->step(10);
       for (auto it = received_.begin(); it != received_.end(); ++it) {
         if (it->correlation_data != correlation) continue;
+        if (auto receipt = it->user_property(fetch::property_receipt))
+          receipts_.emplace_back(fetch::property_receipt, std::move(*receipt));
         Answer answer{it->user_property("Status").value_or(""),
                       it->user_property("Reason").value_or(""), it->payload,
                       it->user_property("Size").value_or(""),
@@ -88,6 +99,8 @@ class Fetcher {
  private:
   std::unique_ptr<runtime::MqttSession> session_;
   bool connected_ = false;
+  bool subscribed_ = false;
+  runtime::UserProperties receipts_;
   int asked_ = 0;
   std::vector<runtime::Received> received_;
 };

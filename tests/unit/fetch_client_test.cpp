@@ -259,6 +259,36 @@ TEST_F(FetchClient, BusyIsAskedAgainOfTheSameHolderAfterTheDelayThenTheNextHolde
   EXPECT_TRUE(client.complete());
 }
 
+TEST_F(FetchClient, ARequestTheBrokerRefusedIsAskedAgainLikeBusyThenTheNextHolder) {
+  auto plan = plan_of(file, {"a", "b"});
+  plan.resize(1);
+  Client client(config(), plan, random);
+  OutgoingRequest r = client.start(0).requests.at(0);
+  // A refusal of something no longer in flight changes nothing.
+  EXPECT_TRUE(client.on_refused(50, "not a correlation", 0x87).empty());
+  EXPECT_EQ(client.in_flight(), 1u);
+  for (int retry = 1; retry <= 3; ++retry) {
+    EXPECT_TRUE(client.on_refused(100, r.correlation_data, 0x87).empty());
+    EXPECT_EQ(client.in_flight(), 0u);
+    EXPECT_EQ(client.next_deadline_ms(), 300);
+    const ClientOutput again = client.on_tick(300);
+    ASSERT_EQ(again.requests.size(), 1u);
+    EXPECT_NE(again.requests[0].correlation_data, r.correlation_data);
+    r = again.requests[0];
+    EXPECT_EQ(r.topic, "mqds/fetch/request/a");
+  }
+  // The fourth refusal in a row: given up on "a", and the problem says why.
+  const ClientOutput next = client.on_refused(400, r.correlation_data, 0x87);
+  ASSERT_EQ(next.requests.size(), 1u);
+  EXPECT_EQ(next.requests[0].topic, "mqds/fetch/request/b");
+  EXPECT_EQ(client.metrics().refused_retries, 3u);
+  client.on_response(401, ok_answer(next.requests[0], file.fragments[0].data));
+  ASSERT_TRUE(client.complete());
+  EXPECT_TRUE(client.missing().empty());
+  // The late answer of a refused request is ignored.
+  EXPECT_TRUE(client.on_response(402, ok_answer(r, file.fragments[0].data)).empty());
+}
+
 TEST_F(FetchClient, ARetryWaitingKeepsItsSlot) {
   Client client(config(2), plan_of(file, {"a"}), random);
   const ClientOutput out = client.start(0);

@@ -55,7 +55,7 @@ TEST(AclGate, OtherTopicsAreLeftToTheBroker) {
   Gates g({}, {});
   for (const auto topic : {"plain/topic", "clients", "mqds/other", "$SYS/x"})
     EXPECT_EQ(g.acl.judge_write(0, write_on(topic)).verdict, AclVerdict::no_opinion) << topic;
-  EXPECT_EQ(g.acl.judge_read(0, "tracker/hello", "{}").verdict, AclVerdict::no_opinion);
+  EXPECT_EQ(g.acl.judge_read(0, "reader", "tracker/hello", "{}").verdict, AclVerdict::no_opinion);
 }
 
 TEST(AclGate, FetchRulesThatNeedNoPropertiesAreAppliedToWrites) {
@@ -73,9 +73,30 @@ TEST(AclGate, FetchRulesThatNeedNoPropertiesAreAppliedToWrites) {
             FetchRefusal::retained_request);
   EXPECT_EQ(g.acl.judge_write(0, write_on("mqds/fetch/x")).fetch, FetchRefusal::not_a_fetch_topic);
   EXPECT_EQ(g.acl.judge_write(0, write_on("mqds/fetch/response/r")).verdict, AclVerdict::watch);
-  // Responses and query answers reach requesters only through the plugin, which skips READ.
-  EXPECT_EQ(g.acl.judge_read(0, "mqds/fetch/response/r", "data").verdict, AclVerdict::refuse);
-  EXPECT_EQ(g.acl.judge_read(0, "mqds/query/response/r", "{}").verdict, AclVerdict::refuse);
+  // A response reaches the requester its topic names, and nobody else; query answers reach
+  // requesters only through the plugin, which skips READ.
+  EXPECT_EQ(g.acl.judge_read(0, "r", "mqds/fetch/response/r", "data").verdict, AclVerdict::allow);
+  EXPECT_EQ(g.acl.judge_read(0, "r", "mqds/fetch/response/r/get", "data").verdict,
+            AclVerdict::allow);
+  EXPECT_EQ(g.acl.judge_read(0, "reader", "mqds/fetch/response/r", "data").verdict,
+            AclVerdict::refuse);
+  EXPECT_EQ(g.acl.judge_read(0, "r", "mqds/fetch/response/rr", "data").verdict, AclVerdict::refuse);
+  EXPECT_EQ(g.acl.judge_read(0, "", "mqds/fetch/response/", "data").verdict, AclVerdict::refuse);
+  EXPECT_EQ(g.acl.judge_read(0, "r", "mqds/query/response/r", "{}").verdict, AclVerdict::refuse);
+}
+
+TEST(AclGate, AWillOnAResponseTopicReachesNotEvenTheRequesterItNames) {
+  Gates g({}, {"alice"});
+  const std::string payload(300, 'z');
+  ASSERT_EQ(g.acl.judge_write(0, write_on("mqds/fetch/response/r", payload)).verdict,
+            AclVerdict::watch);
+  const auto read = g.acl.judge_read(0, "r", "mqds/fetch/response/r", payload);
+  EXPECT_EQ(read.verdict, AclVerdict::refuse);
+  EXPECT_TRUE(read.log);
+  EXPECT_EQ(g.acl.metrics().wills_refused, 1u);
+  // The plugin's own copy of a response, published after the MESSAGE of the edge's: allowed.
+  g.acl.published();
+  EXPECT_EQ(g.acl.judge_read(0, "r", "mqds/fetch/response/r", payload).verdict, AclVerdict::allow);
 }
 
 TEST(AclGate, UploadsAndQueries) {
@@ -101,18 +122,18 @@ TEST(AclGate, TheDeliveryOfAWatchedWriteBeforeItsMessageIsAWillsAndIsRefused) {
   auto will = write_on(topics::client_goodbye, payload);
   ASSERT_EQ(g.acl.judge_write(0, will).verdict, AclVerdict::watch);
   // Another message on the topic, or other bytes: not the will.
-  EXPECT_EQ(g.acl.judge_read(0, topics::client_goodbye, std::string(200, 'y')).verdict,
+  EXPECT_EQ(g.acl.judge_read(0, "reader", topics::client_goodbye, std::string(200, 'y')).verdict,
             AclVerdict::no_opinion);
-  EXPECT_EQ(g.acl.judge_read(0, topics::client_join_requested, payload).verdict,
+  EXPECT_EQ(g.acl.judge_read(0, "reader", topics::client_join_requested, payload).verdict,
             AclVerdict::no_opinion);
   // Every subscriber's delivery is refused; the will is logged and counted once.
-  const auto first = g.acl.judge_read(0, topics::client_goodbye, payload);
+  const auto first = g.acl.judge_read(0, "reader", topics::client_goodbye, payload);
   EXPECT_EQ(first.verdict, AclVerdict::refuse);
   ASSERT_TRUE(first.log);
   EXPECT_NE(first.log->text.find("the will of client 'c1' on clients/goodbye reaches nobody"),
             std::string::npos)
       << first.log->text;
-  const auto second = g.acl.judge_read(0, topics::client_goodbye, payload);
+  const auto second = g.acl.judge_read(0, "reader", topics::client_goodbye, payload);
   EXPECT_EQ(second.verdict, AclVerdict::refuse);
   EXPECT_FALSE(second.log);
   EXPECT_EQ(g.acl.metrics().wills_refused, 1u);
@@ -120,11 +141,13 @@ TEST(AclGate, TheDeliveryOfAWatchedWriteBeforeItsMessageIsAWillsAndIsRefused) {
   // A publish: its MESSAGE comes between the write and the deliveries.
   ASSERT_EQ(g.acl.judge_write(0, will).verdict, AclVerdict::watch);
   g.acl.published();
-  EXPECT_EQ(g.acl.judge_read(0, topics::client_goodbye, payload).verdict, AclVerdict::no_opinion);
+  EXPECT_EQ(g.acl.judge_read(0, "reader", topics::client_goodbye, payload).verdict,
+            AclVerdict::no_opinion);
   // A write the broker refused after the plugin deferred: forgotten at the end of the loop pass.
   ASSERT_EQ(g.acl.judge_write(0, will).verdict, AclVerdict::watch);
   g.acl.loop_passed();
-  EXPECT_EQ(g.acl.judge_read(0, topics::client_goodbye, payload).verdict, AclVerdict::no_opinion);
+  EXPECT_EQ(g.acl.judge_read(0, "reader", topics::client_goodbye, payload).verdict,
+            AclVerdict::no_opinion);
 }
 
 }  // namespace

@@ -3,9 +3,13 @@
 // through a real mosquitto.
 #include <gtest/gtest.h>
 
+#include <deque>
+#include <tuple>
+#include <vector>
 #include <string>
 
 #include "fetch_gate.hpp"
+#include "mqds/hash.hpp"
 
 namespace mqds::plugin {
 namespace {
@@ -17,14 +21,24 @@ FetchGate gate_for(std::vector<std::string> users, bool anyone = false) {
   return FetchGate(options);
 }
 
-// A request that passes with fetch_users "alice".
+// What a request asks for: `length` bytes of a fragment.
+std::string asking(std::int64_t length) {
+  fetch::Request request;
+  request.hash = sha256(std::string_view("a fragment"));
+  request.length_bytes = length;
+  return fetch::encode_request(request);
+}
+
+// A request that passes with fetch_users "alice", for 1 KiB.
 FetchRequest good_request() {
+  static const std::string payload = asking(1024);
   FetchRequest r;
   r.topic = "mqds/fetch/request/edge-1";
   r.client_id = "getter";
   r.username = "alice";
   r.protocol_version = 5;
-  r.payload_bytes = 100;
+  r.payload = payload;
+  r.payload_bytes = payload.size();
   r.response_topic = "mqds/fetch/response/getter/7";
   r.correlation = "0123456789abcdef";
   r.correlation_bytes = 16;
@@ -240,6 +254,154 @@ TEST(FetchGate, OutstandingRequestsAreBoundedExpireAndLeaveWithTheirRequester) {
   EXPECT_EQ(refusal_of(gate.answer(FetchGate::outstanding_timeout_ms,
                                    answer_from("edge-1", correlations.back()))),
             FetchRefusal::response_not_requested);
+}
+
+TEST(FetchGate, ARequesterIsOwedAtMostItsBudgetOfBytes) {
+  constexpr std::size_t mib = 1024 * 1024;
+  FetchOptions options;
+  options.users = {"alice"};
+  options.bytes_per_client = 4 * mib;
+  FetchGate gate(options);
+  const std::string chunk = asking(fetch::chunk_bytes_max);
+  std::deque<std::string> kept;  // what the requests' views point into
+  const auto request = [&](const std::string& correlation, const std::string& payload,
+                           std::string_view requester = "getter") {
+    FetchRequest r = good_request();
+    r.client_id = requester;
+    r.response_topic = kept.emplace_back(fetch::response_topic(requester));
+    r.correlation = kept.emplace_back(correlation);
+    r.payload = kept.emplace_back(payload);
+    r.payload_bytes = payload.size();
+    return r;
+  };
+  for (int i = 0; i < 4; ++i)
+    ASSERT_EQ(gate.admit(0, request("c" + std::to_string(i), chunk)), std::nullopt) << i;
+  EXPECT_EQ(gate.outstanding_bytes("getter"), 4 * mib);
+  // Full: a fifth chunk is refused, and so is a single byte more.
+  EXPECT_EQ(gate.admit(0, request("c4", chunk)), FetchRefusal::too_many_bytes_outstanding);
+  EXPECT_EQ(gate.admit(0, request("c5", asking(1))), FetchRefusal::too_many_bytes_outstanding);
+  // The same request again reserves nothing more.
+  EXPECT_EQ(gate.admit(0, request("c0", chunk)), std::nullopt);
+  EXPECT_EQ(gate.outstanding_bytes("getter"), 4 * mib);
+  // Another requester has a budget of its own.
+  EXPECT_EQ(gate.admit(0, request("c0", chunk, "other")), std::nullopt);
+
+  // An answer gives back what its request reserved, whatever its size.
+  FetchResponse response = answer_from("edge-1", "c0");
+  response.topic = "mqds/fetch/response/getter";
+  response.payload_bytes = 10;
+  ASSERT_FALSE(std::holds_alternative<FetchRefusal>(gate.answer(1, response)));
+  EXPECT_EQ(gate.outstanding_bytes("getter"), 3 * mib);
+  EXPECT_EQ(gate.admit(1, request("c6", asking(1000))), std::nullopt);
+  EXPECT_EQ(gate.outstanding_bytes("getter"), 3 * mib + 1000);
+
+  // A Length beyond a chunk reserves a chunk (an edge answers no more); one the gate cannot read
+  // reserves a whole chunk too.
+  EXPECT_EQ(FetchGate::reserved_bytes(asking(3 * fetch::chunk_bytes_max)), mib);
+  EXPECT_EQ(FetchGate::reserved_bytes("not a request"), mib);
+  EXPECT_EQ(FetchGate::reserved_bytes(asking(0)), 0u);
+
+  // Given up, or gone with its requester: nothing stays reserved.
+  gate.expire(FetchGate::outstanding_timeout_ms);
+  EXPECT_EQ(gate.outstanding_bytes("getter"), 1000u) << "c6 was admitted later";
+  gate.forget_requester("getter");
+  EXPECT_EQ(gate.outstanding_bytes("getter"), 0u);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(gate.admit(2, request("d" + std::to_string(i), chunk)), std::nullopt) << i;
+}
+
+// A requester that never reads cannot be sent more than its budget: what it was answered stays
+// owed until it echoes the answers' receipts.
+TEST(FetchGate, AnAnswerStaysOwedUntilItsReceiptComesBack) {
+  constexpr std::size_t mib = 1024 * 1024;
+  FetchOptions options;
+  options.users = {"alice"};
+  options.bytes_per_client = 4 * mib;
+  FetchGate gate(options);
+  const std::string chunk = asking(fetch::chunk_bytes_max);
+  std::deque<std::string> kept;  // what the requests' and responses' views point into
+  const auto request = [&](const std::string& correlation, std::vector<std::string> receipts = {},
+                           std::string_view requester = "getter") {
+    FetchRequest r = good_request();
+    r.client_id = requester;
+    r.response_topic = kept.emplace_back(fetch::response_topic(requester));
+    r.correlation = kept.emplace_back(correlation);
+    r.payload = chunk;
+    r.payload_bytes = chunk.size();
+    for (auto& receipt : receipts) r.receipts.push_back(kept.emplace_back(std::move(receipt)));
+    return r;
+  };
+  const auto answer = [&](const std::string& correlation, std::size_t bytes,
+                          std::optional<std::string> receipt,
+                          std::string_view requester = "getter") {
+    FetchResponse r;
+    r.topic = kept.emplace_back(fetch::response_topic(requester));
+    r.responder = "edge-1";
+    r.correlation = kept.emplace_back(correlation);
+    r.payload_bytes = bytes;
+    if (receipt) r.receipt = kept.emplace_back(*receipt);
+    return !std::holds_alternative<FetchRefusal>(gate.answer(1, r));
+  };
+  for (int i = 0; i < 4; ++i) {
+    const std::string c = "c" + std::to_string(i);
+    ASSERT_EQ(gate.admit(0, request(c)), std::nullopt) << i;
+    ASSERT_TRUE(answer(c, mib, "r" + std::to_string(i))) << i;
+  }
+  // Answered, not yet read: still owed, and nothing more passes.
+  EXPECT_EQ(gate.outstanding(), 0u);
+  EXPECT_EQ(gate.unconfirmed(), 4u);
+  EXPECT_EQ(gate.outstanding_bytes("getter"), 4 * mib);
+  EXPECT_EQ(gate.admit(2, request("c4")), FetchRefusal::too_many_bytes_outstanding);
+  // Time frees nothing: a requester that does not read stays owed until it leaves.
+  gate.expire(10 * FetchGate::outstanding_timeout_ms);
+  EXPECT_EQ(gate.outstanding_bytes("getter"), 4 * mib);
+  // Receipts it never got, and another requester's echo of them, free nothing.
+  EXPECT_EQ(gate.admit(3, request("o1", {"r0", "r1", "guess"}, "other")), std::nullopt);
+  EXPECT_EQ(gate.admit(3, request("c5", {"guess"})), FetchRefusal::too_many_bytes_outstanding);
+  EXPECT_EQ(gate.outstanding_bytes("getter"), 4 * mib);
+  // Two receipts echoed: those answers are no longer owed, and this request fits.
+  EXPECT_EQ(gate.admit(4, request("c6", {"r0", "r1"})), std::nullopt);
+  EXPECT_EQ(gate.outstanding_bytes("getter"), 3 * mib);
+  EXPECT_EQ(gate.unconfirmed(), 2u);
+  // A receipt counts once: echoing r0 again frees nothing (this request just fits).
+  EXPECT_EQ(gate.admit(5, request("c7", {"r0"})), std::nullopt);
+  EXPECT_EQ(gate.outstanding_bytes("getter"), 4 * mib);
+  // An answer without a receipt, with an empty or oversized one, or an empty answer, is not held:
+  // nothing could free it.
+  EXPECT_TRUE(answer("c6", mib, std::nullopt));
+  EXPECT_TRUE(answer("c7", mib, std::nullopt));
+  EXPECT_EQ(gate.outstanding_bytes("getter"), 2 * mib);
+  for (const auto& [c, receipt, bytes] :
+       {std::tuple<std::string, std::string, std::size_t>{"c8", "", mib},
+        {"c9", std::string(fetch::receipt_bytes_max + 1, 'x'), mib},
+        {"c10", "empty", 0}}) {
+    ASSERT_EQ(gate.admit(6, request(c)), std::nullopt) << c;
+    EXPECT_TRUE(answer(c, bytes, receipt)) << c;
+    EXPECT_EQ(gate.outstanding_bytes("getter"), 2 * mib) << c;
+  }
+  // Gone: nothing is owed any more.
+  gate.forget_requester("getter");
+  EXPECT_EQ(gate.outstanding_bytes("getter"), 0u);
+  EXPECT_EQ(gate.unconfirmed(), 0u);
+  EXPECT_EQ(gate.outstanding_bytes("other"), mib) << "the other requester's request is its own";
+}
+
+TEST(FetchGate, AnswersAwaitingTheirReceiptCountAmongARequestersOutstanding) {
+  auto gate = gate_for({"alice"});
+  std::deque<std::string> kept;
+  for (std::size_t i = 0; i < FetchGate::outstanding_per_requester_max; ++i) {
+    auto request = good_request();
+    request.correlation = kept.emplace_back("c" + std::to_string(i));
+    ASSERT_EQ(gate.admit(0, request), std::nullopt) << i;
+    FetchResponse response = answer_from("edge-1", *request.correlation);
+    response.receipt = kept.emplace_back("r" + std::to_string(i));
+    ASSERT_FALSE(std::holds_alternative<FetchRefusal>(gate.answer(1, response))) << i;
+  }
+  auto one_more = good_request();
+  one_more.correlation = "more";
+  EXPECT_EQ(gate.admit(2, one_more), FetchRefusal::too_many_outstanding);
+  one_more.receipts = {"r0"};
+  EXPECT_EQ(gate.admit(2, one_more), std::nullopt);
 }
 
 TEST(FetchGate, CountsWhatTheAdapterReports) {

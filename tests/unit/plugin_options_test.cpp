@@ -30,6 +30,7 @@ TEST(PluginOptions, DefaultsNeedOnlyTheDataDir) {
   EXPECT_FALSE(o.fetch.anyone);
   EXPECT_TRUE(o.fetch.users.empty());
   EXPECT_FALSE(o.fetch.enabled()) << "fetching is off until users are named";
+  EXPECT_EQ(o.fetch.bytes_per_client, 16u * 1024 * 1024);
 }
 
 TEST(PluginOptions, EveryOptionIsRead) {
@@ -55,7 +56,8 @@ TEST(PluginOptions, EveryOptionIsRead) {
                          {"ingest_uploads_per_client", "1"},
                          {"ingest_file_size_max", "100"},
                          {"ingest_idle_timeout_ms", "1000"},
-                         {"fetch_users", "carol ,dave"}});
+                         {"fetch_users", "carol ,dave"},
+                         {"fetch_bytes_per_client", "2097152"}});
   EXPECT_EQ(o.tracker.fragment_size_bytes, 4096);
   EXPECT_EQ(o.tracker.replicas, 2u);
   EXPECT_EQ(o.tracker.join_timeout_ms, 800);
@@ -79,6 +81,7 @@ TEST(PluginOptions, EveryOptionIsRead) {
   EXPECT_EQ(o.ingest.idle_timeout_ms, 1000);
   EXPECT_EQ(o.fetch.users, (std::vector<std::string>{"carol", "dave"}));
   EXPECT_FALSE(o.fetch.anyone);
+  EXPECT_EQ(o.fetch.bytes_per_client, 2097152u);
 }
 
 TEST(PluginOptions, FetchUsersAreReadLikeIngestUsers) {
@@ -179,6 +182,10 @@ TEST(PluginOptions, BadValuesNameTheOptionAndTheRule) {
             "plugin_opt_join_timeout_ms: must be an integer from 1 to 3600000, not '-1'");
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"ingest_chunk_size", "8192"}, {"ingest_window", "4096"}}),
             "plugin_opt_ingest_window: must be at least plugin_opt_ingest_chunk_size");
+  // Less than one chunk would refuse every request.
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"fetch_bytes_per_client", "65536"}}),
+            "plugin_opt_fetch_bytes_per_client: must be an integer from 1048576 to 1073741824, not "
+            "'65536'");
 }
 
 }  // namespace

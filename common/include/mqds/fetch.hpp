@@ -54,6 +54,11 @@ inline constexpr std::string_view property_status = "Status";
 inline constexpr std::string_view property_size = "Size";
 inline constexpr std::string_view property_offset = "Offset";
 inline constexpr std::string_view property_reason = "Reason";
+// Proof that a requester read an answer: an edge puts an unpredictable token in each answer, and
+// the requester echoes it in a later request (one User Property per answer read). The broker keeps
+// the bytes of an answer charged to its requester until then (plugin_opt_fetch_bytes_per_client).
+inline constexpr std::string_view property_receipt = "Receipt";
+inline constexpr std::size_t receipt_bytes_max = 64;
 
 enum class Status : std::uint8_t { ok, not_found, bad_request, busy };
 std::string_view status_name(Status status);

@@ -15,11 +15,13 @@
 //   Correlation Data names a request in flight AND it came on the response topic the requests
 //   named. Anything else is ignored, so a client that guessed a predictable sequence cannot inject
 //   answers, and an answer that arrives after its request timed out changes nothing.
-// - busy: the same holder again after busy_retry_delay_ms, at most busy_retries_max times in a
-//   row for one holder. not-found, bad-request, an answer without a status or not understood, one
-//   whose Offset or Size does not fit the request, an empty or oversized payload, no answer within
-//   request_timeout_ms, and bad data (the assembled fragment does not hash to its hash): the next
-//   holder, from the fragment's start, and the holder's problem is kept for the report.
+// - busy, or a request the broker refused (the tracker plugin refuses a requester owed more bytes
+//   than its budget until answers arrive, plugin_opt_fetch_bytes_per_client): the same holder
+//   again after busy_retry_delay_ms, at most busy_retries_max times in a row for one holder.
+//   not-found, bad-request, an answer without a status or not understood, one whose Offset or Size
+//   does not fit the request, an empty or oversized payload, no answer within request_timeout_ms,
+//   and bad data (the assembled fragment does not hash to its hash): the next holder, from the
+//   fragment's start, and the holder's problem is kept for the report.
 // - A fragment complete and verified comes out in ClientOutput::completed, for the adapter to
 //   write at its offset. A fragment whose holders are all exhausted is missing. finished() once
 //   nothing waits, is in flight or retries; missing() then says which fragments could not be had
@@ -120,6 +122,7 @@ struct ClientMetrics {
   // Not matching a request in flight, or on another topic: late, duplicated or forged.
   std::uint64_t responses_ignored = 0;
   std::uint64_t busy_retries = 0;
+  std::uint64_t refused_retries = 0;  // asked again after the broker refused a request
   std::uint64_t timeouts = 0;
   std::uint64_t fallbacks = 0;  // a holder given up for the next one
   std::uint64_t bytes_received = 0;
@@ -132,6 +135,10 @@ class Client {
   // The first requests.
   ClientOutput start(std::int64_t now_ms);
   ClientOutput on_response(std::int64_t now_ms, IncomingResponse response);
+  // The broker acknowledged the request with this Correlation Data with a reason code of 0x80 or
+  // more: nobody will answer it. A request no longer in flight is ignored.
+  ClientOutput on_refused(std::int64_t now_ms, const std::string& correlation_data,
+                          int reason_code);
   // Retries that are due, and requests that timed out.
   ClientOutput on_tick(std::int64_t now_ms);
 
