@@ -95,10 +95,11 @@ AclDecision AclGate::judge_write(std::int64_t now_ms, const Write& write) {
     ++metrics_.writes_refused;
     AclDecision decision{AclVerdict::refuse, std::nullopt, why->tracker_topic, why->fetch};
     if (!why->tracker_topic && !why->fetch)
-      decision.log = write_log_.pass(
-          now_ms, "refused a publish or will on " + shortened(write.topic, logged_text_bytes_max) +
-                      " from client '" + shortened(write.client_id, logged_text_bytes_max) +
-                      "': " + why->reason);
+      decision.log = write_log_.pass(now_ms, [&] {
+        return "refused a publish or will on " + shortened(write.topic, logged_text_bytes_max) +
+               " from client '" + shortened(write.client_id, logged_text_bytes_max) +
+               "': " + why->reason;
+      });
     return decision;
   }
   if (!watch) return AclDecision{};
@@ -134,11 +135,12 @@ AclDecision AclGate::judge_read(std::int64_t now_ms, std::string_view reader,
   if (!watched_->refused) {
     watched_->refused = true;
     ++metrics_.wills_refused;
-    decision.log = will_log_.pass(
-        now_ms, "the will of client '" + shortened(watched_->publisher, logged_text_bytes_max) +
-                    "' on " + shortened(topic, logged_text_bytes_max) +
-                    " reaches nobody: the tracker judges what is published there, and a will never "
-                    "reaches it (a lost client's departure is announced by the tracker itself)");
+    decision.log = will_log_.pass(now_ms, [&] {
+      return "the will of client '" + shortened(watched_->publisher, logged_text_bytes_max) +
+             "' on " + shortened(topic, logged_text_bytes_max) +
+             " reaches nobody: the tracker judges what is published there, and a will never "
+             "reaches it (a lost client's departure is announced by the tracker itself)";
+    });
   }
   return decision;
 }

@@ -86,7 +86,7 @@ class AclGate {
     bool tracker_topic = false;
     std::optional<FetchRefusal> fetch;
   };
-  static constexpr std::int64_t log_interval_ms = 10'000;
+  static constexpr std::int64_t log_interval_ms = LogLimiter::default_interval_ms;
   static constexpr std::size_t logged_text_bytes_max = 160;
   // How much of a watched write is kept to recognise its delivery: its topic, its length and its
   // first and last bytes (a will's delivery carries a copy of its payload).
@@ -122,7 +122,7 @@ class AclGate {
   const FetchGate& fetch_;
   std::optional<Watched> watched_;
   AclMetrics metrics_;
-  LogLimiter write_log_{log_interval_ms}, will_log_{log_interval_ms};
+  LogLimiter write_log_, will_log_;
 };
 
 }  // namespace mqds::plugin

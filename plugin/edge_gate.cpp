@@ -35,10 +35,11 @@ std::optional<std::string> EdgeGate::refusal(std::string_view client_id,
 std::optional<LogLine> EdgeGate::refused(std::int64_t now_ms, std::string_view client_id,
                                          const char* username, std::string_view topic,
                                          const std::string& why) {
-  return refusal_log_.pass(now_ms, "refused " + shortened(topic, logged_text_bytes_max) +
-                                       " from client " + quoted(client_id) + " (user " +
-                                       (username ? quoted(username) : std::string("none")) +
-                                       "): " + why);
+  return refusal_log_.pass(now_ms, [&] {
+    return "refused " + shortened(topic, logged_text_bytes_max) + " from client " +
+           quoted(client_id) + " (user " + (username ? quoted(username) : std::string("none")) +
+           "): " + why;
+  });
 }
 
 EdgeGate::Connect EdgeGate::judge_connect(std::int64_t now_ms, std::string_view client_id,
@@ -49,14 +50,14 @@ EdgeGate::Connect EdgeGate::judge_connect(std::int64_t now_ms, std::string_view 
   const bool named_server = std::find(named.begin(), named.end(), client_id) != named.end();
   if (!named_server && !known_server) return {};
   ++metrics_.connects_refused;
-  return Connect{
-      true, connect_log_.pass(
-                now_ms, "refused the connection of client " + quoted(client_id) + " (user " +
-                            (username ? quoted(username) : std::string("none")) +
-                            "): that is a torrent server's client id, which only user " +
-                            quoted(client_id) +
-                            " may use (plugin_opt_edge_ids username); it would have closed the "
-                            "torrent server's connection")};
+  return Connect{true, connect_log_.pass(now_ms, [&] {
+                   return "refused the connection of client " + quoted(client_id) + " (user " +
+                          (username ? quoted(username) : std::string("none")) +
+                          "): that is a torrent server's client id, which only user " +
+                          quoted(client_id) +
+                          " may use (plugin_opt_edge_ids username); it would have closed the "
+                          "torrent server's connection";
+                 })};
 }
 
 }  // namespace mqds::plugin

@@ -50,7 +50,7 @@ struct EdgeMetrics {
 
 class EdgeGate {
  public:
-  static constexpr std::int64_t log_interval_ms = 10'000;
+  static constexpr std::int64_t log_interval_ms = LogLimiter::default_interval_ms;
   static constexpr std::size_t logged_text_bytes_max = 160;
 
   explicit EdgeGate(EdgeOptions options) : options_(std::move(options)) {}
@@ -81,7 +81,7 @@ class EdgeGate {
  private:
   EdgeOptions options_;
   EdgeMetrics metrics_;
-  LogLimiter refusal_log_{log_interval_ms}, connect_log_{log_interval_ms};
+  LogLimiter refusal_log_, connect_log_;
 };
 
 }  // namespace mqds::plugin

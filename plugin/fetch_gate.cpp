@@ -239,24 +239,17 @@ std::optional<LogLine> FetchGate::refused(std::int64_t now_ms, FetchRefusal why,
                                           std::string_view client_id, const char* username,
                                           std::string_view topic) {
   ++metrics_.refused;
-  LogState& state = log_[static_cast<std::size_t>(why)];
-  if (state.logged && now_ms - state.last_ms < refusal_log_interval_ms) {
-    ++state.unlogged;
-    return std::nullopt;
-  }
-  std::string text = "fetch: refused a publish on " + shortened(topic, logged_text_bytes_max) +
-                     " from client '" + shortened(client_id, logged_text_bytes_max) + "'";
-  text += username ? " (user '" + shortened(username, logged_text_bytes_max) + "')"
-                   : std::string(" (no username)");
-  text += ": ";
-  text += describe(why);
-  if (state.unlogged > 0)
-    text += " (and " + std::to_string(state.unlogged) +
-            " more refused for this reason in the last " +
-            std::to_string((now_ms - state.last_ms) / 1000) + " s, not logged)";
-  state = {true, now_ms, 0};
-  return LogLine{why == FetchRefusal::delivery_failed ? LogLevel::warning : LogLevel::notice,
-                 std::move(text)};
+  return log_[static_cast<std::size_t>(why)].pass(
+      now_ms,
+      [&] {
+        std::string text = "fetch: refused a publish on " +
+                           shortened(topic, logged_text_bytes_max) + " from client '" +
+                           shortened(client_id, logged_text_bytes_max) + "'";
+        text += username ? " (user '" + shortened(username, logged_text_bytes_max) + "')"
+                         : std::string(" (no username)");
+        return text + ": " + describe(why);
+      },
+      why == FetchRefusal::delivery_failed ? LogLevel::warning : LogLevel::notice);
 }
 
 }  // namespace mqds::plugin

@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "allowed_users.hpp"
+#include "log_text.hpp"
 #include "mqds/fetch.hpp"
 #include "mqds/output.hpp"
 
@@ -126,7 +127,7 @@ class FetchGate {
   // A response carries at most chunk_bytes_max bytes of fragment; the margin is for nothing else,
   // but an edge with a slightly different chunk size must not be cut off.
   static constexpr std::size_t response_payload_bytes_max = fetch::chunk_bytes_max + 64 * 1024;
-  static constexpr std::int64_t refusal_log_interval_ms = 10'000;
+  static constexpr std::int64_t refusal_log_interval_ms = LogLimiter::default_interval_ms;
   // Client ids and topics are cut to this in log lines.
   static constexpr std::size_t logged_text_bytes_max = 160;
   // Requests awaiting an answer. An edge answers each request once, within seconds (it answers
@@ -187,12 +188,6 @@ class FetchGate {
   const FetchMetrics& metrics() const { return metrics_; }
 
  private:
-  struct LogState {
-    bool logged = false;
-    std::int64_t last_ms = 0;
-    std::uint64_t unlogged = 0;  // refusals since the last line
-  };
-
   // One outstanding request: its Response Topic (which names the requester), the edge, and its
   // Correlation Data if it had any.
   struct Outstanding {
@@ -221,7 +216,7 @@ class FetchGate {
   std::map<Outstanding, Pending> outstanding_;
   std::map<std::string, Share, std::less<>> per_requester_;
   std::size_t unconfirmed_ = 0;
-  std::array<LogState, fetch_refusal_kinds> log_{};
+  std::array<LogLimiter, fetch_refusal_kinds> log_{};  // one per reason
 };
 
 }  // namespace mqds::plugin

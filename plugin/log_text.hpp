@@ -24,15 +24,20 @@ inline std::string shortened(std::string_view text, std::size_t bytes_max) {
 // cannot flood the broker's log, and the next says how many were left out.
 class LogLimiter {
  public:
+  static constexpr std::int64_t default_interval_ms = 10'000;
+  LogLimiter() = default;
   explicit LogLimiter(std::int64_t interval_ms) : interval_ms_(interval_ms) {}
 
-  // `text` to log now, or nullopt while the interval since the last line runs.
-  std::optional<LogLine> pass(std::int64_t now_ms, std::string text,
+  // The line `make_text()` writes, or nullopt while the interval since the last line runs (then
+  // the text is not even made).
+  template <class MakeText>
+  std::optional<LogLine> pass(std::int64_t now_ms, MakeText&& make_text,
                               LogLevel level = LogLevel::notice) {
     if (logged_ && now_ms - last_ms_ < interval_ms_) {
       ++unlogged_;
       return std::nullopt;
     }
+    std::string text = make_text();
     if (unlogged_ > 0)
       text += " (and " + std::to_string(unlogged_) + " more in the last " +
               std::to_string((now_ms - last_ms_) / 1000) + " s, not logged)";
@@ -43,7 +48,7 @@ class LogLimiter {
   }
 
  private:
-  std::int64_t interval_ms_;
+  std::int64_t interval_ms_ = default_interval_ms;
   bool logged_ = false;
   std::int64_t last_ms_ = 0;
   std::uint64_t unlogged_ = 0;
