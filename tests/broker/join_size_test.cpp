@@ -130,6 +130,10 @@ TEST_F(JoinSizeTest, AJoinOverTheBoundIsDeniedUnreadToItsSenderAlone) {
   const auto answered_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - sent_at).count();
   ASSERT_TRUE(answer) << "no answer to the oversized join; " << broker->where();
+  const auto after = peak_resident_bytes(broker->pid());
+  if (before && after)
+    std::cout << "[ figures  ] oversized join of " << in_mib(payload.size()) << " MiB: answered in "
+              << answered_ms << " ms, broker peak +" << in_mib(*after - *before) << " MiB\n";
   ASSERT_EQ(answer->topic, topics::client_join_denied);
   const auto denied = std::get<ClientJoinDenied>(decode(answer->topic, answer->payload).value());
   EXPECT_EQ(denied.reason_code, denial::other);
@@ -137,10 +141,6 @@ TEST_F(JoinSizeTest, AJoinOverTheBoundIsDeniedUnreadToItsSenderAlone) {
   ASSERT_TRUE(denied.reason);
   EXPECT_NE(denied.reason->find("plugin_opt_join_request_max"), std::string::npos)
       << *denied.reason;
-  const auto after = peak_resident_bytes(broker->pid());
-  if (before && after)
-    std::cout << "[ figures  ] oversized join of " << in_mib(payload.size()) << " MiB: denied in "
-              << answered_ms << " ms, broker peak +" << in_mib(*after - *before) << " MiB\n";
   EXPECT_NE(broker->log().find("plugin_opt_join_request_max"), std::string::npos)
       << "the broker log must say why; " << broker->where();
 
