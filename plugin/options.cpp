@@ -134,6 +134,12 @@ Result<Options> parse_options(const RawOptions& raw) {
       {"joins_in_flight", count(o.tracker.joins_in_flight_max, 10'000)},
       {"distributions_in_flight", count(o.tracker.distributions_in_flight_max, 4'096)},
       {"max_clients", count(o.tracker.registered_clients_max, 1'000'000)},
+      // From 64 KiB, which a board of a few hundred files fits, to the bound on any event.
+      {"join_request_max",
+       [&](const std::string& k, const std::string& v) {
+         o.tracker.join_request_bytes_max = static_cast<std::size_t>(
+             integer(k, v, 64 * 1024, static_cast<std::int64_t>(limits::event_payload_bytes_max)));
+       }},
   };
   try {
     for (const auto& [key, value] : raw) {

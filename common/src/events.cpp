@@ -10,6 +10,8 @@
 // decode() treats its input as hostile. It bounds the payload size and the nesting depth before
 // parsing, parses with nlohmann without exceptions, then checks every field for presence, type and
 // range in table order, so the first problem found is deterministic and named by its JSON path.
+// ClientJoinRequested, which grows with the service, is read as a stream instead, with the same
+// rules (join_reader.hpp); its DOM reader below stays as the reference the tests compare with.
 // The checks are those of the core's one reader of untrusted input (wire_reader.hpp), which also
 // turns every failure into an Error; nothing escapes decode().
 #include "mqds/events.hpp"
@@ -29,6 +31,7 @@
 
 #include "mqds/base64.hpp"
 #include "mqds/limits.hpp"
+#include "join_reader.hpp"
 #include "wire_reader.hpp"
 
 namespace mqds {
@@ -830,10 +833,46 @@ Result<Event> decode(std::string_view topic, std::string_view payload) noexcept 
       constexpr std::size_t cbor_map_entries_max = 32;  // a Delivered has 5 fields
       document = wire::parse_cbor(payload, cbor_payload_bytes_max, limits::cbor_depth_max,
                                   limits::receivers_per_event_max, cbor_map_entries_max);
+    } else if (*type == EventType::client_join_requested) {
+      // The one event that grows with the service: read as a stream, never as a document
+      // (join_reader.hpp).
+      return wire::read_client_join_requested_stream(payload, nesting_depth_max);
     } else {
       document = wire::parse_json(payload, limits::event_payload_bytes_max, nesting_depth_max);
     }
     return read_event(*type, Fields::of_document(document));
+  });
+}
+
+std::optional<Uuid> leading_event_id(std::string_view payload) noexcept {
+  // Whitespace is bounded too, so a hostile payload of blanks is not scanned to its end.
+  constexpr std::size_t blanks_max = 64;
+  std::size_t at = 0;
+  const auto skip_blanks = [&] {
+    for (std::size_t n = 0; n < blanks_max && at < payload.size(); ++n, ++at) {
+      const char c = payload[at];
+      if (c != ' ' && c != '\t' && c != '\n' && c != '\r') return;
+    }
+  };
+  const auto expect = [&](std::string_view token) {
+    skip_blanks();
+    if (payload.substr(at, token.size()) != token) return false;
+    at += token.size();
+    return true;
+  };
+  if (!expect("{") || !expect("\"EventId\"") || !expect(":") || !expect("\"")) return std::nullopt;
+  constexpr std::size_t guid_chars = 36;
+  if (payload.size() - at < guid_chars + 1 || payload[at + guid_chars] != '"') return std::nullopt;
+  return Uuid::parse(payload.substr(at, guid_chars));
+}
+
+Result<Event> decode_join_requested_with_dom(std::string_view payload) noexcept {
+  return wire::decode_untrusted<Event>([&]() -> Event {
+    if (wire::looks_like_cbor_map(payload))
+      wire::reject("", "CBOR is accepted for FragmentDistributionDelivered only");
+    const json document =
+        wire::parse_json(payload, limits::event_payload_bytes_max, nesting_depth_max);
+    return read_client_join_requested(Fields::of_document(document));
   });
 }
 

@@ -98,6 +98,22 @@ MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender,
     return result;
   }
 
+  // A join request over its bound is not decoded at all: reading it would cost the broker its size
+  // again and block every client meanwhile. The server is told why at once, with its request's
+  // EventId when it leads the payload (as every known writer puts it), which is all that is read.
+  if (*type == EventType::client_join_requested &&
+      payload.size() > config_.join_request_bytes_max) {
+    ++metrics_.events_rejected;
+    result.verdict = Verdict::drop;
+    const std::string problem = "ClientJoinRequested of " + std::to_string(payload.size()) +
+                                " bytes exceeds the tracker's bound of " +
+                                std::to_string(config_.join_request_bytes_max) +
+                                " bytes (plugin_opt_join_request_max)";
+    out.log(LogLevel::warning, "from '" + sender + "': " + problem + "; not decoded");
+    deny(sender, denial::other, problem, leading_event_id(payload), out);
+    return result;
+  }
+
   Result<Event> decoded = decode(topic, payload);
   if (!decoded.ok()) {
     ++metrics_.events_rejected;

@@ -336,9 +336,13 @@ std::set<std::string> read_string_set(const json& value, const std::string& path
   return strings;
 }
 
-json parse_json(std::string_view payload, std::size_t bytes_max, std::size_t depth_max) {
+void check_json_text(std::string_view payload, std::size_t bytes_max, std::size_t depth_max) {
   if (payload.size() > bytes_max) reject("", exceeds(bytes_max, "bytes"));
   check_structure(payload, depth_max);
+}
+
+json parse_json(std::string_view payload, std::size_t bytes_max, std::size_t depth_max) {
+  check_json_text(payload, bytes_max, depth_max);
   json document = json::parse(payload, nullptr, false);
   if (document.is_discarded()) reject("", "invalid JSON");
   return document;

@@ -47,6 +47,9 @@ std::string member_path(std::string_view parent, std::string_view name);
 std::string key_path(std::string_view parent, std::string_view key);
 std::string index_path(std::string_view parent, std::size_t index);
 
+// What parse_json checks before parsing, for readers that parse as a stream: at most `bytes_max`
+// bytes, nesting at most `depth_max`, no NUL.
+void check_json_text(std::string_view payload, std::size_t bytes_max, std::size_t depth_max);
 // JSON text of at most `bytes_max` bytes, nesting at most `depth_max`; rejects "invalid JSON".
 json parse_json(std::string_view payload, std::size_t bytes_max, std::size_t depth_max = 64);
 // CBOR (RFC 8949) of at most `bytes_max` bytes: definite lengths, unsigned and negative integers,

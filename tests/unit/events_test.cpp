@@ -48,16 +48,34 @@ Bytes bytes(std::string_view text) {
   return Bytes(text.begin(), text.end());
 }
 
+// decode() reads ClientJoinRequested as a stream; the DOM reader it replaced must agree with it:
+// the same event, or the same error. Every join payload of these tests goes through this check.
+void expect_same_as_dom(std::string_view topic, std::string_view payload) {
+  if (topic != topics::client_join_requested) return;
+  const auto stream = decode(topic, payload);
+  const auto dom = decode_join_requested_with_dom(payload);
+  ASSERT_EQ(stream.ok(), dom.ok())
+      << "stream: " << (stream.ok() ? "ok" : stream.error().to_string())
+      << ", DOM: " << (dom.ok() ? "ok" : dom.error().to_string()) << ": " << payload.substr(0, 300);
+  if (stream.ok()) {
+    EXPECT_EQ(stream.value(), dom.value()) << payload.substr(0, 300);
+  } else {
+    EXPECT_EQ(stream.error().to_string(), dom.error().to_string()) << payload.substr(0, 300);
+  }
+}
+
 // The exact text, and the exact event back from it.
 void expect_golden(const Event& event, std::string_view golden) {
   EXPECT_EQ(encode(event), golden);
   const auto result = decode(topic_of(event), golden);
   ASSERT_TRUE(result.ok()) << result.error().to_string();
   EXPECT_EQ(result.value(), event);
+  expect_same_as_dom(topic_of(event), golden);
 }
 
 template <typename T>
 T decode_as(std::string_view topic, std::string_view payload) {
+  expect_same_as_dom(topic, payload);
   const auto result = decode(topic, payload);
   if (!result.ok()) throw std::runtime_error("decode failed: " + result.error().to_string());
   return std::get<T>(result.value());
@@ -65,6 +83,7 @@ T decode_as(std::string_view topic, std::string_view payload) {
 
 void expect_error(std::string_view topic, std::string_view payload, std::string_view field,
                   std::string_view problem) {
+  expect_same_as_dom(topic, payload);
   const auto result = decode(topic, payload);
   ASSERT_FALSE(result.ok()) << "decoded although " << field
                             << " should be rejected: " << payload.substr(0, 300);
@@ -318,6 +337,243 @@ TEST(EventClientJoinRequested, OtherAlgorithmSkipsTheHashesSoTheTrackerCanDeny) 
                "must be positive");
   expect_error(topics::client_join_requested, removed(payload, "/Endpoints"), "Endpoints",
                "missing");
+}
+
+// --- ClientJoinRequested read as a stream ----------------------------------------------------
+// decode() reads the join request without a document (common/src/join_reader.hpp). Every case
+// below is also checked against the DOM reader by expect_error and decode_as.
+
+// The golden request with `members` spliced in at the head of the object at `pointer`.
+std::string with_members(std::string_view text, std::string_view before, std::string_view members) {
+  std::string out(text);
+  const auto at = out.find(before);
+  if (at == std::string::npos) throw std::invalid_argument("no such text in the payload");
+  out.insert(at + before.size(), members);
+  return out;
+}
+
+TEST(EventClientJoinRequestedStream, WrongTypesAtEveryLevel) {
+  const auto topic = topics::client_join_requested;
+  const auto& g = join_requested_golden;
+  const auto known = "/KnownFileInfos/" HB;
+  const std::string known_path = "KnownFileInfos." HB;
+  struct Case {
+    std::string pointer;
+    json value;
+    std::string field;
+    std::string problem;
+  };
+  const std::vector<Case> cases{
+      {"/EventId", json::object(), "EventId", "must be a string"},
+      {"/EventId", json::array(), "EventId", "must be a string"},
+      {"/EventId", 7, "EventId", "must be a string"},
+      {"/EventId", "not-a-guid", "EventId", "must be a GUID"},
+      {"/HashAlgorithm", json::array({"SHA256"}), "HashAlgorithm", "must be a string"},
+      {"/HashAlgorithm", true, "HashAlgorithm", "must be a string"},
+      {"/FragmentSize", json::object(), "FragmentSize", "must be an integer"},
+      {"/FragmentSize", 1.5, "FragmentSize", "must be an integer"},
+      {"/KnownFileInfos", "x", "KnownFileInfos", "must be an object"},
+      {"/KnownFileInfos", 1, "KnownFileInfos", "must be an object"},
+      {"/StoredFragments", json::array({json::object()}), "StoredFragments", "must be an object"},
+      {known, json::array(), known_path, "must be an object"},
+      {known, "x", known_path, "must be an object"},
+      {known, nullptr, known_path, "must be an object"},
+      {std::string(known) + "/Size", json::object(), known_path + ".Size", "must be an integer"},
+      {std::string(known) + "/Size", "1", known_path + ".Size", "must be an integer"},
+      {std::string(known) + "/Size", true, known_path + ".Size", "must be an integer"},
+      {std::string(known) + "/FragmentSequence", json::object(), known_path + ".FragmentSequence",
+       "must be an array"},
+      {std::string(known) + "/FragmentSequence", HA, known_path + ".FragmentSequence",
+       "must be an array"},
+      {std::string(known) + "/FragmentSequence", json::array({1}),
+       known_path + ".FragmentSequence[0]", "must be a string"},
+      {std::string(known) + "/FragmentSequence", json::array({HA, json::array()}),
+       known_path + ".FragmentSequence[1]", "must be a string"},
+      {std::string(known) + "/FragmentSequence", json::array({json::object()}),
+       known_path + ".FragmentSequence[0]", "must be a string"},
+      {std::string(known) + "/FragmentSequence", json::array({nullptr}),
+       known_path + ".FragmentSequence[0]", "must be a string"},
+      {"/StoredFragments/" HA "/Size", json::array(), "StoredFragments." HA ".Size",
+       "must be an integer"},
+      {"/StoredFragments/" HA "/Size", -5, "StoredFragments." HA ".Size", "must be positive"},
+      {"/Endpoints", json::object(), "Endpoints", "must be an array"},
+      {"/Endpoints", json::array({json::array()}), "Endpoints[0]", "must be a string"},
+      {"/Endpoints", json::array({"grpc://a", json::object()}), "Endpoints[1]", "must be a string"},
+      {"/Endpoints", json::array({nullptr}), "Endpoints[0]", "must be a string"},
+      {"/Capacity", json::object(), "Capacity", "must be an integer"},
+      {"/Capacity", "1", "Capacity", "must be an integer"},
+      {"/ObtainedFragments", json::array(), "ObtainedFragments", "must be an object"},
+      {"/ObtainedFragments/" HC, 7, "ObtainedFragments." HC, "must be an object"},
+      {"/DeliveryEncodings", json::object(), "DeliveryEncodings", "must be an array"},
+      {"/DeliveryEncodings", json::array({1}), "DeliveryEncodings[0]", "must be a string"},
+      {"/DeliveryEncodings", json::array({""}), "DeliveryEncodings[0]", "must not be empty"},
+      {"/Extensions", "Revision", "Extensions", "must be an array"},
+      {"/Extensions", json::array({"Revision", json::array()}), "Extensions[1]",
+       "must be a string"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.pointer + " = " + c.value.dump());
+    expect_error(topic, replaced(g, c.pointer, c.value), c.field, c.problem);
+  }
+}
+
+TEST(EventClientJoinRequestedStream, NullsAreAbsentForOptionalsAndMissingForTheRest) {
+  const auto topic = topics::client_join_requested;
+  const auto& g = join_requested_golden;
+  auto e = decode_as<ClientJoinRequested>(
+      topic,
+      replaced(replaced(replaced(g, "/ObtainedFragments", nullptr), "/FragmentSize", nullptr),
+               "/Capacity", nullptr));
+  EXPECT_FALSE(e.fragment_size_bytes);
+  EXPECT_FALSE(e.capacity_bytes);
+  EXPECT_TRUE(e.obtained_fragments.empty());
+  e = decode_as<ClientJoinRequested>(
+      topic, replaced(replaced(g, "/DeliveryEncodings", nullptr), "/Extensions", nullptr));
+  EXPECT_TRUE(e.delivery_encodings.empty());
+  EXPECT_TRUE(e.extensions.empty());
+  expect_error(topic, replaced(g, "/EventId", nullptr), "EventId", "missing");
+  expect_error(topic, replaced(g, "/HashAlgorithm", nullptr), "HashAlgorithm", "missing");
+  expect_error(topic, replaced(g, "/KnownFileInfos", nullptr), "KnownFileInfos", "missing");
+  expect_error(topic, replaced(g, "/StoredFragments", nullptr), "StoredFragments", "missing");
+  expect_error(topic, replaced(g, "/Endpoints", nullptr), "Endpoints", "missing");
+  expect_error(topic, replaced(g, "/KnownFileInfos/" HB "/Size", nullptr),
+               "KnownFileInfos." HB ".Size", "missing");
+  expect_error(topic, replaced(g, "/KnownFileInfos/" HB "/FragmentSequence", nullptr),
+               "KnownFileInfos." HB ".FragmentSequence", "missing");
+  expect_error(topic, replaced(g, "/StoredFragments/" HA "/Size", nullptr),
+               "StoredFragments." HA ".Size", "missing");
+}
+
+TEST(EventClientJoinRequestedStream, UnknownFieldsAreIgnoredAtEveryLevel) {
+  const auto topic = topics::client_join_requested;
+  const std::string noise = R"("Future":{"Nested":[1,{"Size":-1,"EventId":[]},[[null]]]},"x":"y",)";
+  auto payload = with_members(join_requested_golden, "{", noise);
+  payload = with_members(payload, "\"KnownFileInfos\":{\"" HB "\":{", noise);
+  // FragmentSequence means nothing in a FragmentMetadata: an unknown member there.
+  payload = with_members(payload, "\"StoredFragments\":{\"" HA "\":{",
+                         noise + R"("FragmentSequence":{"bad":true},)");
+  payload = with_members(payload, "\"ObtainedFragments\":{\"" HC "\":{", noise);
+  EXPECT_EQ(decode_as<ClientJoinRequested>(topic, payload), join_requested());
+}
+
+// As in the DOM, a member repeated in an object takes its last value; a dictionary that repeats
+// a key is a duplicate entry, whatever its case (the DOM kept the last value of an exact repeat).
+TEST(EventClientJoinRequestedStream, RepeatedMembersTakeTheLastValueRepeatedKeysAreDuplicates) {
+  const auto topic = topics::client_join_requested;
+  const auto& g = join_requested_golden;
+  auto payload = with_members(g, "{", R"("EventId":7,"Capacity":5,"StoredFragments":{"x":1},)");
+  payload = with_members(payload, "\"KnownFileInfos\":{\"" HB "\":{",
+                         R"("Size":-1,"FragmentSequence":"x",)");
+  EXPECT_EQ(decode_as<ClientJoinRequested>(topic, payload), join_requested());
+  auto without_capacity = join_requested();
+  without_capacity.capacity_bytes.reset();
+  EXPECT_EQ(decode_as<ClientJoinRequested>(
+                topic, with_members(g, "\"Capacity\":1048576,", R"("Capacity":null,)")),
+            without_capacity);
+
+  const auto twice = with_members(g, "\"StoredFragments\":{", "\"" HA "\":{\"Size\":2},");
+  const auto result = decode(topic, twice);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().to_string(), "StoredFragments." HA ": duplicate entry");
+  EXPECT_TRUE(decode_join_requested_with_dom(twice).ok()) << "the one difference to the DOM reader";
+}
+
+TEST(EventClientJoinRequestedStream, NestingIsBoundedBeforeReading) {
+  const auto topic = topics::client_join_requested;
+  const auto deepest = with_members(join_requested_golden, "{",
+                                    R"("X":)" + std::string(63, '[') + std::string(63, ']') + ",");
+  EXPECT_EQ(decode_as<ClientJoinRequested>(topic, deepest), join_requested());
+  const auto too_deep = with_members(join_requested_golden, "\"" HA "\":{",
+                                     R"("X":)" + std::string(62, '[') + std::string(62, ']') + ",");
+  expect_error(topic, too_deep, "", "nesting exceeds 64");
+  expect_error(topic, std::string(100000, '{'), "", "nesting exceeds 64");
+}
+
+TEST(EventClientJoinRequestedStream, OverlongNamesAndKeysAreRefused) {
+  const auto topic = topics::client_join_requested;
+  const auto& g = join_requested_golden;
+  expect_error(topic, replaced(g, "/Endpoints", json::array({std::string(1025, 'e')})),
+               "Endpoints[0]", "exceeds 1024 bytes");
+  expect_error(topic, replaced(g, "/DeliveryEncodings", json::array({std::string(33, 'c')})),
+               "DeliveryEncodings[0]", "exceeds 32 bytes");
+  expect_error(topic, replaced(g, "/Extensions", json::array({std::string(33, 'x')})),
+               "Extensions[0]", "exceeds 32 bytes");
+  expect_error(topic, replaced(g, "/HashAlgorithm", std::string(33, 'S')), "HashAlgorithm",
+               "exceeds 32 bytes");
+  // A hostile key is cut short in the error's path.
+  const std::string key(10000, 'k');
+  expect_error(topic, replaced(g, "/StoredFragments/" + key, json{{"Size", 1}}),
+               "StoredFragments." + key.substr(0, 300) + "...",
+               "must be 64 hexadecimal characters");
+}
+
+TEST(EventClientJoinRequestedStream, CountsAreCheckedBeforeEntries) {
+  const auto topic = topics::client_join_requested;
+  auto endpoints = strings(limits::endpoints_per_client_max + 1, 8);
+  endpoints[1] = 7;  // a problem of an entry, after which the count still wins
+  expect_error(topic, replaced(join_requested_golden, "/Endpoints", endpoints), "Endpoints",
+               "exceeds 16 entries");
+  auto extensions = strings(limits::extensions_max + 1, 4);
+  extensions[0] = "";
+  expect_error(topic, replaced(join_requested_golden, "/Extensions", extensions), "Extensions",
+               "exceeds 16 entries");
+}
+
+TEST(EventClientJoinRequestedStream, ProblemsAreReportedInTheOrderOfTheSchema) {
+  const auto topic = topics::client_join_requested;
+  // Endpoints comes before Capacity in the schema, whatever the order in the text.
+  auto payload = replaced(join_requested_golden, "/Capacity", -1);
+  payload = replaced(payload, "/Endpoints", 1);
+  expect_error(topic, payload, "Endpoints", "must be an array");
+  // The text's order is not the schema's: a later EventId problem is still the first.
+  const auto reordered = R"({"Endpoints":5,"HashAlgorithm":"SHA256","EventId":1})";
+  expect_error(topic, reordered, "EventId", "must be a string");
+  // Invalid JSON wins over every problem found before it.
+  expect_error(topic, R"({"EventId":1,"Endpoints":[)", "", "invalid JSON");
+  expect_error(topic, R"([{"EventId":")" ID R"("}])", "", "must be an object");
+  expect_error(topic, "\"text\"", "", "must be an object");
+  expect_error(topic, "{}", "EventId", "missing");
+}
+
+// HashAlgorithm may come after the collections: they are read, and their problems forgotten if it
+// names another algorithm.
+TEST(EventClientJoinRequestedStream, AnotherAlgorithmNamedLastStillSkipsTheHashes) {
+  const auto topic = topics::client_join_requested;
+  const std::string payload =
+      R"({"EventId":")" ID R"(","KnownFileInfos":{"5d41402abc4b2a76b9719d911017c592":{"Size":-5}},)"
+      R"("StoredFragments":[],"Endpoints":["grpc://b"],"ObtainedFragments":7,"HashAlgorithm":"MD5"})";
+  const auto e = decode_as<ClientJoinRequested>(topic, payload);
+  EXPECT_EQ(e.hash_algorithm, "MD5");
+  EXPECT_TRUE(e.known_file_infos.empty());
+  EXPECT_TRUE(e.stored_fragments.empty());
+  EXPECT_TRUE(e.obtained_fragments.empty());
+  auto sha = payload;
+  sha.replace(sha.find("\"MD5\""), 5, "\"SHA256\"");
+  expect_error(topic, sha, "KnownFileInfos.5d41402abc4b2a76b9719d911017c592",
+               "must be 64 hexadecimal characters");
+}
+
+TEST(EventClientJoinRequestedStream, ALargeRequestReadsAsTheDomReadsIt) {
+  ClientJoinRequested e = join_requested();
+  for (int i = 0; i < 20000; ++i) {
+    const Hash h = sha256("fragment " + std::to_string(i));
+    e.stored_fragments[h] = FragmentMetadata{1 + i};
+    if (i % 100 == 0) e.known_file_infos[h] = FileMetadata{100, {h, h, h}};
+  }
+  const auto text = encode(e);
+  EXPECT_EQ(decode_as<ClientJoinRequested>(topics::client_join_requested, text), e);
+}
+
+TEST(EventCodec, LeadingEventIdIsFoundOnlyAtTheHead) {
+  EXPECT_EQ(leading_event_id(join_requested_golden), uuid(ID));
+  EXPECT_EQ(leading_event_id(" {\n\t\"EventId\" : \"" ID "\", broken"), uuid(ID));
+  EXPECT_EQ(leading_event_id(R"({"EventId":"FB3F146D-C74E-4C75-A3E7-1E768B2E986F")"), uuid(ID));
+  EXPECT_FALSE(leading_event_id(R"({"HashAlgorithm":"SHA256","EventId":")" ID R"("})"));
+  EXPECT_FALSE(leading_event_id(R"({"EventId":")" ID));
+  EXPECT_FALSE(leading_event_id(R"({"EventId":"fb3f146d"})"));
+  EXPECT_FALSE(leading_event_id(R"({"EventId":7})"));
+  EXPECT_FALSE(leading_event_id(""));
+  EXPECT_FALSE(leading_event_id(std::string(100000, ' ') + R"({"EventId":")" ID R"("})"));
 }
 
 constexpr std::string_view join_accepted_golden =
@@ -1128,6 +1384,13 @@ TEST(EventCodec, MutatedGoldensNeverCrashAndReencodeCanonically) {
         }
       }
       const auto result = decode(topic, payload);
+      if (topic == topics::client_join_requested) {
+        const auto dom = decode_join_requested_with_dom(payload);
+        ASSERT_EQ(result.ok(), dom.ok()) << "seed " << seed << ": " << payload;
+        if (result.ok()) {
+          EXPECT_EQ(result.value(), dom.value()) << "seed " << seed << ": " << payload;
+        }
+      }
       if (!result.ok()) continue;
       ++decoded;
       const auto again = decode(topic, encode(result.value()));

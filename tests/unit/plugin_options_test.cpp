@@ -25,6 +25,7 @@ TEST(PluginOptions, DefaultsNeedOnlyTheDataDir) {
   EXPECT_EQ(o.data_dir, "/var/lib/mosquitto/mqds");
   EXPECT_EQ(o.tracker.fragment_size_bytes, 1024 * 1024);
   EXPECT_EQ(o.tracker.replicas, 3u);
+  EXPECT_EQ(o.tracker.join_request_bytes_max, 32u * 1024 * 1024);
   EXPECT_FALSE(o.ingest.anyone);
   EXPECT_TRUE(o.ingest.users.empty());
   EXPECT_FALSE(o.fetch.anyone);
@@ -47,6 +48,7 @@ TEST(PluginOptions, EveryOptionIsRead) {
                          {"joins_in_flight", "5"},
                          {"distributions_in_flight", "7"},
                          {"max_clients", "9"},
+                         {"join_request_max", "1048576"},
                          {"map_size", "1048576"},
                          {"metrics_interval_ms", "1000"},
                          {"ingest_users", " alice, bob ,*"},
@@ -69,6 +71,7 @@ TEST(PluginOptions, EveryOptionIsRead) {
   EXPECT_EQ(o.tracker.joins_in_flight_max, 5u);
   EXPECT_EQ(o.tracker.distributions_in_flight_max, 7u);
   EXPECT_EQ(o.tracker.registered_clients_max, 9u);
+  EXPECT_EQ(o.tracker.join_request_bytes_max, 1048576u);
   EXPECT_EQ(o.map_size_bytes, 1048576u);
   EXPECT_EQ(o.metrics_interval_ms, 1000);
   EXPECT_EQ(o.ingest.users, (std::vector<std::string>{"alice", "bob"}));
@@ -178,6 +181,10 @@ TEST(PluginOptions, BadValuesNameTheOptionAndTheRule) {
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"replica", "2"}}), "plugin_opt_replica: unknown option");
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"fetch_user", "alice"}}),
             "plugin_opt_fetch_user: unknown option");
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"join_request_max", "1000"}}),
+            "plugin_opt_join_request_max: must be an integer from 65536 to 268435456, not '1000'");
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"join_request_max", "32MiB"}}),
+            "plugin_opt_join_request_max: must be an integer from 65536 to 268435456, not '32MiB'");
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"join_timeout_ms", "-1"}}),
             "plugin_opt_join_timeout_ms: must be an integer from 1 to 3600000, not '-1'");
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"ingest_chunk_size", "8192"}, {"ingest_window", "4096"}}),

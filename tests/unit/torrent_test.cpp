@@ -453,6 +453,23 @@ TEST_F(TorrentJoinDenied, BackoffDoublesUpToTheMaximum) {
   }
 }
 
+// The tracker's denial of a request over its size bound (Other, naming the option): the server
+// says why and asks again after its backoff, never at once, so a board too large for the tracker
+// does not send its large request in a loop.
+TEST_F(TorrentJoinDenied, ARequestTooLargeForTheTrackerIsLoggedAndAskedAgainWithBackoff) {
+  connect(0);
+  const std::string reason =
+      "ClientJoinRequested of 40000000 bytes exceeds the tracker's bound of 33554432 bytes "
+      "(plugin_opt_join_request_max)";
+  const Output out =
+      receive(10, ClientJoinDenied{ids(), "t1", denial::other, reason, request.event_id});
+  EXPECT_TRUE(logged(out, "plugin_opt_join_request_max")) << describe(out);
+  EXPECT_TRUE(all_of<ClientJoinRequested>(out).empty()) << "no request sent at once";
+  const auto retry_ms = torrent->next_deadline_ms();
+  ASSERT_TRUE(retry_ms);
+  EXPECT_GE(*retry_ms - 10, config.join_retry_min_ms / 2);
+}
+
 TEST_F(TorrentJoinDenied, JitterStaysWithinTheBackoffWindow) {
   std::set<std::int64_t> delays;
   for (std::uint64_t seed = 1; seed <= 200; ++seed) {

@@ -431,6 +431,55 @@ TEST_F(TrackerJoinDenied, UnauthorisedJoinIsCode128WithTheAdaptersReasonAndIsNot
   EXPECT_EQ(tracker->metrics().events_unauthorised, 2u);
 }
 
+// A request over join_request_bytes_max is not decoded: its text after the EventId is not even
+// JSON here, and the denial says it is too large, not malformed. Its EventId is answered.
+TEST_F(TrackerJoinDenied, RequestOverTheSizeBoundIsCode128ToItAloneAndNotDecoded) {
+  config.join_request_bytes_max = 64 * 1024;
+  boot(0);
+  const auto r1 = request("c1");
+  const std::string encoded = encode(r1);
+  std::string payload = encoded.substr(0, encoded.size() - 1) + R"(,"Padding":")";
+  payload.resize(config.join_request_bytes_max + 1, 'x');  // no closing quote: invalid JSON
+  const MessageResult result = send_raw(10, "c1", topics::client_join_requested, payload);
+  EXPECT_EQ(result.verdict, Verdict::drop) << "nobody else may receive it";
+  const auto denied = expect_denied(result, "c1", denial::other);
+  EXPECT_EQ(denied.request_event_id, r1.event_id);
+  EXPECT_NE(denied.reason->find("65537 bytes exceeds"), std::string::npos) << *denied.reason;
+  EXPECT_NE(denied.reason->find("plugin_opt_join_request_max"), std::string::npos)
+      << *denied.reason;
+  EXPECT_TRUE(logged(result.output, "'c1'")) << describe(result.output);
+  EXPECT_EQ(tracker->metrics().events_rejected, 1u);
+  EXPECT_EQ(tracker->metrics().joins_denied, 1u);
+  EXPECT_EQ(tracker->joins_in_flight(), 0u);
+
+  // Not decoded, so its EventId was not remembered either: the same request at its own size is
+  // served, and a request exactly at the bound is read.
+  EXPECT_EQ(
+      all_of<ClientJoinAccepted>(send_raw(20, "c1", topics::client_join_requested, encoded).output)
+          .size(),
+      1u);
+  const std::string r2 = encode(request("c2"));
+  std::string at_bound = r2.substr(0, r2.size() - 1) + R"(,"Padding":")";
+  at_bound.resize(config.join_request_bytes_max - 2, 'x');
+  at_bound += "\"}";
+  EXPECT_EQ(
+      all_of<ClientJoinAccepted>(send_raw(30, "c2", topics::client_join_requested, at_bound).output)
+          .size(),
+      1u);
+}
+
+// Without the EventId at its head (a writer that orders the fields otherwise), the denial names no
+// request: only the payload's first bytes are looked at.
+TEST_F(TrackerJoinDenied, RequestOverTheSizeBoundWithoutALeadingEventIdIsDeniedAnyway) {
+  config.join_request_bytes_max = 64 * 1024;
+  boot(0);
+  std::string payload = R"({"Padding":")";
+  payload.resize(config.join_request_bytes_max + 100, ' ');
+  const auto denied = expect_denied(send_raw(10, "c1", topics::client_join_requested, payload),
+                                    "c1", denial::other);
+  EXPECT_FALSE(denied.request_event_id);
+}
+
 TEST_F(TrackerJoinDenied, TooManyJoinsInFlightIsCode128) {
   config.joins_in_flight_max = 1;
   boot(0);

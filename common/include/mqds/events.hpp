@@ -472,6 +472,18 @@ void encode_delivered_cbor_into(const Uuid& event_id, const Hash& hash,
 
 // Decodes untrusted bytes received on a topic. Never throws; an unknown topic, invalid JSON or
 // any field out of its type or bounds gives an Error that names the field.
+// A ClientJoinRequested, the one event whose size grows with the service, is read as a stream
+// without building a document, so it costs about its own size in memory.
 Result<Event> decode(std::string_view topic, std::string_view payload) noexcept;
+
+// The EventId of a payload that begins with it, `{"EventId":"<GUID>"` (whitespace allowed between
+// the tokens), as mqds and the reference write every event; nullopt otherwise. Reads at most the
+// first few hundred bytes: it lets the tracker answer a request it will not decode.
+std::optional<Uuid> leading_event_id(std::string_view payload) noexcept;
+
+// ClientJoinRequested read through nlohmann's DOM, as decode() read it before it read it as a
+// stream. It costs about 8 times the payload in memory: not for production, only the reference that
+// the unit tests and the fuzz target (fuzz/events_fuzz.cpp) compare decode() with.
+Result<Event> decode_join_requested_with_dom(std::string_view payload) noexcept;
 
 }  // namespace mqds

@@ -76,6 +76,13 @@ struct TrackerConfig {
   std::size_t join_replay_bytes_max = 16 * 1024 * 1024;
   // Servers without JoinRetry denied for a passing reason, waiting for their TrackerHello.
   std::size_t hello_waiting_max = 10'000;
+  // The largest ClientJoinRequested the tracker reads (plugin_opt_join_request_max); a larger one
+  // is denied (Other) without being decoded. A request lists every file the server knows (about
+  // 67 bytes per fragment of each FragmentSequence) and every fragment it stores (about 84 bytes
+  // each), so 32 MiB holds 250,000 known fragments and 200,000 stored ones: a service of 250 GiB
+  // and 200 GiB on one board at 1 MiB fragments. Decoding costs about the payload's size again,
+  // on the broker's only thread; the event bound of 256 MiB would let one client cost far more.
+  std::size_t join_request_bytes_max = 32 * 1024 * 1024;
 };
 
 // What the tracker keeps across restarts. Registered clients are not part of it: a restart drops
@@ -120,7 +127,9 @@ struct TrackerMetrics {
   std::uint64_t deliveries_failed = 0;  // a receiver that failed or never confirmed
   std::uint64_t distributed_bytes = 0;  // fragment bytes confirmed by receivers
   std::uint64_t ingested_bytes = 0;     // content of published files
-  std::uint64_t events_rejected = 0;    // malformed, or on a topic the sender may not use
+  // Malformed, over a bound (a join over join_request_bytes_max), or on a topic the sender may not
+  // use.
+  std::uint64_t events_rejected = 0;
   std::uint64_t events_duplicated = 0;
   // Well formed, but fits no join or round in progress: a ClientJoinSucceeded or ClientJoinFailed
   // for no pending join, a Requested from outside a round's targets or after its requesting stage,
