@@ -32,6 +32,12 @@ std::optional<std::string> EdgeGate::refusal(std::string_view client_id,
   return std::nullopt;
 }
 
+bool EdgeGate::first_refusal(std::string_view client_id) {
+  if (refused_.count(client_id) || refused_.size() >= refused_clients_max) return false;
+  refused_.emplace(client_id);
+  return true;
+}
+
 std::optional<LogLine> EdgeGate::refused(std::int64_t now_ms, std::string_view client_id,
                                          const char* username, std::string_view topic,
                                          const std::string& why) {

@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -58,10 +59,19 @@ class EdgeGate {
   // Why client `client_id`, authenticated as `username` (nullptr: none), may not publish a torrent
   // server's events; nullopt if it may. The text is sent to the client in its ClientJoinDenied.
   std::optional<std::string> refusal(std::string_view client_id, const char* username) const;
-  // The same, counted and as a rate-limited log line for the broker's log.
+  // The same as a rate-limited line for the broker's log.
   std::optional<LogLine> refused(std::int64_t now_ms, std::string_view client_id,
                                  const char* username, std::string_view topic,
                                  const std::string& why);
+
+  // Whether this is the first refusal of `client_id` since it connected (and so to be answered).
+  // Remembers at most refused_clients_max clients; beyond that, nobody new is answered.
+  bool first_refusal(std::string_view client_id);
+  // The client disconnected: a new connection is answered again.
+  void forget(std::string_view client_id) {
+    if (const auto it = refused_.find(client_id); it != refused_.end()) refused_.erase(it);
+  }
+  static constexpr std::size_t refused_clients_max = 65'536;
 
   // Whether a connecting client must be refused because `client_id` is a torrent server's and it
   // is not that user. `known_server`: the tracker knows the id as a torrent server's. A log line
@@ -81,6 +91,7 @@ class EdgeGate {
  private:
   EdgeOptions options_;
   EdgeMetrics metrics_;
+  std::set<std::string, std::less<>> refused_;  // answered once since they connected
   LogLimiter refusal_log_, connect_log_;
 };
 

@@ -147,8 +147,9 @@ std::optional<FetchRefusal> FetchGate::admit(std::int64_t now_ms, const FetchReq
   const std::size_t owed_bytes = share == per_requester_.end() ? 0 : share->second.bytes;
   const std::size_t reserved = reserved_bytes(request.payload);
   std::optional<FetchRefusal> refusal;
-  if (outstanding_.size() + unconfirmed_ >= outstanding_max ||
-      owed_requests >= outstanding_per_requester_max)
+  // Answers awaiting their receipt count per requester only: bounded by its request count and its
+  // bytes, they must not let one user with many connections shut everybody else out.
+  if (outstanding_.size() >= outstanding_max || owed_requests >= outstanding_per_requester_max)
     refusal = FetchRefusal::too_many_outstanding;
   else if (owed_bytes + reserved > options_.bytes_per_client)
     refusal = FetchRefusal::too_many_bytes_outstanding;
@@ -228,6 +229,17 @@ void FetchGate::expire(std::int64_t now_ms) {
     erase_if_empty(share);
     it = outstanding_.erase(it);
   }
+}
+
+void FetchGate::undelivered(std::string_view requester, const FetchResponse& response) {
+  const auto share = per_requester_.find(requester);
+  if (share == per_requester_.end() || !response.receipt) return;
+  const auto owed = share->second.unconfirmed.find(*response.receipt);
+  if (owed == share->second.unconfirmed.end()) return;
+  share->second.bytes -= owed->second;
+  share->second.unconfirmed.erase(owed);
+  --unconfirmed_;
+  erase_if_empty(share);
 }
 
 void FetchGate::delivered(std::size_t payload_bytes) {

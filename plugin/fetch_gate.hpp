@@ -180,6 +180,9 @@ class FetchGate {
   std::size_t bytes_per_client() const { return options_.bytes_per_client; }
 
   void delivered(std::size_t payload_bytes);
+  // The broker could not deliver an answer answer() took: it is not owed (its Receipt will never
+  // come back).
+  void undelivered(std::string_view requester, const FetchResponse& response);
   // Counts a refusal. Returns the log line to write, unless a line for the same reason was written
   // less than refusal_log_interval_ms ago (then only counts it for the next line).
   std::optional<LogLine> refused(std::int64_t now_ms, FetchRefusal why, std::string_view client_id,

@@ -185,7 +185,7 @@ void Tracker::out_of_place(const std::string& what, Output& out) {
 }
 
 MessageResult Tracker::on_unauthorised(const ClientId& sender, std::string_view topic,
-                                       std::string why) {
+                                       std::string why, bool answer) {
   MessageResult result;
   result.verdict = Verdict::drop;
   const auto type = event_type_for_topic(topic);
@@ -194,7 +194,7 @@ MessageResult Tracker::on_unauthorised(const ClientId& sender, std::string_view 
   // Not decoded, so the denial names no request: it answers whichever the client has open, which
   // is what a server that may not join needs to hear. Not logged here: the adapter knows who the
   // client is (its username) and rate-limits what an attacker could repeat.
-  if (*type == EventType::client_join_requested && !sender.empty() &&
+  if (answer && *type == EventType::client_join_requested && !sender.empty() &&
       sender.size() <= limits::client_id_bytes_max) {
     ++metrics_.joins_denied;
     result.output.publish(

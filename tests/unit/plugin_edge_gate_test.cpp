@@ -89,6 +89,17 @@ TEST(EdgeGate, IdsAreNotProtectedWhenNotBound) {
   EXPECT_EQ(g.metrics().connects_refused, 0u);
 }
 
+// In mosquitto 2.0.11 an answer to one client whose queue is full is never freed: a client that
+// floods joins and never reads is told why once per connection, not once per join.
+TEST(EdgeGate, ARefusedClientIsAnsweredOncePerConnection) {
+  EdgeGate g = gate({"board-1"}, false, EdgeIds::username);
+  EXPECT_TRUE(g.first_refusal("liar"));
+  EXPECT_FALSE(g.first_refusal("liar"));
+  EXPECT_TRUE(g.first_refusal("other"));
+  g.forget("liar");
+  EXPECT_TRUE(g.first_refusal("liar")) << "a new connection is told again";
+}
+
 TEST(EdgeGate, RefusalsAreLoggedAtMostOncePerInterval) {
   EdgeGate g = gate({"board-1"}, false, EdgeIds::username);
   EXPECT_TRUE(g.refused(0, "liar", nullptr, "clients/join/requested", "why"));

@@ -379,11 +379,55 @@ TEST(FetchGate, AnAnswerStaysOwedUntilItsReceiptComesBack) {
     EXPECT_TRUE(answer(c, bytes, receipt)) << c;
     EXPECT_EQ(gate.outstanding_bytes("getter"), 2 * mib) << c;
   }
+  // An answer the broker could not deliver is not owed: its receipt will never come back.
+  ASSERT_EQ(gate.admit(7, request("c11")), std::nullopt);
+  FetchResponse lost;
+  lost.topic = kept.emplace_back(fetch::response_topic("getter"));
+  lost.responder = "edge-1";
+  lost.correlation = kept.emplace_back("c11");
+  lost.payload_bytes = mib;
+  lost.receipt = kept.emplace_back("r11");
+  ASSERT_FALSE(std::holds_alternative<FetchRefusal>(gate.answer(7, lost)));
+  EXPECT_EQ(gate.outstanding_bytes("getter"), 3 * mib);
+  gate.undelivered("getter", lost);
+  EXPECT_EQ(gate.outstanding_bytes("getter"), 2 * mib);
+  gate.undelivered("getter", lost);
+  EXPECT_EQ(gate.outstanding_bytes("getter"), 2 * mib) << "once";
   // Gone: nothing is owed any more.
   gate.forget_requester("getter");
   EXPECT_EQ(gate.outstanding_bytes("getter"), 0u);
   EXPECT_EQ(gate.unconfirmed(), 0u);
   EXPECT_EQ(gate.outstanding_bytes("other"), mib) << "the other requester's request is its own";
+}
+
+// Answers awaiting their receipt are bounded per requester; counted against everybody's cap, one
+// user with many connections could hold 16,384 of them and shut every other requester out.
+TEST(FetchGate, AnswersAwaitingTheirReceiptDoNotFillEverybodysCap) {
+  auto gate = gate_for({"alice"});
+  std::deque<std::string> kept;
+  std::size_t answered = 0;
+  for (std::size_t c = 0; answered < FetchGate::outstanding_max; ++c) {
+    const std::string requester = "flooder-" + std::to_string(c);
+    for (std::size_t i = 0; i < FetchGate::outstanding_per_requester_max; ++i, ++answered) {
+      auto request = good_request();
+      request.client_id = kept.emplace_back(requester);
+      request.response_topic = kept.emplace_back(fetch::response_topic(requester));
+      request.correlation = kept.emplace_back("c" + std::to_string(i));
+      request.payload =
+          kept.emplace_back(R"({"Hash":")" + std::string(64, 'A') + R"(","Offset":0,"Length":1})");
+      request.payload_bytes = request.payload.size();
+      ASSERT_EQ(gate.admit(0, request), std::nullopt) << requester << " " << i;
+      FetchResponse response;
+      response.topic = *request.response_topic;
+      response.responder = "edge-1";
+      response.correlation = *request.correlation;
+      response.payload_bytes = 1;
+      response.receipt = kept.emplace_back("r" + std::to_string(i));
+      ASSERT_FALSE(std::holds_alternative<FetchRefusal>(gate.answer(0, response)));
+    }
+  }
+  EXPECT_EQ(gate.unconfirmed(), FetchGate::outstanding_max);
+  EXPECT_EQ(gate.admit(1, good_request()), std::nullopt) << "another requester is still served";
 }
 
 TEST(FetchGate, AnswersAwaitingTheirReceiptCountAmongARequestersOutstanding) {

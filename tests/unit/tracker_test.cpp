@@ -425,10 +425,17 @@ TEST_F(TrackerJoinDenied, UnauthorisedJoinIsCode128WithTheAdaptersReasonAndIsNot
   EXPECT_EQ(tracker->metrics().events_unauthorised, 2u);
   EXPECT_FALSE(tracker->view().is_registered("liar"));
 
+  // A join the adapter does not want answered (the client was told once) is dropped, counted.
+  const MessageResult again =
+      tracker->on_unauthorised("liar", topics::client_join_requested, "no", false);
+  EXPECT_EQ(again.verdict, Verdict::drop);
+  EXPECT_TRUE(again.output.publishes.empty()) << describe(again.output);
+  EXPECT_EQ(tracker->metrics().events_unauthorised, 3u);
+
   // A tracker topic is not a torrent server's: nothing to answer, nothing counted.
   EXPECT_EQ(tracker->on_unauthorised("liar", topics::client_registered, "no").verdict,
             Verdict::drop);
-  EXPECT_EQ(tracker->metrics().events_unauthorised, 2u);
+  EXPECT_EQ(tracker->metrics().events_unauthorised, 3u);
 }
 
 // A request over join_request_bytes_max is not decoded: its text after the EventId is not even

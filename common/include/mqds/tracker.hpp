@@ -169,9 +169,11 @@ class Tracker {
   // A message on a torrent server's topic from a client the adapter does not let be one (which
   // clients may is the adapter's policy: the plugin's plugin_opt_edge_users). It is dropped without
   // being decoded; a join request is answered at once with a ClientJoinDenied (Other) saying `why`,
-  // to that client alone, so a board set up with the wrong account learns it, and a client that
-  // only lies about what it stores never joins.
-  MessageResult on_unauthorised(const ClientId& sender, std::string_view topic, std::string why);
+  // to that client alone (unless `answer` is false: the adapter answers a client once per
+  // connection), so a board set up with the wrong account learns it, and a client that only lies
+  // about what it stores never joins.
+  MessageResult on_unauthorised(const ClientId& sender, std::string_view topic, std::string why,
+                                bool answer = true);
   Output on_disconnect(std::int64_t now_ms, const ClientId& client);
   Output on_tick(std::int64_t now_ms);
 
