@@ -8,6 +8,7 @@
 #include <exception>
 #include <iterator>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "options.hpp"
@@ -70,10 +71,14 @@ int on_acl_check(int, void* event_data, void* userdata) {
                            mosquitto_strerror(rc));
   }
   auto* event = static_cast<mosquitto_evt_acl_check*>(event_data);
-  // A write the plugin could not judge is refused (it might be one no client may send); anything
-  // else is left to the broker's ACLs.
+  // A write the plugin could not judge is refused (it might be one no client may send), and so is
+  // a read of a fetch or query answer (only its requester may read it); anything else is left to
+  // the broker's ACLs.
+  const bool answer_topic =
+      event->topic && (std::string_view(event->topic).starts_with("mqds/fetch/response/") ||
+                       std::string_view(event->topic).starts_with("mqds/query/"));
   const int on_failure =
-      event->access == MOSQ_ACL_WRITE ? MOSQ_ERR_ACL_DENIED : MOSQ_ERR_PLUGIN_DEFER;
+      event->access == MOSQ_ACL_WRITE || answer_topic ? MOSQ_ERR_ACL_DENIED : MOSQ_ERR_PLUGIN_DEFER;
   return guarded("ACL_CHECK", on_failure, [&] { return instance->plugin->on_acl_check(*event); });
 }
 
