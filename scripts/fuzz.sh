@@ -5,6 +5,8 @@
 #   scripts/fuzz.sh [seconds-per-target] [target...]    # default 60 s, every target
 #   MQDS_FUZZ_RUNS=10000000 scripts/fuzz.sh 86400 ...   # stops at 10 million executions instead
 #   MQDS_FUZZ_BUILD_DIR=dir                              # builds and runs there (default build-fuzz)
+#   MQDS_FUZZ_TIMEOUT=300                                # seconds one input may take (default 10;
+#                                                        # raise it for runs at low priority)
 #
 # Prints executions, exec/s and coverage per target; exits non-zero if any target crashed (or
 # hung, or ran out of memory), naming the input that did it, which stays in
@@ -50,7 +52,7 @@ for t in "${targets[@]}"; do
   status=0
   runs_flag=()
   [[ -n ${MQDS_FUZZ_RUNS:-} ]] && runs_flag=(-runs="$MQDS_FUZZ_RUNS")
-  "$build_dir/fuzz/$t" -max_total_time="$seconds" "${runs_flag[@]}" -timeout=10 \
+  "$build_dir/fuzz/$t" -max_total_time="$seconds" "${runs_flag[@]}" -timeout="${MQDS_FUZZ_TIMEOUT:-10}" \
     -print_final_stats=1 -artifact_prefix="$crashes/" "$corpus" >"$log" 2>&1 || status=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
