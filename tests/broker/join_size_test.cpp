@@ -198,8 +198,11 @@ TEST_F(JoinSizeTest, ALargeJoinUnderTheBoundCostsASmallMultipleOfItsSize) {
   // The broker holds the message twice (its packet and the message it stores: an unread join
   // costs 2.0 times, see above), the decoded request is about its size again; half a message of
   // margin. Read through a DOM it cost 7.4 times.
+#ifndef MQDS_SANITIZED  // AddressSanitizer's shadow memory and quarantine make resident sizes
+                        // meaningless
   EXPECT_LT(ratio, 3.5) << "the broker's peak grew by " << growth / (1024.0 * 1024.0)
                         << " MiB for a join of " << in_mib(payload.size()) << " MiB";
+#endif
   ASSERT_TRUE(broker->running());
 }
 
