@@ -64,14 +64,7 @@ Client::Client(ClientConfig config, std::vector<FileFragment> fragments, Random&
 }
 
 std::string Client::draw_correlation() {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string text;
-  text.reserve(32);
-  for (int word = 0; word < 2; ++word) {
-    const std::uint64_t bits = random_.next_u64();
-    for (int shift = 60; shift >= 0; shift -= 4) text.push_back(digits[(bits >> shift) & 0xF]);
-  }
-  return text;
+  return random_.hex_token();
 }
 
 void Client::ask(std::int64_t now_ms, std::size_t index, ClientOutput& out) {

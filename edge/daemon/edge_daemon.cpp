@@ -310,14 +310,7 @@ void EdgeDaemon::publish_reply(const fetch::Reply& reply, std::span<const std::u
 }
 
 std::string EdgeDaemon::receipt_token() {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string text;
-  text.reserve(32);
-  for (int word = 0; word < 2; ++word) {
-    const std::uint64_t bits = kernel_random_.next_u64();
-    for (int shift = 60; shift >= 0; shift -= 4) text.push_back(digits[(bits >> shift) & 0xF]);
-  }
-  return text;
+  return kernel_random_.hex_token();
 }
 
 void EdgeDaemon::say_goodbye(const volatile std::sig_atomic_t&) {

@@ -14,7 +14,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <filesystem>
 #include <fstream>
@@ -42,8 +44,12 @@ class Credentials {
  public:
   Credentials() {
     char pattern[] = "/tmp/mqds-credentials-XXXXXX";
-    if (::mkdtemp(pattern)) dir_ = pattern;
-    ::chmod(dir_.c_str(), 0755);
+    if (!::mkdtemp(pattern)) {
+      ADD_FAILURE() << "mkdtemp under /tmp failed: " << std::strerror(errno);
+      return;
+    }
+    dir_ = pattern;
+    ::chmod(dir_.c_str(), 0755);  // the broker's user reads the files
   }
   ~Credentials() {
     std::error_code ignored;

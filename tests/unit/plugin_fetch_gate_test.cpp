@@ -45,6 +45,21 @@ FetchRequest good_request() {
   return r;
 }
 
+// good_request() from `requester`, asking with `payload`: the strings its views point into are
+// kept in `kept`.
+FetchRequest request_from(std::deque<std::string>& kept, std::string_view requester,
+                          const std::string& correlation, const std::string& payload,
+                          std::vector<std::string> receipts = {}) {
+  FetchRequest r = good_request();
+  r.client_id = kept.emplace_back(requester);
+  r.response_topic = kept.emplace_back(fetch::response_topic(requester));
+  r.correlation = kept.emplace_back(correlation);
+  r.payload = kept.emplace_back(payload);
+  r.payload_bytes = payload.size();
+  for (auto& receipt : receipts) r.receipts.push_back(kept.emplace_back(std::move(receipt)));
+  return r;
+}
+
 // The answer of `edge` to good_request(), with `correlation`.
 FetchResponse answer_from(std::string_view edge,
                           std::optional<std::string_view> correlation = "0123456789abcdef") {
@@ -266,13 +281,7 @@ TEST(FetchGate, ARequesterIsOwedAtMostItsBudgetOfBytes) {
   std::deque<std::string> kept;  // what the requests' views point into
   const auto request = [&](const std::string& correlation, const std::string& payload,
                            std::string_view requester = "getter") {
-    FetchRequest r = good_request();
-    r.client_id = requester;
-    r.response_topic = kept.emplace_back(fetch::response_topic(requester));
-    r.correlation = kept.emplace_back(correlation);
-    r.payload = kept.emplace_back(payload);
-    r.payload_bytes = payload.size();
-    return r;
+    return request_from(kept, requester, correlation, payload);
   };
   for (int i = 0; i < 4; ++i)
     ASSERT_EQ(gate.admit(0, request("c" + std::to_string(i), chunk)), std::nullopt) << i;
@@ -322,14 +331,7 @@ TEST(FetchGate, AnAnswerStaysOwedUntilItsReceiptComesBack) {
   std::deque<std::string> kept;  // what the requests' and responses' views point into
   const auto request = [&](const std::string& correlation, std::vector<std::string> receipts = {},
                            std::string_view requester = "getter") {
-    FetchRequest r = good_request();
-    r.client_id = requester;
-    r.response_topic = kept.emplace_back(fetch::response_topic(requester));
-    r.correlation = kept.emplace_back(correlation);
-    r.payload = chunk;
-    r.payload_bytes = chunk.size();
-    for (auto& receipt : receipts) r.receipts.push_back(kept.emplace_back(std::move(receipt)));
-    return r;
+    return request_from(kept, requester, correlation, chunk, std::move(receipts));
   };
   const auto answer = [&](const std::string& correlation, std::size_t bytes,
                           std::optional<std::string> receipt,

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 
 #include "mqds/uuid.hpp"
 
@@ -20,6 +21,18 @@ class Random {
   }
   // Uniform in [0, bound); bound > 0. The slight modulo bias is irrelevant for jitter.
   std::uint64_t below(std::uint64_t bound) { return next_u64() % bound; }
+  // 16 random bytes as 32 lowercase hex digits: a token a client cannot guess when drawn from the
+  // kernel (fetch Correlation Data, Receipts).
+  std::string hex_token() {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string text;
+    text.reserve(32);
+    for (int word = 0; word < 2; ++word) {
+      const std::uint64_t bits = next_u64();
+      for (int shift = 60; shift >= 0; shift -= 4) text.push_back(digits[(bits >> shift) & 0xF]);
+    }
+    return text;
+  }
 };
 
 // Exponential backoff with jitter: each delay is drawn from [d/2, d], and d doubles from min_ms up
