@@ -1,6 +1,8 @@
 #include "mqds/tracker.hpp"
 
 #include <algorithm>
+#include <limits>
+#include <tuple>
 #include <stdexcept>
 #include <vector>
 
@@ -42,6 +44,9 @@ Tracker::Tracker(TrackerConfig config, TrackerSnapshot snapshot, Random& random)
     view_.put_fragment(hash, fragment.size_bytes);
   staged_ = std::move(snapshot.staged);
   holdings_ = std::move(snapshot.holdings);
+  if (config_.repairs_in_flight_max == 0)
+    throw std::invalid_argument("repairs in flight must be at least 1");
+  if (config_.repair_delay_ms < 0) throw std::invalid_argument("repair delay must not be negative");
 }
 
 Output Tracker::start(std::int64_t now_ms) {
@@ -51,6 +56,9 @@ Output Tracker::start(std::int64_t now_ms) {
   // the previous run stale for them.
   bump_revision(now_ms, out);
   for (const auto& [hash, size] : staged_) schedule(hash, distribute_after_ms_);
+  // Every holder of the previous run is away until it joins again; its copies count for
+  // repair_delay_ms from now, as if it had left now (when it really left is not kept).
+  for (const auto& [id, hashes] : holdings_) mark_away(now_ms, id);
   out.publish(TrackerHello{random_.next_uuid()});
   out.log(LogLevel::notice, "tracker started: " + std::to_string(view_.files().size()) +
                                 " files, " + std::to_string(view_.fragments().size()) +
@@ -68,6 +76,9 @@ Output Tracker::goodbye(std::int64_t now_ms) {
   cbor_receivers_.clear();
   joins_.clear();
   rounds_.clear();
+  repairs_in_flight_ = 0;
+  repair_correlations_.clear();
+  repair_queue_.clear();
   hello_queue_.clear();
   hello_waiting_.clear();
   hellos_in_flight_.clear();
@@ -175,6 +186,8 @@ MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender,
     default: break;
   }
   start_rounds(now_ms, out);
+  scan_for_repairs(now_ms, out);
+  start_repairs(now_ms, out);
   send_hellos(now_ms, out);
   return result;
 }
@@ -434,6 +447,12 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender,
     out.storage.push_back(store::PutFragmentInfo{hash, fragment.size_bytes});
   }
   view_.put_client(sender, join.plan.client);
+  // Its copies count again, and those it no longer lists (lost, or found corrupt) stop counting
+  // now: a scan finds what that leaves short, and what it can be a source or a new holder for.
+  mark_back(sender);
+  const auto& before = holdings_[sender];
+  if (repair_waits_for_clients_ || !contains_all(join.plan.client.stored_fragments, before))
+    want_repair_scan(now_ms);
   holdings_[sender] = join.plan.client.stored_fragments;
   out.storage.push_back(store::PutHoldings{sender, join.plan.client.stored_fragments});
   ClientRegistered registered;
@@ -521,6 +540,7 @@ std::uint64_t Tracker::unregister(std::int64_t now_ms, const ClientId& client, b
   const std::uint64_t revision = bump_revision(now_ms, out);
   if (publish_goodbye) announce(ClientGoodbye{random_.next_uuid(), client, revision}, out);
   withdraw_from_rounds(now_ms, client, true, out);
+  mark_away(now_ms, client);
   return revision;
 }
 
@@ -551,6 +571,8 @@ Output Tracker::on_disconnect(std::int64_t now_ms, const ClientId& client) {
     unregister(now_ms, client, true, out);
   }
   start_rounds(now_ms, out);
+  scan_for_repairs(now_ms, out);
+  start_repairs(now_ms, out);
   send_hellos(now_ms, out);
   return out;
 }
@@ -600,7 +622,7 @@ bool Tracker::release_if_replicated(const Hash& hash, Output& out) {
 
 void Tracker::start_rounds(std::int64_t now_ms, Output& out) {
   if (now_ms < distribute_after_ms_) return;
-  while (rounds_.size() < config_.distributions_in_flight_max && !queue_.empty() &&
+  while (distributions_in_flight() < config_.distributions_in_flight_max && !queue_.empty() &&
          queue_.begin()->first <= now_ms) {
     const Hash hash = queue_.begin()->second;
     queue_.erase(queue_.begin());
@@ -615,16 +637,21 @@ void Tracker::start_rounds(std::int64_t now_ms, Output& out) {
     Round round;
     round.size_bytes = staged->second;
     round.targets.insert(targets.begin(), targets.end());
-    round.deadline_ms = now_ms + config_.request_timeout_ms;
-    rounds_.emplace(hash, std::move(round));
-    MQDS_ASSERT(rounds_.size() <= config_.distributions_in_flight_max);
+    auto& started = rounds_.emplace(hash, std::move(round)).first->second;
+    MQDS_ASSERT(distributions_in_flight() <= config_.distributions_in_flight_max);
     ++metrics_.distributions_started;
-    // To the targets alone, like Delivered: a server that knows only the specification asks for
-    // every fragment it is offered and, having asked, waits for its Delivered before it takes
-    // another; offered fragments placement did not give it, it would wait out every one of them.
-    const FragmentDistributionStarted started{random_.next_uuid(), hash, staged->second};
-    for (const auto& target : targets) out.publish(started, target);
+    request(now_ms, hash, started, out);
   }
+}
+
+void Tracker::request(std::int64_t now_ms, const Hash& hash, Round& round, Output& out) {
+  round.stage = Round::Stage::requesting;
+  round.deadline_ms = now_ms + config_.request_timeout_ms;
+  // To the targets alone, like Delivered: a server that knows only the specification asks for
+  // every fragment it is offered and, having asked, waits for its Delivered before it takes
+  // another; offered fragments placement did not give it, it would wait out every one of them.
+  const FragmentDistributionStarted started{random_.next_uuid(), hash, round.size_bytes};
+  for (const auto& target : round.targets) out.publish(started, target);
 }
 
 void Tracker::advance_round(std::int64_t now_ms, const Hash& hash, RoundChange change,
@@ -635,6 +662,10 @@ void Tracker::advance_round(std::int64_t now_ms, const Hash& hash, RoundChange c
   const bool deadline_passed = change == RoundChange::deadline_passed;
   check_round(round);
   switch (round.stage) {
+    case Round::Stage::sourcing:
+      // Nothing was sent yet: the fetch goes on unless nobody is left to give the content to.
+      if (round.targets.empty()) end_repair_early(now_ms, hash, "its new holders left", out);
+      return;
     case Round::Stage::requesting:
       if (!deadline_passed && !contains_all(round.answered, round.targets)) return;
       // Nobody asked (every target declined or stayed silent): nothing was sent, nothing to end.
@@ -658,6 +689,7 @@ void Tracker::deliver(std::int64_t now_ms, const Hash& hash, Output& out) {
   round.stage = Round::Stage::delivering;
   round.deadline_ms = now_ms + config_.delivery_timeout_ms;
   StagedDelivery delivery{random_.next_uuid(), hash, round.receivers, view_.revision()};
+  delivery.content = round.content;
   for (const auto& receiver : round.receivers) {
     delivery.cbor = cbor_receivers_.count(receiver) != 0;
     out.publishes.push_back(
@@ -671,9 +703,20 @@ void Tracker::end_round(std::int64_t now_ms, const Hash& hash, Output& out) {
   const Round round = std::move(it->second);
   rounds_.erase(it);  // the one place a round ends: only the copy is read from here on
   check_round(round);
+  MQDS_ASSERT(round.stage != Round::Stage::sourcing);
+  if (round.repair) {
+    --repairs_in_flight_;
+    forget_correlations(hash);
+  }
   if (round.stage == Round::Stage::requesting) {
     MQDS_ASSERT(round.receivers.empty());
-    schedule(hash, now_ms + config_.retry_delay_ms);
+    if (round.repair) {
+      ++metrics_.repairs_failed;
+      out.log(LogLevel::info, "repair of " + hash.to_hex() + " failed: no new holder asked for it");
+      want_repair_scan(now_ms + config_.retry_delay_ms);
+    } else {
+      schedule(hash, now_ms + config_.retry_delay_ms);
+    }
     return;
   }
   for (const auto& receiver : round.receivers)
@@ -695,6 +738,21 @@ void Tracker::end_round(std::int64_t now_ms, const Hash& hash, Output& out) {
   ++metrics_.distributions_ended;
   metrics_.distributed_bytes +=
       static_cast<std::uint64_t>(round.size_bytes) * round.obtained.size();
+  if (round.repair) {
+    metrics_.repaired_bytes += static_cast<std::uint64_t>(round.size_bytes) * round.obtained.size();
+    if (round.obtained.empty()) {
+      ++metrics_.repairs_failed;
+      want_repair_scan(now_ms + config_.retry_delay_ms);
+    } else {
+      ++metrics_.repairs_ended;
+      // A receiver that failed leaves the fragment short still.
+      if (round.obtained.size() < round.receivers.size()) want_repair_scan(now_ms);
+    }
+    out.log(LogLevel::info, "repaired " + hash.to_hex() + ": " +
+                                std::to_string(round.obtained.size()) + " new holders of " +
+                                std::to_string(round.receivers.size()));
+    return;
+  }
   if (!release_if_replicated(hash, out))
     schedule(hash, round.obtained.empty() ? now_ms + config_.retry_delay_ms : now_ms);
 }
@@ -719,7 +777,27 @@ Output Tracker::on_tick(std::int64_t now_ms) {
     if (round.deadline_ms <= now_ms) expired_rounds.push_back(hash);
   for (const auto& hash : expired_rounds)
     advance_round(now_ms, hash, RoundChange::deadline_passed, out);
+  std::vector<Hash> sources_due;
+  for (const auto& [hash, round] : rounds_)
+    if (round.source)
+      if (const auto due = round.source->next_deadline_ms(); due && *due <= now_ms)
+        sources_due.push_back(hash);
+  for (const auto& hash : sources_due)
+    take_source_output(now_ms, hash, rounds_.at(hash).source->on_tick(now_ms), out);
+  // A holder away for repair_delay_ms is gone: what it held is short now.
+  while (!away_expiries_.empty() && away_expiries_.begin()->first <= now_ms) {
+    const auto [expiry, client] = *away_expiries_.begin();
+    away_expiries_.erase(away_expiries_.begin());
+    const auto away = away_since_.find(client);
+    if (away == away_since_.end() || away->second + config_.repair_delay_ms != expiry) continue;
+    out.log(LogLevel::notice, "client '" + client + "' has been away for " +
+                                  std::to_string(config_.repair_delay_ms) +
+                                  " ms: its copies no longer count");
+    want_repair_scan(now_ms);
+  }
   start_rounds(now_ms, out);
+  scan_for_repairs(now_ms, out);
+  start_repairs(now_ms, out);
   send_hellos(now_ms, out);
   if (now_ms - last_view_event_ms_ >= config_.revision_beacon_ms) {
     out.publish(TrackerRevision{random_.next_uuid(), view_.revision()});
@@ -794,9 +872,20 @@ std::int64_t Tracker::next_deadline_ms() const {
   // A TrackerHello's slot freeing lets the next waiting server be invited.
   if (!hello_queue_.empty())
     for (const auto& [id, deadline] : hellos_in_flight_) next = std::min(next, deadline);
-  for (const auto& [hash, round] : rounds_) next = std::min(next, round.deadline_ms);
-  if (!queue_.empty() && rounds_.size() < config_.distributions_in_flight_max)
+  for (const auto& [hash, round] : rounds_) {
+    if (round.source) {
+      if (const auto due = round.source->next_deadline_ms()) next = std::min(next, *due);
+    } else {
+      next = std::min(next, round.deadline_ms);
+    }
+  }
+  if (!queue_.empty() && distributions_in_flight() < config_.distributions_in_flight_max)
     next = std::min(next, std::max(queue_.begin()->first, distribute_after_ms_));
+  if (!away_expiries_.empty()) next = std::min(next, away_expiries_.begin()->first);
+  if (repair_scan_at_ms_)
+    next = std::min(next, std::max(*repair_scan_at_ms_, distribute_after_ms_));
+  if (!repair_queue_.empty() && repairs_in_flight_ < config_.repairs_in_flight_max)
+    next = std::min(next, distribute_after_ms_);
   return next;
 }
 
@@ -809,6 +898,8 @@ TrackerGauges Tracker::gauges() const {
   g.distributions_in_flight = rounds_.size();
   g.joins_in_flight = joins_.size();
   g.clients_awaiting_hello = hello_waiting_.size() + endpoint_waiters_.size();
+  g.repairs_in_flight = repairs_in_flight_;
+  g.clients_away = away_since_.size();
   std::map<Hash, std::size_t> holders;
   for (const auto& [id, meta] : view_.clients())
     for (const auto& hash : meta.stored_fragments) ++holders[hash];
@@ -821,11 +912,221 @@ TrackerGauges Tracker::gauges() const {
   std::set<Hash> referenced;
   for (const auto& [hash, file] : view_.files())
     referenced.insert(file.fragment_sequence.begin(), file.fragment_sequence.end());
-  for (const auto& [hash, fragment] : view_.fragments())
-    if (referenced.count(hash)) g.under_replicated_fragments += short_of_replicas(hash);
+  for (const auto& [hash, fragment] : view_.fragments()) {
+    if (!referenced.count(hash)) continue;
+    g.under_replicated_fragments += short_of_replicas(hash);
+    g.unavailable_fragments += !holders.count(hash) && !staged_.count(hash);
+  }
   for (const auto& [hash, size] : staged_)
     if (!view_.fragments().count(hash)) g.under_replicated_fragments += short_of_replicas(hash);
   return g;
+}
+
+// Repair.
+
+void Tracker::want_repair_scan(std::int64_t at_ms) {
+  if (repair_scanned_)
+    at_ms = std::max(at_ms, last_repair_scan_ms_ + config_.repair_scan_interval_ms);
+  if (!repair_scan_at_ms_ || at_ms < *repair_scan_at_ms_) repair_scan_at_ms_ = at_ms;
+}
+
+void Tracker::mark_away(std::int64_t now_ms, const ClientId& client) {
+  away_since_[client] = now_ms;
+  away_expiries_.emplace(now_ms + config_.repair_delay_ms, client);
+}
+
+void Tracker::mark_back(const ClientId& client) {
+  // Its entry in away_expiries_ stays; it is recognised as stale when it comes due.
+  away_since_.erase(client);
+}
+
+Tracker::CopyCounts Tracker::count_copies(std::int64_t now_ms) const {
+  CopyCounts counts;
+  for (const auto& [id, meta] : view_.clients())
+    for (const auto& hash : meta.stored_fragments) ++counts.registered[hash];
+  counts.counted = counts.registered;
+  for (const auto& [id, since] : away_since_) {
+    if (now_ms - since >= config_.repair_delay_ms) continue;
+    const auto held = holdings_.find(id);
+    if (held == holdings_.end()) continue;
+    for (const auto& hash : held->second) ++counts.counted[hash];
+  }
+  return counts;
+}
+
+std::size_t Tracker::counted_copies_of(std::int64_t now_ms, const Hash& hash) const {
+  std::size_t copies = view_.holder_count(hash);
+  for (const auto& [id, since] : away_since_) {
+    if (now_ms - since >= config_.repair_delay_ms) continue;
+    const auto held = holdings_.find(id);
+    copies += held != holdings_.end() && held->second.count(hash);
+  }
+  return copies;
+}
+
+void Tracker::scan_for_repairs(std::int64_t now_ms, Output& out) {
+  if (!repair_scan_at_ms_ || now_ms < *repair_scan_at_ms_ || now_ms < distribute_after_ms_) return;
+  repair_scan_at_ms_.reset();
+  repair_scanned_ = true;
+  repair_waits_for_clients_ = false;
+  last_repair_scan_ms_ = now_ms;
+  const CopyCounts counts = count_copies(now_ms);
+  const auto copies = [](const std::map<Hash, std::size_t>& of, const Hash& hash) {
+    const auto it = of.find(hash);
+    return it == of.end() ? std::size_t{0} : it->second;
+  };
+  std::set<Hash> referenced;
+  for (const auto& [hash, file] : view_.files())
+    referenced.insert(file.fragment_sequence.begin(), file.fragment_sequence.end());
+  // Staged fragments are the distribution's: it has their content and sends it until they have
+  // their replicas.
+  std::vector<std::tuple<std::size_t, Hash, std::size_t>> wanted;  // copies, hash, missing
+  std::size_t unavailable = 0;
+  for (const auto& hash : referenced) {
+    if (staged_.count(hash) || rounds_.count(hash)) continue;
+    const std::size_t counted = copies(counts.counted, hash);
+    if (counted >= config_.replicas) continue;
+    if (copies(counts.registered, hash) == 0) {
+      ++unavailable;  // waits for a holder to come back
+      repair_waits_for_clients_ = true;
+      continue;
+    }
+    wanted.emplace_back(counted, hash, config_.replicas - counted);
+  }
+  std::sort(wanted.begin(), wanted.end());
+  repair_queue_.clear();
+  for (const auto& [counted, hash, missing] : wanted) repair_queue_.emplace_back(hash, missing);
+  if (!wanted.empty() || unavailable)
+    out.log(LogLevel::info, std::to_string(wanted.size()) + " fragments to repair, " +
+                                std::to_string(unavailable) +
+                                " unavailable until a holder comes back");
+}
+
+void Tracker::start_repairs(std::int64_t now_ms, Output& out) {
+  if (now_ms < distribute_after_ms_) return;
+  while (repairs_in_flight_ < config_.repairs_in_flight_max && !repair_queue_.empty()) {
+    const Hash hash = repair_queue_.front().first;
+    repair_queue_.pop_front();
+    if (staged_.count(hash) || rounds_.count(hash)) continue;
+    const auto fragment = view_.fragments().find(hash);
+    if (fragment == view_.fragments().end()) continue;
+    const std::int64_t size = fragment->second.size_bytes;
+    // The view may have changed since the scan: count again.
+    const std::size_t counted = counted_copies_of(now_ms, hash);
+    if (counted >= config_.replicas) continue;
+    std::vector<fetch::Holder> sources;
+    for (const auto& holder : view_.holders(hash)) {
+      for (const auto& endpoint : view_.clients().at(holder).endpoints) {
+        if (auto topic = fetch::request_topic_of_endpoint(endpoint)) {
+          sources.push_back({holder, std::move(*topic)});
+          break;
+        }
+      }
+    }
+    if (sources.empty()) {
+      repair_waits_for_clients_ = true;
+      out.log(LogLevel::debug,
+              "cannot repair " + hash.to_hex() + " yet: no holder has a fetch endpoint");
+      continue;
+    }
+    // The targets placement chooses for the registered holders, only as many as are missing: a
+    // copy whose holder is away (within the delay) still counts.
+    auto targets = distribution_targets(view_, hash, size, config_.replicas);
+    if (targets.size() > config_.replicas - counted) targets.resize(config_.replicas - counted);
+    if (targets.empty()) {
+      repair_waits_for_clients_ = true;
+      out.log(LogLevel::debug,
+              "cannot repair " + hash.to_hex() + " yet: no other client has room for it");
+      continue;
+    }
+    fetch::ClientConfig source_config;
+    source_config.response_topic = repair_response_topic();
+    source_config.parallel = 1;
+    source_config.request_timeout_ms = config_.repair_fetch_timeout_ms;
+    Round round;
+    round.stage = Round::Stage::sourcing;
+    round.repair = true;
+    round.size_bytes = size;
+    round.targets.insert(targets.begin(), targets.end());
+    round.deadline_ms = std::numeric_limits<std::int64_t>::max();  // the source's deadlines rule
+    std::string names;
+    for (const auto& target : targets) names += (names.empty() ? "'" : ", '") + target + "'";
+    out.log(LogLevel::info, "repairing " + hash.to_hex() + " (" + std::to_string(counted) + " of " +
+                                std::to_string(config_.replicas) + " copies) for " + names +
+                                ", from '" + sources.front().id + "'");
+    round.source = std::make_unique<fetch::Client>(
+        std::move(source_config),
+        std::vector<fetch::FileFragment>{{hash, size, 0, std::move(sources), false}}, random_);
+    auto& started = rounds_.emplace(hash, std::move(round)).first->second;
+    ++repairs_in_flight_;
+    ++metrics_.repairs_started;
+    take_source_output(now_ms, hash, started.source->start(now_ms), out);
+  }
+}
+
+void Tracker::take_source_output(std::int64_t now_ms, const Hash& hash,
+                                 fetch::ClientOutput source_out, Output& out) {
+  const auto it = rounds_.find(hash);
+  MQDS_ASSERT(it != rounds_.end() && it->second.source);
+  Round& round = it->second;
+  for (auto& request : source_out.requests) {
+    repair_correlations_[request.correlation_data] = hash;
+    out.fetch_requests.push_back(std::move(request));
+  }
+  if (!source_out.completed.empty()) {
+    // Verified by its hash in the fetch::Client.
+    metrics_.repair_fetched_bytes += static_cast<std::uint64_t>(round.size_bytes);
+    round.content =
+        std::make_shared<const std::string>(std::move(source_out.completed.front().data));
+    round.source.reset();
+    forget_correlations(hash);
+    if (round.targets.empty()) {
+      end_repair_early(now_ms, hash, "its new holders left", out);
+      return;
+    }
+    request(now_ms, hash, round, out);
+    return;
+  }
+  if (!round.source->finished()) return;
+  std::string problems;
+  for (const auto& missing : round.source->missing())
+    for (const auto& problem : missing.problems)
+      problems += (problems.empty() ? "" : "; ") + problem.holder + ": " + problem.problem;
+  end_repair_early(now_ms, hash, "no holder gave it (" + problems + ")", out);
+}
+
+void Tracker::end_repair_early(std::int64_t now_ms, const Hash& hash, const std::string& why,
+                               Output& out) {
+  const auto it = rounds_.find(hash);
+  MQDS_ASSERT(it != rounds_.end() && it->second.repair &&
+              it->second.stage == Round::Stage::sourcing);
+  rounds_.erase(it);
+  --repairs_in_flight_;
+  forget_correlations(hash);
+  ++metrics_.repairs_failed;
+  out.log(LogLevel::warning, "repair of " + hash.to_hex() + " failed: " + why);
+  want_repair_scan(now_ms + config_.retry_delay_ms);
+}
+
+void Tracker::forget_correlations(const Hash& hash) {
+  for (auto it = repair_correlations_.begin(); it != repair_correlations_.end();)
+    it = it->second == hash ? repair_correlations_.erase(it) : std::next(it);
+}
+
+Output Tracker::on_fetch_response(std::int64_t now_ms, fetch::IncomingResponse response) {
+  Output out;
+  const auto match = repair_correlations_.find(response.correlation_data);
+  const auto round =
+      match == repair_correlations_.end() ? rounds_.end() : rounds_.find(match->second);
+  if (round == rounds_.end() || !round->second.source) {
+    out_of_place("a fetch answer on " + response.topic + " for no repair in progress", out);
+    return out;
+  }
+  const Hash hash = round->first;
+  take_source_output(now_ms, hash, round->second.source->on_response(now_ms, std::move(response)),
+                     out);
+  start_repairs(now_ms, out);
+  return out;
 }
 
 }  // namespace mqds

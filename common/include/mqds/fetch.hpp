@@ -60,6 +60,20 @@ inline constexpr std::string_view property_reason = "Reason";
 inline constexpr std::string_view property_receipt = "Receipt";
 inline constexpr std::size_t receipt_bytes_max = 64;
 
+// The requester the tracker fetches as when it repairs a fragment (mqds/tracker.hpp): its answers
+// arrive on response_topic(tracker_requester, "repair"), which the plugin takes for the tracker
+// and delivers to nobody. '$' keeps it apart from the client ids of real requesters, which the
+// plugin does not let fetch with it.
+inline constexpr std::string_view tracker_requester = "$mqds-tracker";
+
+// A request to publish at QoS 1 with MQTT 5 Response Topic and Correlation Data.
+struct OutgoingRequest {
+  std::string topic;
+  std::string payload;
+  std::string response_topic;
+  std::string correlation_data;
+};
+
 enum class Status : std::uint8_t { ok, not_found, bad_request, busy };
 std::string_view status_name(Status status);
 std::optional<Status> parse_status(std::string_view name);

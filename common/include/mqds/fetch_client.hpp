@@ -75,14 +75,6 @@ struct ClientConfig {
   int busy_retries_max = 50;
 };
 
-// A request to publish at QoS 1 with MQTT 5 Response Topic and Correlation Data.
-struct OutgoingRequest {
-  std::string topic;
-  std::string payload;
-  std::string response_topic;
-  std::string correlation_data;
-};
-
 // A message that arrived on one of the requester's subscriptions.
 struct IncomingResponse {
   std::string topic;

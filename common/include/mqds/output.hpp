@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <set>
 #include <span>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "mqds/events.hpp"
+#include "mqds/fetch.hpp"
 
 namespace mqds {
 
@@ -108,6 +110,9 @@ struct StagedDelivery {
   std::set<ClientId> receivers;
   std::uint64_t revision = 0;
   bool cbor = false;  // the receiver asked for CBOR when it joined
+  // A repair's content, fetched from a holder and verified by the tracker: it is not in staging,
+  // and this is read instead. Shared by the round's Delivered of every receiver.
+  std::shared_ptr<const std::string> content = nullptr;
 };
 
 // The payload of a StagedDelivery for the fragment `data`, in the encoding its receiver accepts.
@@ -145,11 +150,16 @@ struct Output {
   std::vector<StorageEffect> storage;
   std::vector<Publish> publishes;
   std::vector<LogLine> logs;
+  // Fetch requests the tracker sends to a holder of a fragment it repairs (mqds/fetch.hpp), after
+  // `publishes`, at QoS 1 with their Response Topic and Correlation Data.
+  std::vector<fetch::OutgoingRequest> fetch_requests;
   // Set when the process cannot go on without an operator (a torrent server whose stored data has
   // another fragment size than the service): the adapter logs it and exits non-zero.
   std::optional<std::string> fatal;
 
-  bool empty() const { return storage.empty() && publishes.empty() && logs.empty() && !fatal; }
+  bool empty() const {
+    return storage.empty() && publishes.empty() && logs.empty() && fetch_requests.empty() && !fatal;
+  }
   void log(LogLevel level, std::string text) { logs.push_back({level, std::move(text)}); }
   void publish(const Event& event, std::optional<ClientId> to = std::nullopt) {
     publishes.push_back(

@@ -36,6 +36,22 @@
 //   no client can take it now.
 // - A ledger of holdings remembers which fragments each client was named for, also while it is
 //   away, so a client that lost its connection between Obtained and Ended keeps that replica.
+// - Repair: a fragment of a file whose copies fall short of `replicas` is brought back to it from
+//   a copy that survives, since its staged content is long gone. A copy counts while its holder
+//   is registered, and while a holder that left (goodbye or lost) has been away for less than
+//   `repair_delay_ms`, so a board that reboots sets off no copying; a copy the holder no longer
+//   lists when it joins again (lost, found corrupt) stops counting at once. At most
+//   `repairs_in_flight_max` repairs run, the fragments with the fewest copies first. A repair is
+//   a round with one stage before the others, sourcing: the tracker fetches the fragment from a
+//   registered holder's fetch endpoint (mqds/fetch.hpp; fetch_requests in the Output, answers
+//   through on_fetch_response) with a fetch::Client, which verifies it by its hash and tries the
+//   next holder when one fails. The round then goes on as a distribution does, to the new
+//   holders placement chose for the missing copies only, and its Delivered carries the fetched
+//   content, which lives in the round alone and is never staged: the broker carries each
+//   repaired byte in once and out once per new copy. A fragment no registered holder with a fetch
+//   endpoint has waits, reported as unavailable (no holder) or unsourceable (holders that cannot
+//   be fetched from, like servers that know only the specification), and is repaired when one
+//   comes back. After a failed repair the fragment is tried again after `retry_delay_ms`.
 // - Every view change increments the Revision carried by the event that announces it, so a torrent
 //   server that misses one notices the gap and rejoins; when quiet, TrackerRevision repeats it.
 // - A client event that fits no join or round in progress (late after a timeout, or from a client
@@ -43,13 +59,16 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 
 #include "mqds/events.hpp"
+#include "mqds/fetch_client.hpp"
 #include "mqds/output.hpp"
 #include "mqds/random.hpp"
 #include "mqds/seen_events.hpp"
@@ -83,6 +102,16 @@ struct TrackerConfig {
   // and 200 GiB on one board at 1 MiB fragments. Decoding costs about the payload's size again,
   // on the broker's only thread; the event bound of 256 MiB would let one client cost far more.
   std::size_t join_request_bytes_max = 32 * 1024 * 1024;
+  // How long a copy whose holder left still counts (plugin_opt_repair_delay_ms): a board that
+  // reboots or loses its network for less than this comes back to find nothing moved.
+  std::int64_t repair_delay_ms = 600'000;
+  std::size_t repairs_in_flight_max = 8;  // plugin_opt_repairs_in_flight
+  // A repair's fetch of one chunk from one holder; then the next holder is asked.
+  std::int64_t repair_fetch_timeout_ms = 10'000;
+  // Looking for fragments to repair reads every fragment of the view: done when something that
+  // changes the answer happened (a client left or joined, a delay expired, a repair failed), and
+  // at most this often.
+  std::int64_t repair_scan_interval_ms = 1'000;
 };
 
 // What the tracker keeps across restarts. Registered clients are not part of it: a restart drops
@@ -140,6 +169,11 @@ struct TrackerMetrics {
   std::uint64_t hellos_sent = 0;      // TrackerHello to one server denied for a passing reason
   // On a torrent server's topic from a client the adapter does not let be one: see on_unauthorised.
   std::uint64_t events_unauthorised = 0;
+  std::uint64_t repairs_started = 0;
+  std::uint64_t repairs_ended = 0;   // delivered: at least one new holder confirmed
+  std::uint64_t repairs_failed = 0;  // no holder could give the content, or no receiver took it
+  std::uint64_t repaired_bytes = 0;  // fragment bytes confirmed by new holders of repairs
+  std::uint64_t repair_fetched_bytes = 0;  // fragment bytes fetched from holders for repairs
 };
 
 struct TrackerGauges {
@@ -151,6 +185,12 @@ struct TrackerGauges {
   std::size_t distributions_in_flight = 0;
   std::size_t joins_in_flight = 0;
   std::size_t clients_awaiting_hello = 0;
+  std::size_t repairs_in_flight = 0;
+  // Of files, neither staged nor held by a registered client: they cannot be read until a holder
+  // comes back.
+  std::size_t unavailable_fragments = 0;
+  // Registered clients that left and whose copies still count (within repair_delay_ms).
+  std::size_t clients_away = 0;
 };
 
 class Tracker {
@@ -176,6 +216,12 @@ class Tracker {
                                 bool answer = true);
   Output on_disconnect(std::int64_t now_ms, const ClientId& client);
   Output on_tick(std::int64_t now_ms);
+  // A message on the tracker's repair response topic (repair_response_topic()): a holder's answer
+  // to a fetch of a repair. One that answers no request in flight is ignored.
+  Output on_fetch_response(std::int64_t now_ms, fetch::IncomingResponse response);
+  static std::string repair_response_topic() {
+    return fetch::response_topic(fetch::tracker_requester, "repair");
+  }
 
   // A file whose fragments the adapter has staged durably. `staged_sizes` are the fragments it
   // staged for this file (a fragment already known to the service need not be staged again).
@@ -196,6 +242,10 @@ class Tracker {
   bool is_staged(const Hash& fragment) const { return staged_.count(fragment) != 0; }
   const std::map<ClientId, std::set<Hash>>& holdings() const { return holdings_; }
   std::size_t joins_in_flight() const { return joins_.size(); }
+  std::size_t repairs_in_flight() const { return repairs_in_flight_; }
+  // Clients that left, each with when (for `mqds status`); their copies count until
+  // repair_delay_ms after it.
+  const std::map<ClientId, std::int64_t>& away_since() const { return away_since_; }
 
  private:
   // The view changes a joining server without the Revision extension would drop: published
@@ -217,6 +267,7 @@ class Tracker {
   // it ends in end_round() alone; advance_round() decides when.
   struct Round {
     enum class Stage : std::uint8_t {
+      sourcing,    // a repair: fetching the content from a holder, nothing sent to the targets
       requesting,  // Started sent: waiting for each target's Requested or Failed
       delivering,  // Delivered sent to the receivers: waiting for their Obtained or Failed
     };
@@ -227,7 +278,12 @@ class Tracker {
     std::set<ClientId> receivers;  // targets that requested: whom Delivered goes to
     std::set<ClientId> obtained;   // delivering: receivers that confirmed
     std::set<ClientId> settled;    // delivering: receivers that confirmed or failed
-    std::int64_t deadline_ms = 0;  // of the stage
+    std::int64_t deadline_ms = 0;  // of the stage (sourcing: the fetch::Client's own deadlines)
+    // A repair: its content comes from a holder (source, while sourcing) and stays here, not in
+    // staging, until the round ends.
+    bool repair = false;
+    std::unique_ptr<fetch::Client> source;
+    std::shared_ptr<const std::string> content;
   };
 
   void on_join_requested(std::int64_t now_ms, const ClientId& sender, const ClientJoinRequested& e,
@@ -283,6 +339,33 @@ class Tracker {
   // Drops the staged copy once the fragment has its replicas; true if it did.
   bool release_if_replicated(const Hash& hash, Output& out);
 
+  // Repair. A scan is wanted no earlier than `at_ms` (and no sooner than repair_scan_interval_ms
+  // after the last one).
+  void want_repair_scan(std::int64_t at_ms);
+  void mark_away(std::int64_t now_ms, const ClientId& client);
+  void mark_back(const ClientId& client);
+  // The copies of each fragment that count now: registered holders, and holders away for less
+  // than repair_delay_ms.
+  struct CopyCounts {
+    std::map<Hash, std::size_t> registered;  // held by registered clients
+    std::map<Hash, std::size_t> counted;     // and by clients away for less than the delay
+  };
+  CopyCounts count_copies(std::int64_t now_ms) const;
+  std::size_t counted_copies_of(std::int64_t now_ms, const Hash& hash) const;
+  void scan_for_repairs(std::int64_t now_ms, Output& out);
+  void start_repairs(std::int64_t now_ms, Output& out);
+  // Takes a sourcing round's fetch output: requests go out, content moves the round on, a source
+  // that gave up ends it.
+  void take_source_output(std::int64_t now_ms, const Hash& hash, fetch::ClientOutput source_out,
+                          Output& out);
+  // Ends a repair still sourcing (no holder gave the content, or its targets left), and tries
+  // again after retry_delay_ms.
+  void end_repair_early(std::int64_t now_ms, const Hash& hash, const std::string& why, Output& out);
+  void forget_correlations(const Hash& hash);
+  // Sends Started to a round's targets and waits for their Requested.
+  void request(std::int64_t now_ms, const Hash& hash, Round& round, Output& out);
+  std::size_t distributions_in_flight() const { return rounds_.size() - repairs_in_flight_; }
+
   TrackerConfig config_;
   Random& random_;
   DistributionView view_;
@@ -314,6 +397,21 @@ class Tracker {
   bool endpoints_released_ = false;
   std::int64_t distribute_after_ms_ = 0;
   std::int64_t last_view_event_ms_ = 0;
+
+  // Repair.
+  std::size_t repairs_in_flight_ = 0;  // rounds_ that are repairs
+  std::map<ClientId, std::int64_t> away_since_;
+  std::multimap<std::int64_t, ClientId> away_expiries_;  // since + repair_delay_ms
+  std::optional<std::int64_t> repair_scan_at_ms_;
+  std::int64_t last_repair_scan_ms_ = 0;
+  bool repair_scanned_ = false;
+  // The last scan left fragments that only a client joining can help (no registered holder, no
+  // holder with a fetch endpoint, no client with room): a registration asks for a scan.
+  bool repair_waits_for_clients_ = false;
+  // From the last scan: fragments short of replicas that a holder can give, fewest copies first,
+  // each with how many copies are missing.
+  std::deque<std::pair<Hash, std::size_t>> repair_queue_;
+  std::map<std::string, Hash> repair_correlations_;  // fetch Correlation Data -> sourcing round
 };
 
 }  // namespace mqds
