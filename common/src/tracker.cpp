@@ -59,6 +59,8 @@ Output Tracker::start(std::int64_t now_ms) {
   // Every holder of the previous run is away until it joins again; its copies count for
   // repair_delay_ms from now, as if it had left now (when it really left is not kept).
   for (const auto& [id, hashes] : holdings_) mark_away(now_ms, id);
+  // What the previous run left short (a copy lost before the restart) is found by a first scan.
+  if (!view_.files().empty()) want_repair_scan(distribute_after_ms_);
   out.publish(TrackerHello{random_.next_uuid()});
   out.log(LogLevel::notice, "tracker started: " + std::to_string(view_.files().size()) +
                                 " files, " + std::to_string(view_.fragments().size()) +
@@ -714,6 +716,7 @@ void Tracker::end_round(std::int64_t now_ms, const Hash& hash, Output& out) {
       ++metrics_.repairs_failed;
       out.log(LogLevel::info, "repair of " + hash.to_hex() + " failed: no new holder asked for it");
       want_repair_scan(now_ms + config_.retry_delay_ms);
+      distribute_if_staged(now_ms, hash, out);
     } else {
       schedule(hash, now_ms + config_.retry_delay_ms);
     }
@@ -742,15 +745,19 @@ void Tracker::end_round(std::int64_t now_ms, const Hash& hash, Output& out) {
     metrics_.repaired_bytes += static_cast<std::uint64_t>(round.size_bytes) * round.obtained.size();
     if (round.obtained.empty()) {
       ++metrics_.repairs_failed;
+      out.log(LogLevel::info, "repair of " + hash.to_hex() + " failed: no new holder confirmed it");
       want_repair_scan(now_ms + config_.retry_delay_ms);
-    } else {
-      ++metrics_.repairs_ended;
-      // A receiver that failed leaves the fragment short still.
-      if (round.obtained.size() < round.receivers.size()) want_repair_scan(now_ms);
+      distribute_if_staged(now_ms, hash, out);
+      return;
     }
+    ++metrics_.repairs_ended;
+    // Scans skip a fragment in a round: one that ran while a copy it counted was lost (a receiver
+    // that failed, a holder back without it) learns of it now.
+    want_repair_scan(now_ms);
     out.log(LogLevel::info, "repaired " + hash.to_hex() + ": " +
                                 std::to_string(round.obtained.size()) + " new holders of " +
                                 std::to_string(round.receivers.size()));
+    distribute_if_staged(now_ms, hash, out);
     return;
   }
   if (!release_if_replicated(hash, out))
@@ -1106,6 +1113,13 @@ void Tracker::end_repair_early(std::int64_t now_ms, const Hash& hash, const std:
   ++metrics_.repairs_failed;
   out.log(LogLevel::warning, "repair of " + hash.to_hex() + " failed: " + why);
   want_repair_scan(now_ms + config_.retry_delay_ms);
+  distribute_if_staged(now_ms, hash, out);
+}
+
+void Tracker::distribute_if_staged(std::int64_t now_ms, const Hash& hash, Output& out) {
+  // A file uploaded during the repair staged the same content again; its distribution could not
+  // be scheduled while the repair's round held the fragment.
+  if (staged_.count(hash) && !release_if_replicated(hash, out)) schedule(hash, now_ms);
 }
 
 void Tracker::forget_correlations(const Hash& hash) {

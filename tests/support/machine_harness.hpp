@@ -103,7 +103,7 @@ inline std::string wire_payload(const Publish& p, const TrackerMemoryStore* stor
     ADD_FAILURE() << "a staged Delivered needs the tracker's store to be encoded";
     return {};
   }
-  if (!store->staged.count(p.staged->hash)) {
+  if (!p.staged->content && !store->staged.count(p.staged->hash)) {
     ADD_FAILURE() << "a staged Delivered names " << p.staged->hash.to_hex()
                   << ", which is not in staging";
     return {};

@@ -147,8 +147,17 @@ struct TrackerMemoryStore final : ingest::DurableUploads {
     }
   }
 
-  // What the plugin does for a Publish with `staged`: the payload is encoded from the store.
+  // What the plugin does for a Publish with `staged`: the payload is encoded from the store, or
+  // from the content a repair fetched.
   std::string delivered_payload(const StagedDelivery& delivery) const {
+    if (delivery.content) {
+      const auto& content = *delivery.content;
+      const std::span<const std::uint8_t> data(
+          reinterpret_cast<const std::uint8_t*>(content.data()), content.size());
+      std::string payload(staged_delivery_size(delivery, data.size()), '\0');
+      encode_staged_delivery_into(delivery, data, payload.data(), payload.size());
+      return payload;
+    }
     const Bytes& data = staged.at(delivery.hash);
     std::string payload(staged_delivery_size(delivery, data.size()), '\0');
     encode_staged_delivery_into(delivery, data, payload.data(), payload.size());

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "mqds/fetch.hpp"
 #include "mqds/placement.hpp"
 #include "support/machine_harness.hpp"
 #include "support/memory_store.hpp"
@@ -1839,6 +1840,231 @@ TEST_F(TrackerSpecOnly, AServerThatLeavesIsNotInvited) {
   disconnect(25, "s1");
   EXPECT_TRUE(hellos_to(send(30, "e1", ClientJoinSucceeded{ids(), r1.event_id}).output).empty());
   EXPECT_EQ(tracker->gauges().clients_awaiting_hello, 0u);
+}
+
+// Repair: four mqds-edge clients (with fetch endpoints) and a file of two fragments, each
+// distributed to the two clients placement chose. What the tracker does when copies go.
+class TrackerRepair : public TrackerFixture {
+ protected:
+  void SetUp() override {
+    config.repair_delay_ms = 10'000;
+    config.repair_scan_interval_ms = 1'000;
+    boot(0);
+    for (const char* id : {"e1", "e2", "e3", "e4"}) join(10, id, edge_request(id));
+    file = file_of(150, 21);
+    ASSERT_EQ(file.fragments.size(), 2u);
+    const IngestResult r = ingest(300, file);
+    ASSERT_TRUE(r.ok()) << r.error;
+    for (const auto& f : file.fragments) {
+      const auto chosen = targets(f);
+      for (const auto& id : chosen) send(310, id, FragmentDistributionRequested{ids(), f.hash});
+      for (const auto& id : chosen) send(320, id, FragmentDistributionObtained{ids(), f.hash});
+      ASSERT_EQ(tracker->view().holder_count(f.hash), 2u);
+      ASSERT_FALSE(tracker->is_staged(f.hash));
+    }
+    fragment = file.fragments.front();
+    holders = tracker->view().holders(fragment.hash);
+  }
+
+  ClientJoinRequested edge_request(const ClientId& id) {
+    ClientJoinRequested r = request(id);
+    r.endpoints = {fetch::endpoint_of(id)};
+    return r;
+  }
+
+  static std::vector<fetch::OutgoingRequest> fetches_of(const Output& out, const Hash& hash) {
+    std::vector<fetch::OutgoingRequest> found;
+    for (const auto& request : out.fetch_requests) {
+      auto decoded = fetch::decode_request(request.payload);
+      EXPECT_TRUE(decoded.ok());
+      if (decoded.ok() && decoded.value().hash == hash) found.push_back(request);
+    }
+    return found;
+  }
+
+  // The holder's answer, as mqds-edge gives it.
+  static fetch::IncomingResponse answer(const fetch::OutgoingRequest& request, const Bytes& data) {
+    fetch::ResponseHeader header;
+    header.size_bytes = static_cast<std::int64_t>(data.size());
+    return {request.response_topic, request.correlation_data,
+            fetch::encode_response_properties(header), std::string(data.begin(), data.end())};
+  }
+
+  Output respond(std::int64_t now_ms, fetch::IncomingResponse response) {
+    return apply(tracker->on_fetch_response(now_ms, std::move(response)));
+  }
+
+  // The first request of the repair of `fragment` once its holder `gone` has been away for the
+  // delay.
+  fetch::OutgoingRequest repair_after_loss_of(const ClientId& gone, std::int64_t lost_at_ms) {
+    disconnect(lost_at_ms, gone);
+    const auto requests = fetches_of(tick(lost_at_ms + config.repair_delay_ms), fragment.hash);
+    EXPECT_EQ(requests.size(), 1u);
+    return requests.empty() ? fetch::OutgoingRequest{} : requests.front();
+  }
+
+  TestFile file;
+  TestFragment fragment;
+  std::vector<ClientId> holders;
+};
+
+TEST_F(TrackerRepair, AHolderThatLeftCountsUntilTheRepairDelayHasPassed) {
+  disconnect(1'000, holders[0]);
+  EXPECT_TRUE(tick(1'000 + config.repair_delay_ms - 1).fetch_requests.empty());
+  EXPECT_EQ(tracker->gauges().clients_away, 1u);
+  EXPECT_EQ(tracker->next_deadline_ms(), 1'000 + config.repair_delay_ms);
+  const auto requests = fetches_of(tick(1'000 + config.repair_delay_ms), fragment.hash);
+  ASSERT_EQ(requests.size(), 1u);
+  // From the holder that is left, answered on the tracker's own topic.
+  EXPECT_EQ(requests[0].topic, fetch::request_topic(holders[1]));
+  EXPECT_EQ(requests[0].response_topic, Tracker::repair_response_topic());
+  EXPECT_EQ(tracker->metrics().repairs_started, 1u);
+  EXPECT_EQ(tracker->gauges().repairs_in_flight, 1u);
+}
+
+TEST_F(TrackerRepair, AHolderBackWithinTheDelaySetsOffNoRepair) {
+  disconnect(1'000, holders[0]);
+  ClientJoinRequested back = edge_request(holders[0]);
+  back.obtained_fragments = {{fragment.hash, {fragment.size_bytes()}}};
+  for (const auto& f : file.fragments)
+    if (f.hash != fragment.hash && tracker->holdings().at(holders[0]).count(f.hash))
+      back.obtained_fragments[f.hash] = {f.size_bytes()};
+  join(5'000, holders[0], back);
+  EXPECT_EQ(tracker->gauges().clients_away, 0u);
+  const Output later = tick(1'000 + config.repair_delay_ms + 1'000);
+  EXPECT_TRUE(later.fetch_requests.empty());
+  EXPECT_EQ(tracker->metrics().repairs_started, 0u);
+}
+
+TEST_F(TrackerRepair, TheFetchedContentGoesToThePlacementTargetAlone) {
+  const auto request = repair_after_loss_of(holders[0], 1'000);
+  const std::int64_t t = 1'000 + config.repair_delay_ms;
+  const Output fetched = respond(t + 10, answer(request, fragment.data));
+  const auto started = publishes_of<FragmentDistributionStarted>(fetched);
+  ASSERT_EQ(started.size(), 1u) << describe(fetched);
+  const ClientId target = *started[0]->to;
+  EXPECT_NE(target, holders[0]);
+  EXPECT_NE(target, holders[1]);
+  // The best-scored client placement adds to the holder that is left.
+  EXPECT_EQ(targets(fragment), std::vector<ClientId>{target});
+
+  const MessageResult asked =
+      send(t + 20, target, FragmentDistributionRequested{ids(), fragment.hash});
+  const auto delivered = publishes_of<FragmentDistributionDelivered>(asked.output);
+  ASSERT_EQ(delivered.size(), 1u);
+  EXPECT_EQ(delivered[0]->to, target);
+  ASSERT_TRUE(delivered[0]->staged && delivered[0]->staged->content);
+  EXPECT_FALSE(store.staged.count(fragment.hash)) << "a repair stages nothing";
+  const auto on_wire = all_of<FragmentDistributionDelivered>(asked.output, &store);
+  ASSERT_EQ(on_wire.size(), 1u);
+  EXPECT_EQ(on_wire[0].data, fragment.data);
+
+  const MessageResult confirmed =
+      send(t + 30, target, FragmentDistributionObtained{ids(), fragment.hash});
+  const auto ended = only<FragmentDistributionEnded>(confirmed.output);
+  EXPECT_EQ(ended.receivers, std::set<ClientId>{target});
+  EXPECT_EQ(tracker->view().holder_count(fragment.hash), 2u);
+  EXPECT_TRUE(tracker->holdings().at(target).count(fragment.hash));
+  EXPECT_EQ(tracker->metrics().repairs_ended, 1u);
+  EXPECT_EQ(tracker->metrics().repaired_bytes, static_cast<std::uint64_t>(fragment.size_bytes()));
+  EXPECT_EQ(tracker->gauges().repairs_in_flight, 0u);
+}
+
+TEST_F(TrackerRepair, AnAnswerWithOtherBytesIsNeverDeliveredAndTheRepairIsTriedAgain) {
+  const auto request = repair_after_loss_of(holders[0], 1'000);
+  const std::int64_t t = 1'000 + config.repair_delay_ms;
+  Bytes corrupt = fragment.data;
+  corrupt[0] ^= 0x01;
+  const Output answered = respond(t + 10, answer(request, corrupt));
+  EXPECT_TRUE(publishes_of<FragmentDistributionStarted>(answered).empty());
+  EXPECT_EQ(tracker->metrics().repairs_failed, 1u) << "its only registered holder gave bad data";
+  EXPECT_TRUE(logged(answered, "bad data") || logged(answered, "hash")) << describe(answered);
+  // Tried again after the retry delay, by a scan (at most one a repair_scan_interval_ms).
+  const std::int64_t again =
+      std::max(t + 10 + config.retry_delay_ms, t + config.repair_scan_interval_ms);
+  EXPECT_EQ(tracker->next_deadline_ms(), again);
+  EXPECT_TRUE(fetches_of(tick(again - 1), fragment.hash).empty());
+  EXPECT_EQ(fetches_of(tick(again), fragment.hash).size(), 1u);
+}
+
+TEST_F(TrackerRepair, ACopyAHolderNoLongerListsIsRepairedAtOnce) {
+  // The holder found its copy corrupt and joins again without it: no delay applies.
+  ClientJoinRequested without = edge_request(holders[0]);
+  for (const auto& f : file.fragments)
+    if (f.hash != fragment.hash && tracker->holdings().at(holders[0]).count(f.hash))
+      without.obtained_fragments[f.hash] = {f.size_bytes()};
+  const MessageResult accepted = send(2'000, holders[0], without);
+  const MessageResult registered =
+      send(2'000, holders[0], ClientJoinSucceeded{ids(), without.event_id});
+  const auto requests = fetches_of(registered.output, fragment.hash);
+  ASSERT_EQ(requests.size(), 1u) << describe(registered.output);
+  EXPECT_EQ(requests[0].topic, fetch::request_topic(holders[1]));
+}
+
+TEST_F(TrackerRepair, AFragmentWithNoRegisteredHolderWaitsUntilOneComesBack) {
+  disconnect(1'000, holders[0]);
+  disconnect(1'000, holders[1]);
+  const Output expired = tick(1'000 + config.repair_delay_ms);
+  EXPECT_TRUE(fetches_of(expired, fragment.hash).empty());
+  EXPECT_GE(tracker->gauges().unavailable_fragments, 1u);
+  // One holder comes back with its copy: the other's is repaired from it.
+  ClientJoinRequested back = edge_request(holders[1]);
+  for (const auto& f : file.fragments)
+    if (tracker->holdings().at(holders[1]).count(f.hash))
+      back.obtained_fragments[f.hash] = {f.size_bytes()};
+  const std::int64_t t = 1'000 + config.repair_delay_ms + 5'000;
+  send(t, holders[1], back);
+  const MessageResult registered = send(t, holders[1], ClientJoinSucceeded{ids(), back.event_id});
+  const auto requests = fetches_of(registered.output, fragment.hash);
+  ASSERT_EQ(requests.size(), 1u) << describe(registered.output);
+  EXPECT_EQ(requests[0].topic, fetch::request_topic(holders[1]));
+  EXPECT_EQ(tracker->gauges().unavailable_fragments, 0u);
+}
+
+TEST_F(TrackerRepair, RepairsInFlightAreBounded) {
+  config.repairs_in_flight_max = 1;
+  tracker = std::make_unique<Tracker>(config, store.snapshot(), random);
+  apply(tracker->start(0));
+  // Everybody back, then two holders gone for good: both fragments are short.
+  for (const char* id : {"e1", "e2", "e3", "e4"}) {
+    ClientJoinRequested r = edge_request(id);
+    for (const auto& f : file.fragments)
+      if (store.snapshot().holdings.count(id) && store.snapshot().holdings.at(id).count(f.hash))
+        r.obtained_fragments[f.hash] = {f.size_bytes()};
+    join(100, id, r);
+  }
+  std::set<ClientId> gone = {holders[0]};
+  const auto& second = file.fragments.back();
+  for (const auto& id : tracker->view().holders(second.hash))
+    if (gone.size() < 2 && !tracker->holdings().at(id).count(fragment.hash)) gone.insert(id);
+  for (const auto& id : gone) disconnect(1'000, id);
+  const Output expired = tick(1'000 + config.repair_delay_ms);
+  EXPECT_EQ(tracker->gauges().repairs_in_flight, 1u);
+  EXPECT_EQ(expired.fetch_requests.size(), 1u) << describe(expired);
+}
+
+TEST_F(TrackerRepair, AHolderWithoutAFetchEndpointIsNoSource) {
+  // The only holder left joined as a server that knows only the specification would: no fetch
+  // endpoint to take the content from.
+  ClientJoinRequested spec = spec_request(holders[1]);
+  for (const auto& f : file.fragments)
+    if (tracker->holdings().at(holders[1]).count(f.hash))
+      spec.obtained_fragments[f.hash] = {f.size_bytes()};
+  disconnect(500, holders[1]);
+  join(600, holders[1], spec);
+  disconnect(1'000, holders[0]);
+  const Output expired = tick(1'000 + config.repair_delay_ms);
+  EXPECT_TRUE(fetches_of(expired, fragment.hash).empty());
+  EXPECT_EQ(tracker->metrics().repairs_started, 0u);
+}
+
+TEST_F(TrackerRepair, AnAnswerForNoRepairChangesNothing) {
+  fetch::IncomingResponse stray{
+      Tracker::repair_response_topic(), "0123456789abcdef0123456789abcdef", {}, "x"};
+  const Output out = respond(1'000, std::move(stray));
+  EXPECT_TRUE(out.publishes.empty());
+  EXPECT_TRUE(out.fetch_requests.empty());
+  EXPECT_EQ(tracker->metrics().events_out_of_place, 1u);
 }
 
 }  // namespace

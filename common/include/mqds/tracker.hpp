@@ -362,6 +362,8 @@ class Tracker {
   // again after retry_delay_ms.
   void end_repair_early(std::int64_t now_ms, const Hash& hash, const std::string& why, Output& out);
   void forget_correlations(const Hash& hash);
+  // After a repair's round: the fragment staged meanwhile goes to the distribution.
+  void distribute_if_staged(std::int64_t now_ms, const Hash& hash, Output& out);
   // Sends Started to a round's targets and waits for their Requested.
   void request(std::int64_t now_ms, const Hash& hash, Round& round, Output& out);
   std::size_t distributions_in_flight() const { return rounds_.size() - repairs_in_flight_; }
