@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   std::uint64_t store_failures = 0, torn_writes = 0, copies_lost = 0, safety_checks = 0;
   std::uint64_t uploads = 0, uploads_aborted = 0, uploads_resumed = 0, gets = 0, gets_complete = 0;
   std::uint64_t spec_boards = 0, spec_clients = 0, spec_seeds = 0, spec_only_fragments = 0;
+  std::uint64_t retired = 0, wiped = 0, repairs_started = 0, repairs_ended = 0, repairs_failed = 0;
   for (std::uint64_t seed = first; seed < first + count; ++seed) {
     mqds::sim::Options options;
     options.seed = seed;
@@ -70,6 +71,11 @@ int main(int argc, char** argv) {
     spec_clients += r.spec_only_clients;
     spec_seeds += r.spec_only_boards != 0;
     spec_only_fragments += r.fragments_only_on_spec_only;
+    retired += r.boards_retired;
+    wiped += r.disks_wiped;
+    repairs_started += r.repairs_started;
+    repairs_ended += r.repairs_ended;
+    repairs_failed += r.repairs_failed;
     if (r.ok) {
       ++passed;
       slowest_ms =
@@ -120,6 +126,13 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(spec_boards), static_cast<unsigned long long>(spec_seeds),
       static_cast<unsigned long long>(spec_clients),
       static_cast<unsigned long long>(spec_only_fragments));
+  std::printf(
+      "repair: %llu boards lost for good, %llu disks replaced; %llu repairs started, %llu ended, "
+      "%llu failed (counted by the tracker that ran last)\n",
+      static_cast<unsigned long long>(retired), static_cast<unsigned long long>(wiped),
+      static_cast<unsigned long long>(repairs_started),
+      static_cast<unsigned long long>(repairs_ended),
+      static_cast<unsigned long long>(repairs_failed));
   std::printf("%llu passed, %llu failed\n", static_cast<unsigned long long>(passed),
               static_cast<unsigned long long>(failed));
   return failed == 0 ? 0 : 1;

@@ -54,6 +54,8 @@ struct Node {
   spec_only::Disk disk;                     // what it stores, while `spec` is down
   std::int64_t to_broker_ms = 0;            // the last arrival on each direction of its link
   std::int64_t from_broker_ms = 0;
+  // Retired for good (a board that died): it never starts again and its disk is gone.
+  bool retired = false;
 };
 
 class Simulation {
@@ -62,6 +64,7 @@ class Simulation {
       : options_(options),
         rng_(options.seed * 0x9E3779B97F4A7C15ull + 1),
         storage_rng_(options.seed * 0xD1B54A32D192ED03ull + 7),
+        repair_rng_(options.seed * 0x8CB92BA72F3D8DD7ull + 13),
         spec_rng_(options.seed * 0xA24BAED4963EE407ull + 11) {}
 
   Result run();
@@ -126,6 +129,13 @@ class Simulation {
 
   void tick();
   void crash(std::size_t i, bool graceful);
+  // Permanent faults, for repair: a board that dies for good, or one whose disk is replaced (it
+  // comes back empty under the same id).
+  void retire(std::size_t i);
+  void wipe(std::size_t i);
+  void tracker_fetch_response(fetch::IncomingResponse response);
+  // Live boards that hold a good copy of the fragment (spec-only ones too).
+  std::size_t surviving_copies(const Hash& hash, bool* only_spec_only = nullptr) const;
   void lose_connection(std::size_t i);
   void broker_notices_loss(std::size_t i);
   void restart(std::size_t i);
@@ -156,6 +166,7 @@ class Simulation {
   Options options_;
   SplitMix64 rng_;
   SplitMix64 storage_rng_;
+  SplitMix64 repair_rng_;  // permanent faults and the repair delay
   SplitMix64
       spec_rng_;  // which boards are spec-only and their ids: the other draws stay as they were
   std::int64_t now_ = 0;
@@ -208,8 +219,9 @@ class Simulation {
   // Copies the simulation corrupted (torn writes, bit rot found when read back): a board may
   // lose them before the tracker can know, so the safety check does not hold it to them.
   std::set<std::pair<ClientId, Hash>> corrupted_;
-  std::map<Hash, std::size_t> losses_;  // copies lost per fragment: no repair restores them yet
-  std::set<std::size_t> dirty_nodes_;   // participants an action changed, checked after it
+  std::map<Hash, std::size_t> losses_;  // copies lost per fragment (corrupt, torn, retired, wiped)
+  std::uint64_t retired_ = 0, wiped_ = 0;
+  std::set<std::size_t> dirty_nodes_;  // participants an action changed, checked after it
   bool tracker_dirty_ = false;
   const Tracker* checked_tracker_ = nullptr;
   std::uint64_t checked_revision_ = 0;
@@ -455,6 +467,7 @@ void Simulation::flush_ingest() {
     for (auto& e : out.storage) all.storage.push_back(std::move(e));
     for (auto& p : out.publishes) all.publishes.push_back(std::move(p));
     for (auto& l : out.logs) all.logs.push_back(std::move(l));
+    for (auto& r : out.fetch_requests) all.fetch_requests.push_back(std::move(r));
   };
   for (const auto& upload : flushed.verified) {
     IngestResult added =
@@ -553,6 +566,10 @@ void Simulation::node_serves(std::size_t i, const fetch::OutgoingRequest& reques
       node.fetch->on_sent(++fetch_message_id_, reply);
       node.fetch->on_acknowledged(fetch_message_id_);
       transmit([this, response = std::move(response)]() mutable {
+        if (response.topic == Tracker::repair_response_topic()) {
+          tracker_fetch_response(std::move(response));
+          return;
+        }
         for (std::size_t g = 0; g < gets_.size(); ++g)
           if (!gets_[g].client->finished()) getter_receives(g, response);
       });
@@ -560,6 +577,12 @@ void Simulation::node_serves(std::size_t i, const fetch::OutgoingRequest& reques
     if (node.fetch->waiting() == 0) break;
     out = node.fetch->serve_next();
   }
+}
+
+void Simulation::tracker_fetch_response(fetch::IncomingResponse response) {
+  // The plugin takes the answers on the tracker's repair topic for the tracker; nobody else sees
+  // them.
+  if (tracker_) apply_tracker(tracker_->on_fetch_response(now_, std::move(response)));
 }
 
 void Simulation::getter_receives(std::size_t g, fetch::IncomingResponse response) {
@@ -743,7 +766,13 @@ void Simulation::apply_tracker(Output out, bool may_fail) {
     if (p.staged) {
       if (!p.to || !p.staged->receivers.count(*p.to))
         violation("Delivered sent to a client that is not a receiver");
-      if (!tracker_store_.staged.count(p.staged->hash)) {
+      if (p.staged->content) {
+        // A repair's content, fetched from a holder: the tracker verified it, and so does the
+        // checker, so that a repair that sends other bytes is caught here, not by a board.
+        const auto& content = *p.staged->content;
+        if (sha256(std::string_view(content)) != p.staged->hash)
+          violation("a repair delivered other bytes than " + p.staged->hash.to_hex());
+      } else if (!tracker_store_.staged.count(p.staged->hash)) {
         violation("Delivered of a fragment not in staging: " + p.staged->hash.to_hex());
         continue;
       }
@@ -772,6 +801,12 @@ void Simulation::apply_tracker(Output out, bool may_fail) {
     } else {
       broadcast(p.topic, p.payload);
     }
+  }
+  // Repair fetches go to the board subscribed to the request topic, as a getter's do.
+  for (const auto& request : out.fetch_requests) {
+    if (request.response_topic != Tracker::repair_response_topic())
+      violation("the tracker asked for an answer on " + request.response_topic);
+    getter_publish(request);
   }
 }
 
@@ -834,6 +869,66 @@ void Simulation::crash(std::size_t i, bool graceful) {
   at(now_ + between(500, 15'000), [this, i] { restart(i); });
 }
 
+void Simulation::retire(std::size_t i) {
+  Node& node = nodes_[i];
+  if (node.retired) return;
+  crash(i, false);
+  node.retired = true;
+  ++retired_;
+  // Its copies are gone with it.
+  std::set<Hash> gone;
+  for (const auto& [hash, data] : node.store.persisted) gone.insert(hash);
+  for (const auto& [hash, data] : node.store.temporary) gone.insert(hash);
+  for (const auto& [hex, data] : node.disk.fragments)
+    if (auto hash = Hash::from_hex(hex)) gone.insert(*hash);
+  // The tracker counts them until it notices the board is gone: the safety check excuses them,
+  // under every client id the board had (a spec-only board's earlier ones may still be
+  // registered).
+  std::set<ClientId> ids = {node.config.client_id};
+  for (const auto& [id, owner] : spec_owner_)
+    if (owner == i) ids.insert(id);
+  for (const auto& hash : gone) {
+    ++losses_[hash];
+    for (const auto& id : ids) corrupted_.emplace(id, hash);
+  }
+  node.store = {};
+  node.disk = {};
+  if (options_.verbose)
+    std::printf("%8lld %-10s retired for good (%zu copies gone)\n", static_cast<long long>(now_),
+                node.config.client_id.c_str(), gone.size());
+}
+
+void Simulation::wipe(std::size_t i) {
+  Node& node = nodes_[i];
+  if (node.retired || node.spec_only) return;
+  crash(i, false);  // and it starts again, with a new disk
+  ++wiped_;
+  // Temporary copies too: one it confirmed may still be named in an Ended.
+  for (const auto* copies : {&node.store.persisted, &node.store.temporary})
+    for (const auto& [hash, data] : *copies) {
+      ++losses_[hash];
+      corrupted_.emplace(node.config.client_id, hash);
+    }
+  if (options_.verbose)
+    std::printf("%8lld %-10s disk replaced (%zu copies gone)\n", static_cast<long long>(now_),
+                node.config.client_id.c_str(), node.store.persisted.size());
+  node.store = {};
+}
+
+std::size_t Simulation::surviving_copies(const Hash& hash, bool* only_spec_only) const {
+  std::size_t copies = 0, on_edges = 0;
+  for (const auto& node : nodes_) {
+    if (node.retired) continue;
+    const bool good = node.spec_only ? holds(node, hash)
+                                     : node.store.persisted.count(hash) &&
+                                           !corrupted_.count({node.config.client_id, hash});
+    copies += good;
+    on_edges += good && !node.spec_only;
+  }
+  if (only_spec_only) *only_spec_only = copies > 0 && on_edges == 0;
+  return copies;
+}
+
 void Simulation::lose_connection(std::size_t i) {
   Node& node = nodes_[i];
   if (node.spec && node.connected) {
@@ -856,6 +951,7 @@ void Simulation::lose_connection(std::size_t i) {
 
 void Simulation::restart(std::size_t i) {
   Node& node = nodes_[i];
+  if (node.retired) return;
   if (node.spec_only) {
     if (node.spec) return;
     node.config.client_id = new_spec_id();
@@ -876,6 +972,7 @@ void Simulation::restart(std::size_t i) {
 
 void Simulation::connect(std::size_t i) {
   Node& node = nodes_[i];
+  if (node.retired) return;
   if ((!node.machine && !node.spec) || node.connected) return;
   if (!tracker_) {
     // The daemon's reconnect backoff; a spec-only client that cannot connect is started again.
@@ -1030,6 +1127,7 @@ void Simulation::end_faults() {
   faults_ = false;
   if (!tracker_) broker_start();
   for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    if (nodes_[i].retired) continue;
     if (!nodes_[i].machine && !nodes_[i].spec)
       restart(i);
     else
@@ -1077,6 +1175,7 @@ std::string Simulation::check_converged() const {
     return std::to_string(tracker_->joins_in_flight()) + " joins in flight";
   const DistributionView& truth = tracker_->view();
   for (const auto& node : nodes_) {
+    if (node.retired) continue;
     if (node.spec_only) {
       if (auto problem = check_spec_converged(node); !problem.empty()) return problem;
       continue;
@@ -1100,13 +1199,20 @@ std::string Simulation::check_converged() const {
   }
   if (tracker_->gauges().staged_fragments != 0)
     return std::to_string(tracker_->gauges().staged_fragments) + " fragments still staged";
-  for (const auto& [hash, fragment] : truth.fragments()) {
-    // Nothing repairs a copy lost after the tracker let go of its staged content (not yet: a
-    // later change adds repair), so each loss may leave one holder fewer.
-    const auto lost = losses_.find(hash);
-    const std::size_t holders =
-        truth.holder_count(hash) + (lost == losses_.end() ? 0 : lost->second);
-    if (holders < tracker_config_.replicas)
+  // Repair: every fragment of a file with a copy left anywhere is back at its replicas. One whose
+  // copies are all gone (lost, corrupt, retired) cannot be; one whose copies are only on boards
+  // of the specification-only client cannot be fetched from them (they serve no fetch), so it
+  // waits with what it has.
+  std::set<Hash> referenced;
+  for (const auto& [hash, file] : truth.files())
+    referenced.insert(file.fragment_sequence.begin(), file.fragment_sequence.end());
+  std::size_t live_boards = 0;
+  for (const auto& node : nodes_) live_boards += !node.retired;
+  const std::size_t wanted = std::min(tracker_config_.replicas, live_boards);
+  for (const auto& hash : referenced) {
+    bool only_spec_only = false;
+    if (surviving_copies(hash, &only_spec_only) == 0 || only_spec_only) continue;
+    if (truth.holder_count(hash) < wanted)
       return "fragment " + hash.to_hex() + " has " + std::to_string(truth.holder_count(hash)) +
              " holders";
   }
@@ -1184,6 +1290,10 @@ Result Simulation::run() {
   tracker_config_.replicas = static_cast<std::size_t>(between(2, 3));
   tracker_config_.distributions_in_flight_max = static_cast<std::size_t>(between(1, 16));
   tracker_config_.startup_settle_ms = 1'000;
+  // Short enough for repair to finish within the convergence time; boards that restart take up
+  // to 15 s, so some holders come back after their copies were repaired.
+  tracker_config_.repair_delay_ms = static_cast<std::int64_t>(2'000 + repair_rng_.below(28'001));
+  tracker_config_.repairs_in_flight_max = static_cast<std::size_t>(1 + repair_rng_.below(8));
   if (!options_.classic) {
     receiver_config_.chunk_bytes_max =
         static_cast<std::size_t>(tracker_config_.fragment_size_bytes * between(1, 3));
@@ -1201,7 +1311,7 @@ Result Simulation::run() {
   for (std::size_t i = 0; i < torrents; ++i) {
     Node node;
     node.config.client_id = "edge-" + std::to_string(i);
-    node.config.endpoints = {"mqtt://edge-" + std::to_string(i) + "/fragments"};
+    node.config.endpoints = {fetch::endpoint_of(node.config.client_id)};  // as mqds-edge's
     // A few small boards: placement must route around them.
     if (chance(0.2))
       node.config.capacity_bytes = tracker_config_.fragment_size_bytes * between(5, 40);
@@ -1258,6 +1368,19 @@ Result Simulation::run() {
              5'000 + storage_rng_.below(static_cast<std::uint64_t>(options_.fault_ms - 5'000))),
          [this] { lose_copy(); });
   }
+  if (!options_.classic && repair_rng_.below(2) == 0) {
+    // Half the seeds lose boards for good or replace their disks: up to two of each.
+    const auto retirements = repair_rng_.below(3), wipes = repair_rng_.below(3);
+    for (std::uint64_t r = 0; r < retirements + wipes; ++r) {
+      const auto when = static_cast<std::int64_t>(
+          2'000 + repair_rng_.below(static_cast<std::uint64_t>(options_.fault_ms - 2'000)));
+      const auto i = static_cast<std::size_t>(repair_rng_.below(nodes_.size()));
+      if (r < retirements)
+        at(when, [this, i] { retire(i); });
+      else
+        at(when, [this, i] { wipe(i); });
+    }
+  }
   at(options_.fault_ms, [this] { end_faults(); });
 
   const std::int64_t deadline = options_.fault_ms + options_.converge_ms;
@@ -1304,8 +1427,10 @@ Result Simulation::run() {
     } else if (!get.client->complete()) {
       std::string why;
       for (const auto& missing : get.client->missing()) {
-        // Nothing repairs a fragment yet, so one whose every copy was lost stays missing.
-        if (missing.problems.empty() && losses_.count(missing.hash)) continue;
+        // A fragment whose every copy was lost stays missing: nothing is left to repair it from.
+        if (missing.problems.empty() && losses_.count(missing.hash) &&
+            surviving_copies(missing.hash) == 0)
+          continue;
         // A spec-only board serves no fetch (mqds's extension): a fragment only they hold cannot
         // be got. The get is judged against the mqds-edge holders alone.
         if (!missing.problems.empty() &&
@@ -1335,6 +1460,13 @@ Result Simulation::run() {
     violation("did not converge within " + std::to_string(options_.converge_ms) +
               " ms: " + last_problem);
   result_.fragments = tracker_ ? tracker_->view().fragments().size() : 0;
+  result_.boards_retired = retired_;
+  result_.disks_wiped = wiped_;
+  if (tracker_) {
+    result_.repairs_started = tracker_->metrics().repairs_started;
+    result_.repairs_ended = tracker_->metrics().repairs_ended;
+    result_.repairs_failed = tracker_->metrics().repairs_failed;
+  }
   result_.ok = failure_.empty();
   result_.failure = failure_;
   return result_;

@@ -57,6 +57,12 @@ struct Result {
   std::uint64_t spec_only_boards = 0;             // boards running the specification-only client
   std::uint64_t spec_only_clients = 0;            // the client ids they started as (one per start)
   std::uint64_t fragments_only_on_spec_only = 0;  // missed by a final get: no mqds-edge holds them
+  std::uint64_t boards_retired = 0;               // died for good
+  std::uint64_t disks_wiped = 0;                  // came back empty under the same id
+  // Of the tracker that ran last (a broker restart starts its counts again).
+  std::uint64_t repairs_started = 0;
+  std::uint64_t repairs_ended = 0;
+  std::uint64_t repairs_failed = 0;
 };
 
 Result run(const Options& options);
