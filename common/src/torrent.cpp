@@ -535,6 +535,15 @@ void TorrentServer::on_registered(std::int64_t now_ms, const ClientRegistered& e
 }
 
 void TorrentServer::on_client_goodbye(std::int64_t now_ms, const ClientGoodbye& e, Output& out) {
+  // Stamped but without a Revision: the tracker (whose stamp it is, and which numbers every view
+  // change) forwards the goodbye of a client it did not count as registered, one still joining
+  // say; no view changed. Applied, it would remove that client when it arrives after the client
+  // registered again, and leave this view without it at the tracker's Revision.
+  if (!e.revision) {
+    out.log(LogLevel::debug, "ignored the goodbye of '" + *e.client_identifier +
+                                 "', which changed no view (no Revision)");
+    return;
+  }
   if (!next_in_sequence(now_ms, e.revision, out)) return;
   if (*e.client_identifier == config_.client_id) {
     out.log(LogLevel::notice,

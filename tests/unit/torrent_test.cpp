@@ -722,6 +722,33 @@ TEST_F(TorrentViewUpdates, ClientGoodbyeWithoutAnIdentifierIsIgnored) {
   EXPECT_TRUE(torrent->view().is_registered("c1"));
 }
 
+// A client still joining says goodbye: the tracker forwards it stamped but without a Revision,
+// since no view changed. The client comes back and registers; the goodbye, delayed on the way,
+// arrives after that registration and must not take it out of the view.
+TEST_F(TorrentViewUpdates, LateGoodbyeWithoutARevisionKeepsTheClientThatRegisteredSince) {
+  register_alone();  // revision 6
+  ClientRegistered c1;
+  c1.event_id = ids();
+  c1.client_identifier = "c1";
+  c1.info = ClientMetadata{{"grpc://c1"}, {}, std::nullopt};
+  c1.revision = next_revision();
+  receive(30, c1);
+  ASSERT_TRUE(torrent->view().is_registered("c1"));
+  const Output out = receive(40, ClientGoodbye{ids(), ClientId("c1"), std::nullopt});
+  EXPECT_TRUE(out.publishes.empty()) << describe(out);
+  EXPECT_TRUE(out.storage.empty()) << describe(out);
+  EXPECT_TRUE(torrent->view().is_registered("c1")) << "no Revision, no view change";
+  EXPECT_EQ(torrent->view().revision(), 7u);
+  EXPECT_EQ(torrent->phase(), TorrentPhase::registered);
+  // The same goodbye naming this server is no reason to rejoin either.
+  EXPECT_TRUE(receive(50, ClientGoodbye{ids(), ClientId("t1"), std::nullopt}).publishes.empty());
+  EXPECT_EQ(torrent->phase(), TorrentPhase::registered);
+  // Its leaving, numbered, does.
+  receive(60, ClientGoodbye{ids(), ClientId("c1"), next_revision()});
+  EXPECT_FALSE(torrent->view().is_registered("c1"));
+  EXPECT_EQ(torrent->view().revision(), 8u);
+}
+
 TEST_F(TorrentViewUpdates, ClientGoodbyeNamingThisServerRejoins) {
   register_alone();
   const Output out = receive(30, ClientGoodbye{ids(), ClientId("t1"), next_revision()});
