@@ -62,6 +62,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fuzz::check(o.ingest.window_bytes >= o.ingest.chunk_bytes_max &&
                     o.ingest.window_bytes <= static_cast<std::size_t>(ingest::window_bytes_limit),
                 "ingest_window is at least a chunk and within a status's bounds");
+    fuzz::check(o.tracker.repair_delay_ms >= 0 && o.tracker.repairs_in_flight_max >= 1,
+                "the tracker's repair bounds hold (it throws otherwise)");
     check_users(o.ingest);
     check_users(o.fetch);
     check_users(o.edges);

@@ -68,6 +68,15 @@ std::optional<AclGate::Refusal> AclGate::refusal(const Write& write, bool& watch
       return std::nullopt;
     }
     case FetchGate::Kind::response: {
+      // An answer to the tracker's own request (a repair), whether fetching is on for clients or
+      // not: MESSAGE hands it to the tracker, from a registered torrent server only.
+      if (FetchGate::is_tracker_response(topic)) {
+        if (write.retain) return plain_refusal("a fetch response is never retained");
+        if (write.payload.size() > FetchGate::response_payload_bytes_max)
+          return fetch_refusal(FetchRefusal::response_too_large);
+        watch = true;  // taken by the tracker in MESSAGE, delivered to nobody
+        return std::nullopt;
+      }
       const auto judged = fetch_.judge_response(topic, write.payload.size());
       if (const auto* why = std::get_if<FetchRefusal>(&judged)) {
         return fetch_refusal(*why);
@@ -122,6 +131,10 @@ AclDecision AclGate::judge_read(std::int64_t now_ms, std::string_view reader,
     // alone; query answers it delivers to their requester directly, which skips the READ check:
     // one that comes by subscription went round the plugin.
     if (FetchGate::kind(topic) == FetchGate::Kind::response) {
+      // The tracker's answers are never delivered: a client that took its name as a client id
+      // reads nothing there.
+      if (FetchGate::is_tracker_response(topic))
+        return AclDecision{AclVerdict::refuse, std::nullopt, false, std::nullopt};
       const auto requester = fetch::requester_of_response_topic(topic);
       if (requester && !reader.empty() && *requester == reader)
         return AclDecision{AclVerdict::allow, std::nullopt, false, std::nullopt};

@@ -12,7 +12,9 @@
 // - refused: a topic the tracker issues; a retained client event (no event of the specification is
 //   retained); under mqds/fetch/ and mqds/query/, whatever the MESSAGE callback would refuse
 //   without looking at properties or state (fetching off or not this user's, retained, MQTT 3, a
-//   topic the tracker answers on, a malformed or oversized fetch); under mqds/ingest/, a retained
+//   topic the tracker answers on, a malformed or oversized fetch; an answer to the tracker's own
+//   fetch, a repair's, is judged on its size and retain flag alone, even with fetching off for
+//   clients, since its sender is a torrent server); under mqds/ingest/, a retained
 //   message and a topic an uploader does not publish on.
 // - watched: a client event, an upload message (from anyone: MESSAGE answers one who may not
 //   upload with a status that says so), a fetch request or response, a query. The MESSAGE callback
@@ -25,7 +27,8 @@
 // Reads: a delivery of a watched will is refused. On a fetch response topic, the plugin's own copy
 // of a response reaches the requester the topic names and nobody else: the read is allowed to that
 // client (whatever the broker's ACLs say: the fetch gate judged the response) and refused to any
-// other; a will never gets there, it is refused first. Any delivery by subscription on a query
+// other (and to everybody on the tracker's own response topic, whose answers are the tracker's);
+// a will never gets there, it is refused first. Any delivery by subscription on a query
 // response topic is refused (the plugin delivers those to their requester directly, which skips
 // the READ check). Everything else is left to the broker's ACLs.
 //

@@ -55,6 +55,12 @@ std::string describe(FetchRefusal why) {
       return "it answers no request waiting for this edge's answer on that topic with that "
              "Correlation Data (forged, repeated, or later than " +
              std::to_string(FetchGate::outstanding_timeout_ms / 1000) + " s)";
+    case FetchRefusal::response_topic_of_tracker:
+      return "its Response Topic is the tracker's (mqds/fetch/response/" +
+             std::string(fetch::tracker_requester) + "/...): no client fetches as the tracker";
+    case FetchRefusal::tracker_response_not_from_edge:
+      return "it answers on the tracker's response topic, and only a registered torrent server "
+             "answers the tracker";
     case FetchRefusal::delivery_failed:
       return "the response could not be handed to its requester (out of memory?)";
   }
@@ -66,6 +72,11 @@ FetchGate::Kind FetchGate::kind(std::string_view topic) {
   if (topic.starts_with(fetch::request_prefix)) return Kind::request;
   if (topic.starts_with(fetch::response_prefix)) return Kind::response;
   return Kind::other;
+}
+
+bool FetchGate::is_tracker_response(std::string_view topic) {
+  return kind(topic) == Kind::response &&
+         fetch::requester_of_response_topic(topic) == fetch::tracker_requester;
 }
 
 std::optional<FetchRefusal> FetchGate::judge_request_without_properties(
@@ -88,6 +99,8 @@ std::optional<FetchRefusal> FetchGate::judge_request(const FetchRequest& request
   if (!request.response_topic) return FetchRefusal::no_response_topic;
   const auto requester = fetch::requester_of_response_topic(*request.response_topic);
   if (!requester) return FetchRefusal::response_topic_not_fetch;
+  // Before the client id: a client may have connected as the tracker's requester name.
+  if (*requester == fetch::tracker_requester) return FetchRefusal::response_topic_of_tracker;
   if (request.client_id.empty() || *requester != request.client_id)
     return FetchRefusal::response_topic_not_own;
   if (request.correlation_bytes && *request.correlation_bytes > fetch::correlation_bytes_max)

@@ -26,7 +26,12 @@
 //   edge that request went to, on its Response Topic, with its Correlation Data. The request is
 //   then answered, so a second response to it is refused too. Nobody but the edge asked can answer
 //   a requester, and an edge can answer only what it was asked.
-// - Anything else under mqds/fetch/ is refused; with fetch_users empty, everything is.
+// - The tracker fetches too, to repair a fragment: its requests (the plugin's own publishes) ask
+//   for answers on mqds/fetch/response/$mqds-tracker/... (fetch::tracker_requester). Those answers
+//   are the tracker's: the adapter hands them to it and delivers them to nobody, without this gate
+//   (is_tracker_response), and no client may send a request with such a Response Topic.
+// - Anything else under mqds/fetch/ is refused; with fetch_users empty, everything is but the
+//   answers to the tracker.
 //
 // The gate makes no broker calls, reads no clock and allocates nothing per message but its log
 // lines: the adapter (TrackerPlugin::on_fetch) reads the message's properties, asks the gate,
@@ -86,6 +91,12 @@ enum class FetchRefusal : std::uint8_t {
   too_many_outstanding,
   too_many_bytes_outstanding,
   response_not_requested,
+  // A request whose Response Topic names the tracker (fetch::tracker_requester): a client posing
+  // as the tracker would have its answers taken for a repair's.
+  response_topic_of_tracker,
+  // A response to the tracker's own request (a repair) from a client that is not a registered
+  // torrent server.
+  tracker_response_not_from_edge,
   delivery_failed,
 };
 inline constexpr std::size_t fetch_refusal_kinds =
@@ -144,6 +155,10 @@ class FetchGate {
 
   // none: not under mqds/fetch/; other: under it but neither a request nor a response topic.
   static Kind kind(std::string_view topic);
+  // A response topic of the tracker's own requests (a repair's, fetch::tracker_requester): what is
+  // published there is the tracker's, never delivered to anybody, and judged without the gate
+  // (TrackerPlugin::on_fetch hands it to the tracker), whether or not fetching is on for clients.
+  static bool is_tracker_response(std::string_view topic);
   bool enabled() const { return options_.enabled(); }
   bool allows(const char* username) const { return options_.allows(username); }
 

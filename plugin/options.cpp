@@ -45,6 +45,7 @@ void users(const std::string& value, std::vector<std::string>& names, bool& anyo
 Result<Options> parse_options(const RawOptions& raw) {
   Options o;
   constexpr std::int64_t hour_ms = 3'600'000;
+  constexpr std::int64_t repair_delay_ms_max = 7 * 24 * hour_ms;
   auto ms = [](std::int64_t& field) {
     return
         [&field](const std::string& k, const std::string& v) { field = integer(k, v, 1, hour_ms); };
@@ -84,6 +85,12 @@ Result<Options> parse_options(const RawOptions& raw) {
          o.tracker.startup_settle_ms = integer(k, v, 0, hour_ms);
        }},
       {"metrics_interval_ms", ms(o.metrics_interval_ms)},
+      // 0 repairs as soon as a holder leaves; at most a week.
+      {"repair_delay_ms",
+       [&](const std::string& k, const std::string& v) {
+         o.tracker.repair_delay_ms = integer(k, v, 0, repair_delay_ms_max);
+       }},
+      {"repairs_in_flight", count(o.tracker.repairs_in_flight_max, 1'024)},
       {"edge_users",
        [&](const std::string&, const std::string& v) { users(v, o.edges.users, o.edges.anyone); }},
       {"edge_ids",

@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -124,16 +126,26 @@ void TrackerPlugin::take(Output output) {
   for (auto& p : output.publishes) {
     if (p.staged) {
       // Encoded now, while the content is certainly staged, in the encoding its receiver accepts.
+      // A repair's content is not staged: the tracker holds it in its round, and it is encoded
+      // from there; the plugin keeps no copy of it but the encoded publish.
       const auto& d = *p.staged;
       PendingPublish pending{std::move(p.topic), {}, p.to.value_or(""), false, nullptr, 0};
-      const bool found = store_.read_staged(d.hash, [&](std::span<const std::uint8_t> data) {
+      const auto encode = [&](std::span<const std::uint8_t> data) {
         const std::size_t size = staged_delivery_size(d, data.size());
         pending.encoded.reset(mosquitto_malloc(size + 1));
         if (!pending.encoded) return;
         encode_staged_delivery_into(d, data, static_cast<char*>(pending.encoded.get()), size);
         static_cast<char*>(pending.encoded.get())[size] = '\0';
         pending.encoded_size = size;
-      });
+      };
+      bool found = true;
+      if (d.content) {
+        const std::string& content = *d.content;
+        encode(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(content.data()),
+                                             content.size()));
+      } else {
+        found = store_.read_staged(d.hash, encode);
+      }
       if (!found) {
         mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: fragment %s is not in staging; delivery skipped",
                              d.hash.to_hex().c_str());
@@ -150,6 +162,7 @@ void TrackerPlugin::take(Output output) {
           {std::move(p.topic), std::move(p.payload), p.to.value_or(""), false, nullptr, 0});
     }
   }
+  for (auto& request : output.fetch_requests) pending_fetch_requests_.push_back(std::move(request));
 }
 
 void TrackerPlugin::flush(bool ticking) {
@@ -199,6 +212,52 @@ void TrackerPlugin::flush(bool ticking) {
                            mosquitto_strerror(rc));
     }
   }
+  // After the events: a repair's requests go to holders the events already speak of. One that
+  // cannot be published is not retried here: the tracker's fetch times out and asks the next
+  // holder.
+  std::vector<fetch::OutgoingRequest> requests;
+  requests.swap(pending_fetch_requests_);
+  for (const auto& request : requests) (void)publish_fetch_request(request);
+}
+
+bool TrackerPlugin::publish_fetch_request(const fetch::OutgoingRequest& request) {
+  const auto failed = [&](const char* why) {
+    mosquitto_log_printf(MOSQ_LOG_WARNING, "mqds: a repair's fetch request on %s failed: %s",
+                         request.topic.c_str(), why);
+    return false;
+  };
+  // MQTT 5 request/response: the edge answers on the Response Topic with the Correlation Data.
+  // Both values are the tracker's (a topic of its own and a token of at most
+  // fetch::correlation_bytes_max bytes), within the property's 16-bit length.
+  if (request.correlation_data.size() > fetch::correlation_bytes_max)
+    return failed("its Correlation Data is too long");
+  mosquitto_property* properties = nullptr;
+  // mosquitto_property_add_* allocate with the broker's own counting allocator, which frees the
+  // list after the publish (or with mosquitto_property_free_all here, when it is not taken).
+  if (mosquitto_property_add_string(&properties, MQTT_PROP_RESPONSE_TOPIC,
+                                    request.response_topic.c_str()) != MOSQ_ERR_SUCCESS ||
+      mosquitto_property_add_binary(
+          &properties, MQTT_PROP_CORRELATION_DATA, request.correlation_data.data(),
+          static_cast<std::uint16_t>(request.correlation_data.size())) != MOSQ_ERR_SUCCESS) {
+    mosquitto_property_free_all(&properties);
+    return failed("out of memory");
+  }
+  std::unique_ptr<void, BrokerFree> payload(broker_copy(request.payload));
+  if (!payload) {
+    mosquitto_property_free_all(&properties);
+    return failed("out of memory");
+  }
+  // To every subscriber of the request topic (the edge subscribes to its own), at QoS 1, not
+  // retained: the broker takes the payload and the properties when the call succeeds.
+  const int rc = mosquitto_broker_publish(nullptr, request.topic.c_str(),
+                                          static_cast<int>(request.payload.size()), payload.get(),
+                                          1, false, properties);
+  if (rc != MOSQ_ERR_SUCCESS) {
+    mosquitto_property_free_all(&properties);
+    return failed(mosquitto_strerror(rc));
+  }
+  (void)payload.release();
+  return true;
 }
 
 void TrackerPlugin::BrokerFree::operator()(void* memory) const {
@@ -211,6 +270,7 @@ void TrackerPlugin::restart_from_store(const char* why) {
   mosquitto_log_printf(MOSQ_LOG_ERR, "mqds: restarting the tracker from its store: %s", why);
   pending_effects_.clear();
   pending_publishes_.clear();
+  pending_fetch_requests_.clear();  // the repairs that asked are gone with the tracker
   tracker_ = std::make_unique<Tracker>(options_.tracker, store_.load(), *random_);
   // Uploads in memory believed parts durable that were not: they resume from the store at `begin`.
   receiver_ = std::make_unique<ingest::Receiver>(options_.ingest,
@@ -475,7 +535,9 @@ int TrackerPlugin::on_fetch(mosquitto_evt_message& event) {
       if (const auto why = fetch_.admit(monotonic_ms(), request)) return refuse(*why);
       return MOSQ_ERR_SUCCESS;  // unchanged, to the edge subscribed to its request topic
     }
-    case FetchGate::Kind::response: break;
+    case FetchGate::Kind::response:
+      if (FetchGate::is_tracker_response(topic)) return on_tracker_response(event);
+      break;
   }
 
   FetchResponse response;
@@ -529,6 +591,81 @@ int TrackerPlugin::on_fetch(mosquitto_evt_message& event) {
   }
   fetch_.delivered(event.payloadlen);
   return MOSQ_ERR_ACL_DENIED;
+}
+
+namespace {
+
+// Every User Property of a message as (name, value), at most `count_max`: bounded work whatever a
+// client sends. nullopt when one could not be copied (out of memory).
+std::optional<fetch::UserProperties> read_user_properties(const mosquitto_property* properties,
+                                                          std::size_t count_max) {
+  fetch::UserProperties pairs;
+  const mosquitto_property* at = properties;
+  bool skip = false;
+  while (pairs.size() < count_max) {
+    at = mosquitto_property_read_string_pair(at, MQTT_PROP_USER_PROPERTY, nullptr, nullptr, skip);
+    if (!at) break;
+    skip = true;
+    PropertyCopy name, value;
+    char* name_text = nullptr;
+    char* value_text = nullptr;
+    mosquitto_property_read_string_pair(at, MQTT_PROP_USER_PROPERTY, &name_text, &value_text,
+                                        false);
+    name.data = name_text;
+    value.data = value_text;
+    if (!name_text || !value_text) return std::nullopt;
+    pairs.emplace_back(name_text, value_text);
+  }
+  return pairs;
+}
+
+}  // namespace
+
+int TrackerPlugin::on_tracker_response(mosquitto_evt_message& event) {
+  const char* client_id = mosquitto_client_id(event.client);
+  const char* username = mosquitto_client_username(event.client);
+  const std::string_view topic(event.topic);
+  const auto refuse = [&](FetchRefusal why) {
+    if (auto line =
+            fetch_.refused(monotonic_ms(), why, client_id ? client_id : "", username, topic))
+      mosquitto_log_printf(mosquitto_level(line->level), "mqds: %s", line->text.c_str());
+    return MOSQ_ERR_ACL_DENIED;
+  };
+  // Only a torrent server the tracker has registered answers its repairs: it asks none other.
+  if (!client_id || !tracker_->view().is_registered(ClientId(client_id)))
+    return refuse(FetchRefusal::tracker_response_not_from_edge);
+  if (event.retain) return refuse(FetchRefusal::bad_response_topic);
+  // At most one chunk, and a little for an edge with a slightly different chunk size: the copy
+  // below is bounded work on the broker's thread.
+  if (event.payloadlen > FetchGate::response_payload_bytes_max)
+    return refuse(FetchRefusal::response_too_large);
+  fetch::IncomingResponse response;
+  response.topic = topic;
+  if (event.properties &&
+      mosquitto_property_read_binary(event.properties, MQTT_PROP_CORRELATION_DATA, nullptr, nullptr,
+                                     false)) {
+    PropertyCopy correlation;
+    void* value = nullptr;
+    std::uint16_t length = 0;
+    if (!mosquitto_property_read_binary(event.properties, MQTT_PROP_CORRELATION_DATA, &value,
+                                        &length, false))
+      return refuse(FetchRefusal::properties_unreadable);
+    correlation.data = value;
+    if (value) response.correlation_data.assign(static_cast<const char*>(value), length);
+  }
+  // An edge's answer has a few (Status, Size, Offset or Reason, Receipt); the first of each name
+  // counts, so more than this is nothing an edge sends.
+  constexpr std::size_t user_properties_max = 16;
+  auto properties = read_user_properties(event.properties, user_properties_max);
+  if (!properties) return refuse(FetchRefusal::properties_unreadable);
+  response.user_properties = std::move(*properties);
+  if (event.payload && event.payloadlen)
+    response.payload.assign(static_cast<const char*>(event.payload), event.payloadlen);
+  // The tracker ignores (and counts) an answer to no repair in progress; it verifies the fragment
+  // by its hash before it delivers anything.
+  take(tracker_->on_fetch_response(monotonic_ms(), std::move(response)));
+  flush_if_no_tick();
+  return MOSQ_ERR_ACL_DENIED;  // consumed: no subscriber ever sees it
 }
 
 int TrackerPlugin::on_query(mosquitto_evt_message& event) {

@@ -73,6 +73,11 @@ class TrackerPlugin {
   };
 
   void take(Output output);
+  // A publish on the tracker's own response topic (FetchGate::is_tracker_response): an answer to a
+  // repair's fetch, handed to the tracker and delivered to nobody (always ACL_DENIED).
+  int on_tracker_response(mosquitto_evt_message& event);
+  // Publishes one of the tracker's fetch requests to its edge; false if the broker refused it.
+  bool publish_fetch_request(const fetch::OutgoingRequest& request);
   // Commits what the tracker and the receiver decided, then publishes. `ticking`: called from TICK.
   void flush(bool ticking = false);
   void restart_from_store(const char* why);
@@ -99,6 +104,8 @@ class TrackerPlugin {
   static constexpr std::string_view query_prefix = "mqds/query/";
   std::vector<StorageEffect> pending_effects_;
   std::vector<PendingPublish> pending_publishes_;
+  // The tracker's fetch requests (repairs), published after pending_publishes_ at QoS 1.
+  std::vector<fetch::OutgoingRequest> pending_fetch_requests_;
   MetricsPublisher metrics_;
   std::int64_t last_tick_ms_ = 0;
   bool warned_no_tick_ = false;

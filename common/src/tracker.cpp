@@ -797,6 +797,9 @@ Output Tracker::on_tick(std::int64_t now_ms) {
     away_expiries_.erase(away_expiries_.begin());
     const auto away = away_since_.find(client);
     if (away == away_since_.end() || away->second + config_.repair_delay_ms != expiry) continue;
+    // No longer away but gone: its copies stopped counting (count_copies), and forgetting it
+    // keeps clients_away to those within the delay and away_since_ bounded by them.
+    away_since_.erase(away);
     out.log(LogLevel::notice, "client '" + client + "' has been away for " +
                                   std::to_string(config_.repair_delay_ms) +
                                   " ms: its copies no longer count");

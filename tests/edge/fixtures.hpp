@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -83,6 +84,37 @@ class Monitor {
     return ::testing::AssertionFailure()
            << "figures not reached in " << timeout.count() << " ms; seen: " << seen;
   }
+
+  // Waits until the figures satisfy `holds` (figures not yet seen read as absent).
+  ::testing::AssertionResult wait_until(
+      const std::function<bool(const std::map<std::string, std::string>&)>& holds,
+      std::chrono::milliseconds timeout, std::string_view what) {
+    const auto deadline = Clock::now() + timeout;
+    while (true) {
+      if (holds(figures_)) return ::testing::AssertionSuccess();
+      if (Clock::now() >= deadline) break;
+      take(200ms);
+    }
+    std::string seen;
+    for (const auto& [name, value] : figures_) seen += name + "=" + value + " ";
+    return ::testing::AssertionFailure()
+           << what << ": not reached in " << timeout.count() << " ms; seen: " << seen;
+  }
+
+  // The last value of a figure as a number, nullopt if not seen yet (or not a number).
+  std::optional<std::uint64_t> figure(const std::string& name) const {
+    return figure_in(figures_, name);
+  }
+  static std::optional<std::uint64_t> figure_in(const std::map<std::string, std::string>& figures,
+                                                const std::string& name) {
+    const auto it = figures.find(name);
+    if (it == figures.end() || it->second.empty() ||
+        it->second.find_first_not_of("0123456789") != std::string::npos)
+      return std::nullopt;
+    return std::stoull(it->second);
+  }
+  // Reads what arrived, waiting at most `timeout` for something.
+  void refresh(std::chrono::milliseconds timeout = 200ms) { take(timeout); }
 
   // The next event on `topic` whose JSON satisfies `match`.
   std::optional<json> wait_event(std::string_view topic,

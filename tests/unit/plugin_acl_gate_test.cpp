@@ -85,6 +85,32 @@ TEST(AclGate, FetchRulesThatNeedNoPropertiesAreAppliedToWrites) {
   EXPECT_EQ(g.acl.judge_read(0, "r", "mqds/query/response/r", "{}").verdict, AclVerdict::refuse);
 }
 
+TEST(AclGate, AnswersToTheTrackerPassWithFetchingOffAndAreReadByNobody) {
+  // A torrent server answers the tracker's repair fetch on the tracker's response topic; fetching
+  // for clients (fetch_users) has nothing to do with it.
+  const std::string topic = "mqds/fetch/response/$mqds-tracker/repair";
+  for (const bool fetching : {false, true}) {
+    Gates g({}, fetching ? std::vector<std::string>{"alice"} : std::vector<std::string>{});
+    auto edge = write_on(topic, std::string(1024, 'f'));
+    edge.username = "board-1";
+    EXPECT_EQ(g.acl.judge_write(0, edge).verdict, AclVerdict::watch)
+        << "judged by the tracker in MESSAGE";
+    EXPECT_EQ(g.acl.judge_write(0, write_on(topic, "x", true)).verdict, AclVerdict::refuse)
+        << "never retained";
+    const std::string too_large(FetchGate::response_payload_bytes_max + 1, 'f');
+    EXPECT_EQ(g.acl.judge_write(0, write_on(topic, too_large)).fetch,
+              FetchRefusal::response_too_large);
+    g.acl.published();
+    EXPECT_EQ(g.acl.judge_read(0, "$mqds-tracker", topic, "x").verdict, AclVerdict::refuse)
+        << "not even by a client that took the tracker's name as its id";
+    EXPECT_EQ(g.acl.judge_read(0, "reader", topic, "x").verdict, AclVerdict::refuse);
+  }
+  Gates off({}, {});
+  EXPECT_EQ(off.acl.judge_write(0, write_on("mqds/fetch/response/r")).fetch,
+            FetchRefusal::fetch_off)
+      << "answers to clients still need fetching on";
+}
+
 TEST(AclGate, AWillOnAResponseTopicReachesNotEvenTheRequesterItNames) {
   Gates g({}, {"alice"});
   const std::string payload(300, 'z');

@@ -148,6 +148,36 @@ TEST(FetchGate, EveryRuleRefusesWithItsReason) {
       FetchRefusal::correlation_too_large);
 }
 
+TEST(FetchGate, NoClientFetchesAsTheTracker) {
+  // The tracker's repairs are answered on its own response topic, and what arrives there is taken
+  // for the tracker's: a client may not ask for answers there, even one whose client id is the
+  // tracker's requester name, and whatever the suffix.
+  const auto gate = gate_for({}, true);
+  const std::string tracker_topic = fetch::response_topic(fetch::tracker_requester, "repair");
+  EXPECT_EQ(tracker_topic, "mqds/fetch/response/$mqds-tracker/repair");
+  for (const std::string& topic : {tracker_topic, fetch::response_topic(fetch::tracker_requester),
+                                   fetch::response_topic(fetch::tracker_requester, "other")}) {
+    auto r = good_request();
+    r.response_topic = topic;
+    EXPECT_EQ(gate.judge_request(r), FetchRefusal::response_topic_of_tracker) << topic;
+    r.client_id = fetch::tracker_requester;
+    EXPECT_EQ(gate.judge_request(r), FetchRefusal::response_topic_of_tracker)
+        << topic << " from a client that took the tracker's name as its id";
+  }
+  auto lookalike = good_request();
+  lookalike.client_id = "$mqds-tracker2";
+  lookalike.response_topic = "mqds/fetch/response/$mqds-tracker2/repair";
+  EXPECT_EQ(gate.judge_request(lookalike), std::nullopt) << "only the tracker's own name";
+
+  EXPECT_TRUE(FetchGate::is_tracker_response(tracker_topic));
+  EXPECT_TRUE(FetchGate::is_tracker_response("mqds/fetch/response/$mqds-tracker"));
+  EXPECT_FALSE(FetchGate::is_tracker_response("mqds/fetch/response/$mqds-tracker2/repair"));
+  EXPECT_FALSE(FetchGate::is_tracker_response("mqds/fetch/response/getter/7"));
+  EXPECT_FALSE(FetchGate::is_tracker_response("mqds/fetch/request/$mqds-tracker"));
+  EXPECT_FALSE(FetchGate::is_tracker_response("mqds/fetch/response/$mqds-tracker/#"))
+      << "no wildcards";
+}
+
 TEST(FetchGate, OffByDefaultAndStarMeansEveryone) {
   const auto off = gate_for({});
   EXPECT_FALSE(off.enabled());

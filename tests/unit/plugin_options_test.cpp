@@ -32,6 +32,8 @@ TEST(PluginOptions, DefaultsNeedOnlyTheDataDir) {
   EXPECT_TRUE(o.fetch.users.empty());
   EXPECT_FALSE(o.fetch.enabled()) << "fetching is off until users are named";
   EXPECT_EQ(o.fetch.bytes_per_client, 16u * 1024 * 1024);
+  EXPECT_EQ(o.tracker.repair_delay_ms, 600'000) << "a board may reboot for ten minutes";
+  EXPECT_EQ(o.tracker.repairs_in_flight_max, 8u);
 }
 
 TEST(PluginOptions, EveryOptionIsRead) {
@@ -59,7 +61,9 @@ TEST(PluginOptions, EveryOptionIsRead) {
                          {"ingest_file_size_max", "100"},
                          {"ingest_idle_timeout_ms", "1000"},
                          {"fetch_users", "carol ,dave"},
-                         {"fetch_bytes_per_client", "2097152"}});
+                         {"fetch_bytes_per_client", "2097152"},
+                         {"repair_delay_ms", "3000"},
+                         {"repairs_in_flight", "2"}});
   EXPECT_EQ(o.tracker.fragment_size_bytes, 4096);
   EXPECT_EQ(o.tracker.replicas, 2u);
   EXPECT_EQ(o.tracker.join_timeout_ms, 800);
@@ -85,6 +89,29 @@ TEST(PluginOptions, EveryOptionIsRead) {
   EXPECT_EQ(o.fetch.users, (std::vector<std::string>{"carol", "dave"}));
   EXPECT_FALSE(o.fetch.anyone);
   EXPECT_EQ(o.fetch.bytes_per_client, 2097152u);
+  EXPECT_EQ(o.tracker.repair_delay_ms, 3000);
+  EXPECT_EQ(o.tracker.repairs_in_flight_max, 2u);
+}
+
+TEST(PluginOptions, RepairMayStartAtOnceButNotWaitForever) {
+  EXPECT_EQ(parsed({{"data_dir", "d"}, {"repair_delay_ms", "0"}}).tracker.repair_delay_ms, 0)
+      << "0: a copy stops counting as soon as its holder leaves";
+  EXPECT_EQ(parsed({{"data_dir", "d"}, {"repair_delay_ms", "604800000"}}).tracker.repair_delay_ms,
+            604'800'000)
+      << "a week";
+  EXPECT_EQ(
+      parsed({{"data_dir", "d"}, {"repairs_in_flight", "1024"}}).tracker.repairs_in_flight_max,
+      1024u);
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"repair_delay_ms", "604800001"}}),
+            "plugin_opt_repair_delay_ms: must be an integer from 0 to 604800000, not '604800001'");
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"repair_delay_ms", "-1"}}),
+            "plugin_opt_repair_delay_ms: must be an integer from 0 to 604800000, not '-1'");
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"repair_delay_ms", "10m"}}),
+            "plugin_opt_repair_delay_ms: must be an integer from 0 to 604800000, not '10m'");
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"repairs_in_flight", "0"}}),
+            "plugin_opt_repairs_in_flight: must be an integer from 1 to 1024, not '0'");
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"repairs_in_flight", "1025"}}),
+            "plugin_opt_repairs_in_flight: must be an integer from 1 to 1024, not '1025'");
 }
 
 TEST(PluginOptions, FetchUsersAreReadLikeIngestUsers) {

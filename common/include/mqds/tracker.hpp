@@ -243,8 +243,8 @@ class Tracker {
   const std::map<ClientId, std::set<Hash>>& holdings() const { return holdings_; }
   std::size_t joins_in_flight() const { return joins_.size(); }
   std::size_t repairs_in_flight() const { return repairs_in_flight_; }
-  // Clients that left, each with when (for `mqds status`); their copies count until
-  // repair_delay_ms after it.
+  // Clients that left less than repair_delay_ms ago, each with when (for `mqds status`): their
+  // copies still count. Forgotten at the tick that finds the delay over.
   const std::map<ClientId, std::int64_t>& away_since() const { return away_since_; }
 
  private:
