@@ -349,10 +349,18 @@ void Receiver::begin(std::int64_t now_ms, const ClientId& client, std::string_vi
     return answer_receiving(upload, out);
   }
   if (const auto known = files.find(b.hash);
-      known != files.end() && known->second.size_bytes == b.size_bytes)
+      known != files.end() && known->second.size_bytes == b.size_bytes) {
+    // The file was published meanwhile, by another upload of the same content: this upload is
+    // over too. A record it left in the store (begun before a restart, or before it went idle)
+    // would otherwise stay there for ever, since nothing resumes an upload answered "published".
+    // Its parts stay staged: they are the published file's fragments.
+    if (const auto record = durable_.find_upload(b.upload_id);
+        record && same_upload(*record, client, b))
+      out.storage.push_back(store::DeleteUpload{b.upload_id});
     return answer(out, client,
                   Status::published(b.upload_id, b.hash, known->second.size_bytes,
                                     known->second.fragment_sequence.size()));
+  }
   if (uploads_.size() >= config_.uploads_max)
     return answer(out, client,
                   Status::failed(b.upload_id, "too many uploads in progress (" +

@@ -641,6 +641,35 @@ TEST_F(ReceiverTest, AFileTheServiceHasIsPublishedAtOnce) {
   EXPECT_EQ(receiver->uploads_in_progress(), 0u);
 }
 
+TEST_F(ReceiverTest, ABeginAnsweredPublishedDeletesTheRecordItsUploadLeftInTheStore) {
+  // upload_a is begun and part of it made durable, then the tracker restarts; meanwhile another
+  // upload of the same content publishes the file. The begin that resumes upload_a is answered
+  // "published", and its record must not stay in the store for ever.
+  begin(0, upload_a, file);
+  feed(1, upload_a, file.content, 0, 300);
+  ASSERT_EQ(store.uploads.count(upload_a), 1u);
+  restart();
+  files[file.hash] = file.metadata;
+  for (const auto& f : file.fragments) tracker_staged.insert(f.hash);
+  const auto result = begin(2, upload_a, file);
+  EXPECT_EQ(only_answer(), Status::published(upload_a, file.hash, 1'050, 11));
+  EXPECT_EQ(effects_of<store::DeleteUpload>(result.output).size(), 1u);
+  EXPECT_TRUE(store.uploads.empty()) << "the upload record was left behind";
+  EXPECT_TRUE(effects_of<store::DropStaged>(result.output).empty())
+      << "its parts are the published file's fragments";
+  EXPECT_EQ(receiver->uploads_in_progress(), 0u);
+}
+
+TEST_F(ReceiverTest, ABeginAnsweredPublishedLeavesAnotherUploadsRecordAlone) {
+  begin(0, upload_a, file);
+  restart();
+  files[file.hash] = file.metadata;
+  const auto result = begin(1, upload_a, file, "someone-else");
+  EXPECT_EQ(only_answer().state, State::published);
+  EXPECT_TRUE(effects_of<store::DeleteUpload>(result.output).empty());
+  EXPECT_EQ(store.uploads.count(upload_a), 1u);
+}
+
 TEST_F(ReceiverTest, AUserWhoMayNotUploadIsRefusedWithAClearReason) {
   const std::string payload = encode(Begin{upload_a, file.hash, 1'050});
   const auto denied = message(0, topics::begin, payload, Permission::denied);
