@@ -1174,8 +1174,15 @@ std::string Simulation::check_converged() const {
   if (tracker_->joins_in_flight() != 0)
     return std::to_string(tracker_->joins_in_flight()) + " joins in flight";
   const DistributionView& truth = tracker_->view();
-  for (const auto& node : nodes_) {
-    if (node.retired) continue;
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    const Node& node = nodes_[i];
+    if (node.retired) {
+      // Gone for good: settled once the tracker noticed (its copies count for the repair delay
+      // after that, and are then repaired).
+      for (const auto& [id, meta] : truth.clients())
+        if (owner_of(id) == i) return id + " is gone for good but still registered";
+      continue;
+    }
     if (node.spec_only) {
       if (auto problem = check_spec_converged(node); !problem.empty()) return problem;
       continue;
