@@ -502,16 +502,18 @@ bool read_response_correlation(const mosquitto_property* properties, FetchRespon
 
 }  // namespace
 
+int TrackerPlugin::refuse_fetch(const mosquitto_evt_message& event, FetchRefusal why) {
+  const char* client_id = mosquitto_client_id(event.client);
+  if (auto line = fetch_.refused(monotonic_ms(), why, client_id ? client_id : "",
+                                 mosquitto_client_username(event.client), event.topic))
+    mosquitto_log_printf(mosquitto_level(line->level), "mqds: %s", line->text.c_str());
+  return MOSQ_ERR_ACL_DENIED;
+}
+
 int TrackerPlugin::on_fetch(mosquitto_evt_message& event) {
   const char* client_id = mosquitto_client_id(event.client);
-  const char* username = mosquitto_client_username(event.client);
   const std::string_view topic(event.topic);
-  const auto refuse = [&](FetchRefusal why) {
-    if (auto line =
-            fetch_.refused(monotonic_ms(), why, client_id ? client_id : "", username, topic))
-      mosquitto_log_printf(mosquitto_level(line->level), "mqds: %s", line->text.c_str());
-    return MOSQ_ERR_ACL_DENIED;
-  };
+  const auto refuse = [&](FetchRefusal why) { return refuse_fetch(event, why); };
 
   switch (FetchGate::kind(topic)) {
     case FetchGate::Kind::none: return MOSQ_ERR_SUCCESS;
@@ -520,7 +522,7 @@ int TrackerPlugin::on_fetch(mosquitto_evt_message& event) {
       FetchRequest request;
       request.topic = topic;
       request.client_id = client_id ? client_id : "";
-      request.username = username;
+      request.username = mosquitto_client_username(event.client);
       request.protocol_version = mosquitto_client_protocol_version(event.client);
       request.payload_bytes = event.payloadlen;
       request.payload = std::string_view(static_cast<const char*>(event.payload),
@@ -623,14 +625,8 @@ std::optional<fetch::UserProperties> read_user_properties(const mosquitto_proper
 
 int TrackerPlugin::on_tracker_response(mosquitto_evt_message& event) {
   const char* client_id = mosquitto_client_id(event.client);
-  const char* username = mosquitto_client_username(event.client);
   const std::string_view topic(event.topic);
-  const auto refuse = [&](FetchRefusal why) {
-    if (auto line =
-            fetch_.refused(monotonic_ms(), why, client_id ? client_id : "", username, topic))
-      mosquitto_log_printf(mosquitto_level(line->level), "mqds: %s", line->text.c_str());
-    return MOSQ_ERR_ACL_DENIED;
-  };
+  const auto refuse = [&](FetchRefusal why) { return refuse_fetch(event, why); };
   // Only a torrent server the tracker has registered answers its repairs: it asks none other.
   if (!client_id || !tracker_->view().is_registered(ClientId(client_id)))
     return refuse(FetchRefusal::tracker_response_not_from_edge);

@@ -39,6 +39,8 @@ class TrackerPlugin {
   int on_ingest(mosquitto_evt_message& event);
   // A publish under mqds/fetch/: see fetch_gate.hpp.
   int on_fetch(mosquitto_evt_message& event);
+  // Counts and logs (rate-limited) a refused fetch message; MOSQ_ERR_ACL_DENIED.
+  int refuse_fetch(const mosquitto_evt_message& event, FetchRefusal why);
   // mqds/query/request (common/include/mqds/query.hpp): answered from the tracker's view, to the
   // requester alone, by those who may upload or fetch.
   int on_query(mosquitto_evt_message& event);
