@@ -459,17 +459,17 @@ void read_request_properties(const mosquitto_property* properties, FetchRequest&
   }
 }
 
-// The values of the Receipt User Properties (fetch::property_receipt) of a message, at most
-// `count_max` of them and among its first `scan_max` User Properties: bounded work whatever a
-// client sends. One that cannot be copied (out of memory) is skipped: its answer stays owed.
-std::vector<std::string> read_receipts(const mosquitto_property* properties, std::size_t count_max,
-                                       std::size_t scan_max) {
-  std::vector<std::string> receipts;
+// Calls `visit(name, value)` for each of the first `scan_max` User Properties of a message, with
+// either null when it could not be copied (out of memory); stops early when `visit` returns false.
+// Bounded work whatever a client sends.
+template <class Visit>
+void visit_user_properties(const mosquitto_property* properties, std::size_t scan_max,
+                           Visit visit) {
   const mosquitto_property* at = properties;
   bool skip = false;
-  for (std::size_t seen = 0; seen < scan_max && receipts.size() < count_max; ++seen) {
+  for (std::size_t seen = 0; seen < scan_max; ++seen) {
     at = mosquitto_property_read_string_pair(at, MQTT_PROP_USER_PROPERTY, nullptr, nullptr, skip);
-    if (!at) break;
+    if (!at) return;
     skip = true;
     PropertyCopy name, value;
     char* name_text = nullptr;
@@ -478,9 +478,21 @@ std::vector<std::string> read_receipts(const mosquitto_property* properties, std
                                         false);
     name.data = name_text;
     value.data = value_text;
-    if (name_text && value_text && std::string_view(name_text) == fetch::property_receipt)
-      receipts.emplace_back(value_text);
+    if (!visit(static_cast<const char*>(name_text), static_cast<const char*>(value_text))) return;
   }
+}
+
+// The values of the Receipt User Properties (fetch::property_receipt) of a message, at most
+// `count_max` of them and among its first `scan_max` User Properties. One that cannot be copied
+// (out of memory) is skipped: its answer stays owed.
+std::vector<std::string> read_receipts(const mosquitto_property* properties, std::size_t count_max,
+                                       std::size_t scan_max) {
+  std::vector<std::string> receipts;
+  visit_user_properties(properties, scan_max, [&](const char* name, const char* value) {
+    if (name && value && std::string_view(name) == fetch::property_receipt)
+      receipts.emplace_back(value);
+    return receipts.size() < count_max;
+  });
   return receipts;
 }
 
@@ -597,27 +609,18 @@ int TrackerPlugin::on_fetch(mosquitto_evt_message& event) {
 
 namespace {
 
-// Every User Property of a message as (name, value), at most `count_max`: bounded work whatever a
-// client sends. nullopt when one could not be copied (out of memory).
+// Every User Property of a message as (name, value), at most `count_max`. nullopt when one could
+// not be copied (out of memory).
 std::optional<fetch::UserProperties> read_user_properties(const mosquitto_property* properties,
                                                           std::size_t count_max) {
   fetch::UserProperties pairs;
-  const mosquitto_property* at = properties;
-  bool skip = false;
-  while (pairs.size() < count_max) {
-    at = mosquitto_property_read_string_pair(at, MQTT_PROP_USER_PROPERTY, nullptr, nullptr, skip);
-    if (!at) break;
-    skip = true;
-    PropertyCopy name, value;
-    char* name_text = nullptr;
-    char* value_text = nullptr;
-    mosquitto_property_read_string_pair(at, MQTT_PROP_USER_PROPERTY, &name_text, &value_text,
-                                        false);
-    name.data = name_text;
-    value.data = value_text;
-    if (!name_text || !value_text) return std::nullopt;
-    pairs.emplace_back(name_text, value_text);
-  }
+  bool copied = true;
+  visit_user_properties(properties, count_max, [&](const char* name, const char* value) {
+    copied = name && value;
+    if (copied) pairs.emplace_back(name, value);
+    return copied;
+  });
+  if (!copied) return std::nullopt;
   return pairs;
 }
 
