@@ -91,7 +91,8 @@ TEST(AclGate, AnswersToTheTrackerPassWithFetchingOffAndAreReadByNobody) {
   const std::string topic = "mqds/fetch/response/$mqds-tracker/repair";
   for (const bool fetching : {false, true}) {
     Gates g({}, fetching ? std::vector<std::string>{"alice"} : std::vector<std::string>{});
-    auto edge = write_on(topic, std::string(1024, 'f'));
+    const std::string one_chunk(1024, 'f');  // Write holds views: the bytes must outlive it
+    auto edge = write_on(topic, one_chunk);
     edge.username = "board-1";
     EXPECT_EQ(g.acl.judge_write(0, edge).verdict, AclVerdict::watch)
         << "judged by the tracker in MESSAGE";
