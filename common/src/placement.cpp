@@ -52,4 +52,18 @@ std::vector<ClientId> distribution_targets(const DistributionView& view, const H
   return rendezvous_top(fragment, candidates, replicas - holders);
 }
 
+std::vector<ClientId> ideal_holders(const DistributionView& view, const Hash& fragment,
+                                    std::int64_t size_bytes, std::size_t replicas) {
+  std::vector<ClientId> candidates;
+  for (const auto& [id, meta] : view.clients()) {
+    if (meta.stored_fragments.count(fragment)) {
+      candidates.push_back(id);
+      continue;
+    }
+    const auto free = view.free_bytes(id);
+    if (!free || *free >= size_bytes) candidates.push_back(id);
+  }
+  return rendezvous_top(fragment, candidates, replicas);
+}
+
 }  // namespace mqds

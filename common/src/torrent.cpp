@@ -183,7 +183,7 @@ void TorrentServer::send_join(std::int64_t now_ms, Output& out) {
   if (config_.cbor_delivery) request.delivery_encodings.insert(std::string(delivery_encoding_cbor));
   // What this machine does beyond the specification, so the tracker does not make up for it.
   request.extensions = {std::string(extension_revision), std::string(extension_remove_orphans),
-                        std::string(extension_join_retry)};
+                        std::string(extension_join_retry), std::string(extension_trim)};
   out.publish(request);
   ++metrics_.joins_requested;
   enter(Joining{request.event_id, now_ms + config_.join_timeout_ms}, out);
@@ -606,8 +606,14 @@ void TorrentServer::on_started(std::int64_t now_ms, const FragmentDistributionSt
                                Output& out) {
   if (stored_.count(e.hash) || temporaries_.count(e.hash) || requested_.count(e.hash)) return;
   if (!fragment_size_bytes_ || e.size_bytes > *fragment_size_bytes_) return;
-  const auto targets = distribution_targets(view_, e.hash, e.size_bytes, replicas_);
-  if (std::find(targets.begin(), targets.end(), config_.client_id) == targets.end()) return;
+  // Placement names it to complete the copies (a distribution, a repair), or to move a copy to
+  // it (rebalancing: the tracker deletes a surplus copy elsewhere once this one is durable).
+  const auto named = [&](const std::vector<ClientId>& chosen) {
+    return std::find(chosen.begin(), chosen.end(), config_.client_id) != chosen.end();
+  };
+  if (!named(distribution_targets(view_, e.hash, e.size_bytes, replicas_)) &&
+      !named(ideal_holders(view_, e.hash, e.size_bytes, replicas_)))
+    return;
   if (requested_.size() >= config_.pending_requests_max) {
     out.publish(
         FragmentDistributionFailed{random_.next_uuid(), e.hash, "too many requests in progress"});

@@ -190,6 +190,7 @@ MessageResult Tracker::on_message(std::int64_t now_ms, const ClientId& sender,
   start_rounds(now_ms, out);
   scan_for_repairs(now_ms, out);
   start_repairs(now_ms, out);
+  ask_for_trims(now_ms, out);
   send_hellos(now_ms, out);
   return result;
 }
@@ -360,6 +361,7 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
     return;
   }
   auto& accepted = std::get<JoinAcceptance>(plan);
+  trim_in_join(sender, accepted, out);
   ClientJoinAccepted answer;
   answer.event_id = random_.next_uuid();
   answer.client_identifier = sender;
@@ -385,6 +387,7 @@ void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
                    false,      std::nullopt};
   join.cbor = e.delivery_encodings.count(std::string(delivery_encoding_cbor)) != 0;
   join.retries = retries;
+  join.trims = e.extensions.count(std::string(extension_trim)) != 0;
   if (!e.extensions.count(std::string(extension_revision)))
     join.replay = earlier_replay ? std::move(*earlier_replay) : Replay{};
   joins_[sender] = std::move(join);
@@ -429,6 +432,14 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender,
     cbor_receivers_.insert(sender);
   else
     cbor_receivers_.erase(sender);
+  if (join.trims)
+    trimmable_.insert(sender);
+  else
+    trimmable_.erase(sender);
+  // What it reported in this join is what it holds: copies it was told to delete earlier are
+  // either gone from that report, or it never learnt it was to delete them (the trim is asked
+  // again after a scan).
+  trimming_.erase(sender);
   const auto registered_now = view_.clients().find(sender);
   if (registered_now != view_.clients().end() && registered_now->second == join.plan.client &&
       join.plan.new_files.empty() && join.plan.new_fragments.empty()) {
@@ -453,7 +464,10 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender,
   // now: a scan finds what that leaves short, and what it can be a source or a new holder for.
   mark_back(sender);
   const auto& before = holdings_[sender];
-  if (repair_waits_for_clients_ || !contains_all(join.plan.client.stored_fragments, before))
+  // A client that joins or changes its capacity may move what placement wants, and one that comes
+  // back brings copies that may be surplus now.
+  if ((config_.rebalance && !view_.files().empty()) || repair_waits_for_clients_ ||
+      !contains_all(join.plan.client.stored_fragments, before) || !trims_.empty())
     want_repair_scan(now_ms);
   holdings_[sender] = join.plan.client.stored_fragments;
   out.storage.push_back(store::PutHoldings{sender, join.plan.client.stored_fragments});
@@ -539,10 +553,20 @@ std::uint64_t Tracker::unregister(std::int64_t now_ms, const ClientId& client, b
   view_.remove_client(client);
   endpoints_released_ = true;
   cbor_receivers_.erase(client);
+  trimmable_.erase(client);
   const std::uint64_t revision = bump_revision(now_ms, out);
   if (publish_goodbye) announce(ClientGoodbye{random_.next_uuid(), client, revision}, out);
   withdraw_from_rounds(now_ms, client, true, out);
   mark_away(now_ms, client);
+  trims_.erase(client);
+  trim_asked_ms_.erase(client);
+  // Copies it was told to delete are gone, also from what it holds while away.
+  if (auto trimmed = trimming_.find(client); trimmed != trimming_.end()) {
+    auto& held = holdings_[client];
+    for (const auto& hash : trimmed->second) held.erase(hash);
+    out.storage.push_back(store::PutHoldings{client, held});
+    trimming_.erase(trimmed);
+  }
   return revision;
 }
 
@@ -575,6 +599,7 @@ Output Tracker::on_disconnect(std::int64_t now_ms, const ClientId& client) {
   start_rounds(now_ms, out);
   scan_for_repairs(now_ms, out);
   start_repairs(now_ms, out);
+  ask_for_trims(now_ms, out);
   send_hellos(now_ms, out);
   return out;
 }
@@ -713,8 +738,9 @@ void Tracker::end_round(std::int64_t now_ms, const Hash& hash, Output& out) {
   if (round.stage == Round::Stage::requesting) {
     MQDS_ASSERT(round.receivers.empty());
     if (round.repair) {
-      ++metrics_.repairs_failed;
-      out.log(LogLevel::info, "repair of " + hash.to_hex() + " failed: no new holder asked for it");
+      ++(round.rebalance ? metrics_.rebalances_failed : metrics_.repairs_failed);
+      out.log(LogLevel::info, std::string(round.rebalance ? "move" : "repair") + " of " +
+                                  hash.to_hex() + " failed: no new holder asked for it");
       want_repair_scan(now_ms + config_.retry_delay_ms);
       distribute_if_staged(now_ms, hash, out);
     } else {
@@ -742,19 +768,23 @@ void Tracker::end_round(std::int64_t now_ms, const Hash& hash, Output& out) {
   metrics_.distributed_bytes +=
       static_cast<std::uint64_t>(round.size_bytes) * round.obtained.size();
   if (round.repair) {
-    metrics_.repaired_bytes += static_cast<std::uint64_t>(round.size_bytes) * round.obtained.size();
+    const std::string what = round.rebalance ? "move" : "repair";
+    (round.rebalance ? metrics_.rebalanced_bytes : metrics_.repaired_bytes) +=
+        static_cast<std::uint64_t>(round.size_bytes) * round.obtained.size();
     if (round.obtained.empty()) {
-      ++metrics_.repairs_failed;
-      out.log(LogLevel::info, "repair of " + hash.to_hex() + " failed: no new holder confirmed it");
+      ++(round.rebalance ? metrics_.rebalances_failed : metrics_.repairs_failed);
+      out.log(LogLevel::info,
+              what + " of " + hash.to_hex() + " failed: no new holder confirmed it");
       want_repair_scan(now_ms + config_.retry_delay_ms);
       distribute_if_staged(now_ms, hash, out);
       return;
     }
-    ++metrics_.repairs_ended;
+    ++(round.rebalance ? metrics_.rebalances_ended : metrics_.repairs_ended);
     // Scans skip a fragment in a round: one that ran while a copy it counted was lost (a receiver
-    // that failed, a holder back without it) learns of it now.
+    // that failed, a holder back without it) learns of it now, and a move's surplus copy is
+    // trimmed.
     want_repair_scan(now_ms);
-    out.log(LogLevel::info, "repaired " + hash.to_hex() + ": " +
+    out.log(LogLevel::info, (round.rebalance ? "moved " : "repaired ") + hash.to_hex() + ": " +
                                 std::to_string(round.obtained.size()) + " new holders of " +
                                 std::to_string(round.receivers.size()));
     distribute_if_staged(now_ms, hash, out);
@@ -762,6 +792,8 @@ void Tracker::end_round(std::int64_t now_ms, const Hash& hash, Output& out) {
   }
   if (!release_if_replicated(hash, out))
     schedule(hash, round.obtained.empty() ? now_ms + config_.retry_delay_ms : now_ms);
+  else if (config_.rebalance)
+    want_repair_scan(now_ms);  // its holders were chosen as the fleet was then
 }
 
 Output Tracker::on_tick(std::int64_t now_ms) {
@@ -808,6 +840,7 @@ Output Tracker::on_tick(std::int64_t now_ms) {
   start_rounds(now_ms, out);
   scan_for_repairs(now_ms, out);
   start_repairs(now_ms, out);
+  ask_for_trims(now_ms, out);
   send_hellos(now_ms, out);
   if (now_ms - last_view_event_ms_ >= config_.revision_beacon_ms) {
     out.publish(TrackerRevision{random_.next_uuid(), view_.revision()});
@@ -895,7 +928,14 @@ std::int64_t Tracker::next_deadline_ms() const {
   if (repair_scan_at_ms_)
     next = std::min(next, std::max(*repair_scan_at_ms_, distribute_after_ms_));
   if (!repair_queue_.empty() && repairs_in_flight_ < config_.repairs_in_flight_max)
-    next = std::min(next, distribute_after_ms_);
+    next = std::min(next, std::max(distribute_after_ms_, repair_bytes_next_ms_));
+  for (const auto& [client, hashes] : trims_) {
+    if (joins_.count(client)) continue;
+    const auto asked = trim_asked_ms_.find(client);
+    next = std::min(next, asked == trim_asked_ms_.end()
+                              ? distribute_after_ms_
+                              : asked->second + config_.trim_ask_interval_ms);
+  }
   return next;
 }
 
@@ -910,6 +950,8 @@ TrackerGauges Tracker::gauges() const {
   g.clients_awaiting_hello = hello_waiting_.size() + endpoint_waiters_.size();
   g.repairs_in_flight = repairs_in_flight_;
   g.clients_away = away_since_.size();
+  g.surplus_copies = surplus_copies_;
+  g.misplaced_fragments = misplaced_fragments_;
   std::map<Hash, std::size_t> holders;
   for (const auto& [id, meta] : view_.clients())
     for (const auto& hash : meta.stored_fragments) ++holders[hash];
@@ -953,7 +995,8 @@ void Tracker::mark_back(const ClientId& client) {
 Tracker::CopyCounts Tracker::count_copies(std::int64_t now_ms) const {
   CopyCounts counts;
   for (const auto& [id, meta] : view_.clients())
-    for (const auto& hash : meta.stored_fragments) ++counts.registered[hash];
+    for (const auto& hash : meta.stored_fragments)
+      if (!is_trimming(id, hash)) ++counts.registered[hash];
   counts.counted = counts.registered;
   for (const auto& [id, since] : away_since_) {
     if (now_ms - since >= config_.repair_delay_ms) continue;
@@ -964,8 +1007,14 @@ Tracker::CopyCounts Tracker::count_copies(std::int64_t now_ms) const {
   return counts;
 }
 
+std::size_t Tracker::registered_copies_of(const Hash& hash) const {
+  std::size_t copies = 0;
+  for (const auto& holder : view_.holders(hash)) copies += !is_trimming(holder, hash);
+  return copies;
+}
+
 std::size_t Tracker::counted_copies_of(std::int64_t now_ms, const Hash& hash) const {
-  std::size_t copies = view_.holder_count(hash);
+  std::size_t copies = registered_copies_of(hash);
   for (const auto& [id, since] : away_since_) {
     if (now_ms - since >= config_.repair_delay_ms) continue;
     const auto held = holdings_.find(id);
@@ -988,34 +1037,98 @@ void Tracker::scan_for_repairs(std::int64_t now_ms, Output& out) {
   std::set<Hash> referenced;
   for (const auto& [hash, file] : view_.files())
     referenced.insert(file.fragment_sequence.begin(), file.fragment_sequence.end());
+  // Registered holders, less copies being trimmed.
+  std::map<Hash, std::vector<ClientId>> holders;
+  for (const auto& [id, meta] : view_.clients())
+    for (const auto& hash : meta.stored_fragments)
+      if (!is_trimming(id, hash)) holders[hash].push_back(id);
   // Staged fragments are the distribution's: it has their content and sends it until they have
   // their replicas.
   std::vector<std::tuple<std::size_t, Hash, std::size_t>> wanted;  // copies, hash, missing
+  std::vector<Hash> moves;
+  std::map<ClientId, std::set<Hash>> trims;
   std::size_t unavailable = 0;
+  std::size_t surplus = 0;
   for (const auto& hash : referenced) {
     if (staged_.count(hash) || rounds_.count(hash)) continue;
     const std::size_t counted = copies(counts.counted, hash);
-    if (counted >= config_.replicas) continue;
-    if (copies(counts.registered, hash) == 0) {
-      ++unavailable;  // waits for a holder to come back
-      repair_waits_for_clients_ = true;
+    if (counted < config_.replicas) {
+      if (copies(counts.registered, hash) == 0) {
+        ++unavailable;  // waits for a holder to come back
+        repair_waits_for_clients_ = true;
+        continue;
+      }
+      wanted.emplace_back(counted, hash, config_.replicas - counted);
       continue;
     }
-    wanted.emplace_back(counted, hash, config_.replicas - counted);
+    const auto held = holders.find(hash);
+    const std::vector<ClientId> none;
+    const auto& registered = held == holders.end() ? none : held->second;
+    if (registered.size() > config_.replicas) {
+      // The copies placement likes least go, of those whose holders can be asked (Trim), as long
+      // as `replicas` copies stay that can be fetched (a server of the specification serves
+      // none): a surplus over copies nobody can fetch stays.
+      std::size_t extra = registered.size() - config_.replicas;
+      std::size_t fetchable = 0;
+      for (const auto& holder : registered) fetchable += serves_fetch(holder);
+      const auto best_first = rendezvous_top(hash, registered, registered.size());
+      for (auto it = best_first.rbegin(); it != best_first.rend() && extra > 0; ++it) {
+        if (!trimmable_.count(*it)) continue;
+        if (serves_fetch(*it)) {
+          if (fetchable <= config_.replicas) continue;
+          --fetchable;
+        }
+        trims[*it].insert(hash);
+        ++surplus;
+        --extra;
+      }
+      continue;
+    }
+    // A copy whose holder is away may come back: nothing moves until it counts no longer.
+    if (!config_.rebalance || registered.size() != counted) continue;
+    const auto fragment = view_.fragments().find(hash);
+    if (fragment == view_.fragments().end()) continue;
+    const auto ideal = ideal_holders(view_, hash, fragment->second.size_bytes, config_.replicas);
+    const auto wanted_by_placement = [&](const ClientId& id) {
+      return std::find(ideal.begin(), ideal.end(), id) != ideal.end();
+    };
+    // Copies move only to servers that can be asked to delete one later (Trim): a server of the
+    // specification could not give its place back, and serves no fetch. And a move makes a
+    // surplus copy of a holder placement does not want, which must then go: one that cannot be
+    // asked keeps its copy, and nothing moves.
+    bool wanted_elsewhere = false, movable = true;
+    for (const auto& id : ideal)
+      wanted_elsewhere = wanted_elsewhere ||
+                         (trimmable_.count(id) &&
+                          std::find(registered.begin(), registered.end(), id) == registered.end());
+    for (const auto& holder : registered)
+      if (!wanted_by_placement(holder)) movable = movable && trimmable_.count(holder);
+    if (wanted_elsewhere && movable) moves.push_back(hash);
   }
   std::sort(wanted.begin(), wanted.end());
   repair_queue_.clear();
-  for (const auto& [counted, hash, missing] : wanted) repair_queue_.emplace_back(hash, missing);
-  if (!wanted.empty() || unavailable)
-    out.log(LogLevel::info, std::to_string(wanted.size()) + " fragments to repair, " +
-                                std::to_string(unavailable) +
-                                " unavailable until a holder comes back");
+  for (const auto& [counted, hash, missing] : wanted)
+    repair_queue_.push_back(RepairWork{hash, missing, false});
+  // Repairs first: a move only brings a fragment that has its copies where placement wants it.
+  for (const auto& hash : moves) repair_queue_.push_back(RepairWork{hash, 1, true});
+  for (auto it = trim_asked_ms_.begin(); it != trim_asked_ms_.end();)
+    it = trims.count(it->first) ? std::next(it) : trim_asked_ms_.erase(it);
+  trims_ = std::move(trims);
+  surplus_copies_ = surplus;
+  misplaced_fragments_ = moves.size();
+  if (!wanted.empty() || unavailable || !moves.empty() || surplus)
+    out.log(LogLevel::info,
+            std::to_string(wanted.size()) + " fragments to repair, " + std::to_string(unavailable) +
+                " unavailable until a holder comes back, " + std::to_string(moves.size()) +
+                " to move, " + std::to_string(surplus) + " surplus copies");
 }
 
 void Tracker::start_repairs(std::int64_t now_ms, Output& out) {
   if (now_ms < distribute_after_ms_) return;
   while (repairs_in_flight_ < config_.repairs_in_flight_max && !repair_queue_.empty()) {
-    const Hash hash = repair_queue_.front().first;
+    if (config_.repair_bytes_per_s > 0 && now_ms < repair_bytes_next_ms_) return;
+    const RepairWork work = repair_queue_.front();
+    const Hash hash = work.hash;
     repair_queue_.pop_front();
     if (staged_.count(hash) || rounds_.count(hash)) continue;
     const auto fragment = view_.fragments().find(hash);
@@ -1023,9 +1136,12 @@ void Tracker::start_repairs(std::int64_t now_ms, Output& out) {
     const std::int64_t size = fragment->second.size_bytes;
     // The view may have changed since the scan: count again.
     const std::size_t counted = counted_copies_of(now_ms, hash);
-    if (counted >= config_.replicas) continue;
+    if (work.move ? counted != config_.replicas || registered_copies_of(hash) != counted
+                  : counted >= config_.replicas)
+      continue;
     std::vector<fetch::Holder> sources;
     for (const auto& holder : view_.holders(hash)) {
+      if (is_trimming(holder, hash)) continue;
       for (const auto& endpoint : view_.clients().at(holder).endpoints) {
         if (auto topic = fetch::request_topic_of_endpoint(endpoint)) {
           sources.push_back({holder, std::move(*topic)});
@@ -1034,15 +1150,27 @@ void Tracker::start_repairs(std::int64_t now_ms, Output& out) {
       }
     }
     if (sources.empty()) {
+      if (work.move) continue;  // it stays where it is
       repair_waits_for_clients_ = true;
       out.log(LogLevel::debug,
               "cannot repair " + hash.to_hex() + " yet: no holder has a fetch endpoint");
       continue;
     }
-    // The targets placement chooses for the registered holders, only as many as are missing: a
-    // copy whose holder is away (within the delay) still counts.
-    auto targets = distribution_targets(view_, hash, size, config_.replicas);
-    if (targets.size() > config_.replicas - counted) targets.resize(config_.replicas - counted);
+    std::vector<ClientId> targets;
+    if (work.move) {
+      // One copy at a time, for the client placement likes best of those it wants that lack it.
+      for (const auto& id : ideal_holders(view_, hash, size, config_.replicas))
+        if (trimmable_.count(id) && !view_.holds(id, hash)) {
+          targets.push_back(id);
+          break;
+        }
+      if (targets.empty()) continue;
+    } else {
+      // The targets placement chooses for the registered holders, only as many as are missing: a
+      // copy whose holder is away (within the delay) still counts.
+      targets = distribution_targets(view_, hash, size, config_.replicas);
+      if (targets.size() > config_.replicas - counted) targets.resize(config_.replicas - counted);
+    }
     if (targets.empty()) {
       repair_waits_for_clients_ = true;
       out.log(LogLevel::debug,
@@ -1056,20 +1184,30 @@ void Tracker::start_repairs(std::int64_t now_ms, Output& out) {
     Round round;
     round.stage = Round::Stage::sourcing;
     round.repair = true;
+    round.rebalance = work.move;
     round.size_bytes = size;
     round.targets.insert(targets.begin(), targets.end());
     round.deadline_ms = std::numeric_limits<std::int64_t>::max();  // the source's deadlines rule
     std::string names;
     for (const auto& target : targets) names += (names.empty() ? "'" : ", '") + target + "'";
-    out.log(LogLevel::info, "repairing " + hash.to_hex() + " (" + std::to_string(counted) + " of " +
-                                std::to_string(config_.replicas) + " copies) for " + names +
-                                ", from '" + sources.front().id + "'");
+    if (work.move)
+      out.log(LogLevel::info, "moving a copy of " + hash.to_hex() + " to " + names +
+                                  ", where placement wants it, from '" + sources.front().id + "'");
+    else
+      out.log(LogLevel::info, "repairing " + hash.to_hex() + " (" + std::to_string(counted) +
+                                  " of " + std::to_string(config_.replicas) + " copies) for " +
+                                  names + ", from '" + sources.front().id + "'");
+    if (config_.repair_bytes_per_s > 0) {
+      const auto copied_bytes = static_cast<std::int64_t>(targets.size()) * size;
+      repair_bytes_next_ms_ = std::max(now_ms, repair_bytes_next_ms_) +
+                              copied_bytes * 1000 / config_.repair_bytes_per_s;
+    }
     round.source = std::make_unique<fetch::Client>(
         std::move(source_config),
         std::vector<fetch::FileFragment>{{hash, size, 0, std::move(sources), false}}, random_);
     auto& started = rounds_.emplace(hash, std::move(round)).first->second;
     ++repairs_in_flight_;
-    ++metrics_.repairs_started;
+    ++(work.move ? metrics_.rebalances_started : metrics_.repairs_started);
     take_source_output(now_ms, hash, started.source->start(now_ms), out);
   }
 }
@@ -1105,16 +1243,86 @@ void Tracker::take_source_output(std::int64_t now_ms, const Hash& hash,
   end_repair_early(now_ms, hash, "no holder gave it (" + problems + ")", out);
 }
 
+void Tracker::ask_for_trims(std::int64_t now_ms, Output& out) {
+  if (now_ms < distribute_after_ms_) return;
+  for (const auto& [client, hashes] : trims_) {
+    // A join in progress was planned before; the scan after its registration asks again.
+    if (joins_.count(client)) continue;
+    auto [asked, first] = trim_asked_ms_.try_emplace(client, now_ms);
+    if (!first) {
+      if (now_ms - asked->second < config_.trim_ask_interval_ms) continue;
+      asked->second = now_ms;
+    }
+    // Both kinds of torrent server join again on a TrackerHello; the specification's has no
+    // other way to be told to delete a copy than its ClientJoinAccepted.
+    out.publish(TrackerHello{random_.next_uuid()}, client);
+    ++metrics_.trim_requests;
+    out.log(LogLevel::info, "asking '" + client + "' to join again and delete " +
+                                std::to_string(hashes.size()) + " surplus copies");
+  }
+}
+
+bool Tracker::serves_fetch(const ClientId& client) const {
+  const auto it = view_.clients().find(client);
+  if (it == view_.clients().end()) return false;
+  for (const auto& endpoint : it->second.endpoints)
+    if (fetch::request_topic_of_endpoint(endpoint)) return true;
+  return false;
+}
+
+bool Tracker::is_trimming(const ClientId& client, const Hash& hash) const {
+  const auto it = trimming_.find(client);
+  return it != trimming_.end() && it->second.count(hash) != 0;
+}
+
+void Tracker::trim_in_join(const ClientId& client, JoinAcceptance& accepted, Output& out) {
+  const auto trim = trims_.find(client);
+  if (trim == trims_.end()) return;
+  std::size_t trimmed = 0;
+  for (const auto& hash : trim->second) {
+    if (!accepted.client.stored_fragments.count(hash) || staged_.count(hash) || rounds_.count(hash))
+      continue;
+    const auto fragment = view_.fragments().find(hash);
+    if (fragment == view_.fragments().end()) continue;
+    // Never below replicas: only copies of registered clients count, which are durable (an Ended
+    // named them once they confirmed, or they reported them at their join), less those another
+    // join in progress deletes.
+    // And `replicas` copies stay that can be fetched, unless this one cannot be.
+    std::size_t others = 0, others_fetchable = 0;
+    for (const auto& holder : view_.holders(hash)) {
+      if (holder == client || is_trimming(holder, hash)) continue;
+      ++others;
+      others_fetchable += serves_fetch(holder);
+    }
+    if (others < config_.replicas || (serves_fetch(client) && others_fetchable < config_.replicas))
+      continue;
+    accepted.client.stored_fragments.erase(hash);
+    accepted.remove_fragment_infos.insert(hash);
+    // The fragment stays in the service: the server keeps it in its view without its copy.
+    accepted.add_fragment_infos[hash] = fragment->second;
+    trimming_[client].insert(hash);
+    ++trimmed;
+  }
+  trims_.erase(trim);
+  trim_asked_ms_.erase(client);
+  metrics_.copies_trimmed += trimmed;
+  if (trimmed)
+    out.log(LogLevel::info,
+            "'" + client + "' deletes " + std::to_string(trimmed) + " surplus copies in its join");
+}
+
 void Tracker::end_repair_early(std::int64_t now_ms, const Hash& hash, const std::string& why,
                                Output& out) {
   const auto it = rounds_.find(hash);
   MQDS_ASSERT(it != rounds_.end() && it->second.repair &&
               it->second.stage == Round::Stage::sourcing);
+  const bool move = it->second.rebalance;
   rounds_.erase(it);
   --repairs_in_flight_;
   forget_correlations(hash);
-  ++metrics_.repairs_failed;
-  out.log(LogLevel::warning, "repair of " + hash.to_hex() + " failed: " + why);
+  ++(move ? metrics_.rebalances_failed : metrics_.repairs_failed);
+  out.log(LogLevel::warning,
+          std::string(move ? "move" : "repair") + " of " + hash.to_hex() + " failed: " + why);
   want_repair_scan(now_ms + config_.retry_delay_ms);
   distribute_if_staged(now_ms, hash, out);
 }

@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   std::uint64_t uploads = 0, uploads_aborted = 0, uploads_resumed = 0, gets = 0, gets_complete = 0;
   std::uint64_t spec_boards = 0, spec_clients = 0, spec_seeds = 0, spec_only_fragments = 0;
   std::uint64_t retired = 0, wiped = 0, repairs_started = 0, repairs_ended = 0, repairs_failed = 0;
+  std::uint64_t late = 0, moves_started = 0, moves_ended = 0, trimmed = 0;
   for (std::uint64_t seed = first; seed < first + count; ++seed) {
     mqds::sim::Options options;
     options.seed = seed;
@@ -76,6 +77,10 @@ int main(int argc, char** argv) {
     repairs_started += r.repairs_started;
     repairs_ended += r.repairs_ended;
     repairs_failed += r.repairs_failed;
+    late += r.boards_late;
+    moves_started += r.moves_started;
+    moves_ended += r.moves_ended;
+    trimmed += r.copies_trimmed;
     if (r.ok) {
       ++passed;
       slowest_ms =
@@ -133,6 +138,11 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(repairs_started),
       static_cast<unsigned long long>(repairs_ended),
       static_cast<unsigned long long>(repairs_failed));
+  std::printf(
+      "balance: %llu boards joined late; %llu copies moved of %llu started, %llu surplus copies "
+      "trimmed (counted by the tracker that ran last)\n",
+      static_cast<unsigned long long>(late), static_cast<unsigned long long>(moves_ended),
+      static_cast<unsigned long long>(moves_started), static_cast<unsigned long long>(trimmed));
   std::printf("%llu passed, %llu failed\n", static_cast<unsigned long long>(passed),
               static_cast<unsigned long long>(failed));
   return failed == 0 ? 0 : 1;

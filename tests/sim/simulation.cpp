@@ -12,6 +12,7 @@
 #include "mqds/fetch_server.hpp"
 #include "mqds/fragmenter.hpp"
 #include "mqds/ingest.hpp"
+#include "mqds/placement.hpp"
 #include "mqds/query.hpp"
 #include "mqds/random.hpp"
 #include "mqds/torrent.hpp"
@@ -65,7 +66,8 @@ class Simulation {
         rng_(options.seed * 0x9E3779B97F4A7C15ull + 1),
         storage_rng_(options.seed * 0xD1B54A32D192ED03ull + 7),
         repair_rng_(options.seed * 0x8CB92BA72F3D8DD7ull + 13),
-        spec_rng_(options.seed * 0xA24BAED4963EE407ull + 11) {}
+        spec_rng_(options.seed * 0xA24BAED4963EE407ull + 11),
+        late_rng_(options.seed * 0xD1B54A32D192ED03ull + 17) {}
 
   Result run();
 
@@ -169,6 +171,7 @@ class Simulation {
   SplitMix64 repair_rng_;  // permanent faults and the repair delay
   SplitMix64
       spec_rng_;  // which boards are spec-only and their ids: the other draws stay as they were
+  SplitMix64 late_rng_;  // boards that join the fleet late (rebalancing)
   std::int64_t now_ = 0;
   std::uint64_t seq_ = 0;
   std::priority_queue<Action, std::vector<Action>, std::greater<>> actions_;
@@ -689,6 +692,13 @@ void Simulation::lose_copy() {
 void Simulation::check_safety() {
   ++result_.safety_checks;
   auto held = [this](const Node& node, const Hash& hash) { return holds(node, hash); };
+  // A copy the tracker told its holder to delete is listed by its view until the holder's
+  // registration, and counted nowhere.
+  auto trimming = [this](const ClientId& id, const Hash& hash) {
+    const auto& all = tracker_->trimming();
+    const auto it = all.find(id);
+    return it != all.end() && it->second.count(hash) != 0;
+  };
   // A view changes only with its Revision (the tracker bumps it for every change, a torrent server
   // takes the one of every event it applies): the whole-view checks run when it moved.
   const bool tracker_view_changed =
@@ -705,7 +715,7 @@ void Simulation::check_safety() {
         continue;
       }
       for (const auto& hash : meta.stored_fragments)
-        if (!held(nodes_[i], hash) && !corrupted_.count({id, hash}))
+        if (!held(nodes_[i], hash) && !corrupted_.count({id, hash}) && !trimming(id, hash))
           violation("the tracker counts a copy of " + hash.to_hex() + " on " + id +
                     ", which does not hold it");
     }
@@ -723,7 +733,8 @@ void Simulation::check_safety() {
     const auto registered = tracker_->view().clients().find(node.config.client_id);
     if (registered == tracker_->view().clients().end()) continue;
     for (const auto& hash : registered->second.stored_fragments)
-      if (!held(node, hash) && !corrupted_.count({node.config.client_id, hash}))
+      if (!held(node, hash) && !corrupted_.count({node.config.client_id, hash}) &&
+          !trimming(node.config.client_id, hash))
         violation("the tracker counts a copy of " + hash.to_hex() + " on " + node.config.client_id +
                   ", which does not hold it");
   }
@@ -1223,6 +1234,50 @@ std::string Simulation::check_converged() const {
       return "fragment " + hash.to_hex() + " has " + std::to_string(truth.holder_count(hash)) +
              " holders";
   }
+  // Trimming and rebalancing: every copy is where placement wants it, exactly `replicas` of them.
+  // A copy on a board of the specification-only client stays (the tracker cannot ask it to
+  // delete a copy without removing the fragment from its view, and it serves no fetch), so a
+  // fragment it holds is only checked for its count of fetchable copies.
+  const auto gauges = tracker_->gauges();
+  if (gauges.surplus_copies != 0)
+    return std::to_string(gauges.surplus_copies) + " surplus copies to delete";
+  if (gauges.misplaced_fragments != 0)
+    return std::to_string(gauges.misplaced_fragments) + " fragments to move";
+  if (gauges.repairs_in_flight != 0)
+    return std::to_string(gauges.repairs_in_flight) + " repairs or moves in flight";
+  for (const auto& hash : referenced) {
+    bool only_spec_only = false;
+    if (surviving_copies(hash, &only_spec_only) == 0 || only_spec_only) continue;
+    const auto holders = truth.holders(hash);
+    std::size_t on_spec = 0;
+    for (const auto& id : holders) on_spec += nodes_[owner_of(id)].spec_only;
+    if (on_spec) {
+      if (holders.size() - on_spec > wanted)
+        return "fragment " + hash.to_hex() + " has " + std::to_string(holders.size() - on_spec) +
+               " copies on mqds-edge boards, more than " + std::to_string(wanted);
+      continue;
+    }
+    if (holders.size() != wanted) {
+      std::string names;
+      for (const auto& id : holders) names += " " + id;
+      return "fragment " + hash.to_hex() + " has " + std::to_string(holders.size()) +
+             " holders, not exactly " + std::to_string(wanted) + ":" + names;
+    }
+    // Copies move only to mqds-edge boards: one placement wants on a spec-only board stays on an
+    // mqds-edge board it likes less.
+    const auto size = truth.fragments().at(hash).size_bytes;
+    std::vector<ClientId> ideal;
+    for (const auto& id : ideal_holders(truth, hash, size, tracker_config_.replicas))
+      if (!nodes_[owner_of(id)].spec_only) ideal.push_back(id);
+    std::sort(ideal.begin(), ideal.end());
+    if (!std::includes(holders.begin(), holders.end(), ideal.begin(), ideal.end())) {
+      std::string names;
+      for (const auto& id : holders) names += " " + id;
+      names += " instead of";
+      for (const auto& id : ideal) names += " " + id;
+      return "fragment " + hash.to_hex() + " is not where placement wants it: on" + names;
+    }
+  }
   return {};
 }
 
@@ -1333,7 +1388,24 @@ Result Simulation::run() {
   }
 
   broker_start();
-  for (std::size_t i = 0; i < nodes_.size(); ++i) at(between(0, 2'000), [this, i] { restart(i); });
+  // Half the seeds grow the fleet: up to three boards start only while faults go on, when the
+  // files are spread, so copies move to them.
+  std::set<std::size_t> late;
+  if (!options_.classic && late_rng_.below(2) == 0) {
+    const auto count = 1 + late_rng_.below(3);
+    for (std::uint64_t l = 0; l < count; ++l)
+      late.insert(static_cast<std::size_t>(late_rng_.below(nodes_.size())));
+  }
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    std::int64_t when = between(0, 2'000);
+    if (late.count(i)) {
+      when = static_cast<std::int64_t>(
+          static_cast<std::uint64_t>(options_.fault_ms / 2) +
+          late_rng_.below(static_cast<std::uint64_t>(options_.fault_ms / 2)));
+      ++result_.boards_late;
+    }
+    at(when, [this, i] { restart(i); });
+  }
   at(tick_ms, [this] { tick(); });
   const int files = static_cast<int>(between(3, 8));
   for (int f = 0; f < files; ++f) at(between(500, options_.fault_ms * 3 / 5), [this] { ingest(); });
@@ -1473,6 +1545,9 @@ Result Simulation::run() {
     result_.repairs_started = tracker_->metrics().repairs_started;
     result_.repairs_ended = tracker_->metrics().repairs_ended;
     result_.repairs_failed = tracker_->metrics().repairs_failed;
+    result_.moves_started = tracker_->metrics().rebalances_started;
+    result_.moves_ended = tracker_->metrics().rebalances_ended;
+    result_.copies_trimmed = tracker_->metrics().copies_trimmed;
   }
   result_.ok = failure_.empty();
   result_.failure = failure_;

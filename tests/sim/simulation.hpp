@@ -63,6 +63,10 @@ struct Result {
   std::uint64_t repairs_started = 0;
   std::uint64_t repairs_ended = 0;
   std::uint64_t repairs_failed = 0;
+  std::uint64_t moves_started = 0;  // rebalancing
+  std::uint64_t moves_ended = 0;
+  std::uint64_t copies_trimmed = 0;
+  std::uint64_t boards_late = 0;  // joined while the faults went on
 };
 
 Result run(const Options& options);

@@ -193,7 +193,8 @@ TEST_F(TorrentJoinRequest, FreshServerOmitsFragmentSize) {
   EXPECT_EQ(r.capacity_bytes, std::optional<std::int64_t>(10'000));
   // It follows the Revision, deletes orphans and retries on its own: the tracker need not make
   // up for a server that knows only the specification.
-  EXPECT_EQ(r.extensions, (std::set<std::string>{"JoinRetry", "RemoveOrphans", "Revision"}));
+  EXPECT_EQ(r.extensions,
+            (std::set<std::string>{"JoinRetry", "RemoveOrphans", "Revision", "Trim"}));
   EXPECT_EQ(torrent->phase(), TorrentPhase::joining);
   EXPECT_EQ(torrent->metrics().joins_requested, 1u);
 }

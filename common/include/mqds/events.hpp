@@ -460,6 +460,11 @@ inline constexpr std::string_view extension_remove_orphans = "RemoveOrphans";
 // After a denial for a passing reason (Other) the server retries on its own, with backoff; a
 // server without it waits for a TrackerHello, which the tracker then sends it alone.
 inline constexpr std::string_view extension_join_retry = "JoinRetry";
+// A fragment that ClientJoinAccepted lists in both RemoveFragmentInfos and AddFragmentInfos is a
+// copy to delete of a fragment that stays in the service (trimming a surplus copy): the server
+// deletes its copy and keeps the fragment in its view. The specification's server would drop the
+// fragment from its view, so the tracker never asks it to delete a copy.
+inline constexpr std::string_view extension_trim = "Trim";
 std::size_t delivered_cbor_payload_size(const Uuid& event_id, const Hash& hash,
                                         std::size_t data_size_bytes,
                                         const std::set<ClientId>& receivers,

@@ -30,4 +30,12 @@ std::vector<ClientId> rendezvous_top(const Hash& fragment, const std::vector<Cli
 std::vector<ClientId> distribution_targets(const DistributionView& view, const Hash& fragment,
                                            std::int64_t size_bytes, std::size_t replicas);
 
+// The clients placement would choose for the fragment if no copy existed yet: the `replicas`
+// best-scored registered clients that hold it or have room for it, best first. Copies move toward
+// it (rebalancing, when clients join or capacities change) and the holders it leaves out are the
+// ones whose copies go when a fragment has more than `replicas` (trimming). A holder counts as
+// having room, so a full client keeps what it holds.
+std::vector<ClientId> ideal_holders(const DistributionView& view, const Hash& fragment,
+                                    std::int64_t size_bytes, std::size_t replicas);
+
 }  // namespace mqds

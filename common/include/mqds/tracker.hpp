@@ -112,6 +112,16 @@ struct TrackerConfig {
   // changes the answer happened (a client left or joined, a delay expired, a repair failed), and
   // at most this often.
   std::int64_t repair_scan_interval_ms = 1'000;
+  // Repairs and moves together copy at most this many fragment bytes per second, counted once per
+  // new copy (plugin_opt_repair_bytes_per_s); 0: no bound but repairs_in_flight_max.
+  std::int64_t repair_bytes_per_s = 0;
+  // Copies move toward the placement of the current fleet when clients join, leave for good or
+  // change their capacity (plugin_opt_rebalance).
+  bool rebalance = true;
+  // A holder of surplus copies is asked to delete them with a TrackerHello to it alone (it joins
+  // again, and its ClientJoinAccepted removes them); one that does not join is asked again no
+  // sooner than this.
+  std::int64_t trim_ask_interval_ms = 30'000;
 };
 
 // What the tracker keeps across restarts. Registered clients are not part of it: a restart drops
@@ -174,6 +184,16 @@ struct TrackerMetrics {
   std::uint64_t repairs_failed = 0;  // no holder could give the content, or no receiver took it
   std::uint64_t repaired_bytes = 0;  // fragment bytes confirmed by new holders of repairs
   std::uint64_t repair_fetched_bytes = 0;  // fragment bytes fetched from holders for repairs
+  // Moves: a copy made where placement wants it, from a holder it does not (rebalancing); the
+  // copy placement likes least is trimmed after.
+  std::uint64_t rebalances_started = 0;
+  std::uint64_t rebalances_ended = 0;  // the new holder confirmed
+  std::uint64_t rebalances_failed = 0;
+  std::uint64_t rebalanced_bytes = 0;
+  // Trimming: TrackerHello sent to holders of surplus copies, and the copies their
+  // ClientJoinAccepted then told them to delete.
+  std::uint64_t trim_requests = 0;
+  std::uint64_t copies_trimmed = 0;
 };
 
 struct TrackerGauges {
@@ -191,6 +211,10 @@ struct TrackerGauges {
   std::size_t unavailable_fragments = 0;
   // Registered clients that left and whose copies still count (within repair_delay_ms).
   std::size_t clients_away = 0;
+  // From the last scan: copies above `replicas` waiting for their holder's join, and fragments
+  // whose holders are not yet the ones placement wants.
+  std::size_t surplus_copies = 0;
+  std::size_t misplaced_fragments = 0;
 };
 
 class Tracker {
@@ -246,6 +270,9 @@ class Tracker {
   // Clients that left less than repair_delay_ms ago, each with when (for `mqds status`): their
   // copies still count. Forgotten at the tick that finds the delay over.
   const std::map<ClientId, std::int64_t>& away_since() const { return away_since_; }
+  // Copies a client was told to delete in its ClientJoinAccepted that the view lists until its
+  // registration: they count nowhere (not toward replicas, not as a source).
+  const std::map<ClientId, std::set<Hash>>& trimming() const { return trimming_; }
 
  private:
   // The view changes a joining server without the Revision extension would drop: published
@@ -262,6 +289,7 @@ class Tracker {
     bool cbor = false;             // the request listed CBOR in DeliveryEncodings
     bool retries = false;          // the request listed JoinRetry
     std::optional<Replay> replay;  // the request did not list Revision
+    bool trims = false;            // the request listed Trim
   };
   // One fragment's distribution, from Started to Ended. Its stage changes in deliver() alone, and
   // it ends in end_round() alone; advance_round() decides when.
@@ -282,6 +310,7 @@ class Tracker {
     // A repair: its content comes from a holder (source, while sourcing) and stays here, not in
     // staging, until the round ends.
     bool repair = false;
+    bool rebalance = false;  // of those, a move: one copy for a holder placement wants
     std::unique_ptr<fetch::Client> source;
     std::shared_ptr<const std::string> content;
   };
@@ -352,7 +381,16 @@ class Tracker {
   };
   CopyCounts count_copies(std::int64_t now_ms) const;
   std::size_t counted_copies_of(std::int64_t now_ms, const Hash& hash) const;
+  std::size_t registered_copies_of(const Hash& hash) const;
   void scan_for_repairs(std::int64_t now_ms, Output& out);
+  // Trimming: a TrackerHello to each holder of surplus copies not asked recently.
+  void ask_for_trims(std::int64_t now_ms, Output& out);
+  // At a join of a holder asked to trim: its surplus copies the others keep at `replicas` are
+  // removed in its ClientJoinAccepted.
+  void trim_in_join(const ClientId& client, JoinAcceptance& accepted, Output& out);
+  bool is_trimming(const ClientId& client, const Hash& hash) const;
+  // A registered client with an endpoint `mqds get` and repairs fetch from.
+  bool serves_fetch(const ClientId& client) const;
   void start_repairs(std::int64_t now_ms, Output& out);
   // Takes a sourcing round's fetch output: requests go out, content moves the round on, a source
   // that gave up ends it.
@@ -411,8 +449,24 @@ class Tracker {
   // holder with a fetch endpoint, no client with room): a registration asks for a scan.
   bool repair_waits_for_clients_ = false;
   // From the last scan: fragments short of replicas that a holder can give, fewest copies first,
-  // each with how many copies are missing.
-  std::deque<std::pair<Hash, std::size_t>> repair_queue_;
+  // each with how many copies are missing; then the fragments to move (rebalancing).
+  struct RepairWork {
+    Hash hash;
+    std::size_t missing = 0;
+    bool move = false;
+  };
+  std::deque<RepairWork> repair_queue_;
+  std::int64_t repair_bytes_next_ms_ = 0;  // repair_bytes_per_s: when the next copy may start
+  // Trimming: from the last scan, the surplus copies each holder should delete, and when it was
+  // last asked to.
+  std::map<ClientId, std::set<Hash>> trims_;
+  std::map<ClientId, std::int64_t> trim_asked_ms_;
+  std::map<ClientId, std::set<Hash>> trimming_;  // see trimming()
+  // Registered clients whose last successful join listed Trim: the only ones asked to delete a
+  // copy.
+  std::set<ClientId> trimmable_;
+  std::size_t surplus_copies_ = 0;
+  std::size_t misplaced_fragments_ = 0;
   std::map<std::string, Hash> repair_correlations_;  // fetch Correlation Data -> sourcing round
 };
 
