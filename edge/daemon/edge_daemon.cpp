@@ -48,6 +48,14 @@ std::size_t bytes_of(const StorageEffect& effect) {
   return 64;
 }
 
+// As --scrub-interval takes it: 7d, 12h, 30m, 90s.
+std::string duration_text(std::int64_t ms) {
+  for (const auto& [unit_ms, unit] :
+       {std::pair<std::int64_t, const char*>{86'400'000, "d"}, {3'600'000, "h"}, {60'000, "m"}})
+    if (ms % unit_ms == 0) return std::to_string(ms / unit_ms) + unit;
+  return std::to_string(ms / 1'000) + "s";
+}
+
 }  // namespace
 
 EdgeDaemon::EdgeDaemon(EdgeOptions options, const runtime::Log& log)
@@ -82,6 +90,16 @@ void EdgeDaemon::verify_store() {
   config.endpoints.insert(options_.endpoints.begin(), options_.endpoints.end());
   config.capacity_bytes = options_.capacity_bytes;
   machine_ = std::make_unique<TorrentServer>(config, std::move(snapshot), random_);
+  scrub_.emplace(options_.scrub, monotonic_ms());
+  if (scrub_->enabled()) {
+    std::snprintf(line, sizeof line,
+                  "scrub: every stored fragment verified again once every %s, at most %.3f MB/s",
+                  duration_text(options_.scrub.interval_ms).c_str(),
+                  static_cast<double>(options_.scrub.rate_bytes_per_s) / 1e6);
+    log_(LogLevel::info, line);
+  } else {
+    log_(LogLevel::info, "scrub: off (--scrub-interval 0)");
+  }
 }
 
 int EdgeDaemon::run(const volatile std::sig_atomic_t& stop) {
@@ -109,6 +127,7 @@ int EdgeDaemon::run(const volatile std::sig_atomic_t& stop) {
     std::int64_t wait = step_max_ms;
     if (auto deadline = machine_->next_deadline_ms())
       wait = std::clamp<std::int64_t>(*deadline - now, 0, wait);
+    if (auto due = scrub_->next_step_ms()) wait = std::clamp<std::int64_t>(*due - now, 0, wait);
     if (link_ == Link::down) {
       wait = std::clamp<std::int64_t>(std::min(wait, reconnect_at_ms_ - now), 0, step_max_ms);
       ::poll(nullptr, 0, static_cast<int>(wait));  // a signal ends it early
@@ -120,6 +139,7 @@ int EdgeDaemon::run(const volatile std::sig_atomic_t& stop) {
       take(machine_->on_tick(after));
     flush();
     serve_fetches();
+    scrub_step();
   }
   if (fatal_) {
     log_(LogLevel::error, *fatal_);
@@ -311,6 +331,53 @@ void EdgeDaemon::publish_reply(const fetch::Reply& reply, std::span<const std::u
 
 std::string EdgeDaemon::receipt_token() {
   return kernel_random_.hex_token();
+}
+
+std::int64_t EdgeDaemon::stored_bytes() const {
+  std::int64_t total = 0;
+  for (const auto& [hash, fragment] : machine_->stored_fragments()) total += fragment.size_bytes;
+  return total;
+}
+
+void EdgeDaemon::scrub_step() {
+  const std::int64_t now = monotonic_ms();
+  if (!scrub_->due(now)) return;
+  // What pending effects delete or persist is committed by now (flush ran this pass), so the
+  // store and the machine agree on what is held.
+  if (!scrub_->in_pass()) {
+    scrub_->begin_pass(now, stored_bytes());
+    scrub_pass_corrupt_ = 0;
+  }
+  const auto found = store_.scrub_next(scrub_after_);
+  if (!found) {
+    scrub_->end_pass(now);
+    scrub_after_.reset();
+    const auto& pass = scrub_->pass();
+    const double seconds = static_cast<double>(now - pass.began_ms) / 1e3;
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "scrub: pass %" PRIu64 " verified %" PRIu64
+                  " fragments (%s) in %.3f s (%.3f MB/s); %" PRIu64 " corrupt, %" PRIu64
+                  " since start",
+                  pass.number, pass.fragments, human_bytes(pass.bytes).c_str(), seconds,
+                  seconds > 0 ? static_cast<double>(pass.bytes) / 1e6 / seconds : 0.0,
+                  scrub_pass_corrupt_, scrub_corrupt_total_);
+    // An empty store would log a line per interval saying nothing.
+    log_(pass.fragments > 0 ? LogLevel::info : LogLevel::debug, line);
+    return;
+  }
+  scrub_after_ = found->hash;
+  scrub_->verified(now, found->size_bytes);
+  if (found->intact()) return;
+  ++scrub_pass_corrupt_;
+  ++scrub_corrupt_total_;
+  log_(LogLevel::warning, "scrub: the stored copy of " + found->hash.to_hex() +
+                              " is corrupt (its content hashes to " + found->actual.to_hex() +
+                              "); deleting it and reporting it lost");
+  // As for a copy found corrupt while serving: the machine deletes it and rejoins, and the
+  // tracker, no longer counting this copy, repairs the fragment from another holder.
+  take(machine_->fragment_lost(now, found->hash));
+  flush();
 }
 
 void EdgeDaemon::say_goodbye(const volatile std::sig_atomic_t&) {

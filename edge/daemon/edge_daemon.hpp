@@ -20,6 +20,14 @@
 //   the store's memory. A copy the Server names as lost goes to the TorrentServer
 //   (fragment_lost: deleted, and a rejoin reports it). PUBACKs of replies free the Server's
 //   in-flight budget.
+// - Scrubbing (docs/specification.md, "Failure handling"): between passes of the loop, one step
+//   at a time, the daemon hashes the next persisted fragment after a cursor key
+//   (EdgeStore::scrub_next, one read transaction per step) when the core's scrub::Pacer says it is
+//   due: a pass over the store takes --scrub-interval, reading never faster than --scrub-rate. A
+//   step reads one fragment, so the loop is never held longer than hashing it takes. A corrupt
+//   copy goes to the TorrentServer like one found while serving (fragment_lost: deleted, and a
+//   rejoin reports it, which starts its repair). The cursor lives in memory only: a restart
+//   verifies everything anyway, then starts a new pass.
 // - SIGTERM/SIGINT: ClientGoodbye is published and acknowledged (bounded wait), then a clean
 //   DISCONNECT. A join denial the operator must fix does not end the process: the TorrentServer
 //   logs it as an error and asks again later (a denial never stops a board for good). The broker
@@ -40,6 +48,7 @@
 #include "mqds/fetch_server.hpp"
 #include "mqds/os.hpp"
 #include "mqds/random.hpp"
+#include "mqds/scrub.hpp"
 #include "mqds/store/edge_store.hpp"
 #include "mqds/torrent.hpp"
 #include "runtime/log.hpp"
@@ -86,6 +95,9 @@ class EdgeDaemon {
   // 16 bytes from the kernel's generator, in hex: the Receipt of one fetch answer.
   std::string receipt_token();
   void say_goodbye(const volatile std::sig_atomic_t& stop);
+  // One step of the background scrub, if one is due.
+  void scrub_step();
+  std::int64_t stored_bytes() const;
 
   EdgeOptions options_;
   const runtime::Log& log_;
@@ -109,6 +121,12 @@ class EdgeDaemon {
   static constexpr std::int64_t trim_after_idle_ms = 1'000;
   std::optional<std::string> fatal_;
   int exit_status_ = exit_status::stopped;
+
+  // Made once the start-up check is done: the first pass begins then.
+  std::optional<scrub::Pacer> scrub_;
+  std::optional<Hash> scrub_after_;  // the last key verified in the current pass
+  std::uint64_t scrub_pass_corrupt_ = 0;
+  std::uint64_t scrub_corrupt_total_ = 0;
 
   std::optional<int> goodbye_mid_;
   bool goodbye_acknowledged_ = false;

@@ -11,6 +11,7 @@
 
 #include "mqds/output.hpp"
 #include "mqds/result.hpp"
+#include "mqds/scrub.hpp"
 #include "runtime/connection_options.hpp"
 
 namespace mqds::edge {
@@ -20,6 +21,9 @@ struct EdgeOptions {
   std::string data_dir;
   std::optional<std::int64_t> capacity_bytes;  // nullopt: no limit
   std::vector<std::string> endpoints;          // announced besides the fetch endpoint
+  // Background scrubbing: one pass over the store per interval, never reading faster than the
+  // rate (--scrub-interval, --scrub-rate; see mqds/scrub.hpp).
+  scrub::PacerConfig scrub;
   LogLevel log_level = LogLevel::info;
   bool help_shown = false;  // --help printed the help: nothing else to do
 };

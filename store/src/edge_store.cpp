@@ -267,6 +267,28 @@ EdgeStore::ReadResult EdgeStore::read_fragment(
   return ReadResult::ok;
 }
 
+std::optional<EdgeStore::Scrubbed> EdgeStore::scrub_next(const std::optional<Hash>& after) const {
+  lmdb::Txn txn(env_, true);
+  lmdb::Cursor cursor(txn, fragments_);
+  MDB_val k, v;
+  // The walk past temporary keys reads only B-tree leaves, and there are no more of them than
+  // copies the board holds temporarily (those it obtained in rounds not yet ended).
+  for (bool more = cursor.seek(after ? key_of(*after) : std::string_view{}, k, v); more;
+       more = cursor.next(k, v)) {
+    const auto key = lmdb::view(k);
+    if (after && key == key_of(*after)) continue;
+    // Not a hash: verify_and_load drops such a key at start-up, and nothing writes one since.
+    if (key.size() != Hash::size_bytes || txn.get(temporary_, key)) continue;
+    const auto value = lmdb::view(v);
+    Scrubbed found{hash_of(key), static_cast<std::int64_t>(value.size()), sha256(bytes_of(value))};
+    // The pages read go back to the page cache: a pass over a large store would otherwise leave
+    // it in the daemon's resident memory.
+    release(map_, value);
+    return found;
+  }
+  return std::nullopt;
+}
+
 EdgeUsage EdgeStore::usage() const {
   EdgeUsage usage;
   lmdb::Txn txn(env_, true);

@@ -1,12 +1,15 @@
 // mqds-edge as a process, against Debian's mosquitto with the tracker plugin: joining, rejoining
 // after a broker restart, distribution into its LMDB store, the integrity check at start-up, a
-// kill -9 during a distribution, goodbye on SIGTERM, capacity, fatal denials and its command line.
+// kill -9 during a distribution, goodbye on SIGTERM, capacity, fatal denials, the pace of the
+// background scrub and its command line.
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -375,6 +378,55 @@ TEST(EdgeFetch, ACopyFoundCorruptWhenServedIsDeletedAndReportedByARejoin) {
   EXPECT_EQ(again->status, "not-found");
 }
 
+// --- Scrubbing ----------------------------------------------------------------------------------
+
+// How long the last logged scrub pass over `fragments` fragments took, in seconds; -1 if none.
+double scrub_pass_seconds(const std::string& log, std::size_t fragments) {
+  const std::string wanted = "verified " + std::to_string(fragments) + " fragments (";
+  const auto at = log.rfind(wanted);
+  if (at == std::string::npos) return -1;
+  const auto in = log.find(") in ", at);
+  if (in == std::string::npos) return -1;
+  return std::strtod(log.c_str() + in + 5, nullptr);
+}
+
+// The background scrub paces itself: with an interval too short for the store, the rate bounds a
+// pass (it never reads faster); with a long one, a pass is spread over the interval.
+TEST(EdgeScrub, APassIsBoundedByTheRateAndSpreadOverTheInterval) {
+  constexpr std::size_t fragments = 32;
+  constexpr double store_bytes = fragments * fragment_size;  // 512 KiB
+  Broker broker(edge_config(fragment_size, 1));
+  ASSERT_TRUE(broker.start());
+  Monitor monitor(broker.port());
+  EdgeProcess edge("edge-a", broker.dir());
+  ASSERT_TRUE(edge.start(broker.port(), {"--scrub-interval", "1s", "--scrub-rate", "0.2"}));
+  ASSERT_TRUE(monitor.wait_figures({{"clients/registered", "1"}}, 10s));
+  ASSERT_TRUE(put(broker.port(), random_content(fragments * fragment_size, 11)));
+  ASSERT_TRUE(wait_distributed(monitor, fragments, 30s)) << broker.where();
+  ASSERT_TRUE(wait_settled(edge));
+
+  // 524,288 bytes at 200,000 B/s: no pass over the whole store in less than 2.62 s.
+  ASSERT_TRUE(edge.wait_log("verified 32 fragments", 20s)) << edge.log_tail();
+  const double rate_bound_s = scrub_pass_seconds(edge.log(), fragments);
+  const double achieved_mb_per_s = store_bytes / rate_bound_s / 1e6;
+  std::printf("[ scrub    ] bounded by 0.2 MB/s: a pass over %.0f bytes took %.3f s (%.3f MB/s)\n",
+              store_bytes, rate_bound_s, achieved_mb_per_s);
+  EXPECT_GE(rate_bound_s, store_bytes / 200'000) << "read faster than --scrub-rate";
+  EXPECT_LT(rate_bound_s, 2 * store_bytes / 200'000 + 1) << "far slower than the rate allows";
+  EXPECT_EQ(edge.log_count("is corrupt"), 0u);
+
+  // 4 s for the store, at a rate that does not bind: 125 ms per fragment.
+  ASSERT_EQ(edge.terminate(), 0);
+  ASSERT_TRUE(edge.start(broker.port(), {"--scrub-interval", "4s", "--scrub-rate", "100"}));
+  ASSERT_TRUE(edge.wait_log("verified 32 fragments", 20s)) << edge.log_tail();
+  const double interval_s = scrub_pass_seconds(edge.log(), fragments);
+  std::printf("[ scrub    ] paced by a 4 s interval: a pass over %.0f bytes took %.3f s\n",
+              store_bytes, interval_s);
+  EXPECT_GE(interval_s, 4.0) << "a pass went faster than its interval";
+  EXPECT_LT(interval_s, 6.0) << "a pass took far longer than its interval";
+  EXPECT_EQ(edge.terminate(), 0);
+}
+
 // --- Footprint ----------------------------------------------------------------------------------
 
 // The figures of the README: resident memory while 10,000 fragments stream in, and idle with them
@@ -466,6 +518,13 @@ TEST(EdgeCommandLine, BadValuesGetAClearErrorAndExitOne) {
       {{"--data-dir", "/tmp/x", "--cafile", "/nonexistent/ca.pem"}, "--cafile"},
       {{"--data-dir", "/tmp/x", "-c", "/nonexistent.conf"}, "nonexistent.conf"},
       {{"--data-dir", "/tmp/x", "--bogus"}, "--bogus"},
+      {{"--data-dir", "/tmp/x", "--scrub-interval", "2w"}, "--scrub-interval: must be 0 (off)"},
+      {{"--data-dir", "/tmp/x", "--scrub-interval", "-1d"}, "--scrub-interval"},
+      {{"--data-dir", "/tmp/x", "--scrub-interval", "367d"}, "up to 366d"},
+      {{"--data-dir", "/tmp/x", "--scrub-interval", "1.5h"}, "--scrub-interval"},
+      {{"--data-dir", "/tmp/x", "--scrub-interval", "99999999999999999999d"}, "up to 366d"},
+      {{"--data-dir", "/tmp/x", "--scrub-rate", "0"}, "--scrub-rate: must be 0.001 to 10000"},
+      {{"--data-dir", "/tmp/x", "--scrub-rate", "fast"}, "--scrub-rate"},
   };
   for (const auto& c : cases) {
     const auto done = run_edge(c.args);
@@ -490,8 +549,9 @@ TEST(EdgeCommandLine, AnUnknownConfigFileKeyIsAnError) {
 TEST(EdgeCommandLine, HelpListsEveryFlagAndExitsZero) {
   const auto done = run_edge({"--help"});
   EXPECT_EQ(done.status, 0);
-  for (const char* flag : {"-h", "-p", "-i", "-u", "-P", "--cafile", "--cert", "--key",
-                           "--data-dir", "--capacity", "--endpoint", "-c"})
+  for (const char* flag :
+       {"-h", "-p", "-i", "-u", "-P", "--cafile", "--cert", "--key", "--data-dir", "--capacity",
+        "--endpoint", "--scrub-interval", "--scrub-rate", "-c"})
     EXPECT_NE(done.output.find(flag), std::string::npos) << flag << " missing from:\n"
                                                          << done.output;
 }

@@ -2,7 +2,8 @@
 // and k = 2. A board that dies for good has its fragments fetched back from the surviving copies
 // and copied to new holders once plugin_opt_repair_delay_ms has passed; one that comes back
 // within the delay sets off nothing; one that comes back without its copies has them repaired at
-// once. Each test checks what the edges really store, and that `mqds get` returns the file.
+// once, and so has a copy a running one finds corrupt when it scrubs its store. Each test checks
+// what the edges really store, and that `mqds get` returns the file.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +15,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,7 +41,9 @@ std::uint64_t value_of(const std::map<std::string, std::string>& figures, const 
 // A broker with the plugin (k = 2, the given repair delay) and `count` edges, all registered.
 class Repair : public ::testing::Test {
  protected:
-  void start(std::int64_t repair_delay_ms, std::size_t count) {
+  // `edge_args`: flags every edge is started with besides the usual ones.
+  void start(std::int64_t repair_delay_ms, std::size_t count,
+             const std::vector<std::string>& edge_args = {}) {
     BrokerConfig config = edge_config(fragment_size, static_cast<int>(replicas));
     config.plugin_options.emplace_back("repair_delay_ms", std::to_string(repair_delay_ms));
     broker = std::make_unique<Broker>(config);
@@ -48,7 +52,7 @@ class Repair : public ::testing::Test {
     for (std::size_t i = 0; i < count; ++i) {
       edges.push_back(std::make_unique<EdgeProcess>(
           "edge-" + std::string(1, static_cast<char>('a' + i)), broker->dir()));
-      ASSERT_TRUE(edges.back()->start(broker->port()));
+      ASSERT_TRUE(edges.back()->start(broker->port(), edge_args));
     }
     ASSERT_TRUE(monitor->wait_figures({{"clients/registered", std::to_string(count)}}, 20s));
   }
@@ -263,6 +267,77 @@ TEST_F(Repair, AnEdgeBackWithoutItsCopiesHasThemRepairedAtOnce) {
   for (const auto& [client, count] : fragments_per_client()) copies += count;
   EXPECT_EQ(copies, static_cast<int>(replicas * fragments));
   expect_get_returns_the_file();
+  expect_stores_hold_k_copies_each();
+}
+
+// Bit rot under a running board, found by its background scrub rather than by a read: the copy is
+// deleted, the rejoin tells the tracker at once, and the tracker repairs the fragment from the
+// other holder without waiting for the repair delay (no board went away). Every edge scrubs its
+// whole store every 2 s.
+TEST_F(Repair, ACopyCorruptedUnderARunningEdgeIsFoundByTheScrubAndRepaired) {
+  constexpr std::size_t fragments = 16;
+  // Far longer than the test's bounds: a repair it sees is not the delay's.
+  constexpr std::int64_t delay_ms = 600'000;
+  constexpr std::chrono::milliseconds scrub_interval = 2s;
+  start(delay_ms, 3, {"--scrub-interval", "2s"});
+  put_file(fragments, 24);
+  EdgeProcess& holder = *edges[0];
+  ASSERT_TRUE(holder.wait_log("scrub: every stored fragment verified again once every", 1s));
+
+  // A fragment the first edge holds, found by reading its store alongside it.
+  const testing::TestFragment* victim = nullptr;
+  {
+    EdgeStore store(holder.data_dir(), std::size_t{1} << 32);
+    for (const auto& f : file.fragments)
+      if (!victim && store.read_fragment(f.hash, [](std::span<const std::uint8_t>) {}) ==
+                         EdgeStore::ReadResult::ok)
+        victim = &f;
+  }
+  ASSERT_NE(victim, nullptr) << "placement gave " << holder.id() << " nothing";
+  const std::string hex = victim->hash.to_hex();
+  ASSERT_TRUE(monitor->wait_figures({{"repairs/started", "0"}}, 5s));
+
+  // LMDB maps data.mdb shared: the running edge reads the flipped byte on its next pass.
+  ASSERT_TRUE(corrupt_on_disk(holder.data_dir(), victim->data));
+  const auto corrupted = Clock::now();
+  ASSERT_TRUE(
+      holder.wait_log("scrub: the stored copy of " + hex + " is corrupt", 3 * scrub_interval))
+      << "not found within about one interval";
+  const auto found_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - corrupted).count();
+  EXPECT_TRUE(holder.wait_log("lost the local copy of " + hex + "; joining again", 1s));
+
+  ASSERT_TRUE(monitor->wait_until(
+      [&](const auto& f) {
+        return value_of(f, "repairs/ended") >= 1 && f.count("fragments/under_replicated") &&
+               f.at("fragments/under_replicated") == "0" && f.count("repairs/in_flight") &&
+               f.at("repairs/in_flight") == "0" && f.count("distributions/in_flight") &&
+               f.at("distributions/in_flight") == "0";
+      },
+      30s, "the corrupt copy repaired"))
+      << broker->where();
+  const auto repaired_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - corrupted).count();
+  std::printf(
+      "[ scrub    ] a copy corrupted under %s found by its scrub after %lld ms (interval %lld ms), "
+      "repaired %lld ms after the corruption\n",
+      holder.id().c_str(), static_cast<long long>(found_ms),
+      static_cast<long long>(scrub_interval.count()), static_cast<long long>(repaired_ms));
+  RecordProperty("scrub_found_ms", static_cast<int>(found_ms));
+  RecordProperty("scrub_repaired_ms", static_cast<int>(repaired_ms));
+  EXPECT_LT(repaired_ms, delay_ms);
+  EXPECT_GE(monitor->figure("repairs/started").value_or(0), 1u);
+  EXPECT_EQ(monitor->figure("fragments/unavailable"), 0u);
+
+  // The tracker's view: k holders again, k copies of each fragment in all.
+  EXPECT_EQ(replicas_present(), static_cast<int>(replicas));
+  int copies = 0;
+  for (const auto& [client, count] : fragments_per_client()) copies += count;
+  EXPECT_EQ(copies, static_cast<int>(replicas * fragments));
+  expect_get_returns_the_file();
+  // It goes on scrubbing: a whole pass after the corruption finds nothing more.
+  EXPECT_TRUE(holder.wait_log("0 corrupt, 1 since start", 3 * scrub_interval));
+  EXPECT_EQ(holder.log_count("is corrupt (its content hashes to"), 1u);
   expect_stores_hold_k_copies_each();
 }
 

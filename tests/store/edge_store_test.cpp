@@ -3,7 +3,8 @@
 // nothing (a throwing effect, a full map), content corrupted on disk and data the store cannot
 // account for are dropped at start-up and stay dropped, read_fragment serves only verified bytes, a
 // kill -9 in the middle of a stream of commits leaves a batch boundary, and neither the start-up
-// check nor serving leaves the content it read in the process's resident memory.
+// check nor serving nor a scrub pass leaves the content it read in the process's resident memory;
+// scrub_next walks the persisted fragments from a cursor and finds a corrupt one.
 //
 // On a failure, the temp directory is removed; to keep it for inspection with mdb_dump, run the
 // binary with MQDS_KEEP_STORE_DIRS=1 (the path is printed).
@@ -672,6 +673,87 @@ TEST_F(EdgeStoreTest, ReadFragmentVerifiesAndLeavesACorruptCopyInPlace) {
   EXPECT_TRUE(it->second == string_of(corrupted(bad.data)));
 }
 
+// 5b. The background scrub walks the persisted fragments one step at a time, in key order, from
+// a cursor that survives deletions and additions between steps, hashes each, and leaves a corrupt
+// copy in place for the machine to delete (as read_fragment does).
+TEST_F(EdgeStoreTest, ScrubNextWalksThePersistedFragmentsAndFindsTheCorruptOne) {
+  std::vector<TestFragment> persisted;
+  for (std::uint32_t i = 0; i < 6; ++i) persisted.push_back(make_fragment(12'000 + i, 60 + i));
+  const auto temporary = make_fragment(12'000, 70);
+  const auto added = make_fragment(12'000, 71);
+  {
+    EdgeStore store(dir_.path(), map_size_bytes);
+    std::vector<StorageEffect> obtain = {
+        store::PutFragmentSize{16 * 1024},
+        store::PutTemporaryFragment{temporary.hash, temporary.data}};
+    std::vector<StorageEffect> persist;
+    for (const auto& f : persisted) {
+      obtain.push_back(store::PutTemporaryFragment{f.hash, f.data});
+      persist.push_back(store::PersistFragment{f.hash});
+    }
+    store.apply(obtain);
+    store.apply(persist);
+  }
+  // In key order, as LMDB walks them.
+  std::sort(persisted.begin(), persisted.end(), [](const TestFragment& a, const TestFragment& b) {
+    return key_of(a.hash) < key_of(b.hash);
+  });
+  const TestFragment& bad = persisted[4];
+  ASSERT_GE(corrupt_on_disk(dir_, bad).size(), 1u)
+      << "the fragment's bytes were not found in " << dir_.data_file();
+
+  {
+    EdgeStore store(dir_.path(), map_size_bytes);
+    // A whole pass: every persisted fragment once, the temporary one never.
+    std::vector<EdgeStore::Scrubbed> pass;
+    std::optional<Hash> after;
+    for (int step = 0; step < 20; ++step) {
+      const auto found = store.scrub_next(after);
+      if (!found) break;
+      pass.push_back(*found);
+      after = found->hash;
+    }
+    ASSERT_EQ(pass.size(), persisted.size()) << "a pass visits each persisted fragment once";
+    for (std::size_t i = 0; i < pass.size(); ++i) {
+      EXPECT_EQ(pass[i].hash, persisted[i].hash) << "step " << i;
+      EXPECT_EQ(pass[i].size_bytes, persisted[i].size_bytes()) << "step " << i;
+      EXPECT_EQ(pass[i].intact(), i != 4) << "step " << i;
+    }
+    EXPECT_EQ(pass[4].actual, sha256(corrupted(bad.data)));
+    EXPECT_FALSE(store.scrub_next(after)) << "past the last key the pass is over";
+    ASSERT_TRUE(store.scrub_next(std::nullopt));
+    EXPECT_EQ(store.scrub_next(std::nullopt)->hash, persisted[0].hash)
+        << "the next pass starts from the first key";
+
+    // Between steps the fragment just verified and the next one are deleted, and another is
+    // persisted: the walk goes on from the next key there is, and meets the new one if its key
+    // comes later.
+    const auto first = store.scrub_next(std::nullopt);
+    ASSERT_TRUE(first);
+    store.apply({store::DeleteFragment{persisted[0].hash}, store::DeleteFragment{persisted[1].hash},
+                 store::PutTemporaryFragment{added.hash, added.data}});
+    store.apply({store::PersistFragment{added.hash}});
+    std::vector<std::string> expected;
+    for (std::size_t i = 2; i < persisted.size(); ++i)
+      expected.push_back(key_of(persisted[i].hash));
+    if (key_of(added.hash) > key_of(persisted[0].hash)) expected.push_back(key_of(added.hash));
+    std::sort(expected.begin(), expected.end());
+    std::vector<std::string> walked;
+    after = first->hash;
+    for (int step = 0; step < 20; ++step) {
+      const auto found = store.scrub_next(after);
+      if (!found) break;
+      walked.push_back(key_of(found->hash));
+      after = found->hash;
+    }
+    EXPECT_EQ(walked, expected);
+  }
+  const auto fragments = raw_entries(dir_.path(), "fragments");
+  const auto it = fragments.find(key_of(bad.hash));
+  ASSERT_NE(it, fragments.end()) << "scrub_next deleted the corrupt copy itself";
+  EXPECT_TRUE(it->second == string_of(corrupted(bad.data)));
+}
+
 // 6. kill -9 at any moment leaves the state after some whole batch.
 //
 // Batch 0 stores the fragment size. Batch 2g-1 obtains the 4 fragments of generation g; batch 2g
@@ -867,6 +949,24 @@ TEST_F(EdgeStoreTest, CheckingAndServingTheContentDoesNotLeaveItResident) {
     EXPECT_LT(growth_kib, growth_kib_max)
         << "VmRSS grew by " << growth_kib / 1024 << " MiB while read_fragment served "
         << served_bytes / (1024 * 1024) << " MiB: the pages it read are not released";
+
+    // So does the background scrub: a whole pass leaves none of the store resident either.
+    before_kib = resident_kib();
+    std::int64_t scrubbed_bytes = 0;
+    std::optional<Hash> after;
+    for (std::uint32_t step = 0; step <= fragment_count; ++step) {
+      const auto found = store.scrub_next(after);
+      if (!found) break;
+      EXPECT_TRUE(found->intact()) << found->hash.to_hex();
+      scrubbed_bytes += found->size_bytes;
+      after = found->hash;
+    }
+    EXPECT_EQ(scrubbed_bytes, static_cast<std::int64_t>(fragment_size_bytes) * (fragment_count / 2))
+        << "a pass covers the persisted fragments";
+    growth_kib = resident_kib() - before_kib;
+    EXPECT_LT(growth_kib, growth_kib_max)
+        << "VmRSS grew by " << growth_kib / 1024 << " MiB while a scrub pass hashed "
+        << scrubbed_bytes / (1024 * 1024) << " MiB: the pages it read are not released";
   }
   EXPECT_EQ(report.bytes_checked, static_cast<std::int64_t>(fragment_size_bytes) * fragment_count);
   EXPECT_EQ(report.fragments_intact + report.temporary_intact, fragment_count);

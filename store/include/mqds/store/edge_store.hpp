@@ -85,6 +85,22 @@ class EdgeStore {
   ReadResult read_fragment(const Hash& hash,
                            const std::function<void(std::span<const std::uint8_t>)>& fn) const;
 
+  // What one step of the background scrub found: a persisted fragment and what its content hashes
+  // to.
+  struct Scrubbed {
+    Hash hash;
+    std::int64_t size_bytes = 0;
+    Hash actual;
+    bool intact() const { return actual == hash; }
+  };
+  // One step of the background scrub (docs/specification.md, "Failure handling"): in one read
+  // transaction, hashes the first persisted fragment whose key follows `after` (the store's first
+  // when nullopt); nullopt when none follows, and the pass is over. A key deleted since the last
+  // step is no cursor to lose: the walk resumes at the next key there is. Temporary copies are
+  // passed over: their hash was checked on arrival, they live only until their round ends, and
+  // read_fragment does not serve them. A corrupt copy is left in place, as by read_fragment.
+  std::optional<Scrubbed> scrub_next(const std::optional<Hash>& after) const;
+
   EdgeUsage usage() const;
   std::optional<std::int64_t> fragment_size_bytes() const;
 
