@@ -146,12 +146,14 @@ TEST(Query, AnswersThatAreNotAnswersAreRejected) {
 }
 
 // The Service with repair under way at k = 2: "d" left 4 s ago holding the second file's fragment
-// and the only copy of a third file; "e" left 5 s ago holding nothing; "f" left longer ago than
-// the 10 s delay, so its copies no longer count. A fourth file is staged, on no edge yet.
+// and the only copy of a third file; "e" left 5 s ago holding a third copy of a fragment that has
+// its two anyway; "f" left longer ago than the 10 s delay and "g" exactly that long ago, so their
+// copies no longer count. A fourth file is staged, on no edge yet.
 struct Repairing : Service {
   TestFile third = cut_file(pattern(80, 3), 100);   // 1 fragment, on "d" alone
   TestFile fourth = cut_file(pattern(90, 4), 100);  // 1 fragment, staged
-  std::map<ClientId, std::int64_t> away_since_ms{{"d", 1'000}, {"e", 0}, {"f", -20'000}};
+  std::map<ClientId, std::int64_t> away_since_ms{
+      {"d", 1'000}, {"e", 0}, {"f", -20'000}, {"g", -5'000}};
   std::map<ClientId, std::set<Hash>> holdings;
   RepairFacts facts;
   int summaries = 0;
@@ -162,7 +164,7 @@ struct Repairing : Service {
       view.put_fragment(f->fragments[0].hash, f->fragments[0].size_bytes());
     }
     holdings["d"] = {second.fragments[0].hash, third.fragments[0].hash};
-    holdings["e"] = {};
+    holdings["e"] = {first.fragments[0].hash};
     holdings["f"] = {first.fragments[0].hash, fourth.fragments[0].hash};
     facts.now_ms = 5'000;
     facts.repair_delay_ms = 10'000;
@@ -188,7 +190,8 @@ TEST(Query, FilesSayWhichFragmentsAreUnavailableAndWhichShortOnesHaveACopyAway) 
   Repairing s;
   const Answer a = answer(s.view, 2, Request{Kind::files, std::nullopt, 0, 10}, &s.facts);
   ASSERT_EQ(a.files.size(), 4u);
-  // Fully replicated: nothing short, nothing unavailable ("f"'s copy is past the delay anyway).
+  // Fully replicated: nothing short, nothing unavailable, whatever "e" holds ("f"'s copy is past
+  // the delay anyway).
   EXPECT_EQ(s.of(a, s.first).fragments_under_replicated, 0u);
   EXPECT_EQ(s.of(a, s.first).fragments_unavailable, 0u);
   EXPECT_EQ(s.of(a, s.first).fragments_short_held_away, 0u);
@@ -221,8 +224,8 @@ TEST(Query, ClientsListTheEdgesAwayWhoseCopiesStillCountAndTheRepairs) {
   Repairing s;
   const Answer a = answer(s.view, 2, Request{Kind::clients, std::nullopt, 0, 10}, &s.facts);
   EXPECT_EQ(a.clients.size(), 3u);
-  EXPECT_EQ(a.away_total, 2u) << "f has been away longer than the delay: it is gone";
-  EXPECT_EQ(a.away, (std::vector<AwayClient>{{"d", 4'000, 6'000, 2}, {"e", 5'000, 5'000, 0}}));
+  EXPECT_EQ(a.away_total, 2u) << "f and g have been away for the delay: they are gone";
+  EXPECT_EQ(a.away, (std::vector<AwayClient>{{"d", 4'000, 6'000, 2}, {"e", 5'000, 5'000, 1}}));
   EXPECT_EQ(a.repair, (RepairSummary{3, 10, 6, 1, 4, 1, 10'000}));
   EXPECT_EQ(s.summaries, 1);
   EXPECT_EQ(round_trip(a), a);
