@@ -697,12 +697,16 @@ int TrackerPlugin::on_query(mosquitto_evt_message& event) {
                                  event.payload ? event.payloadlen : 0);
   const auto decoded = query::decode_request(payload);
   std::string answer;
-  if (!decoded)
+  if (!decoded) {
+    query::Answer refused;
+    refused.error = decoded.error().to_string();
+    answer = query::encode_answer(refused);
+  } else {
+    // Away edges and repairs as the tracker sees them now, on its own clock.
+    const auto facts = query::repair_facts(*tracker_, monotonic_ms());
     answer = query::encode_answer(
-        query::Answer{decoded.error().to_string(), 0, 0, 0, 0, 0, {}, {}, {}, {}});
-  else
-    answer =
-        query::encode_answer(query::answer(tracker_->view(), options_.tracker.replicas, *decoded));
+        query::answer(tracker_->view(), options_.tracker.replicas, *decoded, &facts));
+  }
   void* copy = broker_copy(answer);
   if (!copy) return refuse("out of memory");
   // The request's own properties (its Response Topic and Correlation Data) go with the answer,

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "mqds/limits.hpp"
+#include "mqds/tracker.hpp"
 #include "wire_reader.hpp"
 
 namespace mqds::query {
@@ -30,9 +31,42 @@ std::pair<std::size_t, std::size_t> page_of(std::size_t n, const Request& reques
   return {first, std::min(n, first + std::min(request.limit, page_max))};
 }
 
+// Fragments with a copy on an edge that is away and still counts (as the tracker counts them: away
+// for less than repair_delay_ms), and those edges, in client id order.
+struct Away {
+  std::set<Hash> held;
+  std::vector<AwayClient> clients;
+};
+
+Away away_of(const RepairFacts& facts) {
+  Away away;
+  if (!facts.away_since_ms) return away;
+  for (const auto& [id, since_ms] : *facts.away_since_ms) {
+    const std::int64_t away_ms = facts.now_ms - since_ms;
+    // Past the delay its copies count no more (the tracker forgets it at its next tick): it is
+    // gone, not away, and what it held is repaired.
+    if (away_ms >= facts.repair_delay_ms) continue;
+    std::size_t fragments = 0;
+    if (facts.holdings) {
+      if (const auto held = facts.holdings->find(id); held != facts.holdings->end()) {
+        fragments = held->second.size();
+        away.held.insert(held->second.begin(), held->second.end());
+      }
+    }
+    away.clients.push_back(AwayClient{id, std::max<std::int64_t>(away_ms, 0),
+                                      facts.repair_delay_ms - away_ms, fragments});
+  }
+  return away;
+}
+
 FileSummary summarize(const Hash& hash, const FileMetadata& file,
-                      const std::map<Hash, std::size_t>& holders, std::size_t replicas) {
-  FileSummary summary{hash, file.size_bytes, file.fragment_sequence.size(), 0, 0};
+                      const std::map<Hash, std::size_t>& holders, std::size_t replicas,
+                      const RepairFacts* facts, const Away& away) {
+  FileSummary summary{hash, file.size_bytes, file.fragment_sequence.size(), 0, 0, {}, {}};
+  if (facts) {
+    summary.fragments_unavailable = 0;
+    summary.fragments_short_held_away = 0;
+  }
   bool first = true;
   for (const auto& fragment : file.fragment_sequence) {
     const auto it = holders.find(fragment);
@@ -40,16 +74,24 @@ FileSummary summarize(const Hash& hash, const FileMetadata& file,
     summary.replicas_min = first ? count : std::min(summary.replicas_min, count);
     first = false;
     if (count < replicas) ++summary.fragments_under_replicated;
+    if (!facts) continue;
+    // A staged fragment is the distribution's: the broker has its content and sends it on.
+    if (count == 0 && !(facts->is_staged && facts->is_staged(fragment)))
+      ++*summary.fragments_unavailable;
+    if (count < replicas && away.held.count(fragment)) ++*summary.fragments_short_held_away;
   }
   return summary;
 }
 
 json file_json(const FileSummary& f) {
-  return json{{"Hash", f.hash.to_hex()},
-              {"Size", f.size_bytes},
-              {"Fragments", f.fragments},
-              {"ReplicasMin", f.replicas_min},
-              {"UnderReplicated", f.fragments_under_replicated}};
+  json j{{"Hash", f.hash.to_hex()},
+         {"Size", f.size_bytes},
+         {"Fragments", f.fragments},
+         {"ReplicasMin", f.replicas_min},
+         {"UnderReplicated", f.fragments_under_replicated}};
+  if (f.fragments_unavailable) j["Unavailable"] = *f.fragments_unavailable;
+  if (f.fragments_short_held_away) j["ShortHeldAway"] = *f.fragments_short_held_away;
+  return j;
 }
 
 FileSummary read_file_summary(const wire::json& value, const std::string& path) {
@@ -66,6 +108,8 @@ FileSummary read_file_summary(const wire::json& value, const std::string& path) 
   summary.fragments = count("Fragments");
   summary.replicas_min = count("ReplicasMin");
   summary.fragments_under_replicated = count("UnderReplicated");
+  if (f.optional("Unavailable")) summary.fragments_unavailable = count("Unavailable");
+  if (f.optional("ShortHeldAway")) summary.fragments_short_held_away = count("ShortHeldAway");
   return summary;
 }
 
@@ -114,7 +158,29 @@ Result<Request> decode_request(std::string_view payload) noexcept {
   });
 }
 
-Answer answer(const DistributionView& view, std::size_t replicas, const Request& request) {
+RepairFacts repair_facts(const Tracker& tracker, std::int64_t now_ms) {
+  RepairFacts facts;
+  facts.now_ms = now_ms;
+  facts.repair_delay_ms = tracker.config().repair_delay_ms;
+  facts.away_since_ms = &tracker.away_since();
+  facts.holdings = &tracker.holdings();
+  facts.is_staged = [&tracker](const Hash& hash) { return tracker.is_staged(hash); };
+  facts.summary = [&tracker] {
+    const TrackerGauges gauges = tracker.gauges();
+    const TrackerMetrics& metrics = tracker.metrics();
+    return RepairSummary{gauges.repairs_in_flight,
+                         metrics.repairs_started,
+                         metrics.repairs_ended,
+                         metrics.repairs_failed,
+                         gauges.under_replicated_fragments,
+                         gauges.unavailable_fragments,
+                         tracker.config().repair_delay_ms};
+  };
+  return facts;
+}
+
+Answer answer(const DistributionView& view, std::size_t replicas, const Request& request,
+              const RepairFacts* facts) {
   Answer a;
   a.replicas = replicas;
   a.fragment_size_bytes = view.fragment_size_bytes();
@@ -123,6 +189,7 @@ Answer answer(const DistributionView& view, std::size_t replicas, const Request&
   if (request.kind != Kind::clients)
     for (const auto& [id, client] : view.clients())
       for (const auto& hash : client.stored_fragments) ++holders[hash];
+  const Away away = facts && request.kind != Kind::clients ? away_of(*facts) : Away{};
 
   switch (request.kind) {
     case Kind::files: {
@@ -132,7 +199,7 @@ Answer answer(const DistributionView& view, std::size_t replicas, const Request&
       auto it = view.files().begin();
       std::advance(it, static_cast<std::ptrdiff_t>(first));
       for (std::size_t i = first; i < last; ++i, ++it)
-        a.files.push_back(summarize(it->first, it->second, holders, replicas));
+        a.files.push_back(summarize(it->first, it->second, holders, replicas, facts, away));
       break;
     }
     case Kind::clients: {
@@ -145,6 +212,17 @@ Answer answer(const DistributionView& view, std::size_t replicas, const Request&
         a.clients.push_back(ClientSummary{it->first, it->second.endpoints,
                                           it->second.stored_fragments.size(),
                                           view.used_bytes(it->first), it->second.capacity_bytes});
+      if (!facts) break;
+      // The away edges of the same page of their own list: a page stays within page_max entries
+      // of each list, and the requester pages on until both are done.
+      Away all_away = away_of(*facts);
+      a.away_total = all_away.clients.size();
+      const auto [away_first, away_last] = page_of(*a.away_total, request);
+      a.away.assign(std::make_move_iterator(all_away.clients.begin() +
+                                            static_cast<std::ptrdiff_t>(away_first)),
+                    std::make_move_iterator(all_away.clients.begin() +
+                                            static_cast<std::ptrdiff_t>(away_last)));
+      if (facts->summary) a.repair = facts->summary();
       break;
     }
     case Kind::file: {
@@ -153,7 +231,7 @@ Answer answer(const DistributionView& view, std::size_t replicas, const Request&
         a.error = "no file " + request.hash->to_hex();
         break;
       }
-      a.file = summarize(file->first, file->second, holders, replicas);
+      a.file = summarize(file->first, file->second, holders, replicas, facts, away);
       const auto& sequence = file->second.fragment_sequence;
       a.total = sequence.size();
       const auto [first, last] = page_of(a.total, request);
@@ -199,6 +277,26 @@ std::string encode_answer(const Answer& a) {
       clients.push_back(std::move(entry));
     }
     j["Clients"] = std::move(clients);
+  }
+  if (a.away_total) j["AwayTotal"] = *a.away_total;
+  if (!a.away.empty()) {
+    json away = json::array();
+    for (const auto& c : a.away)
+      away.push_back(json{{"ClientIdentifier", c.id},
+                          {"AwayMs", c.away_ms},
+                          {"CountsForMs", c.counts_for_ms},
+                          {"Fragments", c.fragments}});
+    j["Away"] = std::move(away);
+  }
+  if (a.repair) {
+    const RepairSummary& r = *a.repair;
+    j["Repair"] = json{{"InFlight", r.in_flight},
+                       {"Started", r.started},
+                       {"Ended", r.ended},
+                       {"Failed", r.failed},
+                       {"UnderReplicated", r.fragments_under_replicated},
+                       {"Unavailable", r.fragments_unavailable},
+                       {"DelayMs", r.delay_ms}};
   }
   if (a.file) {
     j["File"] = file_json(*a.file);
@@ -251,6 +349,39 @@ Result<Answer> decode_answer(std::string_view payload) noexcept {
           summary.capacity_bytes = wire::read_int(*capacity, c.path("Capacity"), 0, count_max);
         a.clients.push_back(std::move(summary));
       }
+    }
+    if (f.optional("AwayTotal")) a.away_total = count("AwayTotal");
+    if (const auto* away = optional_array(f, "Away", page_max)) {
+      for (std::size_t i = 0; i < away->size(); ++i) {
+        const auto path = wire::index_path(f.path("Away"), i);
+        wire::read_object((*away)[i], path, 16);
+        const wire::Fields c((*away)[i], path);
+        AwayClient client;
+        client.id = wire::read_string(c.required("ClientIdentifier"), c.path("ClientIdentifier"), 1,
+                                      limits::client_id_bytes_max);
+        client.away_ms = wire::read_int(c.required("AwayMs"), c.path("AwayMs"), 0, count_max);
+        client.counts_for_ms =
+            wire::read_int(c.required("CountsForMs"), c.path("CountsForMs"), 0, count_max);
+        client.fragments = static_cast<std::size_t>(
+            wire::read_int(c.required("Fragments"), c.path("Fragments"), 0, count_max));
+        a.away.push_back(std::move(client));
+      }
+    }
+    if (const auto* repair = f.optional("Repair")) {
+      wire::read_object(*repair, f.path("Repair"), 16);
+      const wire::Fields r(*repair, f.path("Repair"));
+      auto number = [&](std::string_view name) {
+        return wire::read_int(r.required(name), r.path(name), 0, count_max);
+      };
+      RepairSummary summary;
+      summary.in_flight = static_cast<std::size_t>(number("InFlight"));
+      summary.started = wire::read_uint(r.required("Started"), r.path("Started"));
+      summary.ended = wire::read_uint(r.required("Ended"), r.path("Ended"));
+      summary.failed = wire::read_uint(r.required("Failed"), r.path("Failed"));
+      summary.fragments_under_replicated = static_cast<std::size_t>(number("UnderReplicated"));
+      summary.fragments_unavailable = static_cast<std::size_t>(number("Unavailable"));
+      summary.delay_ms = number("DelayMs");
+      a.repair = summary;
     }
     if (const auto* file = f.optional("File")) {
       a.file = read_file_summary(*file, f.path("File"));

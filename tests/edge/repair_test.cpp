@@ -3,7 +3,8 @@
 // and copied to new holders once plugin_opt_repair_delay_ms has passed; one that comes back
 // within the delay sets off nothing; one that comes back without its copies has them repaired at
 // once, and so has a copy a running one finds corrupt when it scrubs its store. Each test checks
-// what the edges really store, and that `mqds get` returns the file.
+// what the edges really store, and that `mqds get` returns the file. An operator follows it all
+// with `mqds status` (the edge away, the repairs) and `mqds ls` (the fragments short).
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -99,6 +100,26 @@ class Repair : public ::testing::Test {
     return files[0].value("ReplicasPresent", -1);
   }
 
+  json query_json(const std::vector<std::string>& command) {
+    auto args = command;
+    args.push_back("--json");
+    const auto done = mqds(args);
+    EXPECT_EQ(done.status, 0) << done.err;
+    const json out = json::parse(done.out, nullptr, false);
+    EXPECT_FALSE(out.is_discarded()) << command[0] << ": " << done.out;
+    return out;
+  }
+
+  // The one file's entry of `mqds ls --json`.
+  json listed_file() {
+    const json files = query_json({"ls"});
+    if (!files.is_array() || files.size() != 1) {
+      ADD_FAILURE() << "mqds ls --json: " << files.dump();
+      return json::object();
+    }
+    return files[0];
+  }
+
   // `mqds get` returns the file byte for byte.
   void expect_get_returns_the_file() {
     const std::string out = broker->dir() + "/output.bin";
@@ -190,6 +211,84 @@ TEST_F(Repair, AnEdgeThatDiesForGoodHasItsFragmentsCopiedBackToKHolders) {
   expect_get_returns_the_file();
   edges.erase(edges.begin());  // its process and disk are gone
   expect_stores_hold_k_copies_each();
+}
+
+TEST_F(Repair, OperatorsSeeTheEdgeAwayAndTheFragmentsShortUntilTheyAreRepaired) {
+  constexpr std::size_t fragments = 12;
+  // Long enough for the commands to look while the edge counts as away, short for the test.
+  constexpr std::int64_t delay_ms = 8'000;
+  start(delay_ms, 3);
+  put_file(fragments, 24);
+  json entry = listed_file();
+  EXPECT_EQ(entry.value("FragmentsUnderReplicated", -1), 0) << entry.dump();
+  EXPECT_EQ(entry.value("FragmentsUnavailable", -1), 0) << entry.dump();
+  json status = query_json({"status"});
+  EXPECT_EQ(status.value("Away", json(nullptr)), json::array()) << status.dump();
+  ASSERT_TRUE(status["Repair"].is_object()) << status.dump();
+  EXPECT_EQ(status["Repair"].value("Started", -1), 0) << status.dump();
+  EXPECT_EQ(status["Repair"].value("DelayMs", -1), delay_ms);
+
+  const std::string victim_id = edges[0]->id();
+  const int held = fragments_per_client().at(victim_id);
+  ASSERT_GT(held, 0) << "placement gave " << victim_id << " nothing to lose";
+  edges[0]->kill9();
+  std::filesystem::remove_all(edges[0]->data_dir());
+  ASSERT_TRUE(monitor->wait_figures({{"clients/registered", "2"}, {"clients/lost", "1"}}, 10s));
+
+  // Within the delay: the edge is away, and what it held is short, with a copy away, readable.
+  status = query_json({"status"});
+  ASSERT_EQ(status["Away"].size(), 1u) << status.dump();
+  const json away = status["Away"][0];
+  EXPECT_EQ(away.value("ClientIdentifier", ""), victim_id);
+  EXPECT_EQ(away.value("Fragments", -1), held);
+  EXPECT_GE(away.value("AwayMs", -1), 0);
+  EXPECT_LT(away.value("AwayMs", delay_ms), delay_ms);
+  EXPECT_GT(away.value("CountsForMs", 0), 0);
+  EXPECT_EQ(away.value("Since", "").size(), std::string("2026-11-29T20:31:05Z").size())
+      << away.dump();
+  EXPECT_EQ(status["Repair"].value("FragmentsUnderReplicated", -1), held) << status.dump();
+  entry = listed_file();
+  EXPECT_EQ(entry.value("ReplicasPresent", -1), 1) << entry.dump();
+  EXPECT_EQ(entry.value("FragmentsUnderReplicated", -1), held) << entry.dump();
+  EXPECT_EQ(entry.value("FragmentsShortHeldAway", -1), held) << entry.dump();
+  EXPECT_EQ(entry.value("FragmentsUnavailable", -1), 0) << entry.dump();
+  // The tables say the same.
+  const auto status_table = mqds({"status"});
+  EXPECT_NE(status_table.out.find("AWAY"), std::string::npos) << status_table.out;
+  EXPECT_NE(status_table.out.find("1 edge away"), std::string::npos) << status_table.out;
+  EXPECT_NE(status_table.out.find(victim_id), std::string::npos) << status_table.out;
+  const auto ls_table = mqds({"ls"});
+  EXPECT_NE(ls_table.out.find(std::to_string(held) + " (" + std::to_string(held) + " away)"),
+            std::string::npos)
+      << ls_table.out;
+  EXPECT_NE(ls_table.out.find("1 file at risk"), std::string::npos) << ls_table.out;
+  std::printf("[ repair   ] while %s is away:\n%s\n%s", victim_id.c_str(), ls_table.out.c_str(),
+              status_table.out.c_str());
+
+  // Past the delay its fragments are copied again; then nothing is short and nobody away.
+  ASSERT_TRUE(monitor->wait_until(
+      [&](const auto& f) {
+        return value_of(f, "repairs/ended") >= static_cast<std::uint64_t>(held) &&
+               f.count("fragments/under_replicated") && f.at("fragments/under_replicated") == "0" &&
+               f.count("repairs/in_flight") && f.at("repairs/in_flight") == "0";
+      },
+      60s, "every fragment back to k holders"))
+      << broker->where();
+  entry = listed_file();
+  EXPECT_EQ(entry.value("ReplicasPresent", -1), static_cast<int>(replicas)) << entry.dump();
+  EXPECT_EQ(entry.value("FragmentsUnderReplicated", -1), 0) << entry.dump();
+  EXPECT_EQ(entry.value("FragmentsShortHeldAway", -1), 0) << entry.dump();
+  EXPECT_EQ(entry.value("FragmentsUnavailable", -1), 0) << entry.dump();
+  status = query_json({"status"});
+  EXPECT_EQ(status.value("Away", json(nullptr)), json::array()) << status.dump();
+  EXPECT_GE(status["Repair"].value("Ended", -1), held) << status.dump();
+  EXPECT_EQ(status["Repair"].value("InFlight", -1), 0) << status.dump();
+  EXPECT_EQ(status["Repair"].value("FragmentsUnderReplicated", -1), 0) << status.dump();
+  const auto after = mqds({"status"});
+  EXPECT_NE(after.out.find("no edge is away"), std::string::npos) << after.out;
+  EXPECT_NE(after.out.find("0 in flight"), std::string::npos) << after.out;
+  EXPECT_EQ(mqds({"ls"}).out.find("at risk"), std::string::npos);
+  expect_get_returns_the_file();
 }
 
 TEST_F(Repair, AnEdgeBackWithinTheDelaySetsOffNoRepair) {

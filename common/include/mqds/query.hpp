@@ -12,10 +12,18 @@
 // Lists are paged (Offset, Limit up to page_max, Total), so an answer stays small whatever the size
 // of the service. The answer is computed from the tracker's view on the broker's thread: one pass
 // over the holdings of every client, then the page.
+//
+// Repair, for operators: given what the tracker knows beside its view (RepairFacts), file entries
+// also say how many fragments no registered edge holds and how many short ones still have a copy
+// on an edge that is away, and a clients answer also lists the edges that are away (for how long,
+// and how long their copies still count) with the repair counters. Every such field is optional
+// on the wire: an older `mqds` ignores them, and a newer one shows "-" for an older tracker.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -25,6 +33,10 @@
 
 #include "mqds/events.hpp"
 #include "mqds/view.hpp"
+
+namespace mqds {
+class Tracker;  // tracker.hpp includes this header (through fetch_client.hpp)
+}
 
 namespace mqds::query {
 
@@ -55,6 +67,13 @@ struct FileSummary {
   std::size_t fragments = 0;
   std::size_t replicas_min = 0;                // the fewest holders any of its fragments has
   std::size_t fragments_under_replicated = 0;  // fragments with fewer holders than Replicas
+  // With RepairFacts (absent from an older tracker): fragments no registered edge holds and that
+  // are not staged either, so nobody can read them until a holder comes back; and, of the
+  // under-replicated ones, those with a copy on an edge that is away and still counts, which the
+  // tracker waits for (up to repair_delay_ms) instead of copying at once.
+  // (Initialised, so that the aggregates written before them stay complete.)
+  std::optional<std::size_t> fragments_unavailable = std::nullopt;
+  std::optional<std::size_t> fragments_short_held_away = std::nullopt;
   friend bool operator==(const FileSummary&, const FileSummary&) = default;
 };
 
@@ -65,6 +84,29 @@ struct ClientSummary {
   std::int64_t bytes = 0;
   std::optional<std::int64_t> capacity_bytes;
   friend bool operator==(const ClientSummary&, const ClientSummary&) = default;
+};
+
+// An edge that left (goodbye or lost) less than repair_delay_ms ago: its copies still count, so
+// nothing it held is repaired yet. Durations, not times: the tracker's clock is the broker's
+// monotonic one, which means nothing to the requester.
+struct AwayClient {
+  ClientId id;
+  std::int64_t away_ms = 0;        // since it left
+  std::int64_t counts_for_ms = 0;  // until its copies stop counting and are repaired
+  std::size_t fragments = 0;       // that the tracker's ledger says it holds
+  friend bool operator==(const AwayClient&, const AwayClient&) = default;
+};
+
+// Repair as a whole, in a clients answer. The counters are since the broker started.
+struct RepairSummary {
+  std::size_t in_flight = 0;
+  std::uint64_t started = 0;
+  std::uint64_t ended = 0;
+  std::uint64_t failed = 0;
+  std::size_t fragments_under_replicated = 0;  // fewer registered holders than Replicas
+  std::size_t fragments_unavailable = 0;       // no registered holder, not staged
+  std::int64_t delay_ms = 0;                   // repair_delay_ms
+  friend bool operator==(const RepairSummary&, const RepairSummary&) = default;
 };
 
 struct FragmentHolders {
@@ -85,10 +127,32 @@ struct Answer {
   std::vector<ClientSummary> clients;
   std::optional<FileSummary> file;         // Kind::file
   std::vector<FragmentHolders> fragments;  // Kind::file, in sequence order
+  // Kind::clients with RepairFacts: the away edges of the same page [Offset, Offset + Limit) of
+  // their own list, which has away_total entries, and the repair summary.
+  std::vector<AwayClient> away{};
+  std::optional<std::size_t> away_total = std::nullopt;
+  std::optional<RepairSummary> repair = std::nullopt;
   friend bool operator==(const Answer&, const Answer&) = default;
 };
 
-Answer answer(const DistributionView& view, std::size_t replicas, const Request& request);
+// What the tracker knows about repair beside its view. The pointers are the tracker's own maps,
+// read during answer() only; now_ms and away_since_ms are on the tracker's clock.
+struct RepairFacts {
+  std::int64_t now_ms = 0;
+  std::int64_t repair_delay_ms = 0;
+  const std::map<ClientId, std::int64_t>* away_since_ms = nullptr;  // Tracker::away_since()
+  const std::map<ClientId, std::set<Hash>>* holdings = nullptr;     // Tracker::holdings()
+  std::function<bool(const Hash&)> is_staged;                       // Tracker::is_staged()
+  // From Tracker::gauges() and metrics(); called for a clients answer only, since the gauges read
+  // every fragment.
+  std::function<RepairSummary()> summary;
+};
+// The facts of a tracker at now_ms (its clock); valid while the tracker is not changed.
+RepairFacts repair_facts(const Tracker& tracker, std::int64_t now_ms);
+
+// Without facts the answer has none of the repair fields (the simulation's getter needs none).
+Answer answer(const DistributionView& view, std::size_t replicas, const Request& request,
+              const RepairFacts* facts = nullptr);
 
 std::string encode_answer(const Answer& answer);
 Result<Answer> decode_answer(std::string_view payload) noexcept;
