@@ -91,6 +91,20 @@ Result<Options> parse_options(const RawOptions& raw) {
          o.tracker.repair_delay_ms = integer(k, v, 0, repair_delay_ms_max);
        }},
       {"repairs_in_flight", count(o.tracker.repairs_in_flight_max, 1'024)},
+      // 0: no bound but repairs_in_flight; at most 10 GB/s, more than a broker moves.
+      {"repair_bytes_per_s",
+       [&](const std::string& k, const std::string& v) {
+         o.tracker.repair_bytes_per_s = integer(k, v, 0, 10'000'000'000);
+       }},
+      {"rebalance",
+       [&](const std::string& k, const std::string& v) {
+         if (v == "true")
+           o.tracker.rebalance = true;
+         else if (v == "false")
+           o.tracker.rebalance = false;
+         else
+           throw Error{"plugin_opt_" + k, "must be true or false, not '" + v + "'"};
+       }},
       {"edge_users",
        [&](const std::string&, const std::string& v) { users(v, o.edges.users, o.edges.anyone); }},
       {"edge_ids",

@@ -34,6 +34,8 @@ TEST(PluginOptions, DefaultsNeedOnlyTheDataDir) {
   EXPECT_EQ(o.fetch.bytes_per_client, 16u * 1024 * 1024);
   EXPECT_EQ(o.tracker.repair_delay_ms, 600'000) << "a board may reboot for ten minutes";
   EXPECT_EQ(o.tracker.repairs_in_flight_max, 8u);
+  EXPECT_EQ(o.tracker.repair_bytes_per_s, 0) << "no byte rate";
+  EXPECT_TRUE(o.tracker.rebalance);
 }
 
 TEST(PluginOptions, EveryOptionIsRead) {
@@ -63,7 +65,9 @@ TEST(PluginOptions, EveryOptionIsRead) {
                          {"fetch_users", "carol ,dave"},
                          {"fetch_bytes_per_client", "2097152"},
                          {"repair_delay_ms", "3000"},
-                         {"repairs_in_flight", "2"}});
+                         {"repairs_in_flight", "2"},
+                         {"repair_bytes_per_s", "1000000"},
+                         {"rebalance", "false"}});
   EXPECT_EQ(o.tracker.fragment_size_bytes, 4096);
   EXPECT_EQ(o.tracker.replicas, 2u);
   EXPECT_EQ(o.tracker.join_timeout_ms, 800);
@@ -91,6 +95,8 @@ TEST(PluginOptions, EveryOptionIsRead) {
   EXPECT_EQ(o.fetch.bytes_per_client, 2097152u);
   EXPECT_EQ(o.tracker.repair_delay_ms, 3000);
   EXPECT_EQ(o.tracker.repairs_in_flight_max, 2u);
+  EXPECT_EQ(o.tracker.repair_bytes_per_s, 1'000'000);
+  EXPECT_FALSE(o.tracker.rebalance);
 }
 
 TEST(PluginOptions, RepairMayStartAtOnceButNotWaitForever) {
@@ -112,6 +118,10 @@ TEST(PluginOptions, RepairMayStartAtOnceButNotWaitForever) {
             "plugin_opt_repairs_in_flight: must be an integer from 1 to 1024, not '0'");
   EXPECT_EQ(error_of({{"data_dir", "d"}, {"repairs_in_flight", "1025"}}),
             "plugin_opt_repairs_in_flight: must be an integer from 1 to 1024, not '1025'");
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"repair_bytes_per_s", "-1"}}),
+            "plugin_opt_repair_bytes_per_s: must be an integer from 0 to 10000000000, not '-1'");
+  EXPECT_EQ(error_of({{"data_dir", "d"}, {"rebalance", "yes"}}),
+            "plugin_opt_rebalance: must be true or false, not 'yes'");
 }
 
 TEST(PluginOptions, FetchUsersAreReadLikeIngestUsers) {

@@ -90,7 +90,7 @@ class TrackerFixture : public ::testing::Test {
   ClientJoinRequested request(const ClientId& id) {
     ClientJoinRequested r = spec_request(id);
     r.extensions = {std::string(extension_revision), std::string(extension_remove_orphans),
-                    std::string(extension_join_retry)};
+                    std::string(extension_join_retry), std::string(extension_trim)};
     return r;
   }
   // A request of a server that knows only the specification.
@@ -2075,6 +2075,141 @@ TEST_F(TrackerRepair, AnAnswerForNoRepairChangesNothing) {
   EXPECT_TRUE(out.publishes.empty());
   EXPECT_TRUE(out.fetch_requests.empty());
   EXPECT_EQ(tracker->metrics().events_out_of_place, 1u);
+}
+
+// Trimming and rebalancing, on the same fleet: four edges, k = 2, a file of two fragments.
+class TrackerBalance : public TrackerRepair {
+ protected:
+  // A join request of `id` that reports what the ledger says it holds, plus `extra`.
+  ClientJoinRequested rejoin_request(const ClientId& id, std::optional<Hash> extra = {},
+                                     bool spec_only = false) {
+    ClientJoinRequested r = spec_only ? spec_request(id) : edge_request(id);
+    for (const auto& f : file.fragments)
+      if ((tracker->holdings().count(id) && tracker->holdings().at(id).count(f.hash)) ||
+          (extra && *extra == f.hash))
+        r.stored_fragments[f.hash] = {f.size_bytes()};
+    return r;
+  }
+  ClientId first_non_holder() const {
+    for (const char* id : {"e1", "e2", "e3", "e4"})
+      if (std::find(holders.begin(), holders.end(), id) == holders.end()) return id;
+    return {};
+  }
+  // A client id placement ranks among the best `replicas` for `fragment` in a fleet of e1-e4 and
+  // it.
+  ClientId wanted_newcomer() const {
+    for (int n = 0; n < 1'000; ++n) {
+      const ClientId candidate = "n" + std::to_string(n);
+      const std::vector<ClientId> fleet = {"e1", "e2", "e3", "e4", candidate};
+      const auto top = rendezvous_top(fragment.hash, fleet, config.replicas);
+      if (std::find(top.begin(), top.end(), candidate) != top.end()) return candidate;
+    }
+    return {};
+  }
+  static std::vector<std::string> started_targets(const Output& out) {
+    std::vector<std::string> to;
+    for (const Publish* p : publishes_of<FragmentDistributionStarted>(out))
+      to.push_back(p->to.value_or(""));
+    return to;
+  }
+  // The TrackerHello sent to clients alone by `out` and the next scan.
+  std::vector<std::string> asked_within_a_scan(const Output& out, std::int64_t now_ms) {
+    auto asked = hellos_to(out);
+    for (auto& to : hellos_to(tick(now_ms + config.repair_scan_interval_ms))) asked.push_back(to);
+    return asked;
+  }
+};
+
+TEST_F(TrackerBalance, ASurplusCopyIsDeletedByTheHolderPlacementLikesLeastInItsNextJoin) {
+  // A third client brings a copy (a disk restored from a backup): one more than k.
+  const ClientId extra = first_non_holder();
+  send(2'000, extra, rejoin_request(extra, fragment.hash));
+  const MessageResult registered = send(2'000, extra, ClientJoinSucceeded{ids(), std::nullopt});
+  ASSERT_EQ(tracker->view().holder_count(fragment.hash), 3u);
+  const auto best_first = rendezvous_top(fragment.hash, tracker->view().holders(fragment.hash), 3);
+  const ClientId least = best_first.back();
+  EXPECT_EQ(asked_within_a_scan(registered.output, 2'000), std::vector<std::string>{least});
+  EXPECT_EQ(tracker->gauges().surplus_copies, 1u);
+  // Its next join deletes the copy, and keeps the fragment in its view.
+  const ClientJoinRequested again = rejoin_request(least);
+  ASSERT_TRUE(again.stored_fragments.count(fragment.hash));
+  const MessageResult accepted = send(3'500, least, again);
+  const auto& answer = only<ClientJoinAccepted>(accepted.output);
+  EXPECT_TRUE(answer.remove_fragment_infos.count(fragment.hash));
+  EXPECT_TRUE(answer.add_fragment_infos.count(fragment.hash));
+  // Meanwhile it counts nowhere: no second holder is asked, nothing is repaired.
+  EXPECT_TRUE(tracker->trimming().at(least).count(fragment.hash));
+  EXPECT_TRUE(hellos_to(tick(3'600)).empty());
+  const MessageResult done = send(3'700, least, ClientJoinSucceeded{ids(), again.event_id});
+  EXPECT_EQ(tracker->view().holder_count(fragment.hash), 2u) << describe(done.output);
+  EXPECT_FALSE(tracker->view().holds(least, fragment.hash));
+  EXPECT_FALSE(tracker->holdings().at(least).count(fragment.hash));
+  EXPECT_EQ(tracker->metrics().copies_trimmed, 1u);
+  EXPECT_TRUE(tracker->trimming().empty());
+  EXPECT_TRUE(fetches_of(tick(10'000), fragment.hash).empty()) << "k copies: nothing to repair";
+  EXPECT_EQ(tracker->gauges().surplus_copies, 0u);
+}
+
+TEST_F(TrackerBalance, ACopyIsNeverTrimmedBelowKEvenWhenAHolderLeavesMeanwhile) {
+  const ClientId extra = first_non_holder();
+  send(2'000, extra, rejoin_request(extra, fragment.hash));
+  send(2'000, extra, ClientJoinSucceeded{ids(), std::nullopt});
+  const auto best_first = rendezvous_top(fragment.hash, tracker->view().holders(fragment.hash), 3);
+  const ClientId least = best_first.back();
+  tick(3'000);
+  // One of the copies that were to stay goes before the holder of the surplus joins.
+  disconnect(3'200, best_first.front());
+  const MessageResult accepted = send(3'500, least, rejoin_request(least));
+  EXPECT_FALSE(
+      only<ClientJoinAccepted>(accepted.output).remove_fragment_infos.count(fragment.hash));
+  EXPECT_EQ(tracker->metrics().copies_trimmed, 0u);
+}
+
+TEST_F(TrackerBalance, AServerOfTheSpecificationIsNeverAskedToDeleteACopy) {
+  // The third copy is on a server without Trim: ClientJoinAccepted would take the fragment out
+  // of its view. The two others are the only ones that can be fetched: they stay too.
+  const ClientId extra = first_non_holder();
+  send(2'000, extra, rejoin_request(extra, fragment.hash, true));
+  const MessageResult registered = send(2'000, extra, ClientJoinSucceeded{ids(), std::nullopt});
+  ASSERT_EQ(tracker->view().holder_count(fragment.hash), 3u);
+  EXPECT_TRUE(asked_within_a_scan(registered.output, 2'000).empty());
+  EXPECT_EQ(tracker->gauges().surplus_copies, 0u);
+}
+
+TEST_F(TrackerBalance, AClientPlacementWantsGetsACopyMovedToItThenTheLeastLikedIsTrimmed) {
+  // A new client that placement ranks above a holder of the fragment.
+  const ClientId newcomer = wanted_newcomer();
+  ASSERT_FALSE(newcomer.empty());
+  join(2'000, newcomer, edge_request(newcomer));
+  auto requests = fetches_within_a_scan(2'000, fragment.hash);
+  ASSERT_EQ(requests.size(), 1u) << "one copy moves, fetched from a holder";
+  EXPECT_GE(tracker->metrics().rebalances_started, 1u);
+  EXPECT_GE(tracker->gauges().misplaced_fragments, 1u);
+  const Output fetched = respond(3'100, answer(requests[0], fragment.data));
+  EXPECT_EQ(started_targets(fetched), std::vector<std::string>{newcomer});
+  send(3'200, newcomer, FragmentDistributionRequested{ids(), fragment.hash});
+  send(3'300, newcomer, FragmentDistributionObtained{ids(), fragment.hash});
+  EXPECT_EQ(tracker->metrics().rebalances_ended, 1u);
+  EXPECT_EQ(tracker->metrics().repairs_started, 0u) << "a move is no repair";
+  ASSERT_EQ(tracker->view().holder_count(fragment.hash), 3u);
+  // Copy first, delete after: the holder placement no longer wants is asked to delete its copy.
+  const auto ideal =
+      ideal_holders(tracker->view(), fragment.hash, fragment.size_bytes(), config.replicas);
+  ClientId unwanted;
+  for (const auto& holder : tracker->view().holders(fragment.hash))
+    if (std::find(ideal.begin(), ideal.end(), holder) == ideal.end()) unwanted = holder;
+  EXPECT_EQ(hellos_to(tick(4'400)), std::vector<std::string>{unwanted});
+}
+
+TEST_F(TrackerBalance, WithRebalancingOffNothingMoves) {
+  // The broker restarts with plugin_opt_rebalance false; the fleet joins again, and grows.
+  config.rebalance = false;
+  boot(5'000);
+  for (const char* id : {"e1", "e2", "e3", "e4"}) join(5'000, id, rejoin_request(id));
+  const ClientId newcomer = wanted_newcomer();
+  join(8'000, newcomer, edge_request(newcomer));
+  EXPECT_TRUE(fetches_within_a_scan(8'000, fragment.hash).empty());
+  EXPECT_EQ(tracker->metrics().rebalances_started, 0u);
 }
 
 }  // namespace
