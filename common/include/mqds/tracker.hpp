@@ -52,6 +52,12 @@
 //   endpoint has waits, reported as unavailable (no holder) or unsourceable (holders that cannot
 //   be fetched from, like servers that know only the specification), and is repaired when one
 //   comes back. After a failed repair the fragment is tried again after `retry_delay_ms`.
+// - Trimming and rebalancing: the same scan finds fragments with more than `replicas` registered
+//   holders, whose copies placement likes least go: their holders (those whose join listed the
+//   Trim extension) are sent a TrackerHello alone, join again, and their ClientJoinAccepted lists
+//   the copy to delete, never below `replicas` copies that stay; and fragments placement wants
+//   on a client that lacks them (the fleet grew), whose one copy moves there as a repair moves
+//   content (a move), before the surplus is trimmed.
 // - Every view change increments the Revision carried by the event that announces it, so a torrent
 //   server that misses one notices the gap and rejoins; when quiet, TrackerRevision repeats it.
 // - A client event that fits no join or round in progress (late after a timeout, or from a client
