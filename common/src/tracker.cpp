@@ -437,9 +437,9 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender,
   else
     trimmable_.erase(sender);
   // What it reported in this join is what it holds: copies it was told to delete earlier are
-  // either gone from that report, or it never learnt it was to delete them (the trim is asked
-  // again after a scan).
-  trimming_.erase(sender);
+  // either gone from that report, or it never learnt it was to delete them (its accept was lost):
+  // a scan asks again.
+  if (trimming_.erase(sender)) want_repair_scan(now_ms);
   const auto registered_now = view_.clients().find(sender);
   if (registered_now != view_.clients().end() && registered_now->second == join.plan.client &&
       join.plan.new_files.empty() && join.plan.new_fragments.empty()) {
