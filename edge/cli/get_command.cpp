@@ -12,9 +12,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "commands.hpp"
@@ -29,6 +31,10 @@ namespace {
 
 constexpr int step_max_ms = 20;
 constexpr std::size_t missing_listed_max = 10;
+// Lookups of a fragment's holders in one get: the first, then again when holders answered that
+// they no longer store it.
+constexpr int lookups_max = 3;
+constexpr std::chrono::milliseconds lookup_pause{1'000};
 // Receipts echoed in one request: what the tracker plugin reads of one (receipts_per_request_max).
 constexpr std::size_t receipts_max = 64;
 
@@ -237,19 +243,35 @@ int get(CliSession& session, const GetOptions& options) {
   session.subscribe({config.response_topic});
   // Correlation Data must be unpredictable: a guessed one would let another client answer.
   os::KernelRandom random;
-  fetch::Client client(config, std::move(fragments), random);
   Progress progress("downloading", file.size_bytes, options.quiet);
-  progress.update(client.done_bytes());
-  run(session, client, part, progress);
-  if (!client.complete()) throw CliError(describe_missing(client, options.hash, part_path));
+  // Copies move while a get runs (repair, rebalancing, trimming): a fragment that holders the
+  // tracker named no longer have is looked up again, with its new holders, a few times.
+  std::unique_ptr<fetch::Client> client;
+  for (int lookup = 1;; ++lookup) {
+    client = std::make_unique<fetch::Client>(config, std::move(fragments), random);
+    progress.update(client->done_bytes());
+    run(session, *client, part, progress);
+    if (client->complete()) break;
+    bool moved = false;
+    for (const auto& missing : client->missing())
+      for (const auto& problem : missing.problems)
+        moved =
+            moved || problem.problem.rfind(fetch::status_name(fetch::Status::not_found), 0) == 0;
+    if (!moved || lookup == lookups_max)
+      throw CliError(describe_missing(*client, options.hash, part_path));
+    // The holder that deleted its copy is listed until its join ends: give it that long.
+    session.step(static_cast<int>(lookup_pause.count()));
+    fragments = ask_tracker(session, *hash).second;
+    resume(part, fragments);
+  }
 
-  verify_whole(part, client.fragments(), *hash, part_path);
+  verify_whole(part, client->fragments(), *hash, part_path);
   part.sync();
   if (::rename(part_path.c_str(), options.output.c_str()) != 0)
     throw CliError("cannot rename " + part_path + " to " + options.output + ": " +
                    std::strerror(errno));
   progress.finish("verified " + human_bytes(file.size_bytes) + " in " +
-                  std::to_string(client.fragments().size()) + " fragments");
+                  std::to_string(client->fragments().size()) + " fragments");
   return exit_status::ok;
 }
 
