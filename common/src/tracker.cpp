@@ -1070,11 +1070,11 @@ void Tracker::scan_for_repairs(std::int64_t now_ms, Output& out) {
       // none): a surplus over copies nobody can fetch stays.
       std::size_t extra = registered.size() - config_.replicas;
       std::size_t fetchable = 0;
-      for (const auto& holder : registered) fetchable += serves_fetch(holder);
+      for (const auto& holder : registered) fetchable += fetch_topic_of(holder).has_value();
       const auto best_first = rendezvous_top(hash, registered, registered.size());
       for (auto it = best_first.rbegin(); it != best_first.rend() && extra > 0; ++it) {
         if (!trimmable_.count(*it)) continue;
-        if (serves_fetch(*it)) {
+        if (fetch_topic_of(*it)) {
           if (fetchable <= config_.replicas) continue;
           --fetchable;
         }
@@ -1140,15 +1140,9 @@ void Tracker::start_repairs(std::int64_t now_ms, Output& out) {
                   : counted >= config_.replicas)
       continue;
     std::vector<fetch::Holder> sources;
-    for (const auto& holder : view_.holders(hash)) {
-      if (is_trimming(holder, hash)) continue;
-      for (const auto& endpoint : view_.clients().at(holder).endpoints) {
-        if (auto topic = fetch::request_topic_of_endpoint(endpoint)) {
-          sources.push_back({holder, std::move(*topic)});
-          break;
-        }
-      }
-    }
+    for (const auto& holder : view_.holders(hash))
+      if (auto topic = fetch_topic_of(holder); topic && !is_trimming(holder, hash))
+        sources.push_back({holder, std::move(*topic)});
     if (sources.empty()) {
       if (work.move) continue;  // it stays where it is
       repair_waits_for_clients_ = true;
@@ -1262,12 +1256,12 @@ void Tracker::ask_for_trims(std::int64_t now_ms, Output& out) {
   }
 }
 
-bool Tracker::serves_fetch(const ClientId& client) const {
+std::optional<std::string> Tracker::fetch_topic_of(const ClientId& client) const {
   const auto it = view_.clients().find(client);
-  if (it == view_.clients().end()) return false;
+  if (it == view_.clients().end()) return std::nullopt;
   for (const auto& endpoint : it->second.endpoints)
-    if (fetch::request_topic_of_endpoint(endpoint)) return true;
-  return false;
+    if (auto topic = fetch::request_topic_of_endpoint(endpoint)) return topic;
+  return std::nullopt;
 }
 
 bool Tracker::is_trimming(const ClientId& client, const Hash& hash) const {
@@ -1292,9 +1286,10 @@ void Tracker::trim_in_join(const ClientId& client, JoinAcceptance& accepted, Out
     for (const auto& holder : view_.holders(hash)) {
       if (holder == client || is_trimming(holder, hash)) continue;
       ++others;
-      others_fetchable += serves_fetch(holder);
+      others_fetchable += fetch_topic_of(holder).has_value();
     }
-    if (others < config_.replicas || (serves_fetch(client) && others_fetchable < config_.replicas))
+    if (others < config_.replicas ||
+        (fetch_topic_of(client) && others_fetchable < config_.replicas))
       continue;
     accepted.client.stored_fragments.erase(hash);
     accepted.remove_fragment_infos.insert(hash);

@@ -395,8 +395,9 @@ class Tracker {
   // removed in its ClientJoinAccepted.
   void trim_in_join(const ClientId& client, JoinAcceptance& accepted, Output& out);
   bool is_trimming(const ClientId& client, const Hash& hash) const;
-  // A registered client with an endpoint `mqds get` and repairs fetch from.
-  bool serves_fetch(const ClientId& client) const;
+  // The request topic of a registered client's fetch endpoint (the one `mqds get` and repairs
+  // fetch from); nothing if it has none.
+  std::optional<std::string> fetch_topic_of(const ClientId& client) const;
   void start_repairs(std::int64_t now_ms, Output& out);
   // Takes a sourcing round's fetch output: requests go out, content moves the round on, a source
   // that gave up ends it.
