@@ -485,7 +485,7 @@ void Tracker::on_join_succeeded(std::int64_t now_ms, const ClientId& sender,
                                 std::to_string(registered.info.stored_fragments.size()) +
                                 " fragments");
   for (const auto& hash : registered.info.stored_fragments)
-    if (staged_.count(hash) && !rounds_.count(hash)) release_if_replicated(hash, out);
+    if (staged_.count(hash) && !rounds_.count(hash)) release_if_replicated(now_ms, hash, out);
   unpark_all(now_ms);
 }
 
@@ -628,7 +628,7 @@ void Tracker::unpark_all(std::int64_t now_ms) {
   for (const auto& hash : parked) schedule(hash, now_ms);
 }
 
-bool Tracker::release_if_replicated(const Hash& hash, Output& out) {
+bool Tracker::release_if_replicated(std::int64_t now_ms, const Hash& hash, Output& out) {
   if (!staged_.count(hash)) return true;
   // A round in progress still delivers from staging; it releases the fragment when it ends. (A
   // file published while a round of a fragment it shares runs, say, must not pull the content
@@ -644,6 +644,10 @@ bool Tracker::release_if_replicated(const Hash& hash, Output& out) {
   out.storage.push_back(store::DropStaged{hash});
   out.log(LogLevel::debug, "dropped staged " + hash.to_hex() + ": " +
                                std::to_string(view_.holder_count(hash)) + " holders");
+  // Its holders were chosen as the fleet was then, and scans skip a staged fragment: wherever it
+  // is released (its round ended, a holder registered, its turn in the queue came), a scan looks
+  // at where it is now.
+  if (config_.rebalance) want_repair_scan(now_ms);
   return true;
 }
 
@@ -655,7 +659,7 @@ void Tracker::start_rounds(std::int64_t now_ms, Output& out) {
     queue_.erase(queue_.begin());
     queued_.erase(hash);
     auto staged = staged_.find(hash);
-    if (staged == staged_.end() || release_if_replicated(hash, out)) continue;
+    if (staged == staged_.end() || release_if_replicated(now_ms, hash, out)) continue;
     const auto targets = distribution_targets(view_, hash, staged->second, config_.replicas);
     if (targets.empty()) {
       parked_.insert(hash);
@@ -790,10 +794,8 @@ void Tracker::end_round(std::int64_t now_ms, const Hash& hash, Output& out) {
     distribute_if_staged(now_ms, hash, out);
     return;
   }
-  if (!release_if_replicated(hash, out))
+  if (!release_if_replicated(now_ms, hash, out))
     schedule(hash, round.obtained.empty() ? now_ms + config_.retry_delay_ms : now_ms);
-  else if (config_.rebalance)
-    want_repair_scan(now_ms);  // its holders were chosen as the fleet was then
 }
 
 Output Tracker::on_tick(std::int64_t now_ms) {
@@ -903,7 +905,7 @@ IngestResult Tracker::add_file(std::int64_t now_ms, const Hash& hash, const File
   }
   for (const auto& [fragment, size] : staged_sizes) {
     staged_[fragment] = size;
-    if (!release_if_replicated(fragment, out)) schedule(fragment, now_ms);
+    if (!release_if_replicated(now_ms, fragment, out)) schedule(fragment, now_ms);
   }
   start_rounds(now_ms, out);
   return result;
@@ -1325,7 +1327,7 @@ void Tracker::end_repair_early(std::int64_t now_ms, const Hash& hash, const std:
 void Tracker::distribute_if_staged(std::int64_t now_ms, const Hash& hash, Output& out) {
   // A file uploaded during the repair staged the same content again; its distribution could not
   // be scheduled while the repair's round held the fragment.
-  if (staged_.count(hash) && !release_if_replicated(hash, out)) schedule(hash, now_ms);
+  if (staged_.count(hash) && !release_if_replicated(now_ms, hash, out)) schedule(hash, now_ms);
 }
 
 void Tracker::forget_correlations(const Hash& hash) {

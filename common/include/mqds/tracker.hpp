@@ -372,7 +372,7 @@ class Tracker {
   // closed with FragmentDistributionEnded naming who obtained the fragment.
   void end_round(std::int64_t now_ms, const Hash& hash, Output& out);
   // Drops the staged copy once the fragment has its replicas; true if it did.
-  bool release_if_replicated(const Hash& hash, Output& out);
+  bool release_if_replicated(std::int64_t now_ms, const Hash& hash, Output& out);
 
   // Repair. A scan is wanted no earlier than `at_ms` (and no sooner than repair_scan_interval_ms
   // after the last one).
