@@ -135,6 +135,11 @@ Result<Options> parse_options(const RawOptions& raw) {
          o.ingest.file_size_bytes_max = integer(k, v, 1, limits::file_size_bytes_max);
        }},
       {"ingest_idle_timeout_ms", ms(o.ingest.idle_timeout_ms)},
+      // At least a minute, so a put that reconnects can resume; at most 30 days.
+      {"ingest_resume_window_ms",
+       [&](const std::string& k, const std::string& v) {
+         o.ingest.resume_window_ms = integer(k, v, 60'000, 30 * 24 * hour_ms);
+       }},
       {"fetch_users",
        [&](const std::string&, const std::string& v) { users(v, o.fetch.users, o.fetch.anyone); }},
       // At least one chunk, or no request could pass; at most 1 GiB owed to one client.

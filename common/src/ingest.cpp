@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
 #include <set>
 #include <utility>
 
@@ -403,6 +404,7 @@ void Receiver::open(std::int64_t now_ms, const ClientId& client, const Begin& b,
   if (b.size_bytes == 0 && !upload->digest) upload->digest = upload->fragmenter->finish();
   answer_receiving(*upload, out);
   upload->check();
+  resting_.erase(b.upload_id);
   uploads_.emplace(b.upload_id, std::move(upload));
 }
 
@@ -525,6 +527,7 @@ void Receiver::abort(std::int64_t now_ms, const ClientId& client, std::string_vi
   }
   upload->last_activity_ms = now_ms;
   upload->failure = "aborted by the uploader";
+  resting_.erase(decoded->upload_id);
   uploads_.emplace(decoded->upload_id, std::move(upload));
 }
 
@@ -557,6 +560,12 @@ void Receiver::stage_pending(Upload& upload, Output& out) {
 Flushed Receiver::flush(std::int64_t now_ms, bool ticking, const StillNeeded& still_needed) {
   Flushed flushed;
   Output& out = flushed.output;
+  if (!resting_loaded_) {
+    resting_loaded_ = true;
+    for (const Uuid& id : durable_.upload_ids())
+      if (!uploads_.count(id)) rest(id, now_ms);
+  }
+  expire_resting(now_ms, still_needed, out);
   for (auto it = uploads_.begin(); it != uploads_.end();) {
     Upload& upload = *it->second;
     MQDS_ASSERT(!upload.handed_over);  // the adapter finishes every verified upload first
@@ -592,23 +601,25 @@ Flushed Receiver::flush(std::int64_t now_ms, bool ticking, const StillNeeded& st
       upload.owes_answer = false;
     }
     upload.check();
-    if (upload.uploader_gone && upload.pending.empty()) {
-      // Its slot is free for others; what is durable can still be resumed with begin.
-      ++metrics_.uploads_released;
-      out.log(LogLevel::info, "upload " + upload.record.id.to_string() + " from '" +
-                                  upload.record.uploader +
-                                  "' left memory: its client disconnected at " +
-                                  std::to_string(upload.durable_bytes) + " durable bytes");
-      it = uploads_.erase(it);
-      continue;
-    }
-    if (now_ms - upload.last_activity_ms > config_.idle_timeout_ms) {
-      // An idle upload leaves memory; what is durable can still be resumed with begin.
+    const bool gone = upload.uploader_gone && upload.pending.empty();
+    if (gone || now_ms - upload.last_activity_ms > config_.idle_timeout_ms) {
+      // It leaves memory, and its slot is free for others; what is durable can still be resumed
+      // with begin. One with nothing durable is forgotten: resuming it would be beginning it
+      // anew, which stores a new record (a begin retried past the abort that ended it reopens
+      // it for nobody, say). One with something durable waits for resume_window_ms.
       MQDS_ASSERT(upload.pending.empty());
-      ++metrics_.uploads_idle;
-      out.log(LogLevel::info, "upload " + upload.record.id.to_string() + " from '" +
-                                  upload.record.uploader + "' idle: left memory at " +
-                                  std::to_string(upload.durable_bytes) + " durable bytes");
+      ++(gone ? metrics_.uploads_released : metrics_.uploads_idle);
+      const bool forgotten = upload.durable_bytes == 0;
+      if (forgotten)
+        out.storage.push_back(store::DeleteUpload{upload.record.id});
+      else
+        rest(upload.record.id, now_ms);
+      out.log(
+          LogLevel::info,
+          "upload " + upload.record.id.to_string() + " from '" + upload.record.uploader +
+              (gone ? "' left memory: its client disconnected at " : "' idle: left memory at ") +
+              std::to_string(upload.durable_bytes) + " durable bytes" +
+              (forgotten ? "; nothing to resume, forgotten" : ""));
       it = uploads_.erase(it);
       continue;
     }
@@ -657,6 +668,45 @@ bool Receiver::shared_with_another(const Upload& upload, const Hash& fragment) c
   for (const auto& [id, other] : uploads_)
     if (other.get() != &upload && other->staged_sizes.count(fragment)) return true;
   return false;
+}
+
+void Receiver::rest(const Uuid& id, std::int64_t now_ms) {
+  const std::int64_t at = now_ms + config_.resume_window_ms;
+  resting_[id] = at;
+  resting_due_ms_ = std::min(resting_due_ms_, at);
+}
+
+void Receiver::expire_resting(std::int64_t now_ms, const StillNeeded& still_needed, Output& out) {
+  if (now_ms < resting_due_ms_) return;  // flushes run every pass of the broker's loop
+  resting_due_ms_ = std::numeric_limits<std::int64_t>::max();
+  for (auto it = resting_.begin(); it != resting_.end();) {
+    if (it->second > now_ms) {
+      resting_due_ms_ = std::min(resting_due_ms_, it->second);
+      ++it;
+      continue;
+    }
+    const Uuid id = it->first;
+    it = resting_.erase(it);
+    const auto record = durable_.find_upload(id);
+    if (!record || uploads_.count(id)) continue;  // finished or aborted meanwhile, or begun again
+    // Only its part list is read: what is dropped need not be hashed again.
+    Upload expired;
+    expired.record = *record;
+    try {
+      durable_.read_upload_parts(id, [&](const Hash& hash, std::span<const std::uint8_t> data) {
+        expired.durable_parts.insert(hash);
+        expired.durable_bytes += static_cast<std::int64_t>(data.size());
+      });
+    } catch (const std::exception& e) {
+      out.log(LogLevel::warning, "upload " + id.to_string() + ": " + e.what() +
+                                     "; its record is dropped without those parts");
+    }
+    ++metrics_.uploads_expired;
+    drop(expired,
+         "nobody resumed it within " + std::to_string(config_.resume_window_ms) + " ms (" +
+             std::to_string(expired.durable_bytes) + " durable bytes)",
+         still_needed, out);
+  }
 }
 
 void Receiver::drop(const Upload& upload, const std::string& failure,

@@ -184,6 +184,15 @@ std::optional<UploadRecord> TrackerStore::find_upload(const Uuid& id) const {
   return upload_of(key_of(id), *value);
 }
 
+std::vector<Uuid> TrackerStore::upload_ids() const {
+  std::vector<Uuid> ids;
+  lmdb::Txn txn(env_, true);
+  txn.for_each(uploads_, {}, [&](std::string_view key, std::string_view value) {
+    ids.push_back(upload_of(key, value).id);
+  });
+  return ids;
+}
+
 void TrackerStore::read_upload_parts(
     const Uuid& upload,
     const std::function<void(const Hash&, std::span<const std::uint8_t>)>& fn) const {

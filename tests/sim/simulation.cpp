@@ -1130,7 +1130,9 @@ std::string Simulation::check_uploads_and_gets() const {
   if (receiver_ && receiver_->uploads_in_progress() != 0)
     return std::to_string(receiver_->uploads_in_progress()) + " uploads still in memory";
   if (!tracker_store_.uploads.empty())
-    return std::to_string(tracker_store_.uploads.size()) + " uploads still in the tracker's store";
+    return std::to_string(tracker_store_.uploads.size()) +
+           " uploads still in the tracker's store, the first " +
+           tracker_store_.uploads.begin()->first.to_string();
   return {};
 }
 
@@ -1363,6 +1365,9 @@ Result Simulation::run() {
         receiver_config_.chunk_bytes_max * static_cast<std::size_t>(between(2, 6));
     receiver_config_.idle_timeout_ms = 3'000;
   }
+  // Longer than any pause of an uploader that comes back, shorter than the convergence time:
+  // an upload nobody comes back for (its abort lost) leaves the store within it.
+  receiver_config_.resume_window_ms = 30'000;
   drop_ = static_cast<double>(between(0, 100)) / 1000.0;
   duplicate_ = static_cast<double>(between(0, 50)) / 1000.0;
   delay_max_ms_ = between(5, 800);

@@ -133,6 +133,11 @@ struct TrackerMemoryStore final : ingest::DurableUploads {
     if (it == uploads.end()) return std::nullopt;
     return it->second;
   }
+  std::vector<Uuid> upload_ids() const override {
+    std::vector<Uuid> ids;
+    for (const auto& [id, record] : uploads) ids.push_back(id);
+    return ids;
+  }
   void read_upload_parts(
       const Uuid& id,
       const std::function<void(const Hash&, std::span<const std::uint8_t>)>& fn) const override {

@@ -586,6 +586,85 @@ TEST_F(ReceiverTest, AnIdleUploadLeavesMemoryAndResumesFromWhatIsDurable) {
   EXPECT_EQ(answers().back().state, State::published);
 }
 
+// A begin that arrives after the abort that ended its upload (retried by an uploader that heard
+// nothing) opens it again for nobody; with nothing durable, it is forgotten as it leaves memory.
+TEST_F(ReceiverTest, AnUploadThatLeavesMemoryWithNothingDurableIsForgotten) {
+  begin(0, upload_a, file);
+  message(1, topics::abort, encode(Abort{upload_a}));
+  flush(2);
+  EXPECT_EQ(store.uploads.count(upload_a), 0u);
+  begin(3, upload_a, file);  // the duplicate
+  flush(4);
+  EXPECT_EQ(store.uploads.count(upload_a), 1u);
+  flush(4 + config.idle_timeout_ms + 1);
+  EXPECT_EQ(receiver->uploads_in_progress(), 0u);
+  EXPECT_EQ(store.uploads.count(upload_a), 0u) << "nothing to resume, nothing kept";
+
+  begin(5'000, upload_b, file);
+  flush(5'001);
+  receiver->on_disconnect("uploader");
+  flush(5'002);
+  EXPECT_EQ(store.uploads.count(upload_b), 0u) << "nor when its uploader disconnects";
+  answers();
+  begin(6'000, upload_b, file);
+  EXPECT_EQ(only_answer(), Status::receiving(upload_b, 0, 100, 400)) << "it begins anew";
+}
+
+TEST_F(ReceiverTest, AnUploadNobodyResumesWithinTheWindowIsDroppedWithItsParts) {
+  config.resume_window_ms = 10'000;
+  restart();
+  begin(0, upload_a, file);
+  chunks(1, upload_a, file.content, 0, 300);
+  flush(2);
+  ASSERT_EQ(store.upload_parts.at(upload_a).size(), 3u);
+  flush(1'003);  // idle: it leaves memory at 1,003 ms
+  EXPECT_EQ(receiver->uploads_in_progress(), 0u);
+  flush(11'002);
+  EXPECT_EQ(store.uploads.count(upload_a), 1u) << "still within its window";
+  answers();
+  flush(11'003);
+  EXPECT_EQ(store.uploads.count(upload_a), 0u);
+  EXPECT_EQ(store.upload_parts.count(upload_a), 0u);
+  EXPECT_TRUE(store.staged.empty()) << "its parts go with it";
+  EXPECT_EQ(receiver->metrics().uploads_expired, 1u);
+  EXPECT_EQ(only_answer().reason, "nobody resumed it within 10000 ms (300 durable bytes)");
+  begin(12'000, upload_a, file);
+  EXPECT_EQ(only_answer(), Status::receiving(upload_a, 0, 100, 400)) << "a begin starts anew";
+}
+
+TEST_F(ReceiverTest, AnUploadResumedWithinTheWindowIsKeptAndGetsAWholeWindowWhenItLeavesAgain) {
+  config.resume_window_ms = 10'000;
+  restart();
+  begin(0, upload_a, file);
+  chunks(1, upload_a, file.content, 0, 300);
+  flush(2);
+  flush(1'003);  // idle
+  begin(9'000, upload_a, file);
+  EXPECT_EQ(receiver->metrics().uploads_resumed, 1u);
+  flush(11'003);  // its first window ends, and it is idle again: it leaves memory now
+  EXPECT_EQ(receiver->uploads_in_progress(), 0u);
+  EXPECT_EQ(store.uploads.count(upload_a), 1u) << "resumed, its first window no longer counts";
+  flush(21'002);
+  EXPECT_EQ(store.uploads.count(upload_a), 1u);
+  flush(21'003);
+  EXPECT_EQ(store.uploads.count(upload_a), 0u);
+}
+
+TEST_F(ReceiverTest, UploadsStoredBeforeARestartGetAWholeWindowFromTheFirstFlush) {
+  config.resume_window_ms = 10'000;
+  restart();
+  begin(0, upload_a, file);
+  chunks(1, upload_a, file.content, 0, 300);
+  flush(2);
+  restart();  // the broker restarts: the upload is only in the store
+  flush(50'000);
+  flush(59'999);
+  EXPECT_EQ(store.uploads.count(upload_a), 1u);
+  flush(60'000);
+  EXPECT_EQ(store.uploads.count(upload_a), 0u);
+  EXPECT_EQ(receiver->metrics().uploads_expired, 1u);
+}
+
 TEST_F(ReceiverTest, AfterARestartBeginResumesFromTheDurableParts) {
   begin(0, upload_a, file);
   chunks(1, upload_a, file.content, 0, 300);

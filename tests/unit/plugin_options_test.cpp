@@ -62,6 +62,7 @@ TEST(PluginOptions, EveryOptionIsRead) {
                          {"ingest_uploads_per_client", "1"},
                          {"ingest_file_size_max", "100"},
                          {"ingest_idle_timeout_ms", "1000"},
+                         {"ingest_resume_window_ms", "3600000"},
                          {"fetch_users", "carol ,dave"},
                          {"fetch_bytes_per_client", "2097152"},
                          {"repair_delay_ms", "3000"},
@@ -90,6 +91,7 @@ TEST(PluginOptions, EveryOptionIsRead) {
   EXPECT_EQ(o.ingest.uploads_per_client_max, 1u);
   EXPECT_EQ(o.ingest.file_size_bytes_max, 100);
   EXPECT_EQ(o.ingest.idle_timeout_ms, 1000);
+  EXPECT_EQ(o.ingest.resume_window_ms, 3'600'000);
   EXPECT_EQ(o.fetch.users, (std::vector<std::string>{"carol", "dave"}));
   EXPECT_FALSE(o.fetch.anyone);
   EXPECT_EQ(o.fetch.bytes_per_client, 2097152u);

@@ -146,6 +146,10 @@ struct ReceiverConfig {
   std::size_t uploads_per_client_max = 2;
   std::int64_t file_size_bytes_max = std::int64_t{1} << 40;
   std::int64_t idle_timeout_ms = 600'000;
+  // How long an upload out of memory (idle, its uploader gone, the tracker restarted) keeps its
+  // record and durable parts for a resume; then it is dropped as an aborted one is. Without it
+  // an upload nobody comes back for (mqds put killed, its abort lost) stays stored for ever.
+  std::int64_t resume_window_ms = 86'400'000;
 };
 
 // Whether the publisher of a message may upload; the adapter decides (plugin_opt_ingest_users).
@@ -158,6 +162,8 @@ class DurableUploads {
  public:
   virtual ~DurableUploads() = default;
   virtual std::optional<UploadRecord> find_upload(const Uuid& id) const = 0;
+  // Every stored upload record; read once, when the tracker starts.
+  virtual std::vector<Uuid> upload_ids() const = 0;
   // Calls fn(hash, content) for the upload's durable parts in order (content valid during the
   // call); throws if one cannot be read.
   virtual void read_upload_parts(
@@ -189,6 +195,7 @@ struct ReceiverMetrics {
   std::uint64_t uploads_failed = 0;
   std::uint64_t uploads_idle = 0;      // left memory after idle_timeout_ms
   std::uint64_t uploads_released = 0;  // left memory because their uploader disconnected
+  std::uint64_t uploads_expired = 0;   // dropped from the store after resume_window_ms
   std::uint64_t received_bytes = 0;
   std::uint64_t chunks_refused = 0;     // answered with a Reason, at most once per pass
   std::uint64_t chunks_duplicated = 0;  // bytes it held already: ignored
@@ -256,6 +263,10 @@ class Receiver {
   // parts that neither `still_needed` nor another upload in memory uses.
   void drop(const Upload& upload, const std::string& failure, const StillNeeded& still_needed,
             Output& out);
+  // The upload left memory at `now_ms` with something durable: it waits for a resume.
+  void rest(const Uuid& id, std::int64_t now_ms);
+  // Drops the stored uploads out of memory whose resume window has passed.
+  void expire_resting(std::int64_t now_ms, const StillNeeded& still_needed, Output& out);
   bool shared_with_another(const Upload& upload, const Hash& fragment) const;
 
   ReceiverConfig config_;
@@ -263,6 +274,11 @@ class Receiver {
   const DurableUploads& durable_;
   ReceiverMetrics metrics_;
   std::map<Uuid, std::unique_ptr<Upload>> uploads_;
+  // Uploads in the store but not in memory, and when each is dropped unless begun again. Those
+  // stored before the tracker started are read at the first flush, and given a whole window.
+  std::map<Uuid, std::int64_t> resting_;
+  std::int64_t resting_due_ms_ = std::numeric_limits<std::int64_t>::max();  // the earliest
+  bool resting_loaded_ = false;
 };
 
 // ---- Sender: the uploader's side -------------------------------------------------------------

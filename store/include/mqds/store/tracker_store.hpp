@@ -50,6 +50,7 @@ class TrackerStore final : public ingest::DurableUploads {
                    const std::function<void(std::span<const std::uint8_t>)>& fn) const;
 
   std::optional<UploadRecord> find_upload(const Uuid& id) const override;
+  std::vector<Uuid> upload_ids() const override;
   // Calls fn(hash, content) for the upload's fragments in order; throws if one is not staged.
   void read_upload_parts(
       const Uuid& upload,
