@@ -16,6 +16,7 @@
 #include "hashing.hpp"
 #include "joins.hpp"
 #include "overhead.hpp"
+#include "repair.hpp"
 #include "report.hpp"
 #include "runtime/allocator.hpp"
 #include "services.hpp"
@@ -37,9 +38,10 @@ void raise_open_file_limit() {
 int main(int argc, char** argv) {
   using namespace mqds::bench;
   CLI::App app{"mqds benchmarks, each against a baseline measured in the same run"};
-  const std::vector<std::string> all = {"hashing", "overhead", "transfer", "joins"};
+  const std::vector<std::string> all = {"hashing", "overhead", "transfer", "repair", "joins"};
   std::vector<std::string> sections = all;
   TransferOptions transfer;
+  RepairOptions repair;
   JoinOptions joins;
   std::uint64_t file_mib = 1024;
   std::string work_parent = std::filesystem::temp_directory_path().string();
@@ -47,7 +49,10 @@ int main(int argc, char** argv) {
   app.add_option("--file-mib", file_mib, "size of the file put and got back, MiB")
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("--edges", transfer.edges, "mqds-edge processes")->check(CLI::Range(1, 64));
-  app.add_option("--replicas", transfer.replicas, "k for the transfer")->check(CLI::Range(1, 16));
+  app.add_option("--replicas", transfer.replicas, "k for the transfer and the repair")
+      ->check(CLI::Range(1, 16));
+  app.add_option("--repair-edges", repair.edges, "mqds-edge processes of the repair, one lost")
+      ->check(CLI::Range(3, 64));
   app.add_option("--fleet", joins.fleet, "simulated boards joining at once")
       ->check(CLI::Range(1, 10000));
   app.add_option("--view-clients", joins.view_clients, "holders of the large view")
@@ -59,6 +64,8 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingDirectory);
   CLI11_PARSE(app, argc, argv);
   transfer.file_bytes = file_mib << 20;
+  repair.file_bytes = transfer.file_bytes;
+  repair.replicas = transfer.replicas;
   raise_open_file_limit();
   // The raw pipeline's clients live in this process: they get the same allocator settings as
   // mqds-edge and mqds, so the baseline is not slowed by page faults ours avoid.
@@ -88,6 +95,11 @@ int main(int argc, char** argv) {
     const WorkDir dir(work_parent);
     transfer.work_dir = dir.path();
     run_transfer(report, transfer);
+  });
+  run("repair", [&] {
+    const WorkDir dir(work_parent);
+    repair.work_dir = dir.path();
+    run_repair(report, repair);
   });
   run("joins", [&] { run_joins(report, joins); });
   return report.print(stdout) ? 0 : 2;

@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <charconv>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -29,61 +28,6 @@ namespace mqds::bench {
 
 namespace {
 
-constexpr std::size_t chunk_bytes =
-    1u << 20;  // the plugin's default fragment size, and the raw message size
-
-double mb(std::uint64_t bytes) {
-  return static_cast<double>(bytes) / 1e6;
-}
-
-std::uint64_t chunks_of(std::uint64_t bytes) {
-  return (bytes + chunk_bytes - 1) / chunk_bytes;
-}
-
-// The number a raw message's topic ends with (bench/raw/<n>, bench/fanin/<n>).
-std::uint64_t index_of(const mosquitto_message& m) {
-  const std::string_view topic(m.topic);
-  const auto digits = topic.substr(topic.rfind('/') + 1);
-  std::uint64_t index = 0;
-  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
-  if (ec != std::errc() || end != digits.data() + digits.size())
-    throw Failure("unexpected topic " + std::string(topic));
-  return index;
-}
-
-constexpr const char* bytes_sent_topic = "$SYS/broker/bytes/sent";
-
-// Waits until `done`, checking `failed` (which throws what went wrong elsewhere) along the way.
-template <typename Done, typename Failed>
-void wait_until(Done done, Failed failed, const std::string& what) {
-  const auto deadline = Clock::now() + 10min;
-  while (!done()) {
-    failed();
-    if (Clock::now() > deadline) throw Failure(what + " did not happen within 10 minutes");
-    std::this_thread::sleep_for(1ms);
-  }
-}
-
-std::uint64_t to_u64(const std::string& text) {
-  try {
-    return std::stoull(text);
-  } catch (const std::exception&) {
-    throw Failure("not a number: \"" + text + "\"");
-  }
-}
-
-bool same_content(const std::string& a, const std::string& b) {
-  std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
-  std::vector<char> ba(chunk_bytes), bb(chunk_bytes);
-  while (fa && fb) {
-    fa.read(ba.data(), static_cast<std::streamsize>(ba.size()));
-    fb.read(bb.data(), static_cast<std::streamsize>(bb.size()));
-    if (fa.gcount() != fb.gcount() || !std::equal(ba.begin(), ba.begin() + fa.gcount(), bb.begin()))
-      return false;
-  }
-  return !fa && !fb;
-}
-
 struct Measured {
   double seconds = 0;
   double upload_seconds = 0;  // ours: until FileInfoPublished
@@ -93,19 +37,10 @@ struct Measured {
 // Ours: put, then get.
 std::pair<Measured, Measured> run_ours(const TransferOptions& options, const std::string& input) {
   broker_test::Broker broker(
-      production_broker(true, {{"replicas", std::to_string(options.replicas)},
-                               {"startup_settle_ms", "0"},
-                               {"ingest_users", "*"},
-                               {"fetch_users", "*"},
-                               {"metrics_interval_ms", "500"}}));
+      production_broker(true, ours_options(options.replicas, {{"metrics_interval_ms", "500"}})));
   require(broker.start(), "broker with the plugin");
   const std::string port = std::to_string(broker.port());
-  std::vector<std::unique_ptr<edge_test::EdgeProcess>> edges;
-  for (int i = 1; i <= options.edges; ++i) {
-    edges.push_back(
-        std::make_unique<edge_test::EdgeProcess>("edge-" + std::to_string(i), options.work_dir));
-    require(edges.back()->start(broker.port(), {"-q"}), "mqds-edge");
-  }
+  auto edges = start_edges(broker.port(), options.edges, options.work_dir);
   Watcher watcher(broker.port(), {"$SYS/broker/mqds/#", bytes_sent_topic, "files/info"});
   watcher.wait_value("$SYS/broker/mqds/clients/registered", std::to_string(options.edges), 30s);
   const std::uint64_t bytes_before = to_u64(watcher.fresh(bytes_sent_topic));

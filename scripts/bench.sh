@@ -3,7 +3,7 @@
 # with the test harness the benchmarks drive), then runs every benchmark against its baseline and
 # prints the table and one `NAME: ratio X (target Y)` line per target. Arguments go to
 # mqds_bench: `scripts/bench.sh transfer --file-mib 256`, `scripts/bench.sh --help`.
-# Takes about 10 minutes on 2 cores; needs about 6 GB free in $TMPDIR (or --work-dir).
+# Takes about 11 minutes on 2 cores; needs about 6 GB free in $TMPDIR (or --work-dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v openssl >/dev/null; then  # the hashing baseline is `openssl speed`
