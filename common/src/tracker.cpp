@@ -76,6 +76,7 @@ Output Tracker::goodbye(std::int64_t now_ms) {
   for (const auto& [id, meta] : view_.clients()) clients.push_back(id);
   for (const auto& id : clients) view_.remove_client(id);
   cbor_receivers_.clear();
+  late_obtained_.clear();
   joins_.clear();
   rounds_.clear();
   repairs_in_flight_ = 0;
@@ -315,6 +316,13 @@ void Tracker::keep_for_replays(const Publish& publish) {
 void Tracker::on_join_requested(std::int64_t now_ms, const ClientId& sender,
                                 const ClientJoinRequested& e, Output& out) {
   const bool resync = view_.is_registered(sender);
+  // A copy it lists as obtained while a round still waits for its Obtained: that Obtained left
+  // before this request and is still on its way, and the join plan deletes the copy (no Ended
+  // named it). Arriving later, it must not confirm a later round's Delivered of the fragment.
+  for (const auto& [hash, round] : rounds_)
+    if (round.stage == Round::Stage::delivering && round.receivers.count(sender) &&
+        !round.settled.count(sender) && e.obtained_fragments.count(hash))
+      late_obtained_[sender].insert(hash);
   // The join plan is computed without the rounds in progress: a temporary copy the client
   // reports that no Ended named it for yet is one it must delete. So the rounds must forget it
   // too, also when it was lost and kept its place for what it had obtained: an Ended that named
@@ -522,6 +530,18 @@ void Tracker::on_requested(std::int64_t now_ms, const ClientId& sender,
 
 void Tracker::on_obtained(std::int64_t now_ms, const ClientId& sender, const Hash& hash, bool ok,
                           Output& out) {
+  // An Obtained on its way when its sender joined again (late_obtained_) confirms the copy that
+  // join deleted, not any round's Delivered since: the Obtained carries nothing else to tell them
+  // apart by.
+  if (auto late = late_obtained_.find(sender); ok && late != late_obtained_.end())
+    if (auto copy = late->second.find(hash); copy != late->second.end()) {
+      late->second.erase(copy);
+      if (late->second.empty()) late_obtained_.erase(late);
+      out_of_place("Obtained for " + hash.to_hex() + " from '" + sender +
+                       "' confirms a copy its join deleted",
+                   out);
+      return;
+    }
   const auto it = rounds_.find(hash);
   Round* round = it == rounds_.end() ? nullptr : &it->second;
   // Requesting, a target that cannot take the fragment says so with Failed instead of Requested;
@@ -554,6 +574,7 @@ std::uint64_t Tracker::unregister(std::int64_t now_ms, const ClientId& client, b
   endpoints_released_ = true;
   cbor_receivers_.erase(client);
   trimmable_.erase(client);
+  late_obtained_.erase(client);  // its connection, which carried them, is gone
   const std::uint64_t revision = bump_revision(now_ms, out);
   if (publish_goodbye) announce(ClientGoodbye{random_.next_uuid(), client, revision}, out);
   withdraw_from_rounds(now_ms, client, true, out);

@@ -1516,6 +1516,43 @@ TEST_F(TrackerHoldings, ClientLostAfterObtainedThatJoinsBeforeTheEndedIsNotNamed
   EXPECT_TRUE(tracker->is_staged(fragment.hash)) << "one holder of k: the staging stays";
 }
 
+// A receiver joins again after it sent its Obtained, before that Obtained arrives: its join
+// deletes the copy (no Ended named it), the round ends without it, and the next round offers the
+// fragment to it again. The Obtained still on its way confirms the deleted copy, not the next
+// round's Delivered (seed 90731 of the simulation: the tracker counted a copy that was gone and
+// dropped the staging).
+TEST_F(TrackerHoldings, ObtainedOnItsWayWhenTheReceiverJoinedAgainConfirmsNoLaterRound) {
+  requested(started_at_ms + 10, chosen[0]);
+  requested(started_at_ms + 10, chosen[1]);
+  obtained(started_at_ms + 20, chosen[1]);
+
+  auto r = request(chosen[0]);
+  r.known_file_infos = {{file.hash, file.metadata}};
+  r.obtained_fragments = {{fragment.hash, {fragment.size_bytes()}}};
+  const MessageResult rejoin = send(started_at_ms + 30, chosen[0], r);
+  EXPECT_EQ(only<ClientJoinAccepted>(rejoin.output).remove_fragment_infos,
+            std::set<Hash>{fragment.hash});
+  EXPECT_EQ(only<FragmentDistributionEnded>(rejoin.output).receivers,
+            std::set<ClientId>{chosen[1]});
+  const auto offered = publishes_of<FragmentDistributionStarted>(rejoin.output);
+  ASSERT_EQ(offered.size(), 1u) << describe(rejoin.output);
+  ASSERT_EQ(offered.front()->to, std::optional<ClientId>(chosen[0]));
+  send(started_at_ms + 40, chosen[0], ClientJoinSucceeded{ids(), r.event_id});
+  ASSERT_EQ(delivered_targets(requested(started_at_ms + 50, chosen[0]).output),
+            std::vector<std::string>{chosen[0]});
+
+  const MessageResult late = obtained(started_at_ms + 60, chosen[0]);
+  EXPECT_TRUE(all_of<FragmentDistributionEnded>(late.output).empty()) << describe(late.output);
+  EXPECT_FALSE(tracker->view().holds(chosen[0], fragment.hash));
+  EXPECT_TRUE(tracker->is_staged(fragment.hash)) << "one holder of k: the staging stays";
+
+  const MessageResult confirmed = obtained(started_at_ms + 70, chosen[0]);
+  EXPECT_EQ(only<FragmentDistributionEnded>(confirmed.output).receivers,
+            std::set<ClientId>{chosen[0]});
+  EXPECT_TRUE(tracker->view().holds(chosen[0], fragment.hash));
+  EXPECT_FALSE(tracker->is_staged(fragment.hash));
+}
+
 // --- Restart from the durable store
 // ---------------------------------------------------------------
 

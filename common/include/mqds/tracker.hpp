@@ -423,6 +423,10 @@ class Tracker {
   std::map<Hash, std::int64_t> staged_;  // hash -> size
   std::map<ClientId, std::set<Hash>> holdings_;
   std::map<Hash, Round> rounds_;
+  // Obtained still on their way from a client that joined again and listed those copies, which
+  // its join deleted: each is ignored when it arrives (see on_join_requested). Forgotten when the
+  // client leaves.
+  std::map<ClientId, std::multiset<Hash>> late_obtained_;
   // Registered clients whose last successful join accepted Delivered in CBOR; forgotten when
   // they leave, so it never holds more than the registered clients.
   std::set<ClientId> cbor_receivers_;
