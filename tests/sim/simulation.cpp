@@ -128,6 +128,8 @@ class Simulation {
   // are dropped before the machine sees the store.
   void verify_store(std::size_t i);
   void check_safety();
+  // A trim in a ClientJoinAccepted to `client` leaves k copies the tracker counts.
+  void check_trims(const ClientId& client, const std::string& payload);
 
   void tick();
   void crash(std::size_t i, bool graceful);
@@ -742,6 +744,36 @@ void Simulation::check_safety() {
   tracker_dirty_ = false;
 }
 
+void Simulation::check_trims(const ClientId& client, const std::string& payload) {
+  const auto decoded = decode(topics::client_join_accepted, payload);
+  if (!decoded.ok()) {
+    violation("tracker published an undecodable ClientJoinAccepted: " +
+              decoded.error().to_string());
+    return;
+  }
+  const auto& accepted = std::get<ClientJoinAccepted>(decoded.value());
+  // A surplus copy the client deletes is listed in both RemoveFragmentInfos and AddFragmentInfos,
+  // and the tracker counts it nowhere from then on (trimming()); an unconfirmed copy it deletes
+  // may be listed in both too, but is no trim. The copies that stay must be k the tracker counts:
+  // registered holders, none of them deleting theirs. (Checked against the tracker's own count: a
+  // copy a board lost without saying so is the repair's business, not a trim's.)
+  const auto trimmed = tracker_->trimming().find(client);
+  for (const auto& hash : accepted.remove_fragment_infos) {
+    if (!accepted.add_fragment_infos.count(hash) || trimmed == tracker_->trimming().end() ||
+        !trimmed->second.count(hash))
+      continue;
+    std::size_t staying = 0;
+    for (const auto& holder : tracker_->view().holders(hash)) {
+      const auto trims = tracker_->trimming().find(holder);
+      if (holder != client && (trims == tracker_->trimming().end() || !trims->second.count(hash)))
+        ++staying;
+    }
+    if (staying < tracker_config_.replicas)
+      violation(client + " was told to delete its copy of " + hash.to_hex() + " with " +
+                std::to_string(staying) + " copies that count staying, fewer than k");
+  }
+}
+
 void Simulation::restart_tracker_from_store() {
   // What the plugin does when a commit fails: nothing of the batch was stored, so nothing of it
   // is sent; the tracker is rebuilt from what is durable and says TrackerHello, and every client
@@ -801,6 +833,7 @@ void Simulation::apply_tracker(Output out, bool may_fail) {
         for (const auto& receiver : ended.receivers) named_in_ended_.emplace(receiver, ended.hash);
       }
     }
+    if (p.topic == topics::client_join_accepted && p.to) check_trims(*p.to, p.payload);
     if (p.to && *p.to == uploader_id) {
       const std::uint64_t epoch = uploader_epoch_;
       const std::string payload = p.payload;
